@@ -1,0 +1,223 @@
+/*
+ * qvl: the offline command line — the libraries of the server, run in-process.
+ *
+ *   qvl mkmodel (--preset tiny|2b | --config FILE) [--seed N] [--dtype bf16|f32] --out DIR
+ *   qvl inspect [--model] DIR
+ *
+ * Each subcommand parses its own flags and calls library code; nothing here is needed by the
+ * daemon or the responders. Exit status: 0 success, 1 the work failed (the message names the
+ * file and the problem), 2 bad usage.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json.h>
+
+#include "log.h"
+#include "mkmodel.h"
+#include "model_config.h"
+#include "model_weights.h"
+#include "qerr.h"
+#include "safetensors.h"
+
+static void usage(FILE *f)
+{
+	fputs("usage: qvl COMMAND [ARGS]\n"
+	      "\n"
+	      "commands:\n"
+	      "  mkmodel (--preset tiny|2b | --config FILE) [--seed N] [--dtype bf16|f32] --out DIR\n"
+	      "          make a Hugging Face-style model directory with random weights\n"
+	      "  inspect [--model] DIR\n"
+	      "          load a model directory (config, weights, shapes) and print a summary\n"
+	      "\n"
+	      "QVL_LOG_LEVEL=debug|info|warn|err sets the log level.\n",
+	      f);
+}
+
+static int fail(const qerr *e)
+{
+	fprintf(stderr, "qvl: %s\n", e->msg);
+	return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	if (!s || !*s || *s == '-')
+		return -1;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int cmd_mkmodel(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "preset", required_argument, NULL, 'p' }, { "config", required_argument, NULL, 'c' },
+		{ "seed", required_argument, NULL, 's' },   { "dtype", required_argument, NULL, 'd' },
+		{ "out", required_argument, NULL, 'o' },    { "threads", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+	};
+	mkmodel_opts o = { .dtype = ST_BF16 };
+	uint64_t v;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': o.preset = optarg; break;
+		case 'c': o.config_path = optarg; break;
+		case 'o': o.out_dir = optarg; break;
+		case 's':
+			if (parse_u64(optarg, &o.seed)) {
+				fprintf(stderr, "qvl mkmodel: --seed: '%s' is not a non-negative integer\n", optarg);
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_u64(optarg, &v) || v > 1024) {
+				fprintf(stderr, "qvl mkmodel: --threads: '%s' is not a thread count\n", optarg);
+				return 2;
+			}
+			o.threads = (int)v;
+			break;
+		case 'd':
+			if (!strcmp(optarg, "bf16") || !strcmp(optarg, "bfloat16"))
+				o.dtype = ST_BF16;
+			else if (!strcmp(optarg, "f32") || !strcmp(optarg, "float32"))
+				o.dtype = ST_F32;
+			else if (!strcmp(optarg, "f16") || !strcmp(optarg, "float16"))
+				o.dtype = ST_F16;
+			else {
+				fprintf(stderr, "qvl mkmodel: --dtype: '%s' is not bf16, f16 or f32\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc || !o.out_dir || (!o.preset == !o.config_path)) {
+		fprintf(stderr, "qvl mkmodel: give exactly one of --preset or --config, and --out DIR\n");
+		return 2;
+	}
+	qerr e = {0};
+	if (mkmodel_run(&o, &e))
+		return fail(&e);
+	return 0;
+}
+
+static const char *arch_name(model_arch a)
+{
+	return a == MODEL_ARCH_QWEN3_VL ? "qwen3_vl" : "qwen3";
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': dir = optarg; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!dir && optind < argc)
+		dir = argv[optind++];
+	if (!dir || optind != argc) {
+		fprintf(stderr, "qvl inspect: give one model directory\n");
+		return 2;
+	}
+	qerr e = {0};
+	model_config mc;
+	generation_config gc;
+	preprocessor_config pc;
+	model_weights w;
+	if (model_config_load_dir(dir, &mc, &gc, &pc, &e))
+		return fail(&e);
+	if (model_weights_open(dir, &mc, &w, &e))
+		return fail(&e);
+
+	uint64_t params = 0, bytes = 0;
+	int dtypes = 0;
+	for (size_t i = 0; i < st_set_count(w.st); i++) {
+		const st_tensor *t = st_set_tensor(w.st, i);
+		params += t->numel;
+		bytes += t->nbytes;
+		dtypes |= 1 << t->dtype;
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "model", json_object_new_string(dir));
+	json_object_object_add(o, "model_type", json_object_new_string(arch_name(mc.arch)));
+	json_object_object_add(o, "tensors", json_object_new_int64((int64_t)st_set_count(w.st)));
+	json_object_object_add(o, "parameters", json_object_new_int64((int64_t)params));
+	json_object_object_add(o, "bytes", json_object_new_int64((int64_t)bytes));
+	json_object *dt = json_object_new_array();
+	for (int d = ST_BF16; d <= ST_F32; d++)
+		if (dtypes & (1 << d))
+			json_object_array_add(dt, json_object_new_string(st_dtype_name((st_dtype)d)));
+	json_object_object_add(o, "dtypes", dt);
+	json_object_object_add(o, "tied_embeddings", json_object_new_boolean(w.lm_head == w.embed_tokens));
+	json_object *t = json_object_new_object();
+	json_object_object_add(t, "layers", json_object_new_int(mc.text.num_hidden_layers));
+	json_object_object_add(t, "hidden_size", json_object_new_int(mc.text.hidden_size));
+	json_object_object_add(t, "heads", json_object_new_int(mc.text.num_attention_heads));
+	json_object_object_add(t, "kv_heads", json_object_new_int(mc.text.num_key_value_heads));
+	json_object_object_add(t, "head_dim", json_object_new_int(mc.text.head_dim));
+	json_object_object_add(t, "vocab_size", json_object_new_int(mc.text.vocab_size));
+	json_object_object_add(o, "text", t);
+	if (mc.has_vision) {
+		json_object *v = json_object_new_object();
+		json_object_object_add(v, "depth", json_object_new_int(mc.vision.depth));
+		json_object_object_add(v, "hidden_size", json_object_new_int(mc.vision.hidden_size));
+		json_object_object_add(v, "heads", json_object_new_int(mc.vision.num_heads));
+		json_object *ds = json_object_new_array();
+		for (int k = 0; k < mc.vision.n_deepstack; k++)
+			json_object_array_add(ds, json_object_new_int(mc.vision.deepstack_visual_indexes[k]));
+		json_object_object_add(v, "deepstack_visual_indexes", ds);
+		json_object_object_add(o, "vision", v);
+	}
+	json_object *eos = json_object_new_array();
+	for (int k = 0; k < gc.n_eos; k++)
+		json_object_array_add(eos, json_object_new_int(gc.eos_token_ids[k]));
+	json_object_object_add(o, "eos_token_ids", eos);
+	puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+	model_weights_deinit(&w);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(cmd, "--version")) {
+		puts(PACKAGE_STRING);
+		return 0;
+	}
+	if (!strcmp(cmd, "mkmodel"))
+		return cmd_mkmodel(argc - 1, argv + 1);
+	if (!strcmp(cmd, "inspect"))
+		return cmd_inspect(argc - 1, argv + 1);
+	fprintf(stderr, "qvl: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
