@@ -3,6 +3,8 @@
  *
  *   qvl mkmodel (--preset tiny|2b | --config FILE) [--seed N] [--dtype bf16|f32] --out DIR
  *   qvl inspect [--model] DIR
+ *   qvl tokenize --model DIR [--chat]      (standard input: text, or a chat request with --chat)
+ *   qvl detokenize --model DIR [--skip-special-tokens]   (standard input: a JSON array of ids)
  *
  * Each subcommand parses its own flags and calls library code; nothing here is needed by the
  * daemon or the responders. Exit status: 0 success, 1 the work failed (the message names the
@@ -14,15 +16,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <json.h>
 
+#include "alloc.h"
+#include "chat_template.h"
+#include "jsonx.h"
 #include "log.h"
 #include "mkmodel.h"
 #include "model_config.h"
 #include "model_weights.h"
 #include "qerr.h"
 #include "safetensors.h"
+#include "strbuf.h"
+#include "tokenizer.h"
 
 static void usage(FILE *f)
 {
@@ -33,6 +41,11 @@ static void usage(FILE *f)
 	      "          make a Hugging Face-style model directory with random weights\n"
 	      "  inspect [--model] DIR\n"
 	      "          load a model directory (config, weights, shapes) and print a summary\n"
+	      "  tokenize --model DIR [--chat]\n"
+	      "          print the token ids of standard input as a JSON array; with --chat, read an\n"
+	      "          OpenAI chat-completions request and print the rendered prompt and its ids\n"
+	      "  detokenize --model DIR [--skip-special-tokens]\n"
+	      "          read a JSON array of ids and print their text\n"
 	      "\n"
 	      "QVL_LOG_LEVEL=debug|info|warn|err sets the log level.\n",
 	      f);
@@ -198,6 +211,169 @@ static int cmd_inspect(int argc, char **argv)
 	return 0;
 }
 
+/* Requests and id lists read from standard input are capped (the web server caps bodies too). */
+#define MAX_STDIN_BYTES (256u << 20)
+
+/* All of standard input, byte-exact. */
+static int read_stdin(strbuf *b, qerr *e)
+{
+	char buf[65536];
+	for (;;) {
+		ssize_t r = read(0, buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return qerr_set(e, QERR_IO, "standard input: %s", strerror(errno));
+		if (r == 0)
+			return 0;
+		if (b->len + (size_t)r > MAX_STDIN_BYTES)
+			return qerr_set(e, QERR_LIMIT, "standard input: more than %u bytes", MAX_STDIN_BYTES);
+		strbuf_add(b, buf, (size_t)r);
+	}
+}
+
+static int load_tokenizer(const char *dir, tokenizer **t, qerr *e)
+{
+	char *path = xasprintf("%s/tokenizer.json", dir);
+	int rc = tok_load(path, t, e);
+	free(path);
+	return rc;
+}
+
+static void print_ids(strbuf *out, const tok_ids *ids)
+{
+	strbuf_addc(out, '[');
+	for (size_t i = 0; i < ids->n; i++)
+		strbuf_addf(out, i ? ", %d" : "%d", ids->v[i]);
+	strbuf_addc(out, ']');
+}
+
+/* A chat request: the prompt the template renders and its ids. Images and videos need the
+ * image preprocessing (their grids decide the placeholder counts), which this command does
+ * not do yet: such requests are refused, naming the part. */
+static int tokenize_chat(const char *dir, const tokenizer *t, const strbuf *in, strbuf *out,
+			 qerr *e)
+{
+	json_object *req = NULL, *messages = NULL, *tools = NULL, *kwargs = NULL;
+	int rc = chat_template_check(dir, e);
+	if (!rc)
+		rc = jsonx_parse(strbuf_str(in), in->len, "request", &req, e);
+	if (!rc && !json_object_is_type(req, json_type_object))
+		rc = qerr_set(e, QERR_FORMAT, "request: expected a JSON object");
+	if (!rc) {
+		rc = jsonx_get_array(req, "messages", &messages, "request", e);
+		if (rc == 1)
+			rc = qerr_set(e, QERR_MISSING, "request: messages: missing");
+	}
+	if (!rc && jsonx_get_array(req, "tools", &tools, "request", e) < 0)
+		rc = -e->code;
+	chat_opts o = { .add_generation_prompt = true };
+	if (!rc && jsonx_get_bool(req, "add_generation_prompt", &o.add_generation_prompt, "request", e) < 0)
+		rc = -e->code;
+	if (!rc && jsonx_get_object(req, "chat_template_kwargs", &kwargs, "request", e) < 0)
+		rc = -e->code;
+	if (!rc && kwargs && jsonx_get_bool(kwargs, "add_vision_id", &o.add_vision_id,
+					    "request: chat_template_kwargs", e) < 0)
+		rc = -e->code;
+	char *prompt = NULL;
+	size_t plen = 0;
+	int n_images = 0, n_videos = 0;
+	if (!rc)
+		rc = chat_render(messages, tools, &o, &prompt, &plen, &n_images, &n_videos, e);
+	if (!rc && (n_images || n_videos))
+		rc = qerr_set(e, QERR_UNSUPPORTED,
+			      "request: %d image(s) and %d video(s): placeholders need image "
+			      "preprocessing, which qvl tokenize does not do yet", n_images, n_videos);
+	if (!rc) {
+		tok_ids ids = { 0 };
+		tok_encode(t, prompt, plen, &ids);
+		json_object *p = json_object_new_string_len(prompt, (int)plen);
+		strbuf_adds(out, "{\"prompt\": ");
+		strbuf_adds(out, json_object_to_json_string_ext(p, JSON_C_TO_STRING_NOSLASHESCAPE));
+		strbuf_adds(out, ", \"prompt_token_ids\": ");
+		print_ids(out, &ids);
+		strbuf_adds(out, "}\n");
+		json_object_put(p);
+		tok_ids_deinit(&ids);
+	}
+	free(prompt);
+	json_object_put(req);
+	return rc;
+}
+
+static int cmd_tokenize(int argc, char **argv, bool decode)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "chat", no_argument, NULL, 'c' },
+		{ "skip-special-tokens", no_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL;
+	bool chat = false, skip = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': dir = optarg; break;
+		case 'c': chat = true; break;
+		case 's': skip = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!dir || optind != argc || (decode && chat) || (!decode && skip)) {
+		fprintf(stderr, "qvl %s: usage: qvl %s\n", decode ? "detokenize" : "tokenize",
+			decode ? "detokenize --model DIR [--skip-special-tokens]"
+			       : "tokenize --model DIR [--chat]");
+		return 2;
+	}
+	qerr e = { 0 };
+	tokenizer *t = NULL;
+	strbuf in = { 0 }, out = { 0 };
+	int rc = load_tokenizer(dir, &t, &e);
+	if (!rc)
+		rc = read_stdin(&in, &e);
+	if (!rc && decode) {
+		json_object *arr = NULL;
+		rc = jsonx_parse(strbuf_str(&in), in.len, "standard input", &arr, &e);
+		if (!rc && !json_object_is_type(arr, json_type_array))
+			rc = qerr_set(&e, QERR_FORMAT, "standard input: expected a JSON array of token ids");
+		tok_ids ids = { 0 };
+		for (size_t i = 0; !rc && i < json_object_array_length(arr); i++) {
+			int64_t id;
+			if (!jsonx_as_int(json_object_array_get_idx(arr, i), 0, tok_vocab_size(t) - 1, &id) ||
+			    !tok_id_bytes(t, (int32_t)id, &(size_t){ 0 }))
+				rc = qerr_set(&e, QERR_INVALID, "standard input: [%zu]: %s is not a token id",
+					      i, json_object_to_json_string(json_object_array_get_idx(arr, i)));
+			else
+				tok_ids_push(&ids, (int32_t)id);
+		}
+		if (!rc) {
+			size_t len;
+			char *text = tok_decode(t, ids.v, ids.n, skip, &len);
+			strbuf_add(&out, text, len);
+			free(text);
+		}
+		tok_ids_deinit(&ids);
+		json_object_put(arr);
+	} else if (!rc && chat) {
+		rc = tokenize_chat(dir, t, &in, &out, &e);
+	} else if (!rc) {
+		tok_ids ids = { 0 };
+		tok_encode(t, strbuf_str(&in), in.len, &ids);
+		print_ids(&out, &ids);
+		strbuf_addc(&out, '\n');
+		tok_ids_deinit(&ids);
+	}
+	if (!rc && fwrite(strbuf_str(&out), 1, out.len, stdout) != out.len)
+		rc = qerr_set(&e, QERR_IO, "standard output: %s", strerror(errno));
+	strbuf_deinit(&in);
+	strbuf_deinit(&out);
+	tok_free(t);
+	return rc ? fail(&e) : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -217,6 +393,10 @@ int main(int argc, char **argv)
 		return cmd_mkmodel(argc - 1, argv + 1);
 	if (!strcmp(cmd, "inspect"))
 		return cmd_inspect(argc - 1, argv + 1);
+	if (!strcmp(cmd, "tokenize"))
+		return cmd_tokenize(argc - 1, argv + 1, false);
+	if (!strcmp(cmd, "detokenize"))
+		return cmd_tokenize(argc - 1, argv + 1, true);
 	fprintf(stderr, "qvl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

@@ -1,0 +1,54 @@
+/*
+ * SHA-256 against FIPS 180-4 test vectors, in one piece and streamed in every split.
+ */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sha256.h"
+
+static void expect(const void *data, size_t n, const char *hex)
+{
+	uint8_t d[32];
+	char h[65];
+	sha256(data, n, d);
+	sha256_hex(d, h);
+	ck_assert_str_eq(h, hex);
+	/* streamed, split at every point */
+	for (size_t cut = 0; cut <= n && n < 200; cut++) {
+		sha256_ctx c;
+		sha256_init(&c);
+		sha256_update(&c, data, cut);
+		sha256_update(&c, (const char *)data + cut, n - cut);
+		sha256_final(&c, d);
+		sha256_hex(d, h);
+		ck_assert_str_eq(h, hex);
+	}
+}
+
+START_TEST(test_sha256_fips_vectors)
+{
+	expect("", 0, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	expect("abc", 3, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	expect(two, strlen(two), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+	/* one million 'a' */
+	char *m = malloc(1000000);
+	memset(m, 'a', 1000000);
+	expect(m, 1000000, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+	free(m);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("sha256");
+	TCase *tc = tcase_create("core");
+	tcase_add_test(tc, test_sha256_fips_vectors);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
