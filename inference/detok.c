@@ -77,6 +77,8 @@ static void drain_pending(detok *d, bool at_end)
 {
 	const uint8_t *p = (const uint8_t *)strbuf_str(&d->pending);
 	size_t len = d->pending.len, i = 0;
+	if (!len)
+		return;
 	while (i < len) {
 		size_t n;
 		uint32_t cp;

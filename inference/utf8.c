@@ -104,7 +104,8 @@ char *utf8_lossy(const char *str, size_t len, size_t *out_len)
 	if (!size_mul(len - ok, 3, &cap) || !size_add(cap, ok + 1, &cap))
 		cap = SIZE_MAX;
 	char *out = xmalloc(cap);
-	memcpy(out, s, ok);
+	if (ok)
+		memcpy(out, s, ok);
 	size_t o = ok, i = ok, k;
 	uint32_t cp;
 	while (i < len) {

@@ -57,9 +57,10 @@ static char *stream(const int32_t *ids, size_t n, const detok_opts *o, size_t *l
 		bool stopped = detok_push(d, ids + i, k, &out);
 		/* each release ends on a character boundary */
 		size_t m;
-		char *chunk = utf8_lossy(out.s + before, out.len - before, &m);
+		const char *rel = strbuf_str(&out) + before;
+		char *chunk = utf8_lossy(rel, out.len - before, &m);
 		ck_assert_uint_eq(m, out.len - before);
-		ck_assert_mem_eq(chunk, out.s + before, m);
+		ck_assert_mem_eq(chunk, rel, m);
 		free(chunk);
 		i += k;
 		if (stopped)
