@@ -5,6 +5,7 @@
  *   qvl inspect [--model] DIR
  *   qvl tokenize --model DIR [--chat]      (standard input: text, or a chat request with --chat)
  *   qvl detokenize --model DIR [--skip-special-tokens]   (standard input: a JSON array of ids)
+ *   qvl image [--model DIR] [--min-pixels N] [--max-pixels N] [--dump-pixels OUT] FILE
  *
  * Each subcommand parses its own flags and calls library code; nothing here is needed by the
  * daemon or the responders. Exit status: 0 success, 1 the work failed (the message names the
@@ -22,6 +23,8 @@
 
 #include "alloc.h"
 #include "chat_template.h"
+#include "img_decode.h"
+#include "img_preprocess.h"
 #include "jsonx.h"
 #include "log.h"
 #include "mkmodel.h"
@@ -46,6 +49,9 @@ static void usage(FILE *f)
 	      "          OpenAI chat-completions request and print the rendered prompt and its ids\n"
 	      "  detokenize --model DIR [--skip-special-tokens]\n"
 	      "          read a JSON array of ids and print their text\n"
+	      "  image [--model DIR] [--min-pixels N] [--max-pixels N] [--dump-pixels OUT] FILE\n"
+	      "          decode and preprocess an image as the Qwen3-VL processor does; print its\n"
+	      "          sizes, grid and token count; --dump-pixels writes pixel_values as float32\n"
 	      "\n"
 	      "QVL_LOG_LEVEL=debug|info|warn|err sets the log level.\n",
 	      f);
@@ -374,6 +380,84 @@ static int cmd_tokenize(int argc, char **argv, bool decode)
 	return rc ? fail(&e) : 0;
 }
 
+static int write_all(const char *path, const void *data, size_t n, qerr *e)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f)
+		return qerr_set(e, QERR_IO, "%s: %s", path, strerror(errno));
+	size_t w = fwrite(data, 1, n, f);
+	int bad = w != n || fclose(f) != 0;
+	return bad ? qerr_set(e, QERR_IO, "%s: write failed", path) : 0;
+}
+
+static int cmd_image(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "min-pixels", required_argument, NULL, 'a' },
+		{ "max-pixels", required_argument, NULL, 'b' },
+		{ "dump-pixels", required_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL, *dump = NULL;
+	uint64_t minp = 0, maxp = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': dir = optarg; break;
+		case 'd': dump = optarg; break;
+		case 'a':
+		case 'b':
+			if (parse_u64(optarg, c == 'a' ? &minp : &maxp) || (c == 'a' ? minp : maxp) > INT64_MAX) {
+				fprintf(stderr, "qvl image: --%s: '%s' is not a pixel count\n",
+					c == 'a' ? "min-pixels" : "max-pixels", optarg);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "qvl image: give one image file\n");
+		return 2;
+	}
+	const char *file = argv[optind];
+	qerr e = { 0 };
+	preprocessor_config pc;
+	int rc = 0;
+	if (dir) {
+		char *path = xasprintf("%s/preprocessor_config.json", dir);
+		rc = preprocessor_config_load(path, &pc, &e);
+		free(path);
+	} else {
+		preprocessor_config_defaults(&pc);
+	}
+	char *data = NULL;
+	size_t len = 0;
+	img_rgb im = { 0 };
+	img_patches p = { 0 };
+	img_limits lim = { 0 };
+	if (!rc)
+		rc = jsonx_read_file(file, IMG_DEFAULT_MAX_BYTES, &data, &len, &e);
+	if (!rc && (rc = img_decode(data, len, &lim, &im, &e)))
+		qerr_prefix(&e, "%s", file);
+	if (!rc)
+		rc = img_preprocess(&im, &pc, (int64_t)minp, (int64_t)maxp, &p, &e);
+	if (!rc && dump)
+		rc = write_all(dump, p.pixel_values, p.rows * p.cols * sizeof(float), &e);
+	if (!rc)
+		printf("{\"width\": %d, \"height\": %d, \"resized_width\": %d, \"resized_height\": %d, "
+		       "\"grid_thw\": [%d, %d, %d], \"tokens\": %lld}\n",
+		       p.width, p.height, p.resized_width, p.resized_height, p.grid_t, p.grid_h, p.grid_w,
+		       (long long)p.n_tokens);
+	img_patches_deinit(&p);
+	img_rgb_deinit(&im);
+	free(data);
+	return rc ? fail(&e) : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -397,6 +481,8 @@ int main(int argc, char **argv)
 		return cmd_tokenize(argc - 1, argv + 1, false);
 	if (!strcmp(cmd, "detokenize"))
 		return cmd_tokenize(argc - 1, argv + 1, true);
+	if (!strcmp(cmd, "image"))
+		return cmd_image(argc - 1, argv + 1);
 	fprintf(stderr, "qvl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;

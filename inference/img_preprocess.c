@@ -1,0 +1,301 @@
+/*
+ * img_preprocess: decoded RGB -> pixel_values / grid_thw / token count / content hash, as
+ * transformers' Qwen2VLImageProcessorFast does it on the CPU (spec §4.2–4.7, §14.1–4).
+ *
+ * Steps:
+ *   1. size:      smart_resize(h, w, factor = patch*merge, min_pixels, max_pixels)
+ *                 (img_resize.c), the bounds from the request or the config;
+ *   2. resample:  torchvision's uint8 anti-aliased bicubic to that size (img_resize.c);
+ *   3. normalise: every uint8 value x of channel c becomes the fp32 value the processor gives
+ *                 it. Only 256 values per channel exist, so a 3 x 256 table is computed once
+ *                 per call with exactly the processor's fp32 operations:
+ *                   rescale and normalize (fused, torchvision):
+ *                     mean' = fl32(mean_c * fl32(1/rescale)), std' = fl32(std_c * fl32(1/rescale))
+ *                     v = fl32(fl32(float(x) - mean') / std')   (a true fp32 division)
+ *                     — with mean = std = 0.5 and 1/255: (float(x) - 127.5f) / 127.5f
+ *                   normalize only:  (float(x) - mean_c) / std_c
+ *                   rescale only:    float(x) * fl32(rescale)
+ *                   neither:         float(x)
+ *   4. temporal:  a still image is one frame, padded to temporal_patch_size frames by
+ *                 repeating it: every temporal slot holds the same values;
+ *   5. patchify:  rows in merge-window order, columns in Conv3d-weight order (below).
+ *   6. hash:      sha256 over a tag, the resized size, patch/merge/temporal, the normalisation
+ *                 settings and the resized pixels — everything pixel_values is a function of,
+ *                 so equal hashes mean equal pixel_values (a key for caching vision outputs).
+ *
+ * pixel_values layout, P = patch (16), M = merge (2), T = temporal (2), C = 3, resized H' x W',
+ * gh = H'/P, gw = W'/P (both multiples of M):
+ *
+ *   patches of the resized image, numbered by their row r in pixel_values (gw = 6):
+ *
+ *            patch col:  0    1  |  2    3  |  4    5
+ *     patch row 0:     [ 0    1  |  4    5  |  8    9 ]     one M x M merge window per box;
+ *     patch row 1:     [ 2    3  |  6    7  | 10   11 ]     windows in raster order, patches
+ *                      ----------+----------+----------     inside a window in raster order
+ *     patch row 2:     [12   13  | 16   17  | 20   21 ]
+ *     patch row 3:     [14   15  | 18   19  | 22   23 ]
+ *
+ *     r = ((bh * (gw/M) + bw) * M + ih) * M + iw      patch (bh*M + ih, bw*M + iw)
+ *
+ *   one row, cols = C*T*P*P = 1536 floats:
+ *
+ *     | c=0, t=0: 16x16 | c=0, t=1: 16x16 | c=1, t=0 | c=1, t=1 | c=2, t=0 | c=2, t=1 |
+ *     col = ((c*T + t)*P + y)*P + x   = c*512 + t*256 + y*16 + x
+ *     value = norm_c(resized[(bh*M + ih)*P + y][(bw*M + iw)*P + x][c])   (same for every t)
+ *
+ * rows = grid_t * gh * gw with grid_t = 1; image tokens = rows / M^2 (one per merge window).
+ *
+ * Limits: the size of pixel_values is known from smart_resize alone, so it and the resampling
+ * buffers are checked against IMG_PP_MAX_FLOATS before anything is allocated.
+ * Threads: no state; any thread may call in.
+ */
+#include "img_preprocess.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "alloc.h"
+#include "img_resize.h"
+#include "sha256.h"
+
+/* The hash's first bytes: bump the version when what is hashed, or how pixel_values is computed
+ * from it, changes. */
+static const char HASH_TAG[] = "qvl.img_preprocess.v1";
+
+/* xmalloc for a buffer of many megabytes that is written once, front to back: on Linux, ask
+ * for transparent huge pages, which turns thousands of page faults (~2 µs each, more than the
+ * writes themselves cost) into a few. Only a hint; without THP nothing changes. (The same
+ * helper as img_resize.c's; a shared one belongs in alloc.h.) */
+static void *big_alloc(size_t n)
+{
+	void *p = xmalloc(n);
+#if defined(MADV_HUGEPAGE)
+	const uintptr_t huge = (uintptr_t)2 << 20;
+	uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+	uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
+#endif
+	return p;
+}
+
+static bool finite_positive(double v)
+{
+	return isfinite(v) && v > 0.0;
+}
+
+static int check_config(const preprocessor_config *pc, qerr *e)
+{
+	if (pc->patch_size < 1 || pc->merge_size < 1 || pc->temporal_patch_size < 1 ||
+	    pc->patch_size > 4096 || pc->merge_size > 64 || pc->temporal_patch_size > 64)
+		return qerr_set(e, QERR_INVALID,
+				"preprocessor: patch_size %d, merge_size %d, "
+				"temporal_patch_size %d out of range", pc->patch_size,
+				pc->merge_size, pc->temporal_patch_size);
+	if (pc->do_rescale && !finite_positive(pc->rescale_factor))
+		return qerr_set(e, QERR_INVALID, "preprocessor: rescale_factor %g is not positive",
+				pc->rescale_factor);
+	for (int c = 0; c < 3 && pc->do_normalize; c++)
+		if (!isfinite(pc->image_mean[c]) || !isfinite(pc->image_std[c]) ||
+		    pc->image_std[c] == 0.0f)
+			return qerr_set(e, QERR_INVALID,
+					"preprocessor: image_mean/image_std[%d] = %g/%g unusable",
+					c, (double)pc->image_mean[c], (double)pc->image_std[c]);
+	return 0;
+}
+
+/* lut[c][x]: the fp32 value pixel_values holds for uint8 x in channel c (step 3 above). Every
+ * operation is a single fp32 operation, as torch does it on float32 tensors. */
+static void norm_table(const preprocessor_config *pc, float lut[3][256])
+{
+	for (int c = 0; c < 3; c++) {
+		float mean = 0.0f, std = 1.0f;
+		if (pc->do_normalize) {
+			mean = pc->image_mean[c];
+			std = pc->image_std[c];
+			if (pc->do_rescale) {
+				/* transformers' _fuse_mean_std_and_rescale_factor: a float32 tensor
+				 * times the Python scalar 1/rescale, which torch casts to float. */
+				const float inv = (float)(1.0 / pc->rescale_factor);
+				mean = mean * inv;
+				std = std * inv;
+			}
+		}
+		for (int x = 0; x < 256; x++) {
+			float v = (float)x;
+			if (pc->do_normalize)
+				v = (v - mean) / std;
+			else if (pc->do_rescale)
+				v = v * (float)pc->rescale_factor;
+			lut[c][x] = v;
+		}
+	}
+}
+
+static void put_u32(sha256_ctx *h, uint32_t v)
+{
+	uint8_t b[4] = { (uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24) };
+	sha256_update(h, b, 4);
+}
+
+static void put_f32(sha256_ctx *h, float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	put_u32(h, u);
+}
+
+static void put_f64(sha256_ctx *h, double d)
+{
+	uint64_t u;
+	memcpy(&u, &d, 8);
+	put_u32(h, (uint32_t)u);
+	put_u32(h, (uint32_t)(u >> 32));
+}
+
+/* Step 6: every number little-endian, so the hash is the same on every machine. */
+static void content_hash(const preprocessor_config *pc, const img_rgb *rs, uint8_t out[32])
+{
+	sha256_ctx h;
+	sha256_init(&h);
+	sha256_update(&h, HASH_TAG, sizeof(HASH_TAG));
+	put_u32(&h, (uint32_t)rs->w);
+	put_u32(&h, (uint32_t)rs->h);
+	put_u32(&h, (uint32_t)pc->patch_size);
+	put_u32(&h, (uint32_t)pc->merge_size);
+	put_u32(&h, (uint32_t)pc->temporal_patch_size);
+	put_u32(&h, (uint32_t)(pc->do_rescale ? 1 : 0) | (uint32_t)(pc->do_normalize ? 2 : 0));
+	for (int c = 0; c < 3; c++)
+		put_f32(&h, pc->image_mean[c]);
+	for (int c = 0; c < 3; c++)
+		put_f32(&h, pc->image_std[c]);
+	put_f64(&h, pc->rescale_factor);
+	sha256_update(&h, rs->px, (size_t)rs->w * (size_t)rs->h * 3);
+	sha256_final(&h, out);
+}
+
+/* One row of pixel_values: patch (py0, px0) (its top-left pixel) of the resized image. Channel
+ * planes of slot t = 0 first, read pixel by pixel through the table; then step 4: the other
+ * temporal slots repeat slot 0. */
+static void patch_row(const img_rgb *rs, size_t py0, size_t px0, int P, int T,
+		      const float lut[3][256], float *row)
+{
+	const size_t plane = (size_t)P * P, stride = (size_t)rs->w * 3;
+	float *r = row, *g = row + T * plane, *b = row + 2 * T * plane;
+	for (int y = 0; y < P; y++, r += P, g += P, b += P) {
+		const uint8_t *s = rs->px + (py0 + y) * stride + px0 * 3;
+		for (int x = 0; x < P; x++) {
+			r[x] = lut[0][s[3 * x]];
+			g[x] = lut[1][s[3 * x + 1]];
+			b[x] = lut[2][s[3 * x + 2]];
+		}
+	}
+	for (int c = 0; c < 3; c++)
+		for (int t = 1; t < T; t++)
+			memcpy(row + ((size_t)c * T + t) * plane, row + (size_t)c * T * plane,
+			       plane * sizeof(float));
+}
+
+/* Step 5: rows in merge-window order, windows in raster order (diagram above). */
+static void patchify(const img_rgb *rs, const preprocessor_config *pc, const float lut[3][256],
+		     float *pv)
+{
+	const int P = pc->patch_size, M = pc->merge_size, T = pc->temporal_patch_size;
+	const size_t cols = 3 * (size_t)T * P * P;
+	const int bh_n = rs->h / P / M, bw_n = rs->w / P / M;
+	float *row = pv;
+	for (int bh = 0; bh < bh_n; bh++)
+		for (int bw = 0; bw < bw_n; bw++)
+			for (int ih = 0; ih < M; ih++)
+				for (int iw = 0; iw < M; iw++, row += cols)
+					patch_row(rs, (size_t)(bh * M + ih) * P,
+						  (size_t)(bw * M + iw) * P, P, T, lut, row);
+}
+
+int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
+		   int64_t max_pixels, img_patches *out, qerr *e)
+{
+	memset(out, 0, sizeof(*out));
+	if (!in->px || in->w < 1 || in->h < 1)
+		return qerr_set(e, QERR_INVALID, "image of %dx%d pixels is empty", in->w, in->h);
+	int rc = check_config(pc, e);
+	if (rc)
+		return rc;
+	if (min_pixels < 0 || max_pixels < 0)
+		return qerr_set(e, QERR_INVALID, "min_pixels %lld / max_pixels %lld is negative",
+				(long long)min_pixels, (long long)max_pixels);
+	if (min_pixels == 0)
+		min_pixels = pc->min_pixels;
+	if (max_pixels == 0)
+		max_pixels = pc->max_pixels;
+
+	const int P = pc->patch_size, M = pc->merge_size, T = pc->temporal_patch_size;
+	const int factor = P * M;
+	int rh = in->h, rw = in->w;
+	if (pc->do_resize) {
+		if ((rc = img_smart_resize(in->h, in->w, factor, min_pixels, max_pixels, &rh, &rw,
+					   e)))
+			return rc;
+	} else if (rh % factor || rw % factor) {
+		return qerr_set(e, QERR_INVALID,
+				"image of %dx%d pixels: without resizing both sides must be "
+				"multiples of %d", in->w, in->h, factor);
+	}
+
+	/* Sizes first, allocation after. pixel_values holds 3*T floats per resized pixel, so its
+	 * cap bounds the resized image too; the width pass's intermediate (in->h rows of the new
+	 * width) is checked on its own. */
+	const size_t gh = (size_t)rh / P, gw = (size_t)rw / P;
+	size_t rows, cols, nfloat, mid_bytes;
+	if (!size_mul(gh, gw, &rows) || !size_mul((size_t)3 * T, (size_t)P * P, &cols) ||
+	    !size_mul(rows, cols, &nfloat) || nfloat > IMG_PP_MAX_FLOATS)
+		return qerr_set(e, QERR_LIMIT,
+				"image of %dx%d pixels resizes to %dx%d, whose pixel_values exceed "
+				"IMG_PP_MAX_FLOATS (%zu floats); lower max_pixels", in->w, in->h,
+				rw, rh, IMG_PP_MAX_FLOATS);
+	if (!size_mul((size_t)rw * 3, (size_t)in->h, &mid_bytes) ||
+	    mid_bytes > 4 * IMG_PP_MAX_FLOATS)
+		return qerr_set(e, QERR_LIMIT,
+				"image of %dx%d pixels: resampling to %dx%d needs more than %zu "
+				"bytes", in->w, in->h, rw, rh, 4 * IMG_PP_MAX_FLOATS);
+
+	img_rgb resized;
+	if (rw != in->w || rh != in->h) {
+		img_resize_bicubic_aa(in, rw, rh, &resized);
+	} else {
+		/* Nothing to resample: borrow the input's pixels. */
+		resized = *in;
+	}
+
+	float lut[3][256];
+	norm_table(pc, lut);
+	float *pv = big_alloc(nfloat * sizeof(float));
+	patchify(&resized, pc, lut, pv);
+
+	out->width = in->w;
+	out->height = in->h;
+	out->resized_width = rw;
+	out->resized_height = rh;
+	out->grid_t = 1;
+	out->grid_h = (int)gh;
+	out->grid_w = (int)gw;
+	out->n_tokens = (int64_t)rows / ((int64_t)M * M);
+	out->rows = rows;
+	out->cols = cols;
+	out->pixel_values = pv;
+	content_hash(pc, &resized, out->hash);
+	if (resized.px != in->px)
+		free(resized.px);
+	return 0;
+}
+
+void img_patches_deinit(img_patches *p)
+{
+	if (!p)
+		return;
+	free(p->pixel_values);
+	memset(p, 0, sizeof(*p));
+}

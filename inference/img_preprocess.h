@@ -1,0 +1,47 @@
+/*
+ * img_preprocess: one decoded RGB image -> Qwen3-VL's pixel_values, grid_thw and image-token
+ * count, exactly as Hugging Face's fast image processor (Qwen2VLImageProcessorFast, torchvision,
+ * CPU) computes them (spec §4.2–4.7). img_preprocess.c has the layout diagrams.
+ */
+#ifndef QVL_IMG_PREPROCESS_H
+#define QVL_IMG_PREPROCESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "img.h"
+#include "model_config.h"
+#include "qerr.h"
+
+/* The most floats one image's pixel_values may hold: what the Qwen3-VL default max_pixels
+ * (4096 x 4096) needs, 16777216 * 6 = 96 Mi floats (384 MiB). A request whose resized image
+ * would need more is refused (QERR_LIMIT) before anything is allocated. */
+#define IMG_PP_MAX_FLOATS ((size_t)96 << 20)
+
+typedef struct img_patches {
+	int width, height;                  /* the input image */
+	int resized_width, resized_height;  /* after smart_resize: multiples of patch*merge */
+	int grid_t, grid_h, grid_w;         /* image_grid_thw: 1, resized h/patch, w/patch */
+	int64_t n_tokens;                   /* image-pad tokens: grid_t*grid_h*grid_w / merge^2 */
+	size_t rows, cols;                  /* grid_t*grid_h*grid_w, 3*temporal*patch^2 */
+	float *pixel_values;                /* owned: rows x cols, row-major */
+	uint8_t hash[32];                   /* sha256: processing parameters + resized pixels */
+} img_patches;
+
+/* Preprocess in with the processor settings pc. min_pixels/max_pixels override pc's bounds for
+ * this request (0: take pc's; used as transformers uses them, min > max included). On success
+ * fills *out (pixel_values owned by it; release with img_patches_deinit) and returns 0. On
+ * failure *out is zeroed (deinit is still safe) and returns:
+ *   QERR_INVALID  an empty image, settings that make no sense (patch/merge/temporal < 1,
+ *                 std 0, rescale_factor <= 0), an aspect ratio above 200, do_resize off with
+ *                 sides that are not multiples of patch*merge, negative bounds;
+ *   QERR_LIMIT    the resized image would need more than IMG_PP_MAX_FLOATS floats (or its
+ *                 intermediate more than 4 * IMG_PP_MAX_FLOATS bytes).
+ * Any thread; no shared state. */
+int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
+		   int64_t max_pixels, img_patches *out, qerr *e);
+
+/* Free pixel_values and zero *p (NULL or a zeroed struct is fine). */
+void img_patches_deinit(img_patches *p);
+
+#endif
