@@ -1,10 +1,23 @@
 /*
- * sha256: the compression function and padding of FIPS 180-4 §6.2, written plainly. Speed is
- * not a concern for its callers (kilobytes per request); correctness is checked by test vectors.
+ * sha256: the compression function and padding of FIPS 180-4 §6.2, written plainly, and the
+ * same compression with the x86 SHA extensions.
+ *
+ * SHA-NI keeps the state as two vectors, ABEF and CDGH; sha256rnds2 does two rounds, so each
+ * group of four message words (W + K) feeds two calls, the second on the upper half of the
+ * words; sha256msg1/msg2 and an alignr compute the message schedule four words at a time:
+ *   W[i..i+3] = msg2(msg1(W[i-16..], W[i-12..]) + W[i-7..i-4], W[i-4..i-1])
+ * The implementation is picked once per context by CPUID (leaf 7: SHA; leaf 1: SSSE3, SSE4.1).
  */
 #include "sha256.h"
 
+#include <stdbool.h>
 #include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define SHA256_HAVE_NI 1
+#endif
 
 static const uint32_t K[64] = {
 	0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -45,18 +58,91 @@ static void block(uint32_t h[8], const uint8_t p[64])
 	h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
 }
 
-void sha256_init(sha256_ctx *c)
+static void blocks_portable(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	for (; n; n--, p += 64)
+		block(h, p);
+}
+
+#ifdef SHA256_HAVE_NI
+__attribute__((target("sha,sse4.1,ssse3")))
+static void blocks_ni(uint32_t h[8], const uint8_t *p, size_t n)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bll, 0x0405060700010203ll);
+	__m128i t = _mm_loadu_si128((const __m128i *)&h[0]);      /* A B C D */
+	__m128i s1 = _mm_loadu_si128((const __m128i *)&h[4]);     /* E F G H */
+	t = _mm_shuffle_epi32(t, 0xb1);
+	s1 = _mm_shuffle_epi32(s1, 0x1b);
+	__m128i s0 = _mm_alignr_epi8(t, s1, 8);                   /* ABEF */
+	s1 = _mm_blend_epi16(s1, t, 0xf0);                        /* CDGH */
+	for (; n; n--, p += 64) {
+		__m128i save0 = s0, save1 = s1, w[4];
+		for (int g = 0; g < 16; g++) {
+			if (g < 4) {
+				w[g] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * g)), bswap);
+			} else {
+				__m128i a = w[g & 3], b = w[(g + 1) & 3], c = w[(g + 2) & 3], d = w[(g + 3) & 3];
+				__m128i x = _mm_sha256msg1_epu32(a, b);
+				x = _mm_add_epi32(x, _mm_alignr_epi8(d, c, 4));
+				w[g & 3] = _mm_sha256msg2_epu32(x, d);
+			}
+			__m128i m = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)&K[4 * g]));
+			s1 = _mm_sha256rnds2_epu32(s1, s0, m);
+			s0 = _mm_sha256rnds2_epu32(s0, s1, _mm_shuffle_epi32(m, 0x0e));
+		}
+		s0 = _mm_add_epi32(s0, save0);
+		s1 = _mm_add_epi32(s1, save1);
+	}
+	t = _mm_shuffle_epi32(s0, 0x1b);                          /* FEBA */
+	s1 = _mm_shuffle_epi32(s1, 0xb1);                         /* DCHG */
+	s0 = _mm_blend_epi16(t, s1, 0xf0);                        /* DCBA */
+	s1 = _mm_alignr_epi8(s1, t, 8);                           /* HGFE */
+	_mm_storeu_si128((__m128i *)&h[0], s0);
+	_mm_storeu_si128((__m128i *)&h[4], s1);
+}
+
+static bool cpu_has_sha_ni(void)
+{
+	unsigned a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSSE3) || !(c & bit_SSE4_1))
+		return false;
+	if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+		return false;
+	return (b >> 29) & 1;   /* CPUID.(EAX=7,ECX=0):EBX.SHA[bit 29] */
+}
+#endif
+
+static void init_with(sha256_ctx *c, void (*blocks)(uint32_t *, const uint8_t *, size_t))
 {
 	static const uint32_t h0[8] = { 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
 					0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19 };
 	memcpy(c->h, h0, sizeof(h0));
 	c->nbytes = 0;
 	c->nbuf = 0;
+	c->blocks = blocks;
+}
+
+void sha256_init(sha256_ctx *c)
+{
+#ifdef SHA256_HAVE_NI
+	if (cpu_has_sha_ni()) {
+		init_with(c, blocks_ni);
+		return;
+	}
+#endif
+	init_with(c, blocks_portable);
+}
+
+void sha256_init_portable(sha256_ctx *c)
+{
+	init_with(c, blocks_portable);
 }
 
 void sha256_update(sha256_ctx *c, const void *data, size_t n)
 {
 	const uint8_t *p = data;
+	if (!n)
+		return;
 	c->nbytes += n;
 	if (c->nbuf) {
 		size_t take = 64 - c->nbuf < n ? 64 - c->nbuf : n;
@@ -66,12 +152,14 @@ void sha256_update(sha256_ctx *c, const void *data, size_t n)
 		n -= take;
 		if (c->nbuf < 64)
 			return;
-		block(c->h, c->buf);
+		c->blocks(c->h, c->buf, 1);
 		c->nbuf = 0;
 	}
-	for (; n >= 64; p += 64, n -= 64)
-		block(c->h, p);
-	memcpy(c->buf, p, n);
+	c->blocks(c->h, p, n / 64);
+	p += n / 64 * 64;
+	n %= 64;
+	if (n)
+		memcpy(c->buf, p, n);
 	c->nbuf = n;
 }
 
