@@ -47,6 +47,7 @@
 #include "jsonx.h"
 #include "log.h"
 #include "pretok.h"
+#include "strbuf.h"
 #include "utf8.h"
 
 /* tokenizer.json of Qwen3 is 11 MB; leave room, but not unbounded. */
@@ -117,28 +118,6 @@ void tok_ids_deinit(tok_ids *ids)
 	ids->n = ids->cap = 0;
 }
 
-/* ---- growable byte buffer ---- */
-
-struct sbuf {
-	char *v;   /* owned */
-	size_t n, cap;
-};
-
-/* Append p[0..n); the buffer stays NUL-terminated. */
-static void sbuf_add(struct sbuf *b, const void *p, size_t n)
-{
-	if (b->cap - b->n < n + 1) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap - b->n < n + 1)
-			cap *= 2;
-		b->v = xrealloc(b->v, cap);
-		b->cap = cap;
-	}
-	memcpy(b->v + b->n, p, n);
-	b->n += n;
-	b->v[b->n] = 0;
-}
-
 /* ---- vocabulary ---- */
 
 /* FNV-1a of s[0..n), its high bits folded down for the table's low-bit mask. */
@@ -154,11 +133,11 @@ static uint64_t hash_str(const char *s, size_t n)
  * TOK_MAX_FILE_BYTES, and the arena holds each string twice at most). */
 static uint32_t arena_add(tokenizer *t, const void *p, size_t n)
 {
-	struct sbuf b = { t->strs, t->strs_len, t->strs_cap };
-	size_t off = b.n;
-	sbuf_add(&b, p, n);
-	t->strs = b.v;
-	t->strs_len = b.n;
+	strbuf b = { t->strs, t->strs_len, t->strs_cap };
+	size_t off = b.len;
+	strbuf_add(&b, p, n);
+	t->strs = b.s;
+	t->strs_len = b.len;
 	t->strs_cap = b.cap;
 	return (uint32_t)off;
 }
@@ -188,28 +167,28 @@ static void lookup_insert(tokenizer *t, int32_t id)
 
 /* The bytes a token stands for, by tokenizers' ByteLevel decoder rule: each character mapped back
  * to its byte when all of them are in the byte-level alphabet, else the spelling itself. */
-static void token_bytes(const tokenizer *t, const char *s, size_t n, struct sbuf *out)
+static void token_bytes(const tokenizer *t, const char *s, size_t n, strbuf *out)
 {
-	out->n = 0;
+	out->len = 0;
 	size_t i = 0;
 	while (i < n) {
 		utf8proc_int32_t cp;
 		utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
 		if (k <= 0 || cp < 0 || cp >= 0x144 || t->cp_byte[cp] < 0) {
-			out->n = 0;
-			sbuf_add(out, s, n);
+			out->len = 0;
+			strbuf_add(out, s, n);
 			return;
 		}
 		uint8_t b = (uint8_t)t->cp_byte[cp];
-		sbuf_add(out, &b, 1);
+		strbuf_add(out, &b, 1);
 		i += (size_t)k;
 	}
-	if (!out->v)
-		sbuf_add(out, "", 0);
+	if (!out->s)
+		strbuf_add(out, "", 0);
 }
 
 /* Record token id with spelling s[0..n) (valid UTF-8, checked by the caller). */
-static void set_entry(tokenizer *t, int32_t id, const char *s, size_t n, uint8_t flags, struct sbuf *tmp)
+static void set_entry(tokenizer *t, int32_t id, const char *s, size_t n, uint8_t flags, strbuf *tmp)
 {
 	struct tok_entry *en = &t->ent[id];
 	/* each string NUL-terminated, for tok_id_to_token */
@@ -217,8 +196,8 @@ static void set_entry(tokenizer *t, int32_t id, const char *s, size_t n, uint8_t
 	en->spelled_len = (uint32_t)n;
 	arena_add(t, "", 1);
 	token_bytes(t, s, n, tmp);
-	en->bytes = arena_add(t, tmp->v, tmp->n);
-	en->bytes_len = (uint32_t)tmp->n;
+	en->bytes = arena_add(t, tmp->s, tmp->len);
+	en->bytes_len = (uint32_t)tmp->len;
 	arena_add(t, "", 1);
 	en->flags |= flags;
 }
@@ -382,10 +361,10 @@ static void sort_marks(int32_t *v, uint8_t *cc, size_t n, int32_t *tmp, uint8_t 
  * canonical ordering here, then utf8proc's composition. (utf8proc_map would do it all, but its
  * ordering is an insertion sort over the whole text: 16 000 marks in a row take half a second,
  * 2 million hours.) */
-static void nfc_part(const tokenizer *t, const uint8_t *s, size_t n, struct sbuf *out)
+static void nfc_part(const tokenizer *t, const uint8_t *s, size_t n, strbuf *out)
 {
 	if (find_flag(t, s, n, PRETOK_NFC_CHECK) == n) {
-		sbuf_add(out, s, n);
+		strbuf_add(out, s, n);
 		return;
 	}
 	enum { MAXDEC = 16 };   /* a canonical decomposition has at most 4 code points */
@@ -439,20 +418,20 @@ static void nfc_part(const tokenizer *t, const uint8_t *s, size_t n, struct sbuf
 	for (utf8proc_ssize_t q = 0; q < m; q++) {
 		utf8proc_uint8_t u[4];
 		utf8proc_ssize_t k = utf8proc_encode_char(v[q], u);
-		sbuf_add(out, u, (size_t)k);
+		strbuf_add(out, u, (size_t)k);
 	}
 	free(v);
 }
 
 /* NFC of s[0..n) as tokenizers computes it; returns s itself when it is already in NFC, else
  * out's buffer, and the length in *out_n. */
-static const uint8_t *normalize(const tokenizer *t, const uint8_t *s, size_t n, struct sbuf *out,
+static const uint8_t *normalize(const tokenizer *t, const uint8_t *s, size_t n, strbuf *out,
 				size_t *out_n)
 {
 	*out_n = n;
 	if (!t->nfc || find_flag(t, s, n, PRETOK_NFC_CHECK) == n)
 		return s;
-	out->n = 0;
+	out->len = 0;
 	size_t a = 0;
 	for (size_t i = 0; i < n;) {
 		size_t b = i + find_flag(t, s + i, n - i, PRETOK_NFC_BARRIER);
@@ -461,12 +440,12 @@ static const uint8_t *normalize(const tokenizer *t, const uint8_t *s, size_t n, 
 		size_t k;
 		utf8_decode(s + b, n - b, &k);
 		nfc_part(t, s + a, b - a, out);
-		sbuf_add(out, s + b, k);
+		strbuf_add(out, s + b, k);
 		a = i = b + k;
 	}
 	nfc_part(t, s + a, n - a, out);
-	*out_n = out->n;
-	return (const uint8_t *)out->v;
+	*out_n = out->len;
+	return (const uint8_t *)out->s;
 }
 
 /* ---- encoding ---- */
@@ -475,14 +454,14 @@ static const uint8_t *normalize(const tokenizer *t, const uint8_t *s, size_t n, 
 static void encode_piece(const tokenizer *t, const uint8_t *s, size_t n, tok_ids *ids)
 {
 	if (t->ignore_merges) {
-		struct sbuf sp = { 0 };
+		strbuf sp = { 0 };
 		for (size_t i = 0; i < n; i++) {
 			utf8proc_uint8_t u[4];
 			utf8proc_ssize_t k = utf8proc_encode_char((utf8proc_int32_t)t->byte_cp[s[i]], u);
-			sbuf_add(&sp, u, (size_t)k);
+			strbuf_add(&sp, u, (size_t)k);
 		}
-		int32_t id = lookup_id(t, sp.v, sp.n);
-		free(sp.v);
+		int32_t id = lookup_id(t, sp.s, sp.len);
+		free(sp.s);
 		if (id >= 0 && (t->ent[id].flags & ENT_MODEL)) {
 			tok_ids_push(ids, id);
 			return;
@@ -502,7 +481,7 @@ static void encode_words(const tokenizer *t, const uint8_t *s, size_t n, tok_ids
 }
 
 /* A span between raw-matched added tokens: normalise, match normalized added tokens, encode. */
-static void encode_span(const tokenizer *t, const uint8_t *s, size_t n, tok_ids *ids, struct sbuf *tmp)
+static void encode_span(const tokenizer *t, const uint8_t *s, size_t n, tok_ids *ids, strbuf *tmp)
 {
 	if (n == 0)
 		return;
@@ -528,7 +507,7 @@ void tok_encode(const tokenizer *t, const char *text, size_t len, tok_ids *ids)
 		fixed = utf8_lossy(text, len, &len);
 		s = (const uint8_t *)fixed;
 	}
-	struct sbuf tmp = { 0 };
+	strbuf tmp = { 0 };
 	size_t i = 0, tlen = 0;
 	int32_t id = -1;
 	for (;;) {
@@ -539,7 +518,7 @@ void tok_encode(const tokenizer *t, const char *text, size_t len, tok_ids *ids)
 		tok_ids_push(ids, id);
 		i = at + tlen;
 	}
-	free(tmp.v);
+	free(tmp.s);
 	free(fixed);
 }
 
@@ -551,24 +530,24 @@ char *tok_normalize(const tokenizer *t, const char *text, size_t len, size_t *ou
 		fixed = utf8_lossy(text, len, &len);
 		s = (const uint8_t *)fixed;
 	}
-	struct sbuf out = { 0 }, tmp = { 0 };
-	sbuf_add(&out, "", 0);
+	strbuf out = { 0 }, tmp = { 0 };
+	strbuf_add(&out, "", 0);
 	size_t i = 0, tlen = 0;
 	int32_t id = -1;
 	for (;;) {
 		size_t at = next_added(&t->raw, s, len, i, &tlen, &id);
 		size_t nn;
 		const uint8_t *ns = normalize(t, s + i, at - i, &tmp, &nn);
-		sbuf_add(&out, ns, nn);
+		strbuf_add(&out, ns, nn);
 		if (at >= len)
 			break;
-		sbuf_add(&out, s + at, tlen);
+		strbuf_add(&out, s + at, tlen);
 		i = at + tlen;
 	}
-	free(tmp.v);
+	free(tmp.s);
 	free(fixed);
-	*out_len = out.n;
-	return out.v;
+	*out_len = out.len;
+	return out.s;
 }
 
 /* ---- decoding and queries ---- */
@@ -620,16 +599,16 @@ bool tok_is_added(const tokenizer *t, int32_t id)
 
 char *tok_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special, size_t *len)
 {
-	struct sbuf b = { 0 };
-	sbuf_add(&b, "", 0);
+	strbuf b = { 0 };
+	strbuf_add(&b, "", 0);
 	for (size_t i = 0; i < n; i++) {
 		const struct tok_entry *en = entry(t, ids[i]);
 		if (!en || (skip_special && (en->flags & ENT_SPECIAL)))
 			continue;
-		sbuf_add(&b, t->strs + en->bytes, en->bytes_len);
+		strbuf_add(&b, t->strs + en->bytes, en->bytes_len);
 	}
-	char *out = utf8_lossy(b.v, b.n, len);
-	free(b.v);
+	char *out = utf8_lossy(b.s, b.len, len);
+	free(b.s);
 	return out;
 }
 
@@ -913,7 +892,7 @@ static int load_vocab(tokenizer *t, json_object *model, json_object *root, qerr 
 	memset(t->lookup, 0xff, nslots * sizeof(*t->lookup));
 	t->lookup_mask = nslots - 1;
 
-	struct sbuf tmp = { 0 };
+	strbuf tmp = { 0 };
 	json_object_object_foreach(vocab, k, v) {
 		int64_t id = json_object_get_int64(v);
 		size_t klen = strlen(k);
@@ -962,14 +941,14 @@ static int load_vocab(tokenizer *t, json_object *model, json_object *root, qerr 
 		} else {
 			/* matched in normalised text, so normalised itself */
 			size_t nn;
-			struct sbuf nb = { 0 };
+			strbuf nb = { 0 };
 			const uint8_t *ns = normalize(t, (const uint8_t *)a->content, a->len, &nb, &nn);
 			if (nn)
 				trie_add(&t->norm, ns, nn, a->id);
-			free(nb.v);
+			free(nb.s);
 		}
 	}
-	free(tmp.v);
+	free(tmp.s);
 out:
 	free(ad);
 	return rc;
