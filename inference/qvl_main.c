@@ -6,6 +6,7 @@
  *   qvl tokenize --model DIR [--chat]      (standard input: text, or a chat request with --chat)
  *   qvl detokenize --model DIR [--skip-special-tokens]   (standard input: a JSON array of ids)
  *   qvl image [--model DIR] [--min-pixels N] [--max-pixels N] [--dump-pixels OUT] FILE
+ *   qvl generate --model DIR [--backend cpu] [--max-tokens N]   (standard input: a chat request)
  *
  * Each subcommand parses its own flags and calls library code; nothing here is needed by the
  * daemon or the responders. Exit status: 0 success, 1 the work failed (the message names the
@@ -22,7 +23,9 @@
 #include <json.h>
 
 #include "alloc.h"
+#include "chat_request.h"
 #include "chat_template.h"
+#include "generate.h"
 #include "img_decode.h"
 #include "img_preprocess.h"
 #include "jsonx.h"
@@ -52,6 +55,9 @@ static void usage(FILE *f)
 	      "  image [--model DIR] [--min-pixels N] [--max-pixels N] [--dump-pixels OUT] FILE\n"
 	      "          decode and preprocess an image as the Qwen3-VL processor does; print its\n"
 	      "          sizes, grid and token count; --dump-pixels writes pixel_values as float32\n"
+	      "  generate --model DIR [--backend cpu] [--max-tokens N]\n"
+	      "          run an OpenAI chat-completions request from standard input in-process and\n"
+	      "          print the chat.completion response as one line of JSON\n"
 	      "\n"
 	      "QVL_LOG_LEVEL=debug|info|warn|err sets the log level.\n",
 	      f);
@@ -458,6 +464,73 @@ static int cmd_image(int argc, char **argv)
 	return rc ? fail(&e) : 0;
 }
 
+static int cmd_generate(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "model", required_argument, NULL, 'm' },
+		{ "backend", required_argument, NULL, 'b' },
+		{ "max-tokens", required_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *dir = NULL;
+	uint64_t max_tokens = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'm': dir = optarg; break;
+		case 'b':
+			if (strcmp(optarg, "cpu")) {
+				fprintf(stderr, "qvl generate: --backend: '%s' is not available (cpu only)\n", optarg);
+				return 2;
+			}
+			break;
+		case 'n':
+			if (parse_u64(optarg, &max_tokens) || max_tokens < 1 || max_tokens > INT32_MAX) {
+				fprintf(stderr, "qvl generate: --max-tokens: '%s' is not a token count\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (!dir || optind != argc) {
+		fprintf(stderr, "qvl generate: usage: qvl generate --model DIR [--backend cpu] [--max-tokens N]\n");
+		return 2;
+	}
+	qerr e = { 0 };
+	strbuf in = { 0 };
+	json_object *body = NULL, *resp = NULL;
+	chat_request r = { 0 };
+	generate_model *m = NULL;
+	int rc = read_stdin(&in, &e);
+	if (!rc)
+		rc = jsonx_parse(strbuf_str(&in), in.len, "request", &body, &e);
+	/* the offline command may read images from local paths; the server will not */
+	if (!rc)
+		rc = chat_request_parse(body, true, &r, &e);
+	if (!rc && max_tokens) {
+		r.max_tokens = (int64_t)max_tokens;
+		if (r.min_tokens > r.max_tokens)
+			rc = qerr_set(&e, QERR_INVALID, "request: min_tokens: %lld exceeds --max-tokens %llu",
+				      (long long)r.min_tokens, (unsigned long long)max_tokens);
+	}
+	if (!rc)
+		rc = generate_model_load(dir, 0, &m, &e);
+	if (!rc)
+		rc = generate_run(m, &r, &resp, &e);
+	if (!rc && puts(json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN |
+						       JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
+		rc = qerr_set(&e, QERR_IO, "standard output: %s", strerror(errno));
+	json_object_put(resp);
+	generate_model_free(m);
+	chat_request_deinit(&r);
+	json_object_put(body);
+	strbuf_deinit(&in);
+	return rc ? fail(&e) : 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -483,6 +556,8 @@ int main(int argc, char **argv)
 		return cmd_tokenize(argc - 1, argv + 1, true);
 	if (!strcmp(cmd, "image"))
 		return cmd_image(argc - 1, argv + 1);
+	if (!strcmp(cmd, "generate"))
+		return cmd_generate(argc - 1, argv + 1);
 	fprintf(stderr, "qvl: unknown command '%s'\n", cmd);
 	usage(stderr);
 	return 2;
