@@ -44,7 +44,7 @@ int mrope_positions(const model_config *mc, const int32_t *ids, size_t n, const 
 			break;
 		if (ids[ed] == vid)
 			return qerr_set(e, QERR_UNSUPPORTED,
-					"mrope: video token at %zu: video positions are not implemented", ed);
+					"mrope: video token at %zu: video positions are not supported yet", ed);
 		if (g == n_grids)
 			return qerr_set(e, QERR_INVALID,
 					"mrope: image token at %zu but only %zu image grids given", ed, n_grids);

@@ -13,7 +13,7 @@
  *   H     ... 4     5   5   6   6    7   8  9
  *   W     ... 4     5   6   5   6    7   8  9
  *
- * Videos (<|video_pad|>, one item per frame group) are not implemented: a prompt holding a
+ * Videos (<|video_pad|>, one item per frame group) are not supported yet: a prompt holding a
  * video token is refused with QERR_UNSUPPORTED. Models without vision (arch qwen3) get plain
  * positions 0..n-1 on all three rows and delta 0.
  *

@@ -815,7 +815,7 @@ struct added {
 };
 
 /* Parse added_tokens[i] into *a; fails on a malformed entry or one with lstrip, rstrip or
- * single_word (not implemented). */
+ * single_word set (options Qwen3 does not use; refused as unsupported). */
 static int parse_added(json_object *o, size_t i, struct added *a, const char *path, qerr *e)
 {
 	char where[512];

@@ -494,7 +494,7 @@ static void tojson_is(json_object *v, const char *want)
 }
 
 /* tojson of a JSON text (as json-c reads it) */
-static void tojson_text_is(const char *text, const char *want)
+static void assert_tojson_is(const char *text, const char *want)
 {
 	json_object *v = parse(text);
 	tojson_is(v, want);
@@ -504,15 +504,15 @@ static void tojson_text_is(const char *text, const char *want)
 START_TEST(test_chat_template_tojson_escapes)
 {
 	/* json.dumps(s, ensure_ascii=False) */
-	tojson_text_is("\"a\\\"b\\\\c/d\"", "\"a\\\"b\\\\c/d\"");
-	tojson_text_is("\"\\n\\r\\t\\b\\f\"", "\"\\n\\r\\t\\b\\f\"");
-	tojson_text_is("\"\\u0000\\u0001\\u001b\\u001f \\u007f\"", "\"\\u0000\\u0001\\u001b\\u001f \x7f\"");
-	tojson_text_is("\"caf\\u00e9 \\u2028 \\ud83d\\ude00 日本\"", "\"café \xe2\x80\xa8 \xf0\x9f\x98\x80 日本\"");
-	tojson_text_is("\"\"", "\"\"");
-	tojson_text_is("{\"k\\n\\\"\": \"v\"}", "{\"k\\n\\\"\": \"v\"}");
+	assert_tojson_is("\"a\\\"b\\\\c/d\"", "\"a\\\"b\\\\c/d\"");
+	assert_tojson_is("\"\\n\\r\\t\\b\\f\"", "\"\\n\\r\\t\\b\\f\"");
+	assert_tojson_is("\"\\u0000\\u0001\\u001b\\u001f \\u007f\"", "\"\\u0000\\u0001\\u001b\\u001f \x7f\"");
+	assert_tojson_is("\"caf\\u00e9 \\u2028 \\ud83d\\ude00 日本\"", "\"café \xe2\x80\xa8 \xf0\x9f\x98\x80 日本\"");
+	assert_tojson_is("\"\"", "\"\"");
+	assert_tojson_is("{\"k\\n\\\"\": \"v\"}", "{\"k\\n\\\"\": \"v\"}");
 	tojson_is(NULL, "null");
-	tojson_text_is("true", "true");
-	tojson_text_is("false", "false");
+	assert_tojson_is("true", "true");
+	assert_tojson_is("false", "false");
 }
 END_TEST
 
@@ -536,7 +536,7 @@ START_TEST(test_chat_template_tojson_numbers)
 		{ "2.5e-5", "2.5e-05" }, { "100.0", "100.0" }, { "1e100", "1e+100" }, { "-1.25e-7", "-1.25e-07" },
 	};
 	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
-		tojson_text_is(pairs[i][0], pairs[i][1]);
+		assert_tojson_is(pairs[i][0], pairs[i][1]);
 	/* powers of two, where the rounding interval is lopsided (repr from Python) */
 	static const struct { double x; const char *want; } p2[] = {
 		{ 0x1p-1022, "2.2250738585072014e-308" }, { 0x1p-1074, "5e-324" }, { 0x1p60, "1.152921504606847e+18" },
@@ -557,15 +557,15 @@ END_TEST
 
 START_TEST(test_chat_template_tojson_nested)
 {
-	tojson_text_is("{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+	assert_tojson_is("{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
 		       "\"properties\":{\"a\":{\"type\":\"number\",\"default\":1.0,\"enum\":[1,2.5,null,true]}},\"required\":[]}}}",
 		       "{\"type\": \"function\", \"function\": {\"name\": \"f\", \"parameters\": {\"type\": \"object\", "
 		       "\"properties\": {\"a\": {\"type\": \"number\", \"default\": 1.0, \"enum\": [1, 2.5, null, true]}}, \"required\": []}}}");
-	tojson_text_is("[]", "[]");
-	tojson_text_is("{}", "{}");
-	tojson_text_is("[[[]],{\"\":{}}]", "[[[]], {\"\": {}}]");
+	assert_tojson_is("[]", "[]");
+	assert_tojson_is("{}", "{}");
+	assert_tojson_is("[[[]],{\"\":{}}]", "[[[]], {\"\": {}}]");
 	/* key order is insertion order; a repeated key keeps its first place and its last value */
-	tojson_text_is("{\"z\":1,\"a\":2,\"z\":3}", "{\"z\": 3, \"a\": 2}");
+	assert_tojson_is("{\"z\":1,\"a\":2,\"z\":3}", "{\"z\": 3, \"a\": 2}");
 }
 END_TEST
 

@@ -131,7 +131,7 @@ static char *golden_text(json_object *g, int n)
 	return tok_decode(model->tok, ids, (size_t)n, true, &len);
 }
 
-static void expect_error(const char *body, int code, const char *substr)
+static void assert_request_error(const char *body, int code, const char *substr)
 {
 	json_object *o = parse_json(body);
 	chat_request r;
@@ -150,10 +150,10 @@ START_TEST(test_generate_request_errors_name_the_field)
 #define ERR(extra, code, sub)                                          \
 	do {                                                           \
 		snprintf(b, sizeof(b), "{%s, %s}", m, extra);          \
-		expect_error(b, code, sub);                            \
+		assert_request_error(b, code, sub);                            \
 	} while (0)
-	expect_error("{}", QERR_MISSING, "messages");
-	expect_error("{\"messages\": {}}", QERR_FORMAT, "messages");
+	assert_request_error("{}", QERR_MISSING, "messages");
+	assert_request_error("{\"messages\": {}}", QERR_FORMAT, "messages");
 	ERR("\"temperature\": \"hot\"", QERR_FORMAT, "temperature");
 	ERR("\"temperature\": -1", QERR_INVALID, "temperature");
 	ERR("\"max_tokens\": \"8\"", QERR_FORMAT, "max_tokens");
@@ -177,17 +177,17 @@ START_TEST(test_generate_request_errors_name_the_field)
 	const char *pre = "{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"x\"}, ";
 	snprintf(b, sizeof(b), "%s{\"type\": \"image_url\", \"image_url\": {\"url\": "
 		 "\"data:image/png;base64,iVBO*w==\"}}]}]}", pre);
-	expect_error(b, QERR_FORMAT, "messages[0].content[1]: base64: invalid character");
+	assert_request_error(b, QERR_FORMAT, "messages[0].content[1]: base64: invalid character");
 	snprintf(b, sizeof(b), "%s{\"type\": \"image_url\", \"image_url\": {\"url\": "
 		 "\"data:image/png;base64,iVBOw\"}}]}]}", pre);
-	expect_error(b, QERR_FORMAT, "multiple of 4");
+	assert_request_error(b, QERR_FORMAT, "multiple of 4");
 	snprintf(b, sizeof(b), "%s{\"type\": \"image_url\", \"image_url\": {\"url\": "
 		 "\"https://example.com/cat.png\"}}]}]}", pre);
-	expect_error(b, QERR_UNSUPPORTED, "qvl-fcgi");
+	assert_request_error(b, QERR_UNSUPPORTED, "qvl-fcgi");
 	snprintf(b, sizeof(b), "%s{\"type\": \"image\", \"image\": \"/etc/passwd\"}]}]}", pre);
-	expect_error(b, QERR_UNSUPPORTED, "local image paths");
+	assert_request_error(b, QERR_UNSUPPORTED, "local image paths");
 	snprintf(b, sizeof(b), "%s{\"type\": \"video\", \"video\": \"a.mp4\"}]}]}", pre);
-	expect_error(b, QERR_UNSUPPORTED, "videos");
+	assert_request_error(b, QERR_UNSUPPORTED, "videos");
 }
 END_TEST
 

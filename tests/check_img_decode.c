@@ -63,7 +63,7 @@ static uint64_t fnv1a64(const uint8_t *p, size_t n)
 }
 
 /* Decoding must fail with code and a message containing part; out must come back empty. */
-static void expect_fail(const void *data, size_t n, const img_limits *lim, int code,
+static void assert_decode_fails(const void *data, size_t n, const img_limits *lim, int code,
 			const char *part, const char *what)
 {
 	img_rgb im = { 7, 7, (uint8_t *)&im };
@@ -77,11 +77,11 @@ static void expect_fail(const void *data, size_t n, const img_limits *lim, int c
 	ck_assert(im.w == 0 && im.h == 0 && im.px == NULL);
 }
 
-static void expect_fail_file(const char *name, const img_limits *lim, int code, const char *part)
+static void assert_file_fails(const char *name, const img_limits *lim, int code, const char *part)
 {
 	size_t n;
 	uint8_t *b = fixture(name, &n);
-	expect_fail(b, n, lim, code, part, name);
+	assert_decode_fails(b, n, lim, code, part, name);
 	free(b);
 }
 
@@ -255,12 +255,12 @@ START_TEST(test_img_decode_truncated_png)
 	uint8_t *b = fixture("png_rgb8.png", &n);
 	uint64_t full = decode_hash(b, n, NULL, NULL, NULL, "png_rgb8.png");
 	size_t idat = png_chunk_at(b, n, "IDAT");
-	expect_fail(b, n / 2, NULL, QERR_FORMAT, "truncated PNG", "half");
-	expect_fail(b, idat + 20, NULL, QERR_FORMAT, "truncated PNG (image data cut short)",
+	assert_decode_fails(b, n / 2, NULL, QERR_FORMAT, "truncated PNG", "half");
+	assert_decode_fails(b, idat + 20, NULL, QERR_FORMAT, "truncated PNG (image data cut short)",
 		    "IDAT start");
-	expect_fail(b, idat, NULL, QERR_FORMAT, "truncated PNG (no image data)", "before IDAT");
-	expect_fail(b, 20, NULL, QERR_FORMAT, "truncated PNG", "in IHDR");
-	expect_fail(b, 5, NULL, QERR_FORMAT, "PNG", "in the signature");
+	assert_decode_fails(b, idat, NULL, QERR_FORMAT, "truncated PNG (no image data)", "before IDAT");
+	assert_decode_fails(b, 20, NULL, QERR_FORMAT, "truncated PNG", "in IHDR");
+	assert_decode_fails(b, 5, NULL, QERR_FORMAT, "PNG", "in the signature");
 	/* Pillow accepts a file cut after the last row: no IEND, no IDAT CRC, no Adler-32 */
 	ck_assert(decode_hash(b, n - 12, NULL, NULL, NULL, "no IEND") == full);
 	ck_assert(decode_hash(b, n - 16, NULL, NULL, NULL, "no CRC") == full);
@@ -275,11 +275,11 @@ START_TEST(test_img_decode_truncated_jpeg)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		size_t n;
 		uint8_t *b = fixture(names[i], &n);
-		expect_fail(b, n / 2, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
-		expect_fail(b, 100, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
+		assert_decode_fails(b, n / 2, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
+		assert_decode_fails(b, 100, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
 		/* no EOI: libjpeg wants more input before the last row, so Pillow fails too */
-		expect_fail(b, n - 2, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
-		expect_fail(b, 3, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
+		assert_decode_fails(b, n - 2, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
+		assert_decode_fails(b, 3, NULL, QERR_FORMAT, "truncated JPEG", names[i]);
 		free(b);
 	}
 }
@@ -292,10 +292,10 @@ START_TEST(test_img_decode_truncated_webp)
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		size_t n;
 		uint8_t *b = fixture(names[i], &n);
-		expect_fail(b, n / 2, NULL, QERR_FORMAT, "truncated WebP", names[i]);
-		expect_fail(b, n - 1, NULL, QERR_FORMAT, "truncated WebP", names[i]);
-		expect_fail(b, 16, NULL, QERR_FORMAT, "truncated WebP", names[i]);
-		expect_fail(b, 8, NULL, QERR_FORMAT, "truncated WebP", names[i]);
+		assert_decode_fails(b, n / 2, NULL, QERR_FORMAT, "truncated WebP", names[i]);
+		assert_decode_fails(b, n - 1, NULL, QERR_FORMAT, "truncated WebP", names[i]);
+		assert_decode_fails(b, 16, NULL, QERR_FORMAT, "truncated WebP", names[i]);
+		assert_decode_fails(b, 8, NULL, QERR_FORMAT, "truncated WebP", names[i]);
 		free(b);
 	}
 }
@@ -309,19 +309,19 @@ START_TEST(test_img_decode_png_bad_crc)
 	uint8_t *b = fixture("png_rgb8.png", &n);
 	/* IHDR (critical) */
 	b[29] ^= 0x01;
-	expect_fail(b, n, NULL, QERR_FORMAT, "IHDR: CRC error", "IHDR CRC");
+	assert_decode_fails(b, n, NULL, QERR_FORMAT, "IHDR: CRC error", "IHDR CRC");
 	b[29] ^= 0x01;
 	/* tEXt (ancillary, before IDAT): Pillow says "broken PNG file" too */
 	size_t t = png_chunk_at(b, n, "tEXt");
 	b[t + 9] ^= 0x20;
-	expect_fail(b, n, NULL, QERR_FORMAT, "CRC error", "tEXt CRC");
+	assert_decode_fails(b, n, NULL, QERR_FORMAT, "CRC error", "tEXt CRC");
 	free(b);
 	/* an IDAT CRC is not checked, as by Pillow (png_split_badidatcrc_noiend.png decodes):
 	 * but a damaged zlib stream is an error */
 	b = fixture("png_gray8.png", &n);
 	size_t idat = png_chunk_at(b, n, "IDAT");
 	b[idat + 8] = 0;   /* zlib CMF */
-	expect_fail(b, n, NULL, QERR_FORMAT, "PNG: corrupt image data", "zlib header");
+	assert_decode_fails(b, n, NULL, QERR_FORMAT, "PNG: corrupt image data", "zlib header");
 	free(b);
 }
 END_TEST
@@ -336,12 +336,12 @@ START_TEST(test_img_decode_jpeg_corrupt)
 	uint8_t *sof = memmem(m, n, "\xff\xc0", 2);
 	ck_assert_ptr_nonnull(sof);
 	sof[3]--;
-	expect_fail(m, n, NULL, QERR_FORMAT, "JPEG: Bogus marker length", "SOF length");
+	assert_decode_fails(m, n, NULL, QERR_FORMAT, "JPEG: Bogus marker length", "SOF length");
 	/* 12-bit precision in SOF: Pillow cannot handle it either */
 	memcpy(m, b, n);
 	sof = memmem(m, n, "\xff\xc0", 2);
 	sof[4] = 12;
-	expect_fail(m, n, NULL, QERR_UNSUPPORTED, "precision 12", "12-bit");
+	assert_decode_fails(m, n, NULL, QERR_UNSUPPORTED, "precision 12", "12-bit");
 	free(m);
 	free(b);
 }
@@ -364,7 +364,7 @@ START_TEST(test_img_decode_jpeg_too_many_scans)
 	for (size_t r = 0; r < reps; r++)
 		memcpy(m + last + r * scan, b + last, scan);
 	memcpy(m + last + reps * scan, "\xff\xd9", 2);
-	expect_fail(m, last + reps * scan + 2, NULL, QERR_LIMIT, "more than 500 scans", "scans");
+	assert_decode_fails(m, last + reps * scan + 2, NULL, QERR_LIMIT, "more than 500 scans", "scans");
 	/* 100 repeats are fine */
 	memcpy(m + last + 100 * scan, "\xff\xd9", 2);
 	decode_hash(m, last + 100 * scan + 2, NULL, NULL, NULL, "100 scans");
@@ -377,16 +377,16 @@ END_TEST
 
 START_TEST(test_img_decode_empty_and_zero_size)
 {
-	expect_fail("", 0, NULL, QERR_FORMAT, "empty image data", "zero bytes");
+	assert_decode_fails("", 0, NULL, QERR_FORMAT, "empty image data", "zero bytes");
 	size_t n;
 	uint8_t *b = fixture("png_1x1_interlaced.png", &n);
 	b[16 + 3] = 0;   /* IHDR width 1 -> 0, with a valid CRC */
 	png_fix_crc(b, 8);
-	expect_fail(b, n, NULL, QERR_FORMAT, "PNG: Invalid IHDR data (Image width is zero in IHDR)", "zero width");
+	assert_decode_fails(b, n, NULL, QERR_FORMAT, "PNG: Invalid IHDR data (Image width is zero in IHDR)", "zero width");
 	b[16 + 3] = 1;
 	b[20 + 3] = 0;   /* height */
 	png_fix_crc(b, 8);
-	expect_fail(b, n, NULL, QERR_FORMAT, "Image height is zero", "zero height");
+	assert_decode_fails(b, n, NULL, QERR_FORMAT, "Image height is zero", "zero height");
 	free(b);
 }
 END_TEST
@@ -394,11 +394,11 @@ END_TEST
 START_TEST(test_img_decode_huge_header)
 {
 	/* refused from the header, before a pixel is allocated (allocating would abort) */
-	expect_fail_file("bad_png_100000x100000.png", NULL, QERR_LIMIT,
+	assert_file_fails("bad_png_100000x100000.png", NULL, QERR_LIMIT,
 			 "100000x100000 exceeds the limit of 65535 pixels per side");
-	expect_fail_file("bad_jpeg_65500x65500.jpg", NULL, QERR_LIMIT,
+	assert_file_fails("bad_jpeg_65500x65500.jpg", NULL, QERR_LIMIT,
 			 "65500x65500 = 4290250000 pixels exceeds the limit of 89478485 pixels");
-	expect_fail_file("bad_webp_16384x16384.webp", NULL, QERR_LIMIT,
+	assert_file_fails("bad_webp_16384x16384.webp", NULL, QERR_LIMIT,
 			 "16384x16384 = 268435456 pixels exceeds the limit");
 	/* the header itself is fine: img_probe reports it */
 	size_t n;
@@ -424,7 +424,7 @@ START_TEST(test_img_decode_small_pixel_limit)
 		uint8_t *b = fixture(f[i].name, &n);
 		uint64_t px = (uint64_t)f[i].w * f[i].h;
 		img_limits lim = { .max_pixels = px - 1 };
-		expect_fail(b, n, &lim, QERR_LIMIT, "pixels exceeds the limit", f[i].name);
+		assert_decode_fails(b, n, &lim, QERR_LIMIT, "pixels exceeds the limit", f[i].name);
 		lim.max_pixels = px;
 		decode_hash(b, n, &lim, NULL, NULL, f[i].name);
 		free(b);
@@ -437,7 +437,7 @@ START_TEST(test_img_decode_byte_limit)
 	size_t n;
 	uint8_t *b = fixture("jpeg_large_300x200.jpg", &n);
 	img_limits lim = { .max_bytes = n - 1 };
-	expect_fail(b, n, &lim, QERR_LIMIT, "bytes exceeds the limit", "max_bytes");
+	assert_decode_fails(b, n, &lim, QERR_LIMIT, "bytes exceeds the limit", "max_bytes");
 	lim.max_bytes = n;
 	decode_hash(b, n, &lim, NULL, NULL, "max_bytes = n");
 	free(b);
@@ -455,10 +455,10 @@ START_TEST(test_img_decode_random_bytes)
 		r[i] = (uint8_t)(s >> 24);
 	}
 	r[0] = 0x13;   /* not a magic we know */
-	expect_fail(r, sizeof(r), NULL, QERR_FORMAT, "unrecognised image data", "random");
+	assert_decode_fails(r, sizeof(r), NULL, QERR_FORMAT, "unrecognised image data", "random");
 	/* random after each format's magic */
 	memcpy(r, "\x89PNG", 4);
-	expect_fail(r, sizeof(r), NULL, QERR_FORMAT, "PNG: ", "random PNG");
+	assert_decode_fails(r, sizeof(r), NULL, QERR_FORMAT, "PNG: ", "random PNG");
 	memcpy(r, "\xff\xd8\xff", 3);
 	img_rgb im;
 	qerr e = { 0 };
@@ -488,7 +488,7 @@ START_TEST(test_img_decode_other_formats)
 		{ "\xff\x4f\xff\x51\0\x2f", 6, "JPEG 2000 images" },
 	};
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
-		expect_fail(f[i].data, f[i].n, NULL, QERR_UNSUPPORTED, f[i].name, f[i].name);
+		assert_decode_fails(f[i].data, f[i].n, NULL, QERR_UNSUPPORTED, f[i].name, f[i].name);
 	int w, h;
 	const char *fmt;
 	qerr e = { 0 };
@@ -499,7 +499,7 @@ END_TEST
 
 START_TEST(test_img_decode_animated_webp)
 {
-	expect_fail_file("webp_animated.webp", NULL, QERR_UNSUPPORTED,
+	assert_file_fails("webp_animated.webp", NULL, QERR_UNSUPPORTED,
 			 "animated WebP images are not supported");
 }
 END_TEST
@@ -537,9 +537,12 @@ END_TEST
 START_TEST(test_img_decode_deinit_is_idempotent)
 {
 	img_rgb im = { 0, 0, NULL };
+	ck_assert_int_eq(img_decode("\x89PNG", 4, NULL, &im, &(qerr){ 0 }), -QERR_FORMAT);
 	img_rgb_deinit(&im);
 	img_rgb_deinit(&im);
 	img_rgb_deinit(NULL);
+	ck_assert_ptr_null(im.px);
+	ck_assert_int_eq(im.w, 0);
 }
 END_TEST
 

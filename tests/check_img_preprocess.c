@@ -269,7 +269,7 @@ END_TEST
 
 /* ---- resampling ---- */
 
-static void check_resize(int w, int h, int ow, int oh, uint64_t seed)
+static void assert_resize_matches(int w, int h, int ow, int oh, uint64_t seed)
 {
 	img_rgb in = random_image(w, h, seed, 0);
 	img_rgb a = { 0 }, b = { 0 };
@@ -299,14 +299,14 @@ START_TEST(test_img_preprocess_resize_matches_reference)
 		{ 2, 9, 1, 1 },       { 1280, 20, 320, 7 },
 	};
 	for (size_t i = 0; i < sizeof(s) / sizeof(s[0]); i++)
-		check_resize(s[i][0], s[i][1], s[i][2], s[i][3], 1000 + i);
+		assert_resize_matches(s[i][0], s[i][1], s[i][2], s[i][3], 1000 + i);
 	/* seeded random sizes */
 	uint64_t key = rng_key(7, 7);
 	for (int i = 0; i < 40; i++) {
 		uint64_t r = rng_u64(key, (uint64_t)i);
 		int w = 1 + (int)(r % 157), h = 1 + (int)((r >> 16) % 151);
 		int ow = 1 + (int)((r >> 32) % 173), oh = 1 + (int)((r >> 48) % 139);
-		check_resize(w, h, ow, oh, 2000 + (uint64_t)i);
+		assert_resize_matches(w, h, ow, oh, 2000 + (uint64_t)i);
 	}
 }
 END_TEST
@@ -314,9 +314,9 @@ END_TEST
 START_TEST(test_img_preprocess_resize_unchanged_axes)
 {
 	/* one axis unchanged: only the other pass runs */
-	check_resize(96, 61, 96, 200, 1);
-	check_resize(61, 96, 200, 96, 2);
-	check_resize(1920, 13, 1920, 32, 3);
+	assert_resize_matches(96, 61, 96, 200, 1);
+	assert_resize_matches(61, 96, 200, 96, 2);
+	assert_resize_matches(1920, 13, 1920, 32, 3);
 	/* both unchanged: a copy */
 	img_rgb in = random_image(33, 21, 4, 0), out = { 0 };
 	img_resize_bicubic_aa(&in, 33, 21, &out);

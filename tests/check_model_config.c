@@ -101,7 +101,7 @@ static void load_2b(model_config *mc)
 	free(path);
 }
 
-static void model_ok(const char *text, model_config *mc)
+static void assert_model_ok(const char *text, model_config *mc)
 {
 	qerr e = { 0 };
 	int rc = model_config_parse(text, strlen(text), "config.json", mc, &e);
@@ -132,7 +132,7 @@ static const char *const where_of[] = { "config.json", "generation_config.json",
 
 /* Parse text as file kind w: the call must fail with code, a message that starts with the
  * file name and contains substr; the output must be untouched. */
-static void expect_error_text(which w, const char *text, int code, const char *substr,
+static void assert_error_text(which w, const char *text, int code, const char *substr,
 			      const char *label)
 {
 	model_config mc;
@@ -172,26 +172,26 @@ static void expect_error_text(which w, const char *text, int code, const char *s
 		      substr);
 }
 
-static void expect_error(which w, const char *fixture, int code, const char *substr,
+static void assert_error(which w, const char *fixture, int code, const char *substr,
 			 const mut *m)
 {
 	char *text = mutated(fixture, m);
 	char label[300];
 	snprintf(label, sizeof(label), "%s %s=%s%s", fixture, m[0].path,
 		 m[0].json ? m[0].json : "(deleted)", m[1].path ? " …" : "");
-	expect_error_text(w, text, code, substr, label);
+	assert_error_text(w, text, code, substr, label);
 	free(text);
 }
-#define EXPECT_ERR(w, fixture, code, substr, ...) \
-	expect_error(w, fixture, code, substr, (const mut[]){ __VA_ARGS__, { NULL, NULL } })
-#define VL_ERR(code, substr, ...) EXPECT_ERR(W_MODEL, VL, code, substr, __VA_ARGS__)
-#define GEN_ERR(code, substr, ...) EXPECT_ERR(W_GEN, GEN, code, substr, __VA_ARGS__)
-#define PRE_ERR(code, substr, ...) EXPECT_ERR(W_PRE, PRE, code, substr, __VA_ARGS__)
+#define assert_err(w, fixture, code, substr, ...) \
+	assert_error(w, fixture, code, substr, (const mut[]){ __VA_ARGS__, { NULL, NULL } })
+#define assert_vl_err(code, substr, ...) assert_err(W_MODEL, VL, code, substr, __VA_ARGS__)
+#define assert_gen_err(code, substr, ...) assert_err(W_GEN, GEN, code, substr, __VA_ARGS__)
+#define assert_pre_err(code, substr, ...) assert_err(W_PRE, PRE, code, substr, __VA_ARGS__)
 
 /* ---- config.json: accepted files ---- */
 
 /* Every value of the published 2B config (spec §1.1, §1.2). */
-static void check_2b(const model_config *mc)
+static void assert_2b(const model_config *mc)
 {
 	const text_config *t = &mc->text;
 	const vision_config *v = &mc->vision;
@@ -244,7 +244,7 @@ START_TEST(test_model_config_published_2b)
 {
 	model_config mc;
 	load_2b(&mc);
-	check_2b(&mc);
+	assert_2b(&mc);
 }
 END_TEST
 
@@ -255,7 +255,7 @@ START_TEST(test_model_config_v5_form)
 	qerr e = { 0 };
 	ck_assert_msg(model_config_load(path, &mc, &e) == 0, "%s", e.msg);
 	free(path);
-	check_2b(&mc);
+	assert_2b(&mc);
 }
 END_TEST
 
@@ -266,7 +266,7 @@ START_TEST(test_model_config_rope_parameters_preferred)
 	char *t = MUT(VL, { "text_config.rope_parameters",
 			    "{\"rope_type\": \"default\", \"rope_theta\": 1000000,"
 			    " \"mrope_section\": [16, 24, 24]}" });
-	model_ok(t, &mc);
+	assert_model_ok(t, &mc);
 	free(t);
 	ck_assert_double_eq(mc.text.rope_theta, 1000000.0);
 	ck_assert_int_eq(mc.text.mrope_section[0], 16);
@@ -274,7 +274,7 @@ START_TEST(test_model_config_rope_parameters_preferred)
 	/* rope_theta beside rope_parameters rather than inside. */
 	t = MUT(VL_V5, { "text_config.rope_parameters.rope_theta", DEL },
 		{ "text_config.rope_theta", "250000" });
-	model_ok(t, &mc);
+	assert_model_ok(t, &mc);
 	free(t);
 	ck_assert_double_eq(mc.text.rope_theta, 250000.0);
 }
@@ -291,9 +291,9 @@ START_TEST(test_model_config_rope_type_spellings)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		model_config mc;
 		char *t = mutated(VL, cases[i]);
-		model_ok(t, &mc);
+		assert_model_ok(t, &mc);
 		free(t);
-		check_2b(&mc);
+		assert_2b(&mc);
 	}
 }
 END_TEST
@@ -336,7 +336,7 @@ START_TEST(test_model_config_dense_rope_parameters)
 	model_config mc;
 	char *t = MUT(DENSE, { "rope_scaling", DEL }, { "rope_theta", DEL },
 		      { "rope_parameters", "{\"rope_type\": \"default\", \"rope_theta\": 1e6}" });
-	model_ok(t, &mc);
+	assert_model_ok(t, &mc);
 	free(t);
 	ck_assert_double_eq(mc.text.rope_theta, 1e6);
 	ck_assert(!mc.text.mrope);
@@ -356,7 +356,7 @@ static const char minimal_vl[] =
 START_TEST(test_model_config_defaults)
 {
 	model_config mc;
-	model_ok(minimal_vl, &mc);
+	assert_model_ok(minimal_vl, &mc);
 	/* transformers' defaults, not derived from the other sizes (1024 / 64 would be 16) */
 	ck_assert_int_eq(mc.text.num_key_value_heads, 32);
 	ck_assert_int_eq(mc.text.head_dim, 128);
@@ -381,7 +381,7 @@ START_TEST(test_model_config_defaults)
 		"{\"model_type\": \"qwen3\", \"hidden_size\": 512, \"intermediate_size\": 1536,"
 		" \"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"num_key_value_heads\": null,"
 		" \"vocab_size\": 1000, \"rope_theta\": 10000}";
-	model_ok(minimal_dense, &mc);
+	assert_model_ok(minimal_dense, &mc);
 	ck_assert_int_eq(mc.text.max_position_embeddings, 32768);
 	ck_assert_int_eq(mc.text.head_dim, 128);
 	ck_assert_int_eq(mc.text.num_key_value_heads, 4);
@@ -409,7 +409,7 @@ START_TEST(test_model_config_tie_fallback)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		model_config mc;
 		char *t = mutated(VL, cases[i].m);
-		model_ok(t, &mc);
+		assert_model_ok(t, &mc);
 		free(t);
 		ck_assert_msg(mc.text.tie_word_embeddings == cases[i].tie, "case %zu", i);
 	}
@@ -430,7 +430,7 @@ START_TEST(test_model_config_vision_gelu_variants)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		model_config mc;
 		char *t = MUT(VL, { "vision_config.hidden_act", cases[i].json });
-		model_ok(t, &mc);
+		assert_model_ok(t, &mc);
 		free(t);
 		ck_assert_int_eq(mc.vision.hidden_act, cases[i].act);
 	}
@@ -441,7 +441,7 @@ START_TEST(test_model_config_deepstack_empty)
 {
 	model_config mc;
 	char *t = MUT(VL, { "vision_config.deepstack_visual_indexes", "[]" });
-	model_ok(t, &mc);
+	assert_model_ok(t, &mc);
 	free(t);
 	ck_assert_int_eq(mc.vision.n_deepstack, 0);
 }
@@ -449,7 +449,7 @@ END_TEST
 
 /* ---- directories and files ---- */
 
-static void check_2b_generation(const generation_config *gc)
+static void assert_2b_generation(const generation_config *gc)
 {
 	ck_assert_int_eq(gc->n_eos, 2);
 	ck_assert_int_eq(gc->eos_token_ids[0], 151645);
@@ -465,7 +465,7 @@ static void check_2b_generation(const generation_config *gc)
 	ck_assert_int_eq(gc->max_new_tokens, -1);
 }
 
-static void check_qwen3vl_preprocessor(const preprocessor_config *pc)
+static void assert_qwen3vl_preprocessor(const preprocessor_config *pc)
 {
 	ck_assert_int_eq(pc->min_pixels, 65536);
 	ck_assert_int_eq(pc->max_pixels, 16777216);
@@ -489,9 +489,9 @@ START_TEST(test_model_config_load_dir_published)
 	qerr e = { 0 };
 	ck_assert_msg(model_config_load_dir(dir, &mc, &gc, &pc, &e) == 0, "%s", e.msg);
 	free(dir);
-	check_2b(&mc);
-	check_2b_generation(&gc);
-	check_qwen3vl_preprocessor(&pc);
+	assert_2b(&mc);
+	assert_2b_generation(&gc);
+	assert_qwen3vl_preprocessor(&pc);
 }
 END_TEST
 
@@ -507,7 +507,7 @@ START_TEST(test_model_config_load_dir_defaults)
 	ck_assert_int_eq(mc.arch, MODEL_ARCH_QWEN3);
 	ck_assert_int_eq(gc.n_eos, 1);
 	ck_assert_int_eq(gc.eos_token_ids[0], 151645);
-	check_qwen3vl_preprocessor(&pc);
+	assert_qwen3vl_preprocessor(&pc);
 	/* gc and pc may be left out. */
 	ck_assert_msg(model_config_load_dir(dir, &mc, NULL, NULL, &e) == 0, "%s", e.msg);
 	free(dir);
@@ -553,12 +553,12 @@ END_TEST
 
 START_TEST(test_model_config_invalid_json)
 {
-	expect_error_text(W_MODEL, "{\"model_type\": ", QERR_FORMAT, "invalid JSON", "truncated");
-	expect_error_text(W_MODEL, "{\"model_type\": \"qwen3\"} x", QERR_FORMAT,
+	assert_error_text(W_MODEL, "{\"model_type\": ", QERR_FORMAT, "invalid JSON", "truncated");
+	assert_error_text(W_MODEL, "{\"model_type\": \"qwen3\"} x", QERR_FORMAT,
 			  "invalid JSON at byte 24", "trailing");
-	expect_error_text(W_MODEL, "[1, 2]", QERR_FORMAT, "expected a JSON object, got array",
+	assert_error_text(W_MODEL, "[1, 2]", QERR_FORMAT, "expected a JSON object, got array",
 			  "array");
-	expect_error_text(W_MODEL, "", QERR_FORMAT, "invalid JSON", "empty");
+	assert_error_text(W_MODEL, "", QERR_FORMAT, "invalid JSON", "empty");
 }
 END_TEST
 
@@ -590,22 +590,22 @@ START_TEST(test_model_config_missing_required)
 		char want[160];
 		snprintf(want, sizeof(want), "config.json: %s: required field is missing",
 			 vl_fields[i]);
-		EXPECT_ERR(W_MODEL, VL, QERR_MISSING, want, { vl_fields[i], DEL });
+		assert_err(W_MODEL, VL, QERR_MISSING, want, { vl_fields[i], DEL });
 	}
 	/* null counts as absent */
-	VL_ERR(QERR_MISSING, "text_config.hidden_size: required", { "text_config.hidden_size", "null" });
+	assert_vl_err(QERR_MISSING, "text_config.hidden_size: required", { "text_config.hidden_size", "null" });
 	/* no rope object at all: the sections are still needed */
-	VL_ERR(QERR_MISSING, "text_config.rope_scaling.mrope_section: required",
+	assert_vl_err(QERR_MISSING, "text_config.rope_scaling.mrope_section: required",
 	       { "text_config.rope_scaling", DEL });
 	/* v5: theta neither inside rope_parameters nor beside it */
-	EXPECT_ERR(W_MODEL, VL_V5, QERR_MISSING, "text_config.rope_theta: required",
+	assert_err(W_MODEL, VL_V5, QERR_MISSING, "text_config.rope_theta: required",
 		   { "text_config.rope_parameters.rope_theta", DEL });
-	EXPECT_ERR(W_MODEL, VL_V5, QERR_MISSING, "text_config.rope_parameters.mrope_section",
+	assert_err(W_MODEL, VL_V5, QERR_MISSING, "text_config.rope_parameters.mrope_section",
 		   { "text_config.rope_parameters.mrope_section", DEL });
 	/* dense: top-level paths */
-	EXPECT_ERR(W_MODEL, DENSE, QERR_MISSING, "config.json: vocab_size: required",
+	assert_err(W_MODEL, DENSE, QERR_MISSING, "config.json: vocab_size: required",
 		   { "vocab_size", DEL });
-	EXPECT_ERR(W_MODEL, DENSE, QERR_MISSING, "config.json: rope_theta: required",
+	assert_err(W_MODEL, DENSE, QERR_MISSING, "config.json: rope_theta: required",
 		   { "rope_theta", DEL });
 }
 END_TEST
@@ -644,7 +644,7 @@ START_TEST(test_model_config_wrong_type)
 		  "vision_config.deepstack_visual_indexes: expected an array" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		EXPECT_ERR(W_MODEL, VL, QERR_FORMAT, cases[i].want, { cases[i].path, cases[i].json });
+		assert_err(W_MODEL, VL, QERR_FORMAT, cases[i].want, { cases[i].path, cases[i].json });
 }
 END_TEST
 
@@ -672,16 +672,16 @@ START_TEST(test_model_config_out_of_range)
 		{ "video_token_id", "-1", "config.json: video_token_id: -1" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		EXPECT_ERR(W_MODEL, VL, QERR_INVALID, cases[i].want, { cases[i].path, cases[i].json });
+		assert_err(W_MODEL, VL, QERR_INVALID, cases[i].want, { cases[i].path, cases[i].json });
 	/* Beyond what an int64 holds (json-c saturates the text it keeps): a format error. */
-	VL_ERR(QERR_FORMAT, "text_config.hidden_size: 18446744073709551615 is not a 64-bit integer",
+	assert_vl_err(QERR_FORMAT, "text_config.hidden_size: 18446744073709551615 is not a 64-bit integer",
 	       { "text_config.hidden_size", "9223372036854775807999" });
 }
 END_TEST
 
 START_TEST(test_model_config_kv_heads_divide)
 {
-	VL_ERR(QERR_INVALID,
+	assert_vl_err(QERR_INVALID,
 	       "config.json: text_config.num_key_value_heads: 3 does not divide num_attention_heads 16",
 	       { "text_config.num_key_value_heads", "3" });
 }
@@ -689,120 +689,120 @@ END_TEST
 
 START_TEST(test_model_config_head_dim_even)
 {
-	VL_ERR(QERR_INVALID, "text_config.head_dim: 127 is odd", { "text_config.head_dim", "127" });
+	assert_vl_err(QERR_INVALID, "text_config.head_dim: 127 is odd", { "text_config.head_dim", "127" });
 }
 END_TEST
 
 START_TEST(test_model_config_kv_heads_default_must_divide)
 {
 	/* an absent kv-head count is transformers' 32, which must divide the 16 query heads */
-	VL_ERR(QERR_INVALID, "text_config.num_key_value_heads: 32 does not divide num_attention_heads 16",
+	assert_vl_err(QERR_INVALID, "text_config.num_key_value_heads: 32 does not divide num_attention_heads 16",
 	       { "text_config.num_key_value_heads", DEL });
 }
 END_TEST
 
 START_TEST(test_model_config_attention_bias_unsupported)
 {
-	VL_ERR(QERR_UNSUPPORTED, "text_config.attention_bias: true is not supported",
+	assert_vl_err(QERR_UNSUPPORTED, "text_config.attention_bias: true is not supported",
 	       { "text_config.attention_bias", "true" });
-	EXPECT_ERR(W_MODEL, DENSE, QERR_UNSUPPORTED, "config.json: attention_bias: true",
+	assert_err(W_MODEL, DENSE, QERR_UNSUPPORTED, "config.json: attention_bias: true",
 		   { "attention_bias", "true" });
 }
 END_TEST
 
 START_TEST(test_model_config_text_act_silu)
 {
-	VL_ERR(QERR_UNSUPPORTED, "text_config.hidden_act: \"gelu\" is not supported",
+	assert_vl_err(QERR_UNSUPPORTED, "text_config.hidden_act: \"gelu\" is not supported",
 	       { "text_config.hidden_act", "\"gelu\"" });
-	VL_ERR(QERR_UNSUPPORTED, "text_config.hidden_act: \"relu\"",
+	assert_vl_err(QERR_UNSUPPORTED, "text_config.hidden_act: \"relu\"",
 	       { "text_config.hidden_act", "\"relu\"" });
 }
 END_TEST
 
 START_TEST(test_model_config_sliding_window_unsupported)
 {
-	EXPECT_ERR(W_MODEL, DENSE, QERR_UNSUPPORTED, "config.json: use_sliding_window: true",
+	assert_err(W_MODEL, DENSE, QERR_UNSUPPORTED, "config.json: use_sliding_window: true",
 		   { "use_sliding_window", "true" });
 }
 END_TEST
 
 START_TEST(test_model_config_mrope_section)
 {
-	VL_ERR(QERR_INVALID,
+	assert_vl_err(QERR_INVALID,
 	       "text_config.rope_scaling.mrope_section: [24, 20, 19] sums to 63, expected head_dim/2 = 64",
 	       { "text_config.rope_scaling.mrope_section", "[24, 20, 19]" });
-	VL_ERR(QERR_INVALID, "text_config.rope_scaling.mrope_section: has 2 entries, expected 3",
+	assert_vl_err(QERR_INVALID, "text_config.rope_scaling.mrope_section: has 2 entries, expected 3",
 	       { "text_config.rope_scaling.mrope_section", "[24, 40]" });
-	VL_ERR(QERR_INVALID, "text_config.rope_scaling.mrope_section[0]: 0 is out of range",
+	assert_vl_err(QERR_INVALID, "text_config.rope_scaling.mrope_section[0]: 0 is out of range",
 	       { "text_config.rope_scaling.mrope_section", "[0, 44, 20]" });
-	EXPECT_ERR(W_MODEL, VL_V5, QERR_INVALID, "text_config.rope_parameters.mrope_section: [",
+	assert_err(W_MODEL, VL_V5, QERR_INVALID, "text_config.rope_parameters.mrope_section: [",
 		   { "text_config.rope_parameters.mrope_section", "[16, 16, 16]" });
 }
 END_TEST
 
 START_TEST(test_model_config_rope_type_unsupported)
 {
-	VL_ERR(QERR_UNSUPPORTED,
+	assert_vl_err(QERR_UNSUPPORTED,
 	       "config.json: text_config.rope_scaling.rope_type: rope type \"yarn\" is not supported",
 	       { "text_config.rope_scaling.rope_type", "\"yarn\"" });
-	VL_ERR(QERR_UNSUPPORTED, "text_config.rope_scaling.type: rope type \"linear\"",
+	assert_vl_err(QERR_UNSUPPORTED, "text_config.rope_scaling.type: rope type \"linear\"",
 	       { "text_config.rope_scaling.rope_type", DEL },
 	       { "text_config.rope_scaling.type", "\"linear\"" });
-	EXPECT_ERR(W_MODEL, VL_V5, QERR_UNSUPPORTED,
+	assert_err(W_MODEL, VL_V5, QERR_UNSUPPORTED,
 		   "text_config.rope_parameters.rope_type: rope type \"dynamic\"",
 		   { "text_config.rope_parameters.rope_type", "\"dynamic\"" });
-	EXPECT_ERR(W_MODEL, DENSE, QERR_UNSUPPORTED,
+	assert_err(W_MODEL, DENSE, QERR_UNSUPPORTED,
 		   "config.json: rope_scaling.rope_type: rope type \"yarn\"",
 		   { "rope_scaling", "{\"rope_type\": \"yarn\", \"factor\": 4.0}" });
 	/* "mrope" is only an alias where there is mrope */
-	EXPECT_ERR(W_MODEL, DENSE, QERR_UNSUPPORTED, "rope type \"mrope\"",
+	assert_err(W_MODEL, DENSE, QERR_UNSUPPORTED, "rope type \"mrope\"",
 		   { "rope_scaling", "{\"type\": \"mrope\"}" });
 }
 END_TEST
 
 START_TEST(test_model_config_unknown_model_type)
 {
-	VL_ERR(QERR_UNSUPPORTED, "config.json: model_type: \"llama\" is not supported",
+	assert_vl_err(QERR_UNSUPPORTED, "config.json: model_type: \"llama\" is not supported",
 	       { "model_type", "\"llama\"" });
-	VL_ERR(QERR_UNSUPPORTED, "model_type: \"qwen3_vl_moe\"", { "model_type", "\"qwen3_vl_moe\"" });
+	assert_vl_err(QERR_UNSUPPORTED, "model_type: \"qwen3_vl_moe\"", { "model_type", "\"qwen3_vl_moe\"" });
 }
 END_TEST
 
 START_TEST(test_model_config_vision_heads)
 {
-	VL_ERR(QERR_INVALID, "vision_config.num_heads: 12 does not divide hidden_size 1024",
+	assert_vl_err(QERR_INVALID, "vision_config.num_heads: 12 does not divide hidden_size 1024",
 	       { "vision_config.num_heads", "12" });
-	VL_ERR(QERR_INVALID, "vision_config.num_heads: 512 gives a head_dim of 2, not a multiple of 4",
+	assert_vl_err(QERR_INVALID, "vision_config.num_heads: 512 gives a head_dim of 2, not a multiple of 4",
 	       { "vision_config.num_heads", "512" });
 }
 END_TEST
 
 START_TEST(test_model_config_vision_act)
 {
-	VL_ERR(QERR_UNSUPPORTED, "vision_config.hidden_act: \"relu\" is not supported",
+	assert_vl_err(QERR_UNSUPPORTED, "vision_config.hidden_act: \"relu\" is not supported",
 	       { "vision_config.hidden_act", "\"relu\"" });
-	VL_ERR(QERR_UNSUPPORTED, "vision_config.hidden_act: \"silu\"",
+	assert_vl_err(QERR_UNSUPPORTED, "vision_config.hidden_act: \"silu\"",
 	       { "vision_config.hidden_act", "\"silu\"" });
 }
 END_TEST
 
 START_TEST(test_model_config_in_channels)
 {
-	VL_ERR(QERR_INVALID, "vision_config.in_channels: 4 is not 3",
+	assert_vl_err(QERR_INVALID, "vision_config.in_channels: 4 is not 3",
 	       { "vision_config.in_channels", "4" });
 }
 END_TEST
 
 START_TEST(test_model_config_out_hidden_size)
 {
-	VL_ERR(QERR_INVALID, "vision_config.out_hidden_size: 1024 does not equal text hidden_size 2048",
+	assert_vl_err(QERR_INVALID, "vision_config.out_hidden_size: 1024 does not equal text hidden_size 2048",
 	       { "vision_config.out_hidden_size", "1024" });
 }
 END_TEST
 
 START_TEST(test_model_config_position_embeddings_square)
 {
-	VL_ERR(QERR_INVALID, "vision_config.num_position_embeddings: 2300 is not a perfect square",
+	assert_vl_err(QERR_INVALID, "vision_config.num_position_embeddings: 2300 is not a perfect square",
 	       { "vision_config.num_position_embeddings", "2300" });
 }
 END_TEST
@@ -810,35 +810,35 @@ END_TEST
 START_TEST(test_model_config_deepstack)
 {
 	const char *k = "vision_config.deepstack_visual_indexes";
-	VL_ERR(QERR_INVALID, "deepstack_visual_indexes: not strictly ascending (5 follows 5)",
+	assert_vl_err(QERR_INVALID, "deepstack_visual_indexes: not strictly ascending (5 follows 5)",
 	       { k, "[5, 5, 17]" });
-	VL_ERR(QERR_INVALID, "deepstack_visual_indexes: not strictly ascending (11 follows 17)",
+	assert_vl_err(QERR_INVALID, "deepstack_visual_indexes: not strictly ascending (11 follows 17)",
 	       { k, "[5, 17, 11]" });
-	VL_ERR(QERR_INVALID, "vision_config.deepstack_visual_indexes[2]: 24 is out of range [0, 23]",
+	assert_vl_err(QERR_INVALID, "vision_config.deepstack_visual_indexes[2]: 24 is out of range [0, 23]",
 	       { k, "[5, 11, 24]" });
-	VL_ERR(QERR_INVALID, "deepstack_visual_indexes[0]: -1 is out of range", { k, "[-1]" });
-	VL_ERR(QERR_INVALID, "deepstack_visual_indexes: has 9 entries, expected 0 to 8",
+	assert_vl_err(QERR_INVALID, "deepstack_visual_indexes[0]: -1 is out of range", { k, "[-1]" });
+	assert_vl_err(QERR_INVALID, "deepstack_visual_indexes: has 9 entries, expected 0 to 8",
 	       { k, "[0, 1, 2, 3, 4, 5, 6, 7, 8]" });
-	VL_ERR(QERR_INVALID, "3 entries but the text model has only 2 layers",
+	assert_vl_err(QERR_INVALID, "3 entries but the text model has only 2 layers",
 	       { "text_config.num_hidden_layers", "2" });
 }
 END_TEST
 
 START_TEST(test_model_config_patch_sizes)
 {
-	VL_ERR(QERR_INVALID, "vision_config.patch_size: 0", { "vision_config.patch_size", "0" });
-	VL_ERR(QERR_INVALID, "vision_config.temporal_patch_size: 0",
+	assert_vl_err(QERR_INVALID, "vision_config.patch_size: 0", { "vision_config.patch_size", "0" });
+	assert_vl_err(QERR_INVALID, "vision_config.temporal_patch_size: 0",
 	       { "vision_config.temporal_patch_size", "0" });
-	VL_ERR(QERR_INVALID, "vision_config.spatial_merge_size: 0",
+	assert_vl_err(QERR_INVALID, "vision_config.spatial_merge_size: 0",
 	       { "vision_config.spatial_merge_size", "0" });
 }
 END_TEST
 
 START_TEST(test_model_config_token_ids_in_vocab)
 {
-	VL_ERR(QERR_INVALID, "config.json: image_token_id: 151936 is not below vocab_size 151936",
+	assert_vl_err(QERR_INVALID, "config.json: image_token_id: 151936 is not below vocab_size 151936",
 	       { "image_token_id", "151936" });
-	VL_ERR(QERR_INVALID, "text_config.eos_token_id: 200000 is not below vocab_size",
+	assert_vl_err(QERR_INVALID, "text_config.eos_token_id: 200000 is not below vocab_size",
 	       { "text_config.eos_token_id", "200000" });
 }
 END_TEST
@@ -851,7 +851,7 @@ START_TEST(test_model_config_generation_published)
 	char *t = fixture_text(GEN);
 	gen_ok(t, &gc);
 	free(t);
-	check_2b_generation(&gc);
+	assert_2b_generation(&gc);
 }
 END_TEST
 
@@ -901,31 +901,31 @@ END_TEST
 
 START_TEST(test_model_config_generation_errors)
 {
-	GEN_ERR(QERR_INVALID, "generation_config.json: top_p: 0 is out of range (0, 1]",
+	assert_gen_err(QERR_INVALID, "generation_config.json: top_p: 0 is out of range (0, 1]",
 		{ "top_p", "0" });
-	GEN_ERR(QERR_INVALID, "top_p: 1.5 is out of range", { "top_p", "1.5" });
-	GEN_ERR(QERR_INVALID, "temperature: -0.5 must be >= 0", { "temperature", "-0.5" });
-	GEN_ERR(QERR_INVALID, "top_k: -1 is out of range", { "top_k", "-1" });
-	GEN_ERR(QERR_INVALID, "min_p: 1.5 is out of range [0, 1]", { "min_p", "1.5" });
-	GEN_ERR(QERR_INVALID, "repetition_penalty: 0 must be > 0", { "repetition_penalty", "0" });
-	GEN_ERR(QERR_INVALID, "max_new_tokens: 0", { "max_new_tokens", "0" });
-	GEN_ERR(QERR_FORMAT, "eos_token_id: expected an integer or a list of integers, got string",
+	assert_gen_err(QERR_INVALID, "top_p: 1.5 is out of range", { "top_p", "1.5" });
+	assert_gen_err(QERR_INVALID, "temperature: -0.5 must be >= 0", { "temperature", "-0.5" });
+	assert_gen_err(QERR_INVALID, "top_k: -1 is out of range", { "top_k", "-1" });
+	assert_gen_err(QERR_INVALID, "min_p: 1.5 is out of range [0, 1]", { "min_p", "1.5" });
+	assert_gen_err(QERR_INVALID, "repetition_penalty: 0 must be > 0", { "repetition_penalty", "0" });
+	assert_gen_err(QERR_INVALID, "max_new_tokens: 0", { "max_new_tokens", "0" });
+	assert_gen_err(QERR_FORMAT, "eos_token_id: expected an integer or a list of integers, got string",
 		{ "eos_token_id", "\"<|im_end|>\"" });
-	GEN_ERR(QERR_FORMAT, "eos_token_id[1]: expected an integer, got string",
+	assert_gen_err(QERR_FORMAT, "eos_token_id[1]: expected an integer, got string",
 		{ "eos_token_id", "[151645, \"x\"]" });
-	GEN_ERR(QERR_INVALID, "eos_token_id: has 0 entries, expected 1 to 8", { "eos_token_id", "[]" });
-	GEN_ERR(QERR_INVALID, "eos_token_id: has 9 entries",
+	assert_gen_err(QERR_INVALID, "eos_token_id: has 0 entries, expected 1 to 8", { "eos_token_id", "[]" });
+	assert_gen_err(QERR_INVALID, "eos_token_id: has 9 entries",
 		{ "eos_token_id", "[1, 2, 3, 4, 5, 6, 7, 8, 9]" });
-	GEN_ERR(QERR_INVALID, "eos_token_id: 151936 is not below vocab_size 151936",
+	assert_gen_err(QERR_INVALID, "eos_token_id: 151936 is not below vocab_size 151936",
 		{ "eos_token_id", "[151645, 151936]" });
-	GEN_ERR(QERR_INVALID, "pad_token_id: 999999 is not below vocab_size",
+	assert_gen_err(QERR_INVALID, "pad_token_id: 999999 is not below vocab_size",
 		{ "pad_token_id", "999999" });
-	GEN_ERR(QERR_FORMAT, "do_sample: expected true or false, got string",
+	assert_gen_err(QERR_FORMAT, "do_sample: expected true or false, got string",
 		{ "do_sample", "\"yes\"" });
-	GEN_ERR(QERR_FORMAT, "temperature: expected a number, got string",
+	assert_gen_err(QERR_FORMAT, "temperature: expected a number, got string",
 		{ "temperature", "\"0.7\"" });
-	expect_error_text(W_GEN, "{\"top_k\" 20}", QERR_FORMAT, "invalid JSON", "no colon");
-	expect_error_text(W_GEN, "\"greedy\"", QERR_FORMAT, "expected a JSON object, got string",
+	assert_error_text(W_GEN, "{\"top_k\" 20}", QERR_FORMAT, "invalid JSON", "no colon");
+	assert_error_text(W_GEN, "\"greedy\"", QERR_FORMAT, "expected a JSON object, got string",
 			  "string");
 }
 END_TEST
@@ -938,7 +938,7 @@ START_TEST(test_model_config_preprocessor_published)
 	char *t = fixture_text(PRE);
 	pre_ok(t, &pc);
 	free(t);
-	check_qwen3vl_preprocessor(&pc);
+	assert_qwen3vl_preprocessor(&pc);
 }
 END_TEST
 
@@ -985,30 +985,30 @@ START_TEST(test_model_config_preprocessor_missing_file)
 	qerr e = { 0 };
 	ck_assert_int_eq(preprocessor_config_load("/nonexistent/preprocessor_config.json", &pc, &e), 0);
 	ck_assert_int_eq(e.code, 0);
-	check_qwen3vl_preprocessor(&pc);
+	assert_qwen3vl_preprocessor(&pc);
 }
 END_TEST
 
 START_TEST(test_model_config_preprocessor_errors)
 {
-	PRE_ERR(QERR_INVALID,
+	assert_pre_err(QERR_INVALID,
 		"preprocessor_config.json: size: the minimum of 65536 pixels exceeds the maximum of 1024",
 		{ "size.longest_edge", "1024" });
-	PRE_ERR(QERR_INVALID, "min_pixels: the minimum of 4096 pixels exceeds the maximum of 1024",
+	assert_pre_err(QERR_INVALID, "min_pixels: the minimum of 4096 pixels exceeds the maximum of 1024",
 		{ "size", DEL }, { "min_pixels", "4096" }, { "max_pixels", "1024" });
-	PRE_ERR(QERR_MISSING, "size.longest_edge: required field is missing",
+	assert_pre_err(QERR_MISSING, "size.longest_edge: required field is missing",
 		{ "size.longest_edge", DEL });
-	PRE_ERR(QERR_INVALID, "size.shortest_edge: 0 is out of range", { "size.shortest_edge", "0" });
-	PRE_ERR(QERR_FORMAT, "size: expected an object, got array", { "size", "[256, 4096]" });
-	PRE_ERR(QERR_INVALID, "image_std[1]: 0 must be > 0", { "image_std", "[0.5, 0, 0.5]" });
-	PRE_ERR(QERR_INVALID, "image_std: -1 must be > 0", { "image_std", "-1" });
-	PRE_ERR(QERR_INVALID, "image_mean: has 2 entries, expected 3", { "image_mean", "[0.5, 0.5]" });
-	PRE_ERR(QERR_FORMAT, "image_mean: expected a number, got string", { "image_mean", "\"clip\"" });
-	PRE_ERR(QERR_INVALID, "patch_size: 0 is out of range", { "patch_size", "0" });
-	PRE_ERR(QERR_INVALID, "merge_size: 0", { "merge_size", "0" });
-	PRE_ERR(QERR_INVALID, "rescale_factor: 0 must be > 0", { "rescale_factor", "0" });
-	PRE_ERR(QERR_FORMAT, "do_resize: expected true or false, got string", { "do_resize", "\"true\"" });
-	expect_error_text(W_PRE, "{\"size\": {", QERR_FORMAT, "invalid JSON", "truncated");
+	assert_pre_err(QERR_INVALID, "size.shortest_edge: 0 is out of range", { "size.shortest_edge", "0" });
+	assert_pre_err(QERR_FORMAT, "size: expected an object, got array", { "size", "[256, 4096]" });
+	assert_pre_err(QERR_INVALID, "image_std[1]: 0 must be > 0", { "image_std", "[0.5, 0, 0.5]" });
+	assert_pre_err(QERR_INVALID, "image_std: -1 must be > 0", { "image_std", "-1" });
+	assert_pre_err(QERR_INVALID, "image_mean: has 2 entries, expected 3", { "image_mean", "[0.5, 0.5]" });
+	assert_pre_err(QERR_FORMAT, "image_mean: expected a number, got string", { "image_mean", "\"clip\"" });
+	assert_pre_err(QERR_INVALID, "patch_size: 0 is out of range", { "patch_size", "0" });
+	assert_pre_err(QERR_INVALID, "merge_size: 0", { "merge_size", "0" });
+	assert_pre_err(QERR_INVALID, "rescale_factor: 0 must be > 0", { "rescale_factor", "0" });
+	assert_pre_err(QERR_FORMAT, "do_resize: expected true or false, got string", { "do_resize", "\"true\"" });
+	assert_error_text(W_PRE, "{\"size\": {", QERR_FORMAT, "invalid JSON", "truncated");
 }
 END_TEST
 

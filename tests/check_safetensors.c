@@ -122,7 +122,7 @@ static void assert_msg(const qerr *e, const char *a, const char *b)
 }
 
 /* st_open_file(path) must fail with code, naming the file and `what`. */
-static void expect_open_fail(const char *path, int code, const char *what)
+static void assert_open_fails(const char *path, int code, const char *what)
 {
 	qerr e = { 0 };
 	st_set *s = (st_set *)&e; /* any non-NULL value: the call must reset it */
@@ -136,14 +136,14 @@ static void expect_open_fail(const char *path, int code, const char *what)
 /* A malformed header, padded and followed by ndata bytes: st_open_file must fail with code and
  * a message naming the file, `what` and `what2` (the tensor, say); st_parse_header on the same
  * bytes must fail the same way, naming its `where`. */
-static void bad_header(const char *header, size_t ndata, int code, const char *what,
+static void assert_bad_header(const char *header, size_t ndata, int code, const char *what,
 		       const char *what2)
 {
 	char dir[PATH_LEN], path[PATH_LEN];
 	tmp_make(dir);
 	join(path, dir, "bad.safetensors");
 	write_padded(path, header, ndata);
-	expect_open_fail(path, code, what);
+	assert_open_fails(path, code, what);
 	qerr e = { 0 };
 	st_set *s = NULL;
 	ck_assert_int_eq(st_open_file(path, &s, &e), -code);
@@ -648,7 +648,7 @@ START_TEST(test_safetensors_truncated)
 	const unsigned char b[7] = { 2, 0, 0, 0, 0, 0, 0 };
 	for (size_t n = 0; n < 8; n++) {
 		write_bytes(path, b, n);
-		expect_open_fail(path, QERR_FORMAT, "truncated");
+		assert_open_fails(path, QERR_FORMAT, "truncated");
 	}
 	tmp_remove(dir);
 }
@@ -660,11 +660,11 @@ START_TEST(test_safetensors_header_beyond_file)
 	tmp_make(dir);
 	join(path, dir, "beyond.safetensors");
 	write_st(path, 100, "{}", 0);
-	expect_open_fail(path, QERR_FORMAT, "header length 100 exceeds the file");
+	assert_open_fails(path, QERR_FORMAT, "header length 100 exceeds the file");
 	write_st(path, 3, "{}", 0); /* one byte past the end */
-	expect_open_fail(path, QERR_FORMAT, "exceeds the file");
+	assert_open_fails(path, QERR_FORMAT, "exceeds the file");
 	write_st(path, UINT64_MAX - 4, "{}", 0);
-	expect_open_fail(path, QERR_LIMIT, "limit");
+	assert_open_fails(path, QERR_LIMIT, "limit");
 	tmp_remove(dir);
 }
 END_TEST
@@ -675,84 +675,84 @@ START_TEST(test_safetensors_header_too_large)
 	tmp_make(dir);
 	join(path, dir, "huge.safetensors");
 	write_st(path, (uint64_t)ST_MAX_HEADER_BYTES + 1, "{}", 0);
-	expect_open_fail(path, QERR_LIMIT, "exceeds the limit");
+	assert_open_fails(path, QERR_LIMIT, "exceeds the limit");
 	tmp_remove(dir);
 }
 END_TEST
 
 START_TEST(test_safetensors_invalid_json)
 {
-	bad_header("{\"w\":{\"dtype\":\"F32\"", 0, QERR_FORMAT, "invalid JSON", NULL);
-	bad_header("{} trailing", 0, QERR_FORMAT, "invalid JSON", NULL);
-	bad_header("", 0, QERR_FORMAT, "invalid JSON", NULL);
+	assert_bad_header("{\"w\":{\"dtype\":\"F32\"", 0, QERR_FORMAT, "invalid JSON", NULL);
+	assert_bad_header("{} trailing", 0, QERR_FORMAT, "invalid JSON", NULL);
+	assert_bad_header("", 0, QERR_FORMAT, "invalid JSON", NULL);
 }
 END_TEST
 
 START_TEST(test_safetensors_header_not_object)
 {
-	bad_header("[1,2]", 0, QERR_FORMAT, "not a JSON object", "array");
-	bad_header("\"str\"", 0, QERR_FORMAT, "not a JSON object", NULL);
-	bad_header("42", 0, QERR_FORMAT, "not a JSON object", NULL);
+	assert_bad_header("[1,2]", 0, QERR_FORMAT, "not a JSON object", "array");
+	assert_bad_header("\"str\"", 0, QERR_FORMAT, "not a JSON object", NULL);
+	assert_bad_header("42", 0, QERR_FORMAT, "not a JSON object", NULL);
 }
 END_TEST
 
 START_TEST(test_safetensors_entry_not_object)
 {
-	bad_header("{\"w\":3}", 0, QERR_FORMAT, "'w'", "not an object");
-	bad_header("{\"w\":[1]}", 0, QERR_FORMAT, "'w'", "not an object");
-	bad_header("{\"w\":null}", 0, QERR_FORMAT, "'w'", "not an object");
+	assert_bad_header("{\"w\":3}", 0, QERR_FORMAT, "'w'", "not an object");
+	assert_bad_header("{\"w\":[1]}", 0, QERR_FORMAT, "'w'", "not an object");
+	assert_bad_header("{\"w\":null}", 0, QERR_FORMAT, "'w'", "not an object");
 }
 END_TEST
 
 START_TEST(test_safetensors_missing_dtype)
 {
-	bad_header("{\"w\":{\"shape\":[2],\"data_offsets\":[0,4]}}", 4, QERR_FORMAT,
+	assert_bad_header("{\"w\":{\"shape\":[2],\"data_offsets\":[0,4]}}", 4, QERR_FORMAT,
 		   "missing dtype", "'w'");
 }
 END_TEST
 
 START_TEST(test_safetensors_dtype_wrong_type)
 {
-	bad_header("{\"w\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,4]}}", 4, QERR_FORMAT,
+	assert_bad_header("{\"w\":{\"dtype\":7,\"shape\":[2],\"data_offsets\":[0,4]}}", 4, QERR_FORMAT,
 		   "dtype is int", "'w'");
 }
 END_TEST
 
 START_TEST(test_safetensors_missing_shape)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"data_offsets\":[0,4]}}", 4, QERR_FORMAT,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"data_offsets\":[0,4]}}", 4, QERR_FORMAT,
 		   "missing shape", "'w'");
 }
 END_TEST
 
 START_TEST(test_safetensors_shape_wrong_type)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":\"2\",\"data_offsets\":[0,4]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":\"2\",\"data_offsets\":[0,4]}}", 4,
 		   QERR_FORMAT, "shape is string", "'w'");
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":{\"0\":2},\"data_offsets\":[0,4]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":{\"0\":2},\"data_offsets\":[0,4]}}", 4,
 		   QERR_FORMAT, "shape is object", "'w'");
 }
 END_TEST
 
 START_TEST(test_safetensors_missing_data_offsets)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2]}}", 4, QERR_FORMAT,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2]}}", 4, QERR_FORMAT,
 		   "missing data_offsets", "'w'");
 }
 END_TEST
 
 START_TEST(test_safetensors_data_offsets_wrong_type)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":{\"a\":0}}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":{\"a\":0}}}", 4,
 		   QERR_FORMAT, "data_offsets", "not 2 integers");
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":\"0,4\"}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":\"0,4\"}}", 4,
 		   QERR_FORMAT, "data_offsets", "not 2 integers");
 }
 END_TEST
 
 START_TEST(test_safetensors_negative_dim)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,-2],\"data_offsets\":[0,4]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,-2],\"data_offsets\":[0,4]}}", 4,
 		   QERR_FORMAT, "shape[1] = -2 is negative", "'w'");
 }
 END_TEST
@@ -765,7 +765,7 @@ START_TEST(test_safetensors_non_integer_dim)
 		char h[256];
 		snprintf(h, sizeof(h),
 			 "{\"w\":{\"dtype\":\"BF16\",\"shape\":[%s],\"data_offsets\":[0,4]}}", dims[i]);
-		bad_header(h, 4, QERR_FORMAT, "shape[0]", "not an integer");
+		assert_bad_header(h, 4, QERR_FORMAT, "shape[0]", "not an integer");
 	}
 }
 END_TEST
@@ -778,38 +778,38 @@ START_TEST(test_safetensors_data_offsets_not_two_integers)
 		char h[256];
 		snprintf(h, sizeof(h),
 			 "{\"w\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":%s}}", offs[i]);
-		bad_header(h, 4, QERR_FORMAT, "not 2 integers", "'w'");
+		assert_bad_header(h, 4, QERR_FORMAT, "not 2 integers", "'w'");
 	}
 }
 END_TEST
 
 START_TEST(test_safetensors_begin_after_end)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[4,0]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[4,0]}}", 4,
 		   QERR_FORMAT, "begin 4 > end 0", "'w'");
 }
 END_TEST
 
 START_TEST(test_safetensors_offsets_out_of_range)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]}}", 4,
 		   QERR_FORMAT, "outside the data area of 4 bytes", "'w'");
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[9,9]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[9,9]}}", 4,
 		   QERR_FORMAT, "outside", "'w'");
 }
 END_TEST
 
 START_TEST(test_safetensors_overlap)
 {
-	bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+	assert_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
 		   "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
 		   12, QERR_FORMAT, "overlap", "'b'");
 	/* Two tensors sharing the same bytes. */
-	bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+	assert_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
 		   "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
 		   4, QERR_FORMAT, "overlap", "'a'");
 	/* An empty tensor strictly inside another. */
-	bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+	assert_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
 		   "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
 		   8, QERR_FORMAT, "overlap", "'e'");
 }
@@ -817,23 +817,23 @@ END_TEST
 
 START_TEST(test_safetensors_hole)
 {
-	bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+	assert_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
 		   "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
 		   12, QERR_FORMAT, "hole", "[4, 8)");
-	bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
+	assert_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8,
 		   QERR_FORMAT, "hole", "[0, 4)");
 	/* Trailing bytes after the last tensor. */
-	bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
+	assert_bad_header("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
 		   QERR_FORMAT, "hole", "at its end");
-	bad_header("{}", 1, QERR_FORMAT, "hole", "[0, 1)");
+	assert_bad_header("{}", 1, QERR_FORMAT, "hole", "[0, 1)");
 }
 END_TEST
 
 START_TEST(test_safetensors_byte_count_mismatch)
 {
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[0,4]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[3],\"data_offsets\":[0,4]}}", 4,
 		   QERR_FORMAT, "needs 6 bytes", "'w'");
-	bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,0]}}", 0,
+	assert_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,0]}}", 0,
 		   QERR_FORMAT, "needs 4 bytes", "'w'");
 }
 END_TEST
@@ -841,14 +841,14 @@ END_TEST
 START_TEST(test_safetensors_shape_overflow)
 {
 	/* 2^40 × 2^40 elements overflow the element count; 2^62 F32 elements the byte count. */
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[1099511627776,1099511627776],"
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[1099511627776,1099511627776],"
 		   "\"data_offsets\":[0,4]}}",
 		   4, QERR_FORMAT, "element count", "overflows");
-	bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],"
+	assert_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],"
 		   "\"data_offsets\":[0,4]}}",
 		   4, QERR_FORMAT, "byte count", "overflows");
 	/* No overflow, but 2^62 BF16 elements do not fit the 4-byte data area. */
-	bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[4611686018427387904],"
+	assert_bad_header("{\"w\":{\"dtype\":\"BF16\",\"shape\":[4611686018427387904],"
 		   "\"data_offsets\":[0,4]}}",
 		   4, QERR_FORMAT, "needs 9223372036854775808 bytes", "'w'");
 }
@@ -856,10 +856,10 @@ END_TEST
 
 START_TEST(test_safetensors_unaligned)
 {
-	bad_header("{\"a\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]},"
+	assert_bad_header("{\"a\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]},"
 		   "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}",
 		   6, QERR_FORMAT, "not aligned to 4 bytes", "'b'");
-	bad_header("{\"a\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[1,3]},"
+	assert_bad_header("{\"a\":{\"dtype\":\"BF16\",\"shape\":[],\"data_offsets\":[1,3]},"
 		   "\"b\":{\"dtype\":\"BF16\",\"shape\":[0],\"data_offsets\":[0,0]}}",
 		   3, QERR_FORMAT, "not aligned to 2 bytes", "'a'");
 
@@ -870,16 +870,16 @@ START_TEST(test_safetensors_unaligned)
 	const char *h = "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
 	ck_assert_uint_ne((8 + strlen(h)) % 4, 0);
 	write_st(path, strlen(h), h, 4);
-	expect_open_fail(path, QERR_FORMAT, "not aligned");
+	assert_open_fails(path, QERR_FORMAT, "not aligned");
 	tmp_remove(dir);
 }
 END_TEST
 
 START_TEST(test_safetensors_unknown_dtype)
 {
-	bad_header("{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"Q7\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
 		   QERR_FORMAT, "unknown dtype \"Q7\"", "'w'");
-	bad_header("{\"w\":{\"dtype\":\"bf16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
+	assert_bad_header("{\"w\":{\"dtype\":\"bf16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4,
 		   QERR_FORMAT, "unknown dtype", "'w'");
 }
 END_TEST
@@ -891,14 +891,14 @@ START_TEST(test_safetensors_unsupported_dtype)
 		char h[256];
 		snprintf(h, sizeof(h),
 			 "{\"w\":{\"dtype\":\"%s\",\"shape\":[8],\"data_offsets\":[0,8]}}", dts[i]);
-		bad_header(h, 8, QERR_UNSUPPORTED, dts[i], "'w'");
+		assert_bad_header(h, 8, QERR_UNSUPPORTED, dts[i], "'w'");
 	}
 }
 END_TEST
 
 START_TEST(test_safetensors_too_many_dims)
 {
-	bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
+	assert_bad_header("{\"w\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}",
 		   4, QERR_UNSUPPORTED, "9 dimensions", "'w'");
 	/* ST_MAX_DIMS itself is fine. */
 	char dir[PATH_LEN], path[PATH_LEN];
@@ -917,19 +917,19 @@ END_TEST
 
 START_TEST(test_safetensors_bad_metadata)
 {
-	bad_header("{\"__metadata__\":\"pt\"}", 0, QERR_FORMAT, "__metadata__", "not an object");
-	bad_header("{\"__metadata__\":[\"pt\"]}", 0, QERR_FORMAT, "__metadata__", "not an object");
-	bad_header("{\"__metadata__\":null}", 0, QERR_FORMAT, "__metadata__", "not an object");
-	bad_header("{\"__metadata__\":{\"format\":\"pt\",\"n\":1}}", 0, QERR_FORMAT, "__metadata__",
+	assert_bad_header("{\"__metadata__\":\"pt\"}", 0, QERR_FORMAT, "__metadata__", "not an object");
+	assert_bad_header("{\"__metadata__\":[\"pt\"]}", 0, QERR_FORMAT, "__metadata__", "not an object");
+	assert_bad_header("{\"__metadata__\":null}", 0, QERR_FORMAT, "__metadata__", "not an object");
+	assert_bad_header("{\"__metadata__\":{\"format\":\"pt\",\"n\":1}}", 0, QERR_FORMAT, "__metadata__",
 		   "'n'");
-	bad_header("{\"__metadata__\":{\"o\":{}}}", 0, QERR_FORMAT, "'o'", "not a string");
+	assert_bad_header("{\"__metadata__\":{\"o\":{}}}", 0, QERR_FORMAT, "'o'", "not a string");
 }
 END_TEST
 
 START_TEST(test_safetensors_control_chars_in_name)
 {
 	/* A name with a newline still gives a one-line message. */
-	bad_header("{\"a\\nb\":{\"dtype\":\"Q\",\"shape\":[],\"data_offsets\":[0,0]}}", 0,
+	assert_bad_header("{\"a\\nb\":{\"dtype\":\"Q\",\"shape\":[],\"data_offsets\":[0,0]}}", 0,
 		   QERR_FORMAT, "'a?b'", "unknown dtype");
 }
 END_TEST
@@ -939,9 +939,9 @@ START_TEST(test_safetensors_missing_file)
 	char dir[PATH_LEN], path[PATH_LEN];
 	tmp_make(dir);
 	join(path, dir, "absent.safetensors");
-	expect_open_fail(path, QERR_MISSING, "not found");
+	assert_open_fails(path, QERR_MISSING, "not found");
 	/* A directory is not a safetensors file. */
-	expect_open_fail(dir, QERR_IO, "not a regular file");
+	assert_open_fails(dir, QERR_IO, "not a regular file");
 	tmp_remove(dir);
 }
 END_TEST
@@ -1006,7 +1006,7 @@ static void write_sharded(const char *dir, const char *index)
 }
 
 /* st_open_dir(dir) must fail with code and a message containing a and b. */
-static void expect_dir_fail(const char *dir, int code, const char *a, const char *b)
+static void assert_dir_fails(const char *dir, int code, const char *a, const char *b)
 {
 	qerr e = { 0 };
 	st_set *s = (st_set *)&e;
@@ -1056,7 +1056,7 @@ START_TEST(test_safetensors_dir_shard_name_refused)
 			 "{\"weight_map\":{\"model.embed\":\"a.safetensors\",\"evil\":\"%s\"}}",
 			 names[i]);
 		write_sharded(dir, idx);
-		expect_dir_fail(dir, QERR_FORMAT, "refused", "'evil'");
+		assert_dir_fails(dir, QERR_FORMAT, "refused", "'evil'");
 	}
 	tmp_remove(dir);
 }
@@ -1068,10 +1068,10 @@ START_TEST(test_safetensors_dir_tensor_not_in_shard)
 	tmp_make(dir);
 	write_sharded(dir, "{\"weight_map\":{\"model.embed\":\"a.safetensors\","
 			   "\"lm_head\":\"a.safetensors\",\"model.norm\":\"b.safetensors\"}}");
-	expect_dir_fail(dir, QERR_FORMAT, "'lm_head'", "a.safetensors, which does not hold it");
+	assert_dir_fails(dir, QERR_FORMAT, "'lm_head'", "a.safetensors, which does not hold it");
 	write_sharded(dir, "{\"weight_map\":{\"model.embed\":\"a.safetensors\","
 			   "\"ghost\":\"b.safetensors\"}}");
-	expect_dir_fail(dir, QERR_FORMAT, "'ghost'", "does not hold");
+	assert_dir_fails(dir, QERR_FORMAT, "'ghost'", "does not hold");
 	tmp_remove(dir);
 }
 END_TEST
@@ -1088,7 +1088,7 @@ START_TEST(test_safetensors_dir_tensor_in_two_shards)
 	write_specs(p, c, 2);
 	join(p, dir, "b.safetensors");
 	write_specs(p, d, 1);
-	expect_dir_fail(dir, QERR_FORMAT, "'dup' is in both", "a.safetensors");
+	assert_dir_fails(dir, QERR_FORMAT, "'dup' is in both", "a.safetensors");
 	tmp_remove(dir);
 }
 END_TEST
@@ -1098,17 +1098,17 @@ START_TEST(test_safetensors_dir_bad_index)
 	char dir[PATH_LEN];
 	tmp_make(dir);
 	write_sharded(dir, "{\"metadata\":{}}");
-	expect_dir_fail(dir, QERR_FORMAT, "model.safetensors.index.json", "weight_map");
+	assert_dir_fails(dir, QERR_FORMAT, "model.safetensors.index.json", "weight_map");
 	write_sharded(dir, "{\"weight_map\":{}}");
-	expect_dir_fail(dir, QERR_FORMAT, "weight_map", "empty");
+	assert_dir_fails(dir, QERR_FORMAT, "weight_map", "empty");
 	write_sharded(dir, "{\"weight_map\":[\"a.safetensors\"]}");
-	expect_dir_fail(dir, QERR_FORMAT, "weight_map", "expected an object");
+	assert_dir_fails(dir, QERR_FORMAT, "weight_map", "expected an object");
 	write_sharded(dir, "{\"weight_map\":{\"model.embed\":1}}");
-	expect_dir_fail(dir, QERR_FORMAT, "'model.embed'", "not a string");
+	assert_dir_fails(dir, QERR_FORMAT, "'model.embed'", "not a string");
 	write_sharded(dir, "{\"weight_map\":");
-	expect_dir_fail(dir, QERR_FORMAT, "model.safetensors.index.json", "invalid JSON");
+	assert_dir_fails(dir, QERR_FORMAT, "model.safetensors.index.json", "invalid JSON");
 	write_sharded(dir, "[]");
-	expect_dir_fail(dir, QERR_FORMAT, "model.safetensors.index.json", "not a JSON object");
+	assert_dir_fails(dir, QERR_FORMAT, "model.safetensors.index.json", "not a JSON object");
 	tmp_remove(dir);
 }
 END_TEST
@@ -1119,7 +1119,7 @@ START_TEST(test_safetensors_dir_missing_shard)
 	tmp_make(dir);
 	write_sharded(dir, "{\"weight_map\":{\"model.embed\":\"a.safetensors\","
 			   "\"w\":\"c.safetensors\"}}");
-	expect_dir_fail(dir, QERR_MISSING, "c.safetensors", "not found");
+	assert_dir_fails(dir, QERR_MISSING, "c.safetensors", "not found");
 	tmp_remove(dir);
 }
 END_TEST
@@ -1133,7 +1133,7 @@ START_TEST(test_safetensors_dir_bad_shard)
 			   "\"lm_head\":\"b.safetensors\"}}");
 	join(p, dir, "b.safetensors");
 	write_padded(p, "{\"lm_head\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}", 8);
-	expect_dir_fail(dir, QERR_UNSUPPORTED, "b.safetensors", "F64");
+	assert_dir_fails(dir, QERR_UNSUPPORTED, "b.safetensors", "F64");
 	tmp_remove(dir);
 }
 END_TEST

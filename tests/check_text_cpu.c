@@ -351,7 +351,7 @@ static float *one_shot(const model *m, const prompt *p)
 	return lg;
 }
 
-static void check_against_ref(const model *m, const prompt *p, const char *what)
+static void assert_matches_ref(const model *m, const prompt *p, const char *what)
 {
 	const size_t V = (size_t)m->mc.text.vocab_size;
 	float *got = one_shot(m, p);
@@ -377,7 +377,7 @@ START_TEST(test_text_cpu_text_matches_reference)
 {
 	prompt p = make_prompt(&tiny, 1, 19, NULL, 0);
 	ck_assert_int_eq(p.delta, 0);
-	check_against_ref(&tiny, &p, "tiny text");
+	assert_matches_ref(&tiny, &p, "tiny text");
 	prompt_free(&p);
 }
 END_TEST
@@ -387,7 +387,7 @@ START_TEST(test_text_cpu_vision_rows_match_reference)
 	const int32_t grid[3] = { 1, 6, 8 };   /* 3 x 4 tokens after merging */
 	prompt p = make_prompt(&tiny, 2, 4, grid, 6);
 	ck_assert_int_eq(p.delta, 4 + 1 + 4 + 1 + 6 - p.n);   /* image spans max(3,4) = 4 */
-	check_against_ref(&tiny, &p, "tiny vision rows");
+	assert_matches_ref(&tiny, &p, "tiny vision rows");
 	prompt_free(&p);
 }
 END_TEST
@@ -399,7 +399,7 @@ START_TEST(test_text_cpu_dense_qwen3_matches_reference)
 	ck_assert(!dense.mc.has_vision && !dense.mc.text.mrope);
 	ck_assert(dense.w.lm_head != dense.w.embed_tokens);
 	prompt p = make_prompt(&dense, 3, 21, NULL, 0);
-	check_against_ref(&dense, &p, "dense qwen3");
+	assert_matches_ref(&dense, &p, "dense qwen3");
 	prompt_free(&p);
 }
 END_TEST
@@ -408,7 +408,7 @@ END_TEST
 
 /* Run prompts ps together in steps: sequence s takes chunk sizes sched[s][0], [1], … (the last
  * one repeating) until done; every new row asks for logits; compare each to want[s]. */
-static void run_chunked(const model *m, int bs, const prompt *ps, int n_ps, const int *const *sched,
+static void assert_chunked_matches(const model *m, int bs, const prompt *ps, int n_ps, const int *const *sched,
 			float *const *want, uint64_t seed, const char *what)
 {
 	const size_t V = (size_t)m->mc.text.vocab_size;
@@ -501,11 +501,11 @@ START_TEST(test_text_cpu_chunked_prefill_matches_one_shot)
 	static const int s3[] = { 64, 0 };
 	const int *sc[] = { s1 };
 	float *wants[] = { want };
-	run_chunked(&tiny, 4, &p, 1, sc, wants, 1, "chunks 1,3,7,16,33 bs 4");
+	assert_chunked_matches(&tiny, 4, &p, 1, sc, wants, 1, "chunks 1,3,7,16,33 bs 4");
 	sc[0] = s2;
-	run_chunked(&tiny, 16, &p, 1, sc, wants, 2, "chunks 7,1,16,3,33,5 bs 16");
+	assert_chunked_matches(&tiny, 16, &p, 1, sc, wants, 2, "chunks 7,1,16,3,33,5 bs 16");
 	sc[0] = s3;
-	run_chunked(&tiny, 5, &p, 1, sc, wants, 3, "one chunk bs 5");
+	assert_chunked_matches(&tiny, 5, &p, 1, sc, wants, 3, "one chunk bs 5");
 	free(want);
 	prompt_free(&p);
 }
@@ -518,14 +518,14 @@ START_TEST(test_text_cpu_prefill_then_decode_matches_one_shot)
 	static const int s[] = { 20, 1, 0 };
 	const int *sc[] = { s };
 	float *wants[] = { want };
-	run_chunked(&tiny, 4, &p, 1, sc, wants, 4, "prefill 20 then decode");
+	assert_chunked_matches(&tiny, 4, &p, 1, sc, wants, 4, "prefill 20 then decode");
 	free(want);
 	prompt_free(&p);
 
 	prompt q = make_prompt(&dense, 7, 30, NULL, 0);
 	want = one_shot(&dense, &q);
 	wants[0] = want;
-	run_chunked(&dense, 8, &q, 1, sc, wants, 5, "dense: prefill 20 then decode");
+	assert_chunked_matches(&dense, 8, &q, 1, sc, wants, 5, "dense: prefill 20 then decode");
 	free(want);
 	prompt_free(&q);
 }
@@ -544,8 +544,8 @@ START_TEST(test_text_cpu_ragged_batch_matches_one_shot)
 	static const int c[] = { 1, 0 };
 	static const int d[] = { 33, 7, 3, 1, 0 };
 	const int *sc[] = { a, b, c, d };
-	run_chunked(&tiny, 4, ps, 4, sc, wants, 6, "ragged batch of 4, bs 4");
-	run_chunked(&tiny, 3, ps, 4, sc, wants, 7, "ragged batch of 4, bs 3");
+	assert_chunked_matches(&tiny, 4, ps, 4, sc, wants, 6, "ragged batch of 4, bs 4");
+	assert_chunked_matches(&tiny, 3, ps, 4, sc, wants, 7, "ragged batch of 4, bs 3");
 	for (int i = 0; i < 4; i++) {
 		free(wants[i]);
 		prompt_free(&ps[i]);

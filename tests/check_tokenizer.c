@@ -366,7 +366,7 @@ static void assert_encodes(const tokenizer *t, const char *s, size_t n, const in
 	assert_ids(&ids, want, nwant, s, 0);
 	tok_ids_deinit(&ids);
 }
-#define ENCODES(t, s, ...)                                                                   \
+#define assert_encodes(t, s, ...)                                                                   \
 	do {                                                                                  \
 		static const int32_t w_[] = { __VA_ARGS__ };                                 \
 		assert_encodes(t, s, sizeof(s) - 1, w_, sizeof(w_) / sizeof(w_[0]));          \
@@ -382,10 +382,10 @@ static bool contains_id(const tok_ids *ids, int32_t id)
 
 START_TEST(test_tokenizer_added_tokens)
 {
-	ENCODES(tok, "<|im_start|>", 151644);
-	ENCODES(tok, "<think></think>", 151667, 151668);
-	ENCODES(tok, "<|im_start|>user\n", 151644, 872, 198);
-	ENCODES(tok, "hello world", 14990, 1879);
+	assert_encodes(tok, "<|im_start|>", 151644);
+	assert_encodes(tok, "<think></think>", 151667, 151668);
+	assert_encodes(tok, "<|im_start|>user\n", 151644, 872, 198);
+	assert_encodes(tok, "hello world", 14990, 1879);
 	/* inside words, doubled, and their look-alikes */
 	static const char *has[] = { "x<|endoftext|>y", "<<|im_end|>>", "<|im_start|><|im_start|>", "a<tool_call>b" };
 	static const int32_t has_id[] = { 151643, 151645, 151644, 151657 };
@@ -620,10 +620,10 @@ START_TEST(test_tokenizer_added_tokens_leftmost_longest)
 	json_object_array_add(at, added_token(265, "<s>x", true, false));
 	json_object_array_add(at, added_token(266, "s>x", true, false));
 	tokenizer *t = synth_ok(j, dir);
-	ENCODES(t, "a<\xc4\xa0>b<\xe2\x82\xac\xc4\xa0>", 97, 262, 98, 263);
-	ENCODES(t, "<s<s>x<s>y", 60, 115, 265, 264, 121);
-	ENCODES(t, "<s>", 264);
-	ENCODES(t, "hello world", 259, 260, 111, 114, 108, 100);
+	assert_encodes(t, "a<\xc4\xa0>b<\xe2\x82\xac\xc4\xa0>", 97, 262, 98, 263);
+	assert_encodes(t, "<s<s>x<s>y", 60, 115, 265, 264, 121);
+	assert_encodes(t, "<s>", 264);
+	assert_encodes(t, "hello world", 259, 260, 111, 114, 108, 100);
 	/* added tokens go through the ByteLevel decoder too: "<Ġ>" is "< >"; "<€Ġ>" is not all in
 	 * the alphabet and stays as it is */
 	int32_t ids[] = { 262, 263, 104, 264 };
@@ -650,10 +650,10 @@ START_TEST(test_tokenizer_added_tokens_in_vocab_and_normalized)
 	json_object_array_add(at, added_token(259, "hello", true, false));
 	json_object_array_add(at, added_token(233, "\xc3\xa9", false, true));            /* é, normalized */
 	tokenizer *t = synth_ok(j, dir);
-	ENCODES(t, "<s>x\xe2\x82\xac" "x\xc4\x80", 262, 120, 261, 0);
-	ENCODES(t, "hello world", 259, 260, 111, 114, 108, 100);
+	assert_encodes(t, "<s>x\xe2\x82\xac" "x\xc4\x80", 262, 120, 261, 0);
+	assert_encodes(t, "hello world", 259, 260, 111, 114, 108, 100);
 	/* e + U+0301 is é after NFC, and then the normalized added token */
-	ENCODES(t, "e\xcc\x81 \xc3\xa9", 233, 32, 233);
+	assert_encodes(t, "e\xcc\x81 \xc3\xa9", 233, 32, 233);
 	int32_t ids[] = { 257, 259, 261 };
 	assert_decodes(t, ids, 3, false, "llhello\xe2\x82\xac" "x");
 	assert_decodes(t, ids, 3, true, "ll\xe2\x82\xac" "x");
@@ -684,14 +684,14 @@ START_TEST(test_tokenizer_ignore_merges)
 		json_object_object_add(model, "ignore_merges", json_object_new_boolean(im));
 		tokenizer *t = synth_ok(j, dir);
 		if (im) {
-			ENCODES(t, "lo", 262);
-			ENCODES(t, " wor", 263);
+			assert_encodes(t, "lo", 262);
+			assert_encodes(t, " wor", 263);
 		} else {
-			ENCODES(t, "lo", 108, 111);
-			ENCODES(t, " wor", 260, 111, 114);
+			assert_encodes(t, "lo", 108, 111);
+			assert_encodes(t, " wor", 260, 111, 114);
 		}
-		ENCODES(t, "lolo", 108, 111, 108, 111);
-		ENCODES(t, "hello", 259);
+		assert_encodes(t, "lolo", 108, 111, 108, 111);
+		assert_encodes(t, "hello", 259);
 		tok_free(t);
 	}
 	tu_rmdir(dir);
@@ -712,7 +712,7 @@ START_TEST(test_tokenizer_merge_formats_agree)
 		tok_ids_deinit(&a);
 		tok_ids_deinit(&b);
 	}
-	ENCODES(strs, "hellohello", 259, 259);   /* h e l l o → he ll o → hell o → hello */
+	assert_encodes(strs, "hellohello", 259, 259);   /* h e l l o → he ll o → hell o → hello */
 	tok_free(pairs);
 	tok_free(strs);
 

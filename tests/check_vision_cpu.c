@@ -310,7 +310,7 @@ static void compare(const char *what, const float *got, const double *want, size
 	ck_assert_msg(rel <= tol_rel && mrel <= tol_max, "%s: rel %g, max %g", what, rel, mrel);
 }
 
-static void check_against_ref(const model *m, int gt, int gh, int gw, uint64_t seed)
+static void assert_matches_ref(const model *m, int gt, int gh, int gw, uint64_t seed)
 {
 	const vision_config *vc = &m->mc.vision;
 	int K = 3 * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
@@ -347,10 +347,10 @@ START_TEST(test_vision_cpu_matches_reference_tiny)
 {
 	model m;
 	model_make(&m, "tiny", NULL, ST_BF16);
-	check_against_ref(&m, 1, 4, 6, 11);
-	check_against_ref(&m, 1, 2, 2, 12);
-	check_against_ref(&m, 1, 6, 2, 13);
-	check_against_ref(&m, 2, 2, 4, 14);   /* two temporal slices: two attention segments */
+	assert_matches_ref(&m, 1, 4, 6, 11);
+	assert_matches_ref(&m, 1, 2, 2, 12);
+	assert_matches_ref(&m, 1, 6, 2, 13);
+	assert_matches_ref(&m, 2, 2, 4, 14);   /* two temporal slices: two attention segments */
 	model_drop(&m);
 }
 END_TEST
@@ -362,8 +362,8 @@ START_TEST(test_vision_cpu_matches_reference_hd48)
 	model m;
 	model_make(&m, NULL, cfg, ST_F32);   /* f32: the weights are borrowed from the mapping */
 	ck_assert_int_eq(m.mc.vision.hidden_size / m.mc.vision.num_heads, 48);
-	check_against_ref(&m, 1, 6, 4, 21);
-	check_against_ref(&m, 1, 2, 30, 22);  /* wider than the 24x24 table */
+	assert_matches_ref(&m, 1, 6, 4, 21);
+	assert_matches_ref(&m, 1, 2, 30, 22);  /* wider than the 24x24 table */
 	model_drop(&m);
 }
 END_TEST
