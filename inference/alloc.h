@@ -18,6 +18,10 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* xmalloc for a buffer of many megabytes written once, front to back (resized images,
+ * pixel_values): on Linux it asks for transparent huge pages, which turns thousands of page
+ * faults (~2 µs each, more than the writes themselves cost) into a few. Only a hint. */
+void *xmalloc_huge(size_t n);
 /* printf into a fresh heap string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

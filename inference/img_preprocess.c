@@ -55,7 +55,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "alloc.h"
 #include "img_resize.h"
@@ -64,23 +63,6 @@
 /* The hash's first bytes: bump the version when what is hashed, or how pixel_values is computed
  * from it, changes. */
 static const char HASH_TAG[] = "qvl.img_preprocess.v1";
-
-/* xmalloc for a buffer of many megabytes that is written once, front to back: on Linux, ask
- * for transparent huge pages, which turns thousands of page faults (~2 µs each, more than the
- * writes themselves cost) into a few. Only a hint; without THP nothing changes. (The same
- * helper as img_resize.c's; a shared one belongs in alloc.h.) */
-static void *big_alloc(size_t n)
-{
-	void *p = xmalloc(n);
-#if defined(MADV_HUGEPAGE)
-	const uintptr_t huge = (uintptr_t)2 << 20;
-	uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-	uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
-	if (hi > lo)
-		madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#endif
-	return p;
-}
 
 static bool finite_positive(double v)
 {
@@ -272,7 +254,7 @@ int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min
 
 	float lut[3][256];
 	norm_table(pc, lut);
-	float *pv = big_alloc(nfloat * sizeof(float));
+	float *pv = xmalloc_huge(nfloat * sizeof(float));
 	patchify(&resized, pc, lut, pv);
 
 	out->width = in->w;

@@ -39,7 +39,7 @@
  * shaped so that compilers vectorise the height pass on any target. Integer sums are exact, so
  * the order of accumulation cannot change a result; the plain-C path
  * (img_resize_bicubic_aa_scalar) computes the same numbers and is what the SIMD paths are
- * tested against. Buffers of megabytes ask for transparent huge pages (big_alloc): page faults
+ * tested against. Buffers of megabytes ask for transparent huge pages (xmalloc_huge): page faults
  * otherwise cost as much as the resampling.
  *
  * Floating point: the weights are computed with the operations PyTorch's source writes, one
@@ -59,7 +59,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #if defined(__SSE2__)
 #include <immintrin.h>
@@ -490,28 +489,12 @@ static void pass_h_avx2(const uint8_t *src, int in_w, int rows, const axis_taps 
 
 /* ---- the two passes ---- */
 
-/* xmalloc for an image buffer of many megabytes, written once front to back: on Linux, ask for
- * transparent huge pages, which turns thousands of page faults (~2 µs each, as much as the
- * resampling itself) into a few. Only a hint. */
-static void *big_alloc(size_t n)
-{
-	void *p = xmalloc(n);
-#if defined(MADV_HUGEPAGE)
-	const uintptr_t huge = (uintptr_t)2 << 20;
-	uintptr_t lo = ((uintptr_t)p + huge - 1) & ~(huge - 1);
-	uintptr_t hi = ((uintptr_t)p + n) & ~(huge - 1);
-	if (hi > lo)
-		madvise((void *)lo, hi - lo, MADV_HUGEPAGE);
-#endif
-	return p;
-}
-
 static void resize(const img_rgb *in, int out_w, int out_h, img_rgb *out, bool simd)
 {
 	const bool need_h = out_w != in->w, need_v = out_h != in->h;
 	out->w = out_w;
 	out->h = out_h;
-	out->px = big_alloc((size_t)out_w * (size_t)out_h * 3);
+	out->px = xmalloc_huge((size_t)out_w * (size_t)out_h * 3);
 	if (!need_h && !need_v) {
 		memcpy(out->px, in->px, (size_t)out_w * (size_t)out_h * 3);
 		return;
@@ -525,7 +508,7 @@ static void resize(const img_rgb *in, int out_w, int out_h, img_rgb *out, bool s
 		axis_taps th;
 		axis_taps_init(&th, in->w, out_w);
 		if (need_v)
-			mid = big_alloc((size_t)in->h * (size_t)out_w * 3);
+			mid = xmalloc_huge((size_t)in->h * (size_t)out_w * 3);
 		uint8_t *dst = need_v ? mid : out->px;
 #if RESIZE_X86
 		if (simd && __builtin_cpu_supports("avx2"))
