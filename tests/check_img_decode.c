@@ -25,6 +25,7 @@
 
 #include "alloc.h"
 #include "img_decode.h"
+#include "testutil.h"
 
 /* ---- fixtures ---- */
 
@@ -580,9 +581,5 @@ static Suite *img_decode_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(img_decode_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(img_decode_suite());
 }

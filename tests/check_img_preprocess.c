@@ -16,6 +16,7 @@
 #include "img_preprocess.h"
 #include "img_resize.h"
 #include "rng.h"
+#include "testutil.h"
 
 /* ---- helpers ---- */
 
@@ -600,9 +601,5 @@ int main(void)
 	tcase_add_test(tc, test_img_preprocess_one_pixel);
 	tcase_add_test(tc, test_img_preprocess_limits_and_errors);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "jsonx.h"
+#include "testutil.h"
 
 static json_object *parse_ok(const char *text)
 {
@@ -136,9 +137,5 @@ int main(void)
 	tcase_add_test(tc, test_jsonx_getters);
 	tcase_add_test(tc, test_jsonx_file_limits);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

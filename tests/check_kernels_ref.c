@@ -9,6 +9,7 @@
 
 #include "bf16.h"
 #include "rmsnorm.h"
+#include "testutil.h"
 
 START_TEST(test_bf16_round_trip_and_rounding)
 {
@@ -114,9 +115,5 @@ int main(void)
 	tcase_add_test(tc, test_rmsnorm_ref_constant_row);
 	tcase_add_test(tc, test_rmsnorm_ref_matches_formula);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

@@ -261,9 +261,5 @@ int main(void)
 	tcase_add_test(tc, test_mkmodel_dense_qwen3_untied);
 	tcase_add_test(tc, test_mkmodel_refuses_bad_input);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

@@ -22,6 +22,7 @@
 #include "alloc.h"
 #include "jsonx.h"
 #include "model_config.h"
+#include "testutil.h"
 
 #define VL "qwen3-vl-2b/config.json"
 #define VL_V5 "qwen3-vl-2b-v5/config.json"
@@ -1069,9 +1070,5 @@ static Suite *model_config_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(model_config_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(model_config_suite());
 }

@@ -335,9 +335,5 @@ int main(void)
 	tcase_set_timeout(tc, 1200);
 	tcase_add_test(tc, test_model_golden_matches_transformers);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

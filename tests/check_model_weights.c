@@ -306,9 +306,5 @@ int main(void)
 	tcase_add_test(tc, test_model_weights_no_weights_file);
 	tcase_add_test(tc, test_model_weights_2b_manifest_matches_published);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

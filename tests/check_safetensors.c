@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "safetensors.h"
+#include "testutil.h"
 
 #define PATH_LEN 1024
 
@@ -1203,9 +1204,5 @@ static Suite *safetensors_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(safetensors_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(safetensors_suite());
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sha256.h"
+#include "testutil.h"
 
 static void assert_digest(const void *data, size_t n, const char *hex)
 {
@@ -82,9 +83,5 @@ int main(void)
 	tcase_add_test(tc, test_sha256_fips_vectors);
 	tcase_add_test(tc, test_sha256_implementations_agree);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

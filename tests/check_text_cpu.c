@@ -910,9 +910,5 @@ int main(void)
 	tcase_add_unchecked_fixture(tg, setup, teardown);
 	tcase_add_test(tg, test_text_cpu_golden_text_prompts);
 	suite_add_tcase(s, tg);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return tu_run_suite(s);
 }

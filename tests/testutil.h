@@ -1,6 +1,6 @@
 /*
  * testutil: small helpers shared by the Check programs — temporary directories, whole-file
- * reads and writes, and the data directory of the build tree. Header-only (static functions),
+ * reads and writes, and running a suite. Header-only (static functions),
  * for tests only.
  */
 #ifndef QVL_TESTUTIL_H
@@ -73,6 +73,16 @@ static inline int tu_exists(const char *dir, const char *name)
 	char path[1024];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	return access(path, F_OK) == 0;
+}
+
+/* Run a suite in Check's default (fork) mode; the exit status automake's harness expects. */
+static inline int tu_run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
 }
 
 #endif
