@@ -35,6 +35,8 @@ typedef struct backend_opts {
 	int block_size;        /* positions per KV block (16) */
 	int n_blocks;          /* KV pool size in blocks */
 	int n_threads;         /* CPU threads (0: one per core) */
+	bool batch_invariant;  /* each position's results bit-identical whatever else shares its
+				* step and however its prompt was chunked (slower prefill) */
 } backend_opts;
 
 typedef struct backend_seq {

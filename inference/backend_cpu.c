@@ -2,7 +2,9 @@
  * backend_cpu: the reference backend — the vision tower (vision_cpu.c) and the text decoder
  * with its paged KV pool (text_cpu.c) behind the backend interface (backend.h). fp32 math on
  * weights of any stored dtype, OpenBLAS for matrix products. It is what every test runs in CI
- * and what the CUDA backend is checked against.
+ * and what the CUDA backend is checked against. backend_opts.batch_invariant reaches the text
+ * decoder only (text_cpu.h): the vision tower runs one image at a time, so no other request
+ * can change its results.
  */
 #include "backend.h"
 
@@ -23,6 +25,8 @@ int backend_cpu_new(const model_config *mc, const model_weights *w, const backen
 	*out = NULL;
 	backend *b = xcalloc(1, sizeof(*b));
 	int rc = text_cpu_new(mc, w, o->block_size, o->n_blocks, o->n_threads, &b->text, e);
+	if (!rc)
+		text_cpu_set_batch_invariant(b->text, o->batch_invariant);
 	if (!rc && mc->has_vision)
 		rc = vision_cpu_new(mc, w, o->n_threads, &b->vision, e);
 	if (rc) {

@@ -6,7 +6,7 @@
  * deepstack row added at vision positions after layers 0..n_ds-1] → final RMSNorm → LM head, for
  * the rows that want logits only. Spec: qwen3-vl.md §6, §7.
  *
- * Why this shape: every projection is one cblas_sgemm over all new tokens of all sequences of
+ * Why this shape (the default mode): every projection is one cblas_sgemm over all new tokens of all sequences of
  * the step at once (T rows, the ragged batch flattened), so prefill runs at BLAS speed and
  * decode of a batch shares each weight read. Attention is per sequence and kv head: K and V of
  * its context are gathered from the blocks into contiguous (ctx, hd) rows, then two sgemm per
@@ -36,6 +36,30 @@
  * Qwen3 every pair reads T. θ = pos · inv_freq[j] is one fp32 multiply as in transformers; its
  * cos and sin are taken in double and rounded.
  *
+ * Batch-invariant mode (text_cpu_set_batch_invariant): the shapes above make a row's result
+ * depend on its neighbours — sgemm's blocking, edge kernels and thread split follow the step's
+ * row count T (and T == 1 takes sgemv instead); an attention tile's sgemm is shaped by the
+ * tile's first and last rows, which chunked prefill moves. Two runs of one prompt, alone and
+ * in a batch, or prefilled in one chunk and in several, then differ in the last bits, and
+ * greedy decoding can pick another token. With the mode on, every product is a matrix-vector
+ * product whose shapes are those of one position, whatever else is in the step:
+ *
+ *   projections, LM head   per row i:  y (N) = W (N, K) · x_i        sgemv NoTrans, W fixed
+ *   attention              per query row i of head h, ctx = n_cached + i + 1 (its own context):
+ *                            s (ctx)  = K[0..ctx) (ctx, hd) · q · scale   sgemv NoTrans
+ *                            softmax of s as in the tiled path (expf, sum in double)
+ *                            o (hd)   = V[0..ctx)ᵀ · s                    sgemv Trans
+ *
+ * OpenBLAS splits a gemv over threads by its shapes and thread count only (rows of the output
+ * for NoTrans; for Trans output rows, or, when there are too few, the context with the partial
+ * sums added in thread order after the join), so the same call on the same data gives the same
+ * bits. Every vector goes through scratch whose start is 64-byte aligned (struct abuf), so a
+ * kernel sees the same alignment for the same position in every step and every instance. The
+ * rest (RMSNorm, rope, SwiGLU, softmax, residual adds) is per-row plain C already. The cost:
+ * every weight is read once per row instead of once per step, so prefill and batched decode
+ * run at matrix-vector speed (3-5x slower on the tiny model); decode of one sequence does not
+ * change.
+ *
  * Precision: fp32 storage and BLAS; RMSNorm sums of squares and softmax sums in double.
  * Ownership: everything in struct text_cpu is owned. One thread calls at a time.
  * Speed: OpenBLAS must use the CPU's own kernels (see the warning in text_cpu_new).
@@ -57,6 +81,14 @@
 
 #define ATT_TILE 128    /* query rows per attention sgemm: bounds the score buffer */
 
+/* A float buffer whose first element is 64-byte aligned, whatever malloc returned: BLAS kernels
+ * may take different paths for different alignments, and batch-invariant mode needs the same
+ * path for the same position in every step and every text_cpu. */
+typedef struct abuf {
+	void *raw;          /* owned: what xmalloc returned */
+	float *p;           /* borrowed from raw: raw rounded up to 64 bytes */
+} abuf;
+
 typedef struct layer32 {
 	float *in_norm;     /* (D) */
 	float *wqkv;        /* (Hq·hd + 2·KV·hd, D) */
@@ -71,6 +103,7 @@ typedef struct layer32 {
 struct text_cpu {
 	int D, F, L, Hq, KV, hd, V, n_ds;
 	bool has_vision;
+	bool batch_invariant;   /* see the top of this file */
 	float eps;
 	float scale;            /* 1/√hd */
 	float *embed;           /* owned (V, D) */
@@ -86,11 +119,21 @@ struct text_cpu {
 	size_t cap_t;           /* tokens the per-token buffers hold */
 	float *x, *h, *qkv, *att, *gu, *act;
 	size_t cap_ctx;
-	float *scores;          /* (ATT_TILE, cap_ctx) */
-	float *kbuf, *vbuf;     /* (cap_ctx, hd): one kv head's K and V gathered from the blocks */
+	abuf scores;            /* (ATT_TILE, cap_ctx) */
+	abuf kbuf, vbuf;        /* (cap_ctx, hd): one kv head's K and V gathered from the blocks */
 	size_t cap_l;
 	float *hl;              /* (cap_l, D) rows that want logits */
+	/* batch-invariant mode only, allocated when it is turned on and never moved */
+	abuf vin;               /* (max(D, F, Hq·hd)) the row a gemv reads */
+	abuf vout;              /* (max((Hq+2KV)·hd, 2F, V)) the row a gemv writes */
 };
+
+static void abuf_grow(abuf *b, size_t n)
+{
+	free(b->raw);
+	b->raw = xmalloc(n * sizeof(float) + 64);
+	b->p = (float *)(((uintptr_t)b->raw + 63) & ~(uintptr_t)63);
+}
 
 /* ---- load ---------------------------------------------------------------------------------- */
 
@@ -271,11 +314,31 @@ void text_cpu_free(text_cpu *t)
 	free(t->att);
 	free(t->gu);
 	free(t->act);
-	free(t->scores);
-	free(t->kbuf);
-	free(t->vbuf);
+	free(t->scores.raw);
+	free(t->kbuf.raw);
+	free(t->vbuf.raw);
 	free(t->hl);
+	free(t->vin.raw);
+	free(t->vout.raw);
 	free(t);
+}
+
+void text_cpu_set_batch_invariant(text_cpu *t, bool on)
+{
+	t->batch_invariant = on;
+	if (!on || t->vin.raw)
+		return;
+	size_t in = (size_t)t->D, out = (size_t)t->V;
+	if ((size_t)t->F > in)
+		in = (size_t)t->F;
+	if ((size_t)t->Hq * (size_t)t->hd > in)
+		in = (size_t)t->Hq * (size_t)t->hd;
+	if ((size_t)(t->Hq + 2 * t->KV) * (size_t)t->hd > out)
+		out = (size_t)(t->Hq + 2 * t->KV) * (size_t)t->hd;
+	if (2 * (size_t)t->F > out)
+		out = 2 * (size_t)t->F;
+	abuf_grow(&t->vin, in);
+	abuf_grow(&t->vout, out);
 }
 
 /* ---- math ---------------------------------------------------------------------------------- */
@@ -300,6 +363,29 @@ static void matmul_bt(float *C, const float *A, const float *B, int M, int N, in
 	else
 		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, beta,
 			    C, N);
+}
+
+/* C (M, N) = A (M, K) · B (N, K)ᵀ, plus C when accumulate. Off: matmul_bt over all M rows at
+ * once. Batch-invariant: one sgemv per row, through the fixed scratch rows vin → vout, so row
+ * i's bits depend on row i and B only (B's shape and address are the same in every step). */
+static void project(text_cpu *t, float *C, const float *A, const float *B, int M, int N, int K,
+		    bool accumulate)
+{
+	if (!t->batch_invariant) {
+		matmul_bt(C, A, B, M, N, K, accumulate ? 1.0f : 0.0f);
+		return;
+	}
+	float *in = t->vin.p, *out = t->vout.p;
+	for (int i = 0; i < M; i++) {
+		float *c = C + (size_t)i * N;
+		memcpy(in, A + (size_t)i * K, (size_t)K * sizeof(float));
+		cblas_sgemv(CblasRowMajor, CblasNoTrans, N, K, 1.0f, B, K, in, 1, 0.0f, out, 1);
+		if (accumulate)
+			for (int j = 0; j < N; j++)
+				c[j] += out[j];
+		else
+			memcpy(c, out, (size_t)N * sizeof(float));
+	}
 }
 
 /* Rotate pairs (j, j+half) of each of n_heads heads of v (n_heads, hd) by cos/sin (half). */
@@ -394,6 +480,37 @@ static void qk_norm_rope(const text_cpu *t, const layer32 *lw, float *row, const
 	rope_apply(k, t->KV, t->hd, c, s);
 }
 
+/* K and V of kv head kvh for positions 0..n_all-1 of sequence s in layer l, gathered from the
+ * blocks into kbuf and vbuf as (n_all, hd) rows. */
+static void gather_kv(text_cpu *t, const backend_seq *s, int l, int kvh, int n_all)
+{
+	const int hd = t->hd;
+	for (int p = 0; p < n_all; p++) {
+		int32_t blk = s->block_table[p / t->bs];
+		memcpy(t->kbuf.p + (size_t)p * hd, kv_at(t, blk, l, 0, p % t->bs) + (size_t)kvh * hd,
+		       (size_t)hd * sizeof(float));
+		memcpy(t->vbuf.p + (size_t)p * hd, kv_at(t, blk, l, 1, p % t->bs) + (size_t)kvh * hd,
+		       (size_t)hd * sizeof(float));
+	}
+}
+
+/* row[0..valid) ← softmax(row[0..valid)): max subtracted, expf in fp32, the sum in double. */
+static void softmax_row(float *row, int valid)
+{
+	float mx = -INFINITY;
+	for (int p = 0; p < valid; p++)
+		if (row[p] > mx)
+			mx = row[p];
+	double sum = 0.0;
+	for (int p = 0; p < valid; p++) {
+		row[p] = expf(row[p] - mx);
+		sum += row[p];
+	}
+	const float inv = (float)(1.0 / sum);
+	for (int p = 0; p < valid; p++)
+		row[p] *= inv;
+}
+
 /* Attention of sequence s's new tokens (rows r0.. of qkv/att) in layer l; their K/V are in the
  * pool already. Per kv head, K and V of the whole context are gathered from the blocks into
  * (n_ctx, hd) rows, so that scores and outputs are two sgemm per query head and tile of
@@ -405,42 +522,53 @@ static void attend(text_cpu *t, const backend_seq *s, int l, size_t r0)
 	const int n_all = s->n_cached + n_new;
 	const size_t qkvw = (size_t)(t->Hq + 2 * t->KV) * hd, attw = (size_t)t->Hq * hd;
 	for (int kvh = 0; kvh < t->KV; kvh++) {
-		for (int p = 0; p < n_all; p++) {
-			int32_t blk = s->block_table[p / t->bs];
-			memcpy(t->kbuf + (size_t)p * hd, kv_at(t, blk, l, 0, p % t->bs) + (size_t)kvh * hd,
-			       (size_t)hd * sizeof(float));
-			memcpy(t->vbuf + (size_t)p * hd, kv_at(t, blk, l, 1, p % t->bs) + (size_t)kvh * hd,
-			       (size_t)hd * sizeof(float));
-		}
+		gather_kv(t, s, l, kvh, n_all);
 		for (int h = kvh * group; h < (kvh + 1) * group; h++) {
 			for (int i0 = 0; i0 < n_new; i0 += ATT_TILE) {
 				const int m = n_new - i0 < ATT_TILE ? n_new - i0 : ATT_TILE;
 				const int ctx = s->n_cached + i0 + m;
 				const float *q = t->qkv + (r0 + (size_t)i0) * qkvw + (size_t)h * hd;
 				float *o = t->att + (r0 + (size_t)i0) * attw + (size_t)h * hd;
-				float *sc = t->scores;
+				float *sc = t->scores.p;
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, ctx, hd, t->scale, q,
-					    (int)qkvw, t->kbuf, hd, 0.0f, sc, ctx);
+					    (int)qkvw, t->kbuf.p, hd, 0.0f, sc, ctx);
 				for (int i = 0; i < m; i++) {
 					float *row = sc + (size_t)i * ctx;
 					const int valid = s->n_cached + i0 + i + 1;
-					float mx = -INFINITY;
-					for (int p = 0; p < valid; p++)
-						if (row[p] > mx)
-							mx = row[p];
-					double sum = 0.0;
-					for (int p = 0; p < valid; p++) {
-						row[p] = expf(row[p] - mx);
-						sum += row[p];
-					}
-					const float inv = (float)(1.0 / sum);
-					for (int p = 0; p < valid; p++)
-						row[p] *= inv;
+					softmax_row(row, valid);
 					for (int p = valid; p < ctx; p++)
 						row[p] = 0.0f;
 				}
 				cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, ctx, 1.0f, sc, ctx,
-					    t->vbuf, hd, 0.0f, o, (int)attw);
+					    t->vbuf.p, hd, 0.0f, o, (int)attw);
+			}
+		}
+	}
+}
+
+/* attend in batch-invariant mode: one query row at a time over exactly the context it sees
+ * (ctx = n_cached + i + 1), scores and output each one sgemv (top of file), so every shape is
+ * a function of the row's position alone — not of the chunk it came in or the rows beside it.
+ * q goes through vin and o through vout so that the kernels see the same addresses. */
+static void attend_rows(text_cpu *t, const backend_seq *s, int l, size_t r0)
+{
+	const int hd = t->hd, group = t->Hq / t->KV, n_new = s->n_new;
+	const size_t qkvw = (size_t)(t->Hq + 2 * t->KV) * hd, attw = (size_t)t->Hq * hd;
+	float *qv = t->vin.p, *ov = t->vout.p, *sc = t->scores.p;
+	for (int kvh = 0; kvh < t->KV; kvh++) {
+		gather_kv(t, s, l, kvh, s->n_cached + n_new);
+		for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+			for (int i = 0; i < n_new; i++) {
+				const int ctx = s->n_cached + i + 1;
+				memcpy(qv, t->qkv + (r0 + (size_t)i) * qkvw + (size_t)h * hd,
+				       (size_t)hd * sizeof(float));
+				cblas_sgemv(CblasRowMajor, CblasNoTrans, ctx, hd, t->scale, t->kbuf.p, hd, qv,
+					    1, 0.0f, sc, 1);
+				softmax_row(sc, ctx);
+				cblas_sgemv(CblasRowMajor, CblasTrans, ctx, hd, 1.0f, t->vbuf.p, hd, sc, 1,
+					    0.0f, ov, 1);
+				memcpy(t->att + (r0 + (size_t)i) * attw + (size_t)h * hd, ov,
+				       (size_t)hd * sizeof(float));
 			}
 		}
 	}
@@ -479,9 +607,9 @@ int text_cpu_step(text_cpu *t, const backend_seq *seqs, int n_seqs, float *logit
 		t->cap_t = T;
 	}
 	if (max_ctx > t->cap_ctx) {
-		grow(&t->scores, ATT_TILE * max_ctx);
-		grow(&t->kbuf, max_ctx * (size_t)hd);
-		grow(&t->vbuf, max_ctx * (size_t)hd);
+		abuf_grow(&t->scores, ATT_TILE * max_ctx);
+		abuf_grow(&t->kbuf, max_ctx * (size_t)hd);
+		abuf_grow(&t->vbuf, max_ctx * (size_t)hd);
 		t->cap_ctx = max_ctx;
 	}
 	if (NL > t->cap_l) {
@@ -507,7 +635,7 @@ int text_cpu_step(text_cpu *t, const backend_seq *seqs, int n_seqs, float *logit
 		const layer32 *lw = &t->layers[l];
 		for (size_t i = 0; i < T; i++)
 			rmsnorm(t->h + i * D, t->x + i * D, lw->in_norm, D, t->eps);
-		matmul_bt(t->qkv, t->h, lw->wqkv, Ti, (int)qkvw, D, 0.0f);
+		project(t, t->qkv, t->h, lw->wqkv, Ti, (int)qkvw, D, false);
 		/* q/k norm + rope, and K/V into the pool, for every sequence before any attention. */
 		r = 0;
 		for (int si = 0; si < n_seqs; si++) {
@@ -527,21 +655,24 @@ int text_cpu_step(text_cpu *t, const backend_seq *seqs, int n_seqs, float *logit
 		}
 		r = 0;
 		for (int si = 0; si < n_seqs; si++) {
-			attend(t, &seqs[si], l, r);
+			if (t->batch_invariant)
+				attend_rows(t, &seqs[si], l, r);
+			else
+				attend(t, &seqs[si], l, r);
 			r += (size_t)seqs[si].n_new;
 		}
-		matmul_bt(t->x, t->att, lw->wo, Ti, D, (int)attw, 1.0f);
+		project(t, t->x, t->att, lw->wo, Ti, D, (int)attw, true);
 
 		for (size_t i = 0; i < T; i++)
 			rmsnorm(t->h + i * D, t->x + i * D, lw->post_norm, D, t->eps);
-		matmul_bt(t->gu, t->h, lw->wgu, Ti, 2 * F, D, 0.0f);
+		project(t, t->gu, t->h, lw->wgu, Ti, 2 * F, D, false);
 		for (size_t i = 0; i < T; i++) {
 			const float *g = t->gu + i * 2 * F, *u = g + F;
 			float *a = t->act + i * F;
 			for (int c = 0; c < F; c++)
 				a[c] = g[c] / (1.0f + expf(-g[c])) * u[c];
 		}
-		matmul_bt(t->x, t->act, lw->wd, Ti, D, F, 1.0f);
+		project(t, t->x, t->act, lw->wd, Ti, D, F, true);
 
 		/* DeepStack: after layer l < n_ds, vision positions get their row 1 + l. */
 		if (l < t->n_ds) {
@@ -573,6 +704,6 @@ int text_cpu_step(text_cpu *t, const backend_seq *seqs, int n_seqs, float *logit
 				t->eps);
 		r += (size_t)s->n_new;
 	}
-	matmul_bt(logits, t->hl, t->lm_head, (int)NL, t->V, D, 0.0f);
+	project(t, logits, t->hl, t->lm_head, (int)NL, t->V, D, false);
 	return 0;
 }

@@ -9,10 +9,20 @@
  * positions, vision rows at image positions (row 0 replaces the token embedding, rows 1..n_ds
  * are added after layers 0..n_ds-1), logits for the rows asked for.
  *
+ * Batch-invariant mode (text_cpu_set_batch_invariant, off by default): every result of a
+ * position — its K/V in the pool, its hidden state, its logits — is then bit-identical whatever
+ * else shares the step and however its sequence's earlier positions were split across steps, so
+ * that greedy decoding gives the same tokens alone or in a batch, chunked or not (vLLM's
+ * VLLM_BATCH_INVARIANT). It costs speed wherever a step has many rows — prefill and batched
+ * decode do one matrix-vector product per row instead of one matrix product per step — while
+ * decode of one sequence runs as fast as before.
+ *
  * Threads: one thread drives a text_cpu; OpenBLAS uses n_threads inside (see text_cpu_new).
  */
 #ifndef QVL_TEXT_CPU_H
 #define QVL_TEXT_CPU_H
+
+#include <stdbool.h>
 
 #include "backend.h"
 #include "model_config.h"
@@ -29,6 +39,10 @@ typedef struct text_cpu text_cpu;
  * overflows. Allocation failure aborts (alloc.h). */
 int text_cpu_new(const model_config *mc, const model_weights *w, int block_size, int n_blocks,
 		 int n_threads, text_cpu **out, qerr *e);
+
+/* Turn batch-invariant mode on or off (see the top of this file). Set it before the first step:
+ * positions already in the pool keep the K/V computed under the old setting. */
+void text_cpu_set_batch_invariant(text_cpu *t, bool on);
 
 /* Free everything; NULL is a no-op. */
 void text_cpu_free(text_cpu *t);

@@ -6,11 +6,15 @@
  * element from the safetensors mapping — on random-weight models made by mkmodel (F32, so both
  * sides see the same weights). Paging, chunking and batching are checked against text_cpu's own
  * one-shot logits, positions against the spec's worked example, and the whole decoder against
- * the lead's golden file (transformers logits) for the text-only prompts.
+ * the lead's golden file (transformers logits) for the text-only prompts. Batch-invariant mode
+ * is checked bit for bit (memcmp): a sequence alone vs sharing steps, prefilled in one chunk vs
+ * many, decoding alone vs beside others — on 4 OpenBLAS threads, so that gemv's thread splits
+ * are exercised — and against the default mode and the reference within the usual tolerance.
  */
 #include <check.h>
 #include <json.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,19 +324,28 @@ static void prompt_free(prompt *p)
 	free(p->rows);
 }
 
-static text_cpu *new_tc(const model *m, int bs, int n_blocks)
+/* A text_cpu on n_threads OpenBLAS threads, batch-invariant mode as asked. */
+static text_cpu *new_tc_mode(const model *m, int bs, int n_blocks, int n_threads, bool invariant)
 {
 	text_cpu *t;
 	qerr e = {0};
-	ck_assert_msg(text_cpu_new(&m->mc, &m->w, bs, n_blocks, 1, &t, &e) == 0, "%s", e.msg);
+	ck_assert_msg(text_cpu_new(&m->mc, &m->w, bs, n_blocks, n_threads, &t, &e) == 0, "%s",
+		      e.msg);
+	text_cpu_set_batch_invariant(t, invariant);
 	return t;
 }
 
-/* One step with the whole prompt, contiguous blocks, logits of every row → (n, V). */
-static float *one_shot(const model *m, const prompt *p)
+static text_cpu *new_tc(const model *m, int bs, int n_blocks)
+{
+	return new_tc_mode(m, bs, n_blocks, 1, false);
+}
+
+/* One step with the whole prompt, contiguous blocks, logits of every row → (n, V); on
+ * n_threads threads, batch-invariant mode as asked. */
+static float *one_shot_mode(const model *m, const prompt *p, int n_threads, bool invariant)
 {
 	const int bs = 16, nb = (p->n + bs - 1) / bs;
-	text_cpu *t = new_tc(m, bs, nb);
+	text_cpu *t = new_tc_mode(m, bs, nb, n_threads, invariant);
 	int32_t *bt = malloc((size_t)nb * sizeof(int32_t));
 	int32_t *rows = malloc((size_t)p->n * sizeof(int32_t));
 	for (int i = 0; i < nb; i++)
@@ -349,6 +362,11 @@ static float *one_shot(const model *m, const prompt *p)
 	free(bt);
 	free(rows);
 	return lg;
+}
+
+static float *one_shot(const model *m, const prompt *p)
+{
+	return one_shot_mode(m, p, 1, false);
 }
 
 static void assert_matches_ref(const model *m, const prompt *p, const char *what)
@@ -889,6 +907,295 @@ START_TEST(test_text_cpu_golden_text_prompts)
 }
 END_TEST
 
+/* ---- (f) batch-invariant mode ------------------------------------------------------------- */
+
+#define BI_THREADS 4   /* OpenBLAS threads for these tests: gemv splits its work over them */
+
+/* a and b (n floats) are the same bits; else print the first mismatches and fail. */
+static void assert_same_bits(const float *a, const float *b, size_t n, size_t V, const char *what)
+{
+	if (memcmp(a, b, n * sizeof(float)) == 0)
+		return;
+	size_t bad = 0;
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&a[i], &b[i], sizeof(float)) && bad++ < 5)
+			printf("%s: row %zu column %zu: %.9g vs %.9g\n", what, i / V, i % V, a[i], b[i]);
+	ck_assert_msg(0, "%s: %zu of %zu logits differ in their bits", what, bad, n);
+}
+
+/* How many of n floats differ in their bits (for the mode-off comparisons, which may). */
+static size_t count_diff_bits(const float *a, const float *b, size_t n)
+{
+	size_t bad = 0;
+	for (size_t i = 0; i < n; i++)
+		bad += memcmp(&a[i], &b[i], sizeof(float)) != 0;
+	return bad;
+}
+
+/* A sequence fed to a text_cpu by hand: prompt p (its tail may stand in for decoded tokens),
+ * its block table, and how many of its positions are in the pool. */
+typedef struct feed {
+	const prompt *p;
+	int32_t bt[64];
+	int done;
+} feed;
+
+/* p's blocks are first_block .. first_block + ⌈n/bs⌉ - 1, handed out backwards. */
+static feed feed_at(const prompt *p, int first_block, int bs)
+{
+	feed f = { .p = p };
+	const int nb = (p->n + bs - 1) / bs;
+	ck_assert_int_le(nb, 64);
+	for (int i = 0; i < nb; i++)
+		f.bt[i] = first_block + nb - 1 - i;
+	return f;
+}
+
+/* One step in which fs[k] gives its next n[k] positions, every new row asking for logits;
+ * each done advances. Returns the logits (Σ n[k], V) in step order, malloc'd. */
+static float *feed_step(text_cpu *t, const model *m, feed *const *fs, const int *n, int ns)
+{
+	const size_t V = (size_t)m->mc.text.vocab_size;
+	backend_seq seqs[8];
+	int32_t *pos[8], rows[256];
+	size_t nl = 0;
+	ck_assert_int_le(ns, 8);
+	for (int i = 0; i < 256; i++)
+		rows[i] = i;
+	for (int k = 0; k < ns; k++) {
+		const prompt *p = fs[k]->p;
+		const int c = n[k], d = fs[k]->done;
+		ck_assert(c >= 1 && c <= 256 && d + c <= p->n);
+		pos[k] = malloc(3 * (size_t)c * sizeof(int32_t));
+		for (int a = 0; a < 3; a++)
+			memcpy(pos[k] + a * c, p->pos + a * p->n + d, (size_t)c * sizeof(int32_t));
+		seqs[k] = (backend_seq){ .n_new = c, .ids = p->ids + d,
+			.vis = p->vis ? (const float *const *)p->vis + d : NULL, .pos = pos[k],
+			.n_cached = d, .block_table = fs[k]->bt, .n_logits = c, .logit_rows = rows };
+		nl += (size_t)c;
+	}
+	float *lg = nan_floats(nl * V);
+	qerr e = {0};
+	ck_assert_msg(text_cpu_step(t, seqs, ns, lg, &e) == 0, "%s", e.msg);
+	for (int k = 0; k < ns; k++) {
+		fs[k]->done += n[k];
+		free(pos[k]);
+	}
+	return lg;
+}
+
+/* Feed p in chunks sched[0], sched[1], … (the last one repeating) with block size bs; when
+ * other is given, it shares every step, 3 positions at a time, until it is done. Returns the
+ * logits of every position of p (p->n, V). */
+static float *run_schedule(const model *m, const prompt *p, int bs, const int *sched,
+			   const prompt *other, bool invariant)
+{
+	const size_t V = (size_t)m->mc.text.vocab_size;
+	const int nb_p = (p->n + bs - 1) / bs, nb_o = other ? (other->n + bs - 1) / bs : 0;
+	text_cpu *t = new_tc_mode(m, bs, nb_p + nb_o + 2, BI_THREADS, invariant);
+	feed fp = feed_at(p, 1, bs), fo = {0};
+	if (other)
+		fo = feed_at(other, 1 + nb_p, bs);
+	float *out = nan_floats((size_t)p->n * V);
+	for (int k = 0; fp.done < p->n;) {
+		int c = sched[k];
+		if (sched[k + 1])
+			k++;
+		if (c > p->n - fp.done)
+			c = p->n - fp.done;
+		const int at = fp.done;
+		feed *fs[2] = { &fo, &fp };
+		int n[2] = { other ? other->n - fo.done : 0, c };
+		if (n[0] > 3)
+			n[0] = 3;
+		const int first = n[0] > 0 ? 0 : 1;   /* the other sequence goes first while it lasts */
+		float *lg = feed_step(t, m, fs + first, n + first, 2 - first);
+		memcpy(out + (size_t)at * V, lg + (size_t)n[0] * V, (size_t)c * V * sizeof(float));
+		free(lg);
+	}
+	text_cpu_free(t);
+	return out;
+}
+
+/* Prompt a alone in one step, and again in a step shared with the last 15 positions of a
+ * 40-token prompt (its first 25 cached a step earlier) before it and a 7-token one after it;
+ * block sizes 16 and 4. Returns a's logits (a->n, V) of each run. */
+static void alone_and_batched(const prompt *a, bool invariant, float **alone, float **batched)
+{
+	const size_t V = (size_t)tiny.mc.text.vocab_size;
+	prompt b = make_prompt(&tiny, 22, 40, NULL, 0), c = make_prompt(&tiny, 23, 7, NULL, 0);
+	text_cpu *t1 = new_tc_mode(&tiny, 16, 8, BI_THREADS, invariant);
+	feed fa = feed_at(a, 0, 16);
+	*alone = feed_step(t1, &tiny, (feed *[]){ &fa }, (int[]){ a->n }, 1);
+	text_cpu *t2 = new_tc_mode(&tiny, 4, 40, BI_THREADS, invariant);
+	feed ga = feed_at(a, 0, 4), gb = feed_at(&b, 12, 4), gc = feed_at(&c, 30, 4);
+	free(feed_step(t2, &tiny, (feed *[]){ &gb }, (int[]){ 25 }, 1));
+	float *lg = feed_step(t2, &tiny, (feed *[]){ &gb, &ga, &gc }, (int[]){ 15, a->n, 7 }, 3);
+	*batched = malloc((size_t)a->n * V * sizeof(float));
+	memcpy(*batched, lg + 15 * V, (size_t)a->n * V * sizeof(float));
+	free(lg);
+	text_cpu_free(t1);
+	text_cpu_free(t2);
+	prompt_free(&b);
+	prompt_free(&c);
+}
+
+START_TEST(test_text_cpu_batch_invariant_alone_equals_batched)
+{
+	const int32_t grid[3] = { 1, 4, 6 };
+	prompt a = make_prompt(&tiny, 21, 3, grid, 11);   /* text, image rows, text: 22 positions */
+	const size_t n = (size_t)a.n * (size_t)tiny.mc.text.vocab_size;
+	float *alone, *batched;
+	alone_and_batched(&a, true, &alone, &batched);
+	assert_same_bits(alone, batched, n, (size_t)tiny.mc.text.vocab_size,
+			 "invariant: alone vs batched");
+	free(alone);
+	free(batched);
+	/* the default mode only agrees within rounding (printed to show what the mode buys) */
+	alone_and_batched(&a, false, &alone, &batched);
+	double r = rel_l2f(batched, alone, n);
+	printf("default mode, alone vs batched: %zu of %zu logits differ in their bits, relative "
+	       "L2 %.3g\n", count_diff_bits(alone, batched, n), n, r);
+	ck_assert_msg(r <= 1e-5, "default mode: alone vs batched relative L2 %g", r);
+	free(alone);
+	free(batched);
+	prompt_free(&a);
+}
+END_TEST
+
+START_TEST(test_text_cpu_batch_invariant_chunked_prefill)
+{
+	const size_t V = (size_t)tiny.mc.text.vocab_size;
+	const int32_t grid[3] = { 1, 4, 10 };
+	/* 5 text + <vs> 10 image <ve> + 32 text = 49 positions: a 43-token prompt, then 6 tokens
+	 * fed one step each as decode would */
+	prompt p = make_prompt(&tiny, 24, 5, grid, 32), other = make_prompt(&tiny, 25, 11, NULL, 0);
+	const int n_pre = p.n - 6;
+	ck_assert_int_eq(n_pre, 43);
+	const int one[] = { n_pre, 1, 0 };
+	const int chunks[] = { 5, 1, 7, 3, 16, 11, 1, 0 };   /* splits the image too */
+	const int small[] = { 2, 1, 0 };
+	float *want = run_schedule(&tiny, &p, 16, one, NULL, true);
+	float *got = run_schedule(&tiny, &p, 4, chunks, NULL, true);
+	/* every prefill position (the last one included) and the decodes after it */
+	assert_same_bits(want + (size_t)(n_pre - 1) * V, got + (size_t)(n_pre - 1) * V, V, V,
+			 "invariant: last prompt position, one chunk vs 5,1,7,3,16,11");
+	assert_same_bits(want, got, (size_t)p.n * V, V, "invariant: one chunk vs 5,1,7,3,16,11");
+	free(got);
+	got = run_schedule(&tiny, &p, 3, small, &other, true);
+	assert_same_bits(want, got, (size_t)p.n * V, V,
+			 "invariant: one chunk vs chunks of 2,1 beside another prompt");
+	ck_assert_int_eq(argmax(want + (size_t)(p.n - 1) * V, V),
+			 argmax(got + (size_t)(p.n - 1) * V, V));
+	free(got);
+	free(want);
+	want = run_schedule(&tiny, &p, 16, one, NULL, false);
+	got = run_schedule(&tiny, &p, 4, chunks, NULL, false);
+	const size_t n = (size_t)p.n * V;
+	double r = rel_l2f(got, want, n);
+	printf("default mode, one chunk vs 5,1,7,3,16,11: %zu of %zu logits differ in their bits, "
+	       "relative L2 %.3g\n", count_diff_bits(want, got, n), n, r);
+	ck_assert_msg(r <= 1e-5, "default mode: chunked relative L2 %g", r);
+	free(got);
+	free(want);
+	prompt_free(&p);
+	prompt_free(&other);
+}
+END_TEST
+
+/* Three prompts (the last 4 positions of each fed as decode steps): each alone, and all three
+ * prefilled together and then decoding in the same steps. Returns how many logits of the
+ * decode steps differ in their bits; asserts bit equality when invariant. */
+static size_t assert_decode_alone_equals_batched(const model *m, bool invariant)
+{
+	const size_t V = (size_t)m->mc.text.vocab_size;
+	prompt ps[3] = { make_prompt(m, 26, 34, NULL, 0), make_prompt(m, 27, 16, NULL, 0),
+			 make_prompt(m, 28, 54, NULL, 0) };
+	const int bs = 8;
+	float *alone[3];
+	for (int s = 0; s < 3; s++) {
+		const int sched[] = { ps[s].n - 4, 1, 0 };
+		alone[s] = run_schedule(m, &ps[s], bs, sched, NULL, invariant);
+	}
+	text_cpu *t = new_tc_mode(m, bs, 20, BI_THREADS, invariant);
+	feed f[3] = { feed_at(&ps[0], 0, bs), feed_at(&ps[1], 6, bs), feed_at(&ps[2], 9, bs) };
+	free(feed_step(t, m, (feed *[]){ &f[0], &f[1], &f[2] },
+		       (int[]){ ps[0].n - 4, ps[1].n - 4, ps[2].n - 4 }, 3));
+	size_t bad = 0;
+	for (int k = 0; k < 4; k++) {
+		/* decode order c, a, b: a's row is not the first of the step */
+		float *lg = feed_step(t, m, (feed *[]){ &f[2], &f[0], &f[1] }, (int[]){ 1, 1, 1 }, 3);
+		const int order[3] = { 2, 0, 1 };
+		for (int j = 0; j < 3; j++) {
+			const int s = order[j];
+			const float *want = alone[s] + (size_t)(ps[s].n - 4 + k) * V;
+			if (invariant) {
+				char what[96];
+				snprintf(what, sizeof(what), "invariant: decode %d of prompt %d alone vs "
+					 "batched", k, s);
+				assert_same_bits(want, lg + (size_t)j * V, V, V, what);
+			}
+			double r = rel_l2f(lg + (size_t)j * V, want, V);
+			ck_assert_msg(r <= 1e-5, "decode %d of prompt %d: relative L2 %g", k, s, r);
+			bad += count_diff_bits(want, lg + (size_t)j * V, V);
+		}
+		free(lg);
+	}
+	text_cpu_free(t);
+	for (int s = 0; s < 3; s++) {
+		free(alone[s]);
+		prompt_free(&ps[s]);
+	}
+	return bad;
+}
+
+START_TEST(test_text_cpu_batch_invariant_decode_alone_equals_batched)
+{
+	ck_assert_uint_eq(assert_decode_alone_equals_batched(&tiny, true), 0);
+	ck_assert_uint_eq(assert_decode_alone_equals_batched(&dense, true), 0);
+	printf("default mode, decode alone vs batched: %zu of %zu logits differ in their bits\n",
+	       assert_decode_alone_equals_batched(&tiny, false),
+	       (size_t)12 * (size_t)tiny.mc.text.vocab_size);
+}
+END_TEST
+
+/* The mode changes the order of sums only: it agrees with the default mode, and with the
+ * double-precision reference, as closely as the default mode does. */
+static void assert_invariant_matches_default(const model *m, const prompt *p, const char *what)
+{
+	const size_t V = (size_t)m->mc.text.vocab_size;
+	float *on = one_shot_mode(m, p, BI_THREADS, true), *off = one_shot_mode(m, p, 1, false);
+	double *ref = calloc((size_t)p->n * V, sizeof(double));
+	ref_forward(m, p->n, p->ids, (const float *const *)p->vis, p->pos, ref);
+	double worst_off = 0, worst_ref = 0;
+	for (int i = 0; i < p->n; i++) {
+		double a = rel_l2f(on + (size_t)i * V, off + (size_t)i * V, V);
+		double b = rel_l2(on + (size_t)i * V, ref + (size_t)i * V, V);
+		worst_off = a > worst_off ? a : worst_off;
+		worst_ref = b > worst_ref ? b : worst_ref;
+	}
+	printf("%s: invariant vs default worst row relative L2 %.3g, vs double reference %.3g\n",
+	       what, worst_off, worst_ref);
+	ck_assert_msg(worst_off <= 1e-5, "%s: invariant vs default relative L2 %g", what, worst_off);
+	ck_assert_msg(worst_ref <= 1e-5, "%s: invariant vs reference relative L2 %g", what,
+		      worst_ref);
+	free(on);
+	free(off);
+	free(ref);
+}
+
+START_TEST(test_text_cpu_batch_invariant_matches_default)
+{
+	const int32_t grid[3] = { 1, 6, 8 };
+	prompt p = make_prompt(&tiny, 29, 4, grid, 9);
+	assert_invariant_matches_default(&tiny, &p, "tiny vision rows");
+	prompt_free(&p);
+	p = make_prompt(&dense, 30, 23, NULL, 0);
+	assert_invariant_matches_default(&dense, &p, "dense qwen3");
+	prompt_free(&p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("text_cpu");
@@ -904,6 +1211,10 @@ int main(void)
 	tcase_add_test(tc, test_text_cpu_mrope_spec_example);
 	tcase_add_test(tc, test_text_cpu_mrope_refuses_mismatches);
 	tcase_add_test(tc, test_text_cpu_refuses_bad_input);
+	tcase_add_test(tc, test_text_cpu_batch_invariant_alone_equals_batched);
+	tcase_add_test(tc, test_text_cpu_batch_invariant_chunked_prefill);
+	tcase_add_test(tc, test_text_cpu_batch_invariant_decode_alone_equals_batched);
+	tcase_add_test(tc, test_text_cpu_batch_invariant_matches_default);
 	suite_add_tcase(s, tc);
 	TCase *tg = tcase_create("golden");
 	tcase_set_timeout(tg, 900);
