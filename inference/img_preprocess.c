@@ -47,6 +47,12 @@
  *
  * Limits: the size of pixel_values is known from smart_resize alone, so it and the resampling
  * buffers are checked against IMG_PP_MAX_FLOATS before anything is allocated.
+ *
+ * The split: img_preprocess_resize does steps 1-2 (a responder runs it and sends the uint8
+ * pixels over the wire, with img_preprocess_hash of them), img_preprocess_patches steps 3-6
+ * (the daemon runs it); img_preprocess is the two in a row, so the halves give its results bit
+ * for bit.
+ *
  * Threads: no state; any thread may call in.
  */
 #include "img_preprocess.h"
@@ -197,10 +203,14 @@ static void patchify(const img_rgb *rs, const preprocessor_config *pc, const flo
 						  (size_t)(bw * M + iw) * P, P, T, lut, row);
 }
 
-int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
-		   int64_t max_pixels, img_patches *out, qerr *e)
+/* Steps 1-2: the checks img_preprocess makes before it allocates, then the resampling. On
+ * success *resized holds the resized image: fresh pixels, or (may_borrow, and the size did not
+ * change) in's own pixels — the caller frees resized->px only when it differs from in->px. On
+ * failure *resized is zeroed. */
+static int resize_step(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
+		       int64_t max_pixels, bool may_borrow, img_rgb *resized, qerr *e)
 {
-	memset(out, 0, sizeof(*out));
+	memset(resized, 0, sizeof(*resized));
 	if (!in->px || in->w < 1 || in->h < 1)
 		return qerr_set(e, QERR_INVALID, "image of %dx%d pixels is empty", in->w, in->h);
 	int rc = check_config(pc, e);
@@ -244,23 +254,59 @@ int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min
 				"image of %dx%d pixels: resampling to %dx%d needs more than %zu "
 				"bytes", in->w, in->h, rw, rh, 4 * IMG_PP_MAX_FLOATS);
 
-	img_rgb resized;
 	if (rw != in->w || rh != in->h) {
-		img_resize_bicubic_aa(in, rw, rh, &resized);
-	} else {
+		img_resize_bicubic_aa(in, rw, rh, resized);
+	} else if (may_borrow) {
 		/* Nothing to resample: borrow the input's pixels. */
-		resized = *in;
+		*resized = *in;
+	} else {
+		const size_t n = (size_t)rw * (size_t)rh * 3;   /* ≤ nfloat: checked above */
+		resized->w = rw;
+		resized->h = rh;
+		resized->px = xmalloc_huge(n);
+		memcpy(resized->px, in->px, n);
 	}
+	return 0;
+}
+
+int img_preprocess_resize(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
+			  int64_t max_pixels, img_rgb *resized, qerr *e)
+{
+	return resize_step(in, pc, min_pixels, max_pixels, false, resized, e);
+}
+
+int img_preprocess_patches(const img_rgb *rs, const preprocessor_config *pc, img_patches *out,
+			   qerr *e)
+{
+	memset(out, 0, sizeof(*out));
+	if (!rs->px || rs->w < 1 || rs->h < 1)
+		return qerr_set(e, QERR_INVALID, "image of %dx%d pixels is empty", rs->w, rs->h);
+	int rc = check_config(pc, e);
+	if (rc)
+		return rc;
+	const int P = pc->patch_size, M = pc->merge_size, T = pc->temporal_patch_size;
+	const int factor = P * M;
+	if (rs->h % factor || rs->w % factor)
+		return qerr_set(e, QERR_INVALID,
+				"resized image of %dx%d pixels: both sides must be multiples of %d",
+				rs->w, rs->h, factor);
+	const size_t gh = (size_t)rs->h / P, gw = (size_t)rs->w / P;
+	size_t rows, cols, nfloat;
+	if (!size_mul(gh, gw, &rows) || !size_mul((size_t)3 * T, (size_t)P * P, &cols) ||
+	    !size_mul(rows, cols, &nfloat) || nfloat > IMG_PP_MAX_FLOATS)
+		return qerr_set(e, QERR_LIMIT,
+				"resized image of %dx%d pixels: its pixel_values exceed "
+				"IMG_PP_MAX_FLOATS (%zu floats)", rs->w, rs->h, IMG_PP_MAX_FLOATS);
 
 	float lut[3][256];
 	norm_table(pc, lut);
 	float *pv = xmalloc_huge(nfloat * sizeof(float));
-	patchify(&resized, pc, lut, pv);
+	patchify(rs, pc, lut, pv);
 
-	out->width = in->w;
-	out->height = in->h;
-	out->resized_width = rw;
-	out->resized_height = rh;
+	out->width = rs->w;
+	out->height = rs->h;
+	out->resized_width = rs->w;
+	out->resized_height = rs->h;
 	out->grid_t = 1;
 	out->grid_h = (int)gh;
 	out->grid_w = (int)gw;
@@ -268,9 +314,32 @@ int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min
 	out->rows = rows;
 	out->cols = cols;
 	out->pixel_values = pv;
-	content_hash(pc, &resized, out->hash);
+	content_hash(pc, rs, out->hash);
+	return 0;
+}
+
+void img_preprocess_hash(const img_rgb *resized, const preprocessor_config *pc, uint8_t out[32])
+{
+	content_hash(pc, resized, out);
+}
+
+/* Steps 1-2 then 3-6; the resize borrows the input when it has nothing to resample, so a
+ * ready-sized image is not copied. */
+int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
+		   int64_t max_pixels, img_patches *out, qerr *e)
+{
+	memset(out, 0, sizeof(*out));
+	img_rgb resized;
+	int rc = resize_step(in, pc, min_pixels, max_pixels, true, &resized, e);
+	if (rc)
+		return rc;
+	rc = img_preprocess_patches(&resized, pc, out, e);
 	if (resized.px != in->px)
 		free(resized.px);
+	if (rc)
+		return rc;
+	out->width = in->w;
+	out->height = in->h;
 	return 0;
 }
 

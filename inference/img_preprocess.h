@@ -41,6 +41,34 @@ typedef struct img_patches {
 int img_preprocess(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
 		   int64_t max_pixels, img_patches *out, qerr *e);
 
+/* img_preprocess in two halves, for a responder that resizes and a daemon that patchifies (the
+ * wire protocol carries the resized uint8 RGB, 3 bytes a pixel instead of 3*T*4):
+ *
+ *   img_preprocess(in) == img_preprocess_patches(img_preprocess_resize(in))
+ *
+ * bit for bit (pixel_values, grid, token count, hash); only width/height differ (the input's
+ * size there, the resized size here).
+ *
+ * img_preprocess_resize: steps 1-2 (smart_resize + resample). On success *resized owns fresh
+ * pixels (a copy when no resampling was needed; release with img_rgb_deinit) and 0 is returned;
+ * on failure *resized is zeroed and the errors are exactly img_preprocess's. */
+int img_preprocess_resize(const img_rgb *in, const preprocessor_config *pc, int64_t min_pixels,
+			  int64_t max_pixels, img_rgb *resized, qerr *e);
+
+/* img_preprocess_patches: steps 3-6 on an image that is already resized. Its sides must be
+ * multiples of patch*merge (QERR_INVALID otherwise, and for an empty image or unusable
+ * settings); QERR_LIMIT when its pixel_values would exceed IMG_PP_MAX_FLOATS. On success fills
+ * *out (width/height = resized_width/resized_height = the image's size); on failure *out is
+ * zeroed. Any thread; no shared state. */
+int img_preprocess_patches(const img_rgb *resized, const preprocessor_config *pc,
+			   img_patches *out, qerr *e);
+
+/* img_patches.hash of an already resized image, without making pixel_values (the responder
+ * sends it in SUBMIT as the image's cache key). resized must be non-empty and pc valid (as
+ * img_preprocess_patches would accept them); the result equals what img_preprocess_patches
+ * writes to out->hash for the same arguments. */
+void img_preprocess_hash(const img_rgb *resized, const preprocessor_config *pc, uint8_t out[32]);
+
 /* Free pixel_values and zero *p (NULL or a zeroed struct is fine). */
 void img_patches_deinit(img_patches *p);
 
