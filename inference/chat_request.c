@@ -280,27 +280,31 @@ static int parse_sampling(json_object *body, chat_request *r, qerr *e)
 	r->has_seed = rc == 0;
 	r->seed = (uint64_t)seed;
 
-	/* The penalties arrive with the engine's sampler; until then a request that asks for one is
-	 * told so rather than silently served without it. Neutral values are accepted. */
-	static const struct {
-		const char *key;
-		double neutral;
-	} penalties[] = { { "presence_penalty", 0 }, { "frequency_penalty", 0 }, { "repetition_penalty", 1 } };
-	for (size_t i = 0; i < sizeof(penalties) / sizeof(penalties[0]); i++) {
-		double x = penalties[i].neutral;
-		if ((rc = got(jsonx_get_double(body, penalties[i].key, &x, WHERE, e))))
-			return rc;
-		if (x != penalties[i].neutral)
-			return qerr_set(e, QERR_UNSUPPORTED, WHERE ": %s: %g is not supported yet (only %g)",
-					penalties[i].key, x, penalties[i].neutral);
-	}
+	/* penalties, as vLLM takes them: presence and frequency in [-2, 2], repetition > 0 */
+	r->presence_penalty = 0;
+	r->frequency_penalty = 0;
+	if ((rc = got(jsonx_get_double(body, "presence_penalty", &r->presence_penalty, WHERE, e))))
+		return rc;
+	if (!(r->presence_penalty >= -2 && r->presence_penalty <= 2))
+		return qerr_set(e, QERR_INVALID, WHERE ": presence_penalty: must be in [-2, 2], got %g",
+				r->presence_penalty);
+	if ((rc = got(jsonx_get_double(body, "frequency_penalty", &r->frequency_penalty, WHERE, e))))
+		return rc;
+	if (!(r->frequency_penalty >= -2 && r->frequency_penalty <= 2))
+		return qerr_set(e, QERR_INVALID, WHERE ": frequency_penalty: must be in [-2, 2], got %g",
+				r->frequency_penalty);
+	rc = jsonx_get_double(body, "repetition_penalty", &r->repetition_penalty, WHERE, e);
+	if (rc < 0)
+		return rc;
+	r->has_repetition_penalty = rc == 0;
+	if (r->has_repetition_penalty && !(r->repetition_penalty > 0 && r->repetition_penalty <= 1e6))
+		return qerr_set(e, QERR_INVALID, WHERE ": repetition_penalty: must be > 0, got %g",
+				r->repetition_penalty);
 
 	int64_t n = 1;
-	if ((rc = got(jsonx_get_int(body, "n", 1, INT32_MAX, &n, WHERE, e))))
+	if ((rc = got(jsonx_get_int(body, "n", 1, CHAT_REQUEST_MAX_N, &n, WHERE, e))))
 		return rc;
-	if (n != 1)
-		return qerr_set(e, QERR_UNSUPPORTED, WHERE ": n: only n = 1 is supported, got %lld",
-				(long long)n);
+	r->n = (uint32_t)n;
 	if ((rc = got(jsonx_get_bool(body, "ignore_eos", &r->ignore_eos, WHERE, e))))
 		return rc;
 	if ((rc = got(jsonx_get_int(body, "min_tokens", 0, INT32_MAX, &r->min_tokens, WHERE, e))))

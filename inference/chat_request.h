@@ -4,7 +4,8 @@
  *
  * What is read (anything else in the body is ignored, as vLLM ignores unknown fields):
  *   messages (required array), tools, model, max_completion_tokens (else max_tokens),
- *   temperature, top_p, top_k, min_p, seed, n (1 only), stop (string or list of strings),
+ *   temperature, top_p, top_k, min_p, seed, n (1..128), presence_penalty, frequency_penalty,
+ *   repetition_penalty, stop (string or list of strings),
  *   stop_token_ids, ignore_eos, min_tokens, logprobs, top_logprobs (0..20, needs logprobs),
  *   skip_special_tokens, include_stop_str_in_output, return_tokens_as_token_ids,
  *   mm_processor_kwargs {min_pixels, max_pixels}, chat_template_kwargs {add_vision_id},
@@ -12,7 +13,7 @@
  * A field that is present with the wrong type or out of range is an error naming the field
  * ("request: top_logprobs: …"); JSON null counts as absent. Codes: QERR_FORMAT for a wrong type
  * or undecodable data, QERR_INVALID for a value out of range, QERR_UNSUPPORTED for what this
- * server does not do (n > 1, videos, http(s) image URLs), QERR_MISSING for an absent messages
+ * server does not do (videos, http(s) image URLs), QERR_MISSING for an absent messages
  * array or image file, QERR_LIMIT for an image over CHAT_REQUEST_MAX_IMAGE_BYTES, QERR_IO for
  * an unreadable file. All of them mean "bad request" (HTTP 400) to a server.
  *
@@ -45,6 +46,7 @@
 #define CHAT_REQUEST_MAX_TOP_LOGPROBS 20
 #define CHAT_REQUEST_MAX_STOP_TOKEN_IDS 64
 #define CHAT_REQUEST_MAX_IMAGES 64
+#define CHAT_REQUEST_MAX_N 128
 /* The most encoded bytes of one image (a data URL's payload or a file). */
 #define CHAT_REQUEST_MAX_IMAGE_BYTES (64u << 20)
 
@@ -66,6 +68,11 @@ typedef struct chat_request {
 	int64_t top_k;                 /* -1 or 0: off; else ≥ 1 */
 	double min_p;                  /* [0, 1] */
 	uint64_t seed;                 /* any int64, used as its bit pattern */
+	double presence_penalty;       /* [-2, 2], default 0 */
+	double frequency_penalty;      /* [-2, 2], default 0 */
+	bool has_repetition_penalty;
+	double repetition_penalty;     /* > 0 */
+	uint32_t n;                    /* choices, 1..CHAT_REQUEST_MAX_N */
 
 	const char *stop[DETOK_MAX_STOPS];   /* borrowed */
 	size_t n_stop;

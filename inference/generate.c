@@ -10,14 +10,12 @@
  *   - max_tokens, or the end of the context, ends with "length".
  * The ending token is counted in usage.completion_tokens and gets a logprobs entry.
  *
- * Sampling (the offline sampler; the batched one belongs to the scheduler): greedy (arg max,
- * lowest id on ties) when the temperature is 0, or when the request gives none and
- * generation_config has do_sample false. Otherwise logits / temperature, then top-k, top-p,
- * min-p, and one draw from xoshiro256** seeded by splitmix64(seed) (the clock when there is no
- * seed). Parameters the request leaves out take generation_config's values, as vLLM does.
- * Candidates are sorted in full each step (O(V log V)): simple, fine offline.
- *
- * Logprobs come from the raw distribution, log_softmax of the unmodified logits, in double.
+ * Sampling and batching are the engine's (engine.h, sampler.h): the request runs on an engine of
+ * its own whose KV pool holds every choice at once, so n > 1 choices decode together and share
+ * the prompt through the prefix cache. Parameters the request leaves out take
+ * generation_config's values, as vLLM does; greedy when the temperature is 0, or when the request
+ * gives none and generation_config has do_sample false. Logprobs come from the raw distribution
+ * (log_softmax of the unmodified logits).
  */
 #include "generate.h"
 
@@ -32,9 +30,12 @@
 #include "alloc.h"
 #include "backend.h"
 #include "detok.h"
+#include "engine.h"
 #include "img_decode.h"
 #include "img_preprocess.h"
 #include "mrope.h"
+#include "rng.h"
+#include "sampler.h"
 #include "strbuf.h"
 #include "utf8.h"
 
@@ -157,128 +158,6 @@ static int build_prompt(const generate_model *m, const chat_request *r, prompt *
 	return rc;
 }
 
-/* ---- sampling ---- */
-
-typedef struct sampler {
-	bool greedy;
-	double temperature, top_p, min_p;
-	int64_t top_k;
-	uint64_t s[4];                 /* xoshiro256** state */
-} sampler;
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xoshiro_next(uint64_t s[4])
-{
-	uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return result;
-}
-
-static void sampler_init(sampler *sp, const generation_config *gc, const chat_request *r)
-{
-	sp->temperature = r->has_temperature ? r->temperature : gc->temperature;
-	sp->greedy = r->has_temperature ? r->temperature == 0 : (!gc->do_sample || gc->temperature == 0);
-	sp->top_p = r->has_top_p ? r->top_p : gc->top_p;
-	sp->top_k = r->has_top_k ? r->top_k : gc->top_k;
-	sp->min_p = r->has_min_p ? r->min_p : gc->min_p;
-	uint64_t x = r->seed;
-	if (!r->has_seed) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		x = (uint64_t)ts.tv_sec * 1000000007ull ^ (uint64_t)ts.tv_nsec ^ (uint64_t)getpid() << 32;
-	}
-	for (int i = 0; i < 4; i++)
-		sp->s[i] = splitmix64(&x);
-}
-
-typedef struct cand {
-	float logit;
-	int32_t id;
-} cand;
-
-static int cand_desc(const void *a, const void *b)
-{
-	const cand *x = a, *y = b;
-	if (x->logit != y->logit)
-		return x->logit > y->logit ? -1 : 1;
-	return x->id < y->id ? -1 : x->id > y->id;
-}
-
-/* Pick the next id from logits (V), which may hold -INFINITY for masked ids; c is scratch (V). */
-static int32_t sample(sampler *sp, const float *logits, int V, cand *c)
-{
-	if (sp->greedy) {
-		int32_t best = 0;
-		for (int v = 1; v < V; v++)
-			if (logits[v] > logits[best])
-				best = v;
-		return best;
-	}
-	int n = 0;
-	for (int v = 0; v < V; v++)
-		if (logits[v] != -INFINITY)
-			c[n++] = (cand){ (float)(logits[v] / sp->temperature), v };
-	if (n == 0)
-		return 0;
-	qsort(c, (size_t)n, sizeof(*c), cand_desc);
-	if (sp->top_k > 0 && sp->top_k < n)
-		n = (int)sp->top_k;
-	/* probabilities of the survivors, then top-p over them, then min-p */
-	double *p = xmalloc((size_t)n * sizeof(double)), sum = 0;
-	for (int i = 0; i < n; i++)
-		sum += p[i] = exp((double)c[i].logit - c[0].logit);
-	if (sp->top_p < 1) {
-		double cum = 0;
-		int keep = n;
-		for (int i = 0; i < n; i++) {
-			cum += p[i] / sum;
-			if (cum >= sp->top_p) {
-				keep = i + 1;
-				break;
-			}
-		}
-		n = keep;
-	}
-	if (sp->min_p > 0) {
-		/* p[0] is the largest: drop what is below min_p times it */
-		int keep = 1;
-		while (keep < n && p[keep] >= sp->min_p * p[0])
-			keep++;
-		n = keep;
-	}
-	sum = 0;
-	for (int i = 0; i < n; i++)
-		sum += p[i];
-	double u = (double)(xoshiro_next(sp->s) >> 11) * 0x1.0p-53 * sum, cum = 0;
-	int32_t id = c[n - 1].id;
-	for (int i = 0; i < n; i++) {
-		cum += p[i];
-		if (u < cum) {
-			id = c[i].id;
-			break;
-		}
-	}
-	free(p);
-	return id;
-}
-
 /* ---- logprobs ---- */
 
 /* The token as logprobs shows it: "token_id:N", or its bytes as lossy UTF-8 (+ the bytes). */
@@ -308,40 +187,19 @@ static void add_bytes(json_object *o, const tokenizer *t, int32_t id)
 	json_object_object_add(o, "bytes", a);
 }
 
-/* One logprobs.content entry for the chosen id. */
-static json_object *logprob_entry(const tokenizer *t, const float *logits, int V, int32_t id, int top,
-				  bool as_ids)
+/* One logprobs.content entry from the sampler's logprobs of a token. */
+static json_object *logprob_entry(const tokenizer *t, const sampler_logprobs *lp, bool as_ids)
 {
-	double mx = -INFINITY, sum = 0;
-	for (int v = 0; v < V; v++)
-		if (logits[v] > mx)
-			mx = logits[v];
-	for (int v = 0; v < V; v++)
-		sum += exp((double)logits[v] - mx);
-	double lse = mx + log(sum);
 	json_object *o = json_object_new_object();
-	add_token(o, t, id, as_ids);
-	json_object_object_add(o, "logprob", json_object_new_double((double)logits[id] - lse));
-	add_bytes(o, t, id);
-	/* the top alternatives by insertion into a sorted list of at most 20 */
-	int32_t best[CHAT_REQUEST_MAX_TOP_LOGPROBS];
-	int nb = 0;
-	for (int v = 0; v < V && top > 0; v++) {
-		if (nb == top && logits[v] <= logits[best[nb - 1]])
-			continue;
-		int i = nb < top ? nb++ : nb - 1;
-		while (i > 0 && logits[best[i - 1]] < logits[v]) {
-			best[i] = best[i - 1];
-			i--;
-		}
-		best[i] = v;
-	}
+	add_token(o, t, lp->id, as_ids);
+	json_object_object_add(o, "logprob", json_object_new_double(lp->logprob));
+	add_bytes(o, t, lp->id);
 	json_object *arr = json_object_new_array();
-	for (int i = 0; i < nb; i++) {
+	for (int i = 0; i < lp->n_top; i++) {
 		json_object *a = json_object_new_object();
-		add_token(a, t, best[i], as_ids);
-		json_object_object_add(a, "logprob", json_object_new_double((double)logits[best[i]] - lse));
-		add_bytes(a, t, best[i]);
+		add_token(a, t, lp->top_ids[i], as_ids);
+		json_object_object_add(a, "logprob", json_object_new_double(lp->top_logprobs[i]));
+		add_bytes(a, t, lp->top_ids[i]);
 		json_object_array_add(arr, a);
 	}
 	json_object_object_add(o, "top_logprobs", arr);
@@ -358,7 +216,7 @@ static void completion_id(char out[42])
 		clock_gettime(CLOCK_REALTIME, &ts);
 		uint64_t x = (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 30 ^ (uint64_t)getpid();
 		for (int i = 0; i < 16; i += 8) {
-			uint64_t v = splitmix64(&x);
+			uint64_t v = rng_mix64(x += 0x9e3779b97f4a7c15ull);
 			memcpy(r + i, &v, 8);
 		}
 	}
@@ -367,10 +225,82 @@ static void completion_id(char out[42])
 		snprintf(out + 9 + 2 * i, 3, "%02x", r[i]);
 }
 
-static json_object *response(const generate_model *m, const chat_request *r, const char *content,
-			     size_t clen, bool stopped, json_object *logprobs, size_t n_prompt,
-			     size_t n_out)
+/* ---- the run: one request through an engine of its own ---- */
+
+typedef struct choice {
+	detok *d;                      /* owned */
+	strbuf text;                   /* released text */
+	json_object *lp;               /* owned: logprobs.content, or NULL */
+	int64_t n_out;                 /* tokens counted in usage */
+	bool done;                     /* finished (engine) or stopped by a stop string */
+	const char *finish;            /* "stop" or "length" */
+} choice;
+
+typedef struct run {
+	generate_model *m;
+	const chat_request *r;
+	engine *en;
+	choice *ch;                    /* owned: r->n */
+	uint32_t n_done;
+	int64_t prompt_tokens, cached_tokens;
+	int error;
+	char message[QERR_MSG_MAX];
+} run;
+
+static bool is_stop_token(const run *u, int32_t id)
 {
+	const chat_request *r = u->r;
+	if (!r->ignore_eos)
+		for (int i = 0; i < u->m->gc.n_eos; i++)
+			if (u->m->gc.eos_token_ids[i] == id)
+				return true;
+	for (size_t i = 0; i < r->n_stop_token_ids; i++)
+		if (r->stop_token_ids[i] == id)
+			return true;
+	return false;
+}
+
+/* engine_emit_fn: detokenize, match stop strings, collect logprobs. */
+static void on_output(void *ctx, const engine_output *o)
+{
+	run *u = ctx;
+	choice *c = &u->ch[o->index];
+	if (o->error && !u->error) {
+		u->error = o->error;
+		snprintf(u->message, sizeof(u->message), "%s", o->message ? o->message : "backend failure");
+	}
+	if (o->finished) {
+		u->prompt_tokens = o->prompt_tokens;
+		if (o->index == 0)
+			u->cached_tokens = o->cached_tokens;
+	}
+	if (c->done)
+		return;
+	for (int i = 0; i < o->n; i++) {
+		int32_t id = o->ids[i];
+		if (c->lp && o->lp)
+			json_object_array_add(c->lp, logprob_entry(u->m->tok, &o->lp[i],
+								   u->r->return_tokens_as_token_ids));
+		c->n_out++;
+		bool stop_id = o->finished && o->reason == ENGINE_FINISH_STOP && is_stop_token(u, id);
+		if ((!stop_id || u->r->include_stop_str_in_output) && detok_push(c->d, &id, 1, &c->text)) {
+			c->done = true;
+			c->finish = "stop";
+			break;
+		}
+	}
+	if (!c->done && o->finished) {
+		c->done = true;
+		c->finish = o->reason == ENGINE_FINISH_STOP ? "stop" : "length";
+	}
+	if (c->done && ++u->n_done == u->r->n)
+		engine_cancel(u->en, 0);   /* stop strings may end every choice before the engine */
+}
+
+static json_object *response(const run *u)
+{
+	const generate_model *m = u->m;
+	const chat_request *r = u->r;
 	char id[42];
 	completion_id(id);
 	json_object *o = json_object_new_object();
@@ -378,72 +308,64 @@ static json_object *response(const generate_model *m, const chat_request *r, con
 	json_object_object_add(o, "object", json_object_new_string("chat.completion"));
 	json_object_object_add(o, "created", json_object_new_int64((int64_t)time(NULL)));
 	json_object_object_add(o, "model", json_object_new_string(r->model ? r->model : m->name));
-	json_object *msg = json_object_new_object();
-	json_object_object_add(msg, "role", json_object_new_string("assistant"));
-	json_object_object_add(msg, "content", json_object_new_string_len(content, (int)clen));
-	json_object *ch = json_object_new_object();
-	json_object_object_add(ch, "index", json_object_new_int(0));
-	json_object_object_add(ch, "message", msg);
-	if (logprobs) {
-		json_object *lp = json_object_new_object();
-		json_object_object_add(lp, "content", logprobs);
-		json_object_object_add(ch, "logprobs", lp);
-	} else {
-		json_object_object_add(ch, "logprobs", NULL);
-	}
-	json_object_object_add(ch, "finish_reason", json_object_new_string(stopped ? "stop" : "length"));
 	json_object *choices = json_object_new_array();
-	json_object_array_add(choices, ch);
+	int64_t n_out = 0;
+	for (uint32_t i = 0; i < r->n; i++) {
+		choice *c = &u->ch[i];
+		detok_finish(c->d, &c->text);
+		json_object *msg = json_object_new_object();
+		json_object_object_add(msg, "role", json_object_new_string("assistant"));
+		json_object_object_add(msg, "content", json_object_new_string_len(strbuf_str(&c->text),
+										  (int)c->text.len));
+		json_object *ch = json_object_new_object();
+		json_object_object_add(ch, "index", json_object_new_int((int)i));
+		json_object_object_add(ch, "message", msg);
+		if (c->lp) {
+			json_object *lp = json_object_new_object();
+			json_object_object_add(lp, "content", c->lp);
+			c->lp = NULL;
+			json_object_object_add(ch, "logprobs", lp);
+		} else {
+			json_object_object_add(ch, "logprobs", NULL);
+		}
+		json_object_object_add(ch, "finish_reason", json_object_new_string(c->finish ? c->finish
+												: "length"));
+		json_object_array_add(choices, ch);
+		n_out += c->n_out;
+	}
 	json_object_object_add(o, "choices", choices);
-	json_object *u = json_object_new_object();
-	json_object_object_add(u, "prompt_tokens", json_object_new_int64((int64_t)n_prompt));
-	json_object_object_add(u, "completion_tokens", json_object_new_int64((int64_t)n_out));
-	json_object_object_add(u, "total_tokens", json_object_new_int64((int64_t)(n_prompt + n_out)));
-	json_object_object_add(o, "usage", u);
+	json_object *us = json_object_new_object();
+	json_object_object_add(us, "prompt_tokens", json_object_new_int64(u->prompt_tokens));
+	json_object_object_add(us, "completion_tokens", json_object_new_int64(n_out));
+	json_object_object_add(us, "total_tokens", json_object_new_int64(u->prompt_tokens + n_out));
+	json_object *det = json_object_new_object();
+	json_object_object_add(det, "cached_tokens", json_object_new_int64(u->cached_tokens));
+	json_object_object_add(us, "prompt_tokens_details", det);
+	json_object_object_add(o, "usage", us);
 	return o;
 }
 
-/* ---- the run ---- */
-
-static bool is_eos(const generation_config *gc, int32_t id)
+/* The request's sampling parameters, generation_config filling what it leaves out (vLLM). */
+static sampling_params request_params(const generate_model *m, const chat_request *r)
 {
-	for (int i = 0; i < gc->n_eos; i++)
-		if (gc->eos_token_ids[i] == id)
-			return true;
-	return false;
-}
-
-static bool is_stop_id(const chat_request *r, int32_t id)
-{
-	for (size_t i = 0; i < r->n_stop_token_ids; i++)
-		if (r->stop_token_ids[i] == id)
-			return true;
-	return false;
-}
-
-/* Encode every image and point each image token of the prompt at its vision rows. */
-static int encode_images(backend *b, const model_config *mc, const prompt *p, float **vis,
-			 const float ***vp, qerr *e)
-{
-	int nds = mc->has_vision ? mc->vision.n_deepstack : 0;
-	size_t row = (size_t)(1 + nds) * (size_t)mc->text.hidden_size, total = 0;
-	for (size_t i = 0; i < p->n_img; i++)
-		total += (size_t)p->im[i].n_tokens;
-	*vis = xcalloc(total * row + 1, sizeof(float));
-	*vp = xcalloc(p->ids.n, sizeof(**vp));
-	size_t off = 0;
-	for (size_t i = 0; i < p->n_img; i++) {
-		int rc = backend_encode(b, p->im[i].pixel_values, p->im[i].grid_t, p->im[i].grid_h,
-					p->im[i].grid_w, *vis + off * row, e);
-		if (rc)
-			return rc;
-		off += (size_t)p->im[i].n_tokens;
-	}
-	size_t next = 0;
-	for (size_t i = 0; i < p->ids.n && total; i++)
-		if (p->ids.v[i] == mc->image_token_id)
-			(*vp)[i] = *vis + (next++) * row;
-	return 0;
+	const generation_config *gc = &m->gc;
+	sampling_params sp = { 0 };
+	bool greedy = r->has_temperature ? r->temperature == 0 : (!gc->do_sample || gc->temperature == 0);
+	sp.temperature = greedy ? 0 : (r->has_temperature ? r->temperature : gc->temperature);
+	sp.top_p = r->has_top_p ? r->top_p : gc->top_p;
+	sp.top_k = (int32_t)(r->has_top_k ? r->top_k : gc->top_k);
+	sp.min_p = r->has_min_p ? r->min_p : gc->min_p;
+	sp.repetition_penalty = r->has_repetition_penalty ? r->repetition_penalty : gc->repetition_penalty;
+	sp.presence_penalty = r->presence_penalty;
+	sp.frequency_penalty = r->frequency_penalty;
+	sp.has_seed = r->has_seed;
+	sp.seed = r->seed;
+	sp.min_tokens = (int32_t)r->min_tokens;
+	sp.ignore_eos = r->ignore_eos;
+	sp.n_stop_ids = (int32_t)r->n_stop_token_ids;
+	memcpy(sp.stop_ids, r->stop_token_ids, r->n_stop_token_ids * sizeof(int32_t));
+	sp.logprobs = r->logprobs ? r->top_logprobs : -1;
+	return sp;
 }
 
 int generate_run(generate_model *m, const chat_request *r, json_object **out, qerr *e)
@@ -466,93 +388,77 @@ int generate_run(generate_model *m, const chat_request *r, json_object **out, qe
 			     : m->gc.max_new_tokens > 0 ? m->gc.max_new_tokens : GENERATE_DEFAULT_MAX_TOKENS;
 	if (max_tokens > room)
 		max_tokens = room;
-	if (n + max_tokens > INT32_MAX - BLOCK_SIZE) {
+	uint32_t n_choices = r->n ? r->n : 1;
+	int64_t per = (n + max_tokens + BLOCK_SIZE - 1) / BLOCK_SIZE, blocks = per * n_choices;
+	if (max_tokens > INT32_MAX || blocks > INT32_MAX / 2) {
 		prompt_deinit(&p);
-		return qerr_set(e, QERR_LIMIT, "request: %lld positions are too many", (long long)(n + max_tokens));
+		return qerr_set(e, QERR_LIMIT, "request: %lld positions × %u choices are too many",
+				(long long)(n + max_tokens), n_choices);
 	}
 
-	/* a pool of exactly the blocks this request can use, in order */
-	int n_blocks = (int)((n + max_tokens + BLOCK_SIZE - 1) / BLOCK_SIZE);
-	backend_opts bo = { .block_size = BLOCK_SIZE, .n_blocks = n_blocks, .n_threads = m->n_threads };
+	/* an engine of exactly this request's size: every choice fits at once */
 	backend *b = NULL;
-	detok *d = NULL;
-	float *vis = NULL, *logits = xmalloc((size_t)V * sizeof(float)), *masked = NULL;
-	const float **vp = NULL;
-	int32_t *table = xmalloc((size_t)n_blocks * sizeof(int32_t));
-	for (int i = 0; i < n_blocks; i++)
-		table[i] = i;
-	cand *scratch = xmalloc((size_t)V * sizeof(cand));
-	strbuf text = { 0 };
-	json_object *lp = r->logprobs ? json_object_new_array() : NULL;
+	run u = { .m = m, .r = r };
+	u.ch = xcalloc(n_choices, sizeof(*u.ch));
 	detok_opts dop = { .skip_special_tokens = r->skip_special_tokens,
 			   .include_stop_str_in_output = r->include_stop_str_in_output,
 			   .stop = r->stop, .n_stop = r->n_stop, .min_tokens = r->min_tokens };
-	rc = backend_cpu_new(mc, &m->w, &bo, &b, e);
+	for (uint32_t i = 0; !rc && i < n_choices; i++) {
+		rc = detok_new(m->tok, &dop, &u.ch[i].d, e);
+		u.ch[i].lp = r->logprobs ? json_object_new_array() : NULL;
+	}
+	backend_opts bo = { .block_size = BLOCK_SIZE, .n_blocks = (int)blocks, .n_threads = m->n_threads };
 	if (!rc)
-		rc = detok_new(m->tok, &dop, &d, e);
+		rc = backend_cpu_new(mc, &m->w, &bo, &b, e);
+	int64_t budget = n > 8192 ? n : 8192;
+	engine_opts eo = { .max_num_seqs = (int)n_choices, .max_num_batched_tokens = (int)budget,
+			   .max_model_len = mc->text.max_position_embeddings, .block_size = BLOCK_SIZE,
+			   .n_blocks = (int)blocks, .enable_prefix_caching = true,
+			   .encoder_cache_tokens = budget };
 	if (!rc)
-		rc = encode_images(b, mc, &p, &vis, &vp, e);
+		rc = engine_new(b, mc, &m->gc, &eo, &u.en, e);
 	if (!rc) {
-		int32_t last = (int32_t)n - 1;
-		backend_seq q = { .n_new = (int)n, .ids = p.ids.v, .vis = vp, .pos = p.pos, .n_cached = 0,
-				  .block_table = table, .n_logits = 1, .logit_rows = &last };
-		rc = backend_step(b, &q, 1, logits, e);
-	}
-	sampler sp;
-	sampler_init(&sp, &m->gc, r);
-	int64_t n_out = 0;
-	bool stopped = false;
-	while (!rc && n_out < max_tokens && !stopped) {
-		/* before min_tokens the ids that would end generation cannot be drawn */
-		const float *pick = logits;
-		if (n_out < r->min_tokens) {
-			if (!masked)
-				masked = xmalloc((size_t)V * sizeof(float));
-			memcpy(masked, logits, (size_t)V * sizeof(float));
-			for (int i = 0; !r->ignore_eos && i < m->gc.n_eos; i++)
-				if (m->gc.eos_token_ids[i] >= 0 && m->gc.eos_token_ids[i] < V)
-					masked[m->gc.eos_token_ids[i]] = -INFINITY;
-			for (size_t i = 0; i < r->n_stop_token_ids; i++)
-				masked[r->stop_token_ids[i]] = -INFINITY;
-			pick = masked;
+		engine_request er = { .id = 0, .n_ids = n, .sp = request_params(m, r),
+				      .max_tokens = (int32_t)max_tokens, .n = n_choices };
+		er.ids = p.ids.v;
+		p.ids.v = NULL;
+		p.ids.n = 0;
+		er.images = xcalloc(p.n_img + 1, sizeof(sched_image));
+		int64_t next = 0;
+		for (size_t i = 0; i < p.n_img; i++) {
+			while (next < n && er.ids[next] != mc->image_token_id)
+				next++;
+			er.images[i] = (sched_image){ .start = next, .n_tokens = p.im[i].n_tokens,
+						      .grid_t = p.im[i].grid_t, .grid_h = p.im[i].grid_h,
+						      .grid_w = p.im[i].grid_w,
+						      .pixel_values = p.im[i].pixel_values };
+			memcpy(er.images[i].hash, p.im[i].hash, 32);
+			p.im[i].pixel_values = NULL;
+			next += p.im[i].n_tokens;
 		}
-		int32_t id = sample(&sp, pick, V, scratch);
-		if (lp)
-			json_object_array_add(lp, logprob_entry(m->tok, logits, V, id, r->top_logprobs,
-								r->return_tokens_as_token_ids));
-		n_out++;
-		bool stop_id = (!r->ignore_eos && is_eos(&m->gc, id)) || is_stop_id(r, id);
-		if (!stop_id || r->include_stop_str_in_output)
-			stopped = detok_push(d, &id, 1, &text);
-		if (stop_id) {
-			stopped = true;
-			break;
-		}
-		if (stopped || n_out == max_tokens)
-			break;
-		int32_t pos3[3], zero = 0;
-		rc = mrope_decode_positions(n + n_out - 1, 1, p.rope_delta, pos3, e);
-		if (!rc) {
-			backend_seq q = { .n_new = 1, .ids = &id, .pos = pos3, .n_cached = (int)(n + n_out - 1),
-					  .block_table = table, .n_logits = 1, .logit_rows = &zero };
-			rc = backend_step(b, &q, 1, logits, e);
+		er.n_images = (int)p.n_img;
+		rc = engine_submit(u.en, &er, e);
+		if (rc) {
+			free(er.ids);
+			for (int i = 0; i < er.n_images; i++)
+				free(er.images[i].pixel_values);
+			free(er.images);
 		}
 	}
-	if (!rc) {
-		detok_finish(d, &text);
-		*out = response(m, r, strbuf_str(&text), text.len, stopped, lp, p.ids.n, (size_t)n_out);
-		lp = NULL;
+	while (!rc && engine_num_live(u.en) > 0)
+		rc = engine_step(u.en, on_output, &u, e);
+	if (!rc && u.error)
+		rc = qerr_set(e, u.error, "%s", u.message);
+	if (!rc)
+		*out = response(&u);
+	for (uint32_t i = 0; i < n_choices; i++) {
+		detok_free(u.ch[i].d);
+		strbuf_deinit(&u.ch[i].text);
+		json_object_put(u.ch[i].lp);
 	}
-	json_object_put(lp);
-	strbuf_deinit(&text);
-	detok_free(d);
+	free(u.ch);
+	engine_free(u.en);
 	backend_free(b);
-	free(scratch);
-	free(table);
-	free(masked);
-	free(logits);
-	free(vis);
-	free(vp);
 	prompt_deinit(&p);
 	return rc;
 }

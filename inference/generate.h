@@ -3,14 +3,12 @@
  * (`qvl generate`) and the library the responder will share for building prompts and answers.
  *
  *   request ─► chat_render ─► images: decode, preprocess (per-request min/max pixels)
- *           ─► chat_expand_pads ─► tok_encode ─► mrope_positions
- *           ─► backend_encode (each image) ─► backend_step (whole prompt, one step)
- *           ─► loop: sample ─► detok (stop strings) ─► backend_step (one token)
- *           ─► chat.completion JSON
+ *           ─► chat_expand_pads ─► tok_encode ─► engine_submit (MRoPE positions, checks)
+ *           ─► engine_step until every choice ended: the engine encodes the images, prefills,
+ *              decodes and samples; detok per choice (stop strings) ─► chat.completion JSON
  *
- * This is not the engine: one request at a time, a backend made per request with a KV pool
- * just large enough for prompt + max_tokens, and a small sampler (temperature, top-k, top-p,
- * min-p, seeded draw) that the scheduler's batched sampler will replace.
+ * The request runs on an engine and CPU backend of its own, with a KV pool just large enough for
+ * its n choices of prompt + max_tokens: the same engine qvld runs, one request at a time.
  *
  * Ownership: a generate_model owns everything it loads; generate_run borrows it and the
  * request. Threads: one generate_run at a time per model (the backend it makes uses threads).

@@ -165,9 +165,15 @@ START_TEST(test_generate_request_errors_name_the_field)
 	ERR("\"stop\": 5", QERR_FORMAT, "stop");
 	ERR("\"stop\": [\"a\", 1]", QERR_FORMAT, "stop[1]");
 	ERR("\"stop_token_ids\": [-1]", QERR_INVALID, "stop_token_ids[0]");
-	ERR("\"n\": 2", QERR_UNSUPPORTED, "only n = 1");
-	ERR("\"presence_penalty\": 1.5", QERR_UNSUPPORTED, "presence_penalty: 1.5 is not supported yet");
+	ERR("\"n\": 2", QERR_OK, "");
+	ERR("\"n\": 129", QERR_INVALID, "n");
+	ERR("\"n\": 0", QERR_INVALID, "n");
+	ERR("\"presence_penalty\": 1.5", QERR_OK, "");
+	ERR("\"presence_penalty\": 2.5", QERR_INVALID, "presence_penalty");
+	ERR("\"frequency_penalty\": -3", QERR_INVALID, "frequency_penalty");
+	ERR("\"frequency_penalty\": \"x\"", QERR_FORMAT, "frequency_penalty");
 	ERR("\"repetition_penalty\": 1", QERR_OK, "");
+	ERR("\"repetition_penalty\": 0", QERR_INVALID, "repetition_penalty");
 	ERR("\"logprobs\": true, \"top_logprobs\": 21", QERR_INVALID, "top_logprobs");
 	ERR("\"top_logprobs\": 3", QERR_INVALID, "needs logprobs");
 	ERR("\"mm_processor_kwargs\": {\"max_pixels\": \"big\"}", QERR_FORMAT, "max_pixels");
@@ -443,6 +449,68 @@ START_TEST(test_generate_tokens_as_token_ids)
 }
 END_TEST
 
+START_TEST(test_generate_n_choices_and_usage)
+{
+	/* n = 3 seeded choices: three entries indexed 0..2; choice i is what a single request
+	 * seeded with seed + i gives (vLLM's child seeds); usage sums the three */
+	json_object *req = text_request("\"max_tokens\": 5, \"temperature\": 1.0, \"seed\": 77, "
+					"\"ignore_eos\": true, \"n\": 3");
+	json_object *resp = run(req);
+	json_object *choices = jsonx_member(resp, "choices");
+	ck_assert_uint_eq(json_object_array_length(choices), 3);
+	for (int i = 0; i < 3; i++) {
+		json_object *c = json_object_array_get_idx(choices, (size_t)i);
+		ck_assert_int_eq(json_object_get_int(jsonx_member(c, "index")), i);
+		ck_assert_str_eq(json_object_get_string(jsonx_member(c, "finish_reason")), "length");
+		char extra[160];
+		snprintf(extra, sizeof(extra), "\"max_tokens\": 5, \"temperature\": 1.0, \"seed\": %d, "
+			 "\"ignore_eos\": true", 77 + i);
+		json_object *one_req = text_request(extra), *one = run(one_req);
+		ck_assert_str_eq(json_object_get_string(jsonx_member(jsonx_member(c, "message"), "content")),
+				 content(one));
+		json_object_put(one);
+		json_object_put(one_req);
+	}
+	json_object *u = jsonx_member(resp, "usage");
+	ck_assert_int_eq(json_object_get_int(jsonx_member(u, "completion_tokens")), 15);
+	ck_assert_ptr_nonnull(jsonx_member(jsonx_member(u, "prompt_tokens_details"), "cached_tokens"));
+	json_object_put(resp);
+	json_object_put(req);
+}
+END_TEST
+
+START_TEST(test_generate_penalties_change_greedy_output)
+{
+	/* a strong repetition penalty cannot leave greedy decoding untouched over 12 tokens of a
+	 * random model that repeats itself; the raw logprobs of the first token do not move */
+	const char *base = "\"max_tokens\": 12, \"temperature\": 0, \"ignore_eos\": true, "
+			   "\"return_tokens_as_token_ids\": true, \"logprobs\": true";
+	char extra[256];
+	json_object *req = text_request(base), *plain = run(req);
+	snprintf(extra, sizeof(extra), "%s, \"repetition_penalty\": 50, \"frequency_penalty\": 2", base);
+	json_object *preq = text_request(extra), *pen = run(preq);
+	json_object *la = jsonx_member(jsonx_member(choice(plain), "logprobs"), "content");
+	json_object *lb = jsonx_member(jsonx_member(choice(pen), "logprobs"), "content");
+	bool differs = false;
+	for (size_t i = 0; i < 12; i++)
+		differs |= strcmp(json_object_get_string(jsonx_member(json_object_array_get_idx(la, i), "token")),
+				  json_object_get_string(jsonx_member(json_object_array_get_idx(lb, i), "token"))) != 0;
+	ck_assert_msg(differs, "penalties left greedy decoding unchanged");
+	/* no token repeats under the penalties */
+	for (size_t i = 0; i < 12; i++)
+		for (size_t j = 0; j < i; j++)
+			ck_assert_str_ne(json_object_get_string(jsonx_member(json_object_array_get_idx(lb, i), "token")),
+					 json_object_get_string(jsonx_member(json_object_array_get_idx(lb, j), "token")));
+	ck_assert_double_eq_tol(json_object_get_double(jsonx_member(json_object_array_get_idx(la, 0), "logprob")),
+				json_object_get_double(jsonx_member(json_object_array_get_idx(lb, 0), "logprob")),
+				1e-9);
+	json_object_put(plain);
+	json_object_put(pen);
+	json_object_put(req);
+	json_object_put(preq);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("generate");
@@ -459,6 +527,8 @@ int main(void)
 	tcase_add_test(tc, test_generate_stop_token_id_and_max_tokens);
 	tcase_add_test(tc, test_generate_same_seed_same_output);
 	tcase_add_test(tc, test_generate_tokens_as_token_ids);
+	tcase_add_test(tc, test_generate_n_choices_and_usage);
+	tcase_add_test(tc, test_generate_penalties_change_greedy_output);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }

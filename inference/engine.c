@@ -1,0 +1,754 @@
+/*
+ * engine: requests in, tokens out, one ragged batch per step (see engine.h for the flow).
+ *
+ * State and who touches it:
+ *
+ *   inbox (mu)      new requests and cancel ids, pushed by any thread, taken whole at the start
+ *                   of each step by the engine thread
+ *   live list       every request the engine thread has taken and not yet finished, with its
+ *                   n sequences (one per choice) inside the scheduler
+ *   metrics (smu)   counters and histograms, written by the engine thread under smu, read by
+ *                   engine_stats_json under smu; gauges are refreshed after every step
+ *
+ * One step's batch, for items a (prefill chunk of 5 with an image), b and c (decodes):
+ *
+ *   backend_seq  a: ids[5] pos(3,5) vis[5]→encoder rows  n_cached ca  table  logits 0|1 row
+ *                b: ids[1] pos(3,1)                       n_cached cb  table  1 row
+ *                c: …
+ *   logits (rows of the items that reached their end, in item order, V floats each)
+ *
+ * Positions: prompt positions are the MRoPE positions computed at submit; a position p past
+ * the prompt is p + rope_delta on all three axes.
+ */
+#include "engine.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "encoder_cache.h"
+#include "kv_blocks.h"
+#include "log.h"
+#include "metrics.h"
+#include "mrope.h"
+
+#define ENGINE_MAX_N 128
+
+typedef struct ereq {
+	sched_req r;
+	sched_seq *seqs;               /* owned: r.n */
+	struct ereq *prev, *next;      /* the live list */
+} ereq;
+
+/* The request a sched_req is the first member of. */
+static ereq *req_of(sched_req *r)
+{
+	return (ereq *)r;
+}
+
+typedef struct cancel_list {
+	uint64_t *ids;
+	int n, cap;
+} cancel_list;
+
+struct engine {
+	backend *b;                    /* borrowed */
+	const model_config *mc;        /* borrowed */
+	const generation_config *gc;   /* borrowed */
+	engine_opts o;
+	int V;
+	int64_t row_floats;            /* encoder output floats per image token */
+	int64_t encoder_budget;
+	kv_blocks *kb;                 /* owned */
+	encoder_cache *ec;             /* owned; NULL without vision */
+	sched *s;                      /* owned */
+	sampler_scratch *sc;           /* owned */
+
+	/* step scratch (owned, grown as needed) */
+	backend_seq *bseqs;
+	int32_t *pos, *logit_rows;
+	const float **vis;
+	float *logits;
+	size_t cap_seqs, cap_tok, cap_logits;
+
+	ereq *live_head, *live_tail;   /* engine thread */
+	int n_live;
+
+	pthread_mutex_t mu;            /* inbox */
+	pthread_cond_t cv;
+	ereq *inbox_head, *inbox_tail;
+	int n_inbox;
+	cancel_list cancels;
+	bool cancel_all, woken;
+	int n_waiting_seen;            /* waiting sequences after the last step (for BUSY) */
+	int n_live_seen;
+
+	pthread_mutex_t smu;           /* metrics */
+	metrics m;
+	metrics_gauges g;
+	kv_blocks_stats kbs;
+	encoder_cache_stats ecs;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int engine_new(backend *b, const model_config *mc, const generation_config *gc,
+	       const engine_opts *o, engine **out, qerr *e)
+{
+	*out = NULL;
+	if (o->max_num_seqs < 1 || o->max_num_batched_tokens < 1 || o->block_size < 1 ||
+	    o->n_blocks < 1 || o->max_model_len < 2 || o->max_waiting < 0)
+		return qerr_set(e, QERR_INVALID, "engine: max_num_seqs %d, max_num_batched_tokens %d, "
+				"block_size %d, blocks %d, max_model_len %lld, max_waiting %d: each must "
+				"be positive (max_model_len at least 2)", o->max_num_seqs,
+				o->max_num_batched_tokens, o->block_size, o->n_blocks,
+				(long long)o->max_model_len, o->max_waiting);
+	if (o->max_model_len > mc->text.max_position_embeddings)
+		return qerr_set(e, QERR_INVALID, "engine: max_model_len %lld exceeds the model's "
+				"max_position_embeddings %lld", (long long)o->max_model_len,
+				(long long)mc->text.max_position_embeddings);
+	engine *en = xcalloc(1, sizeof(*en));
+	en->b = b;
+	en->mc = mc;
+	en->gc = gc;
+	en->o = *o;
+	en->V = mc->text.vocab_size;
+	en->row_floats = mc->has_vision ? (int64_t)(1 + mc->vision.n_deepstack) * mc->text.hidden_size : 0;
+	en->encoder_budget = o->max_num_batched_tokens;
+	int64_t cache_tokens = o->encoder_cache_tokens > en->encoder_budget ? o->encoder_cache_tokens
+									     : en->encoder_budget;
+	en->kb = kv_blocks_new(o->n_blocks, o->block_size, o->enable_prefix_caching);
+	if (mc->has_vision)
+		en->ec = encoder_cache_new((size_t)cache_tokens * (size_t)en->row_floats);
+	sched_opts so = { .max_num_seqs = o->max_num_seqs,
+			  .max_num_batched_tokens = o->max_num_batched_tokens,
+			  .encoder_budget = en->encoder_budget, .row_floats = en->row_floats };
+	en->s = sched_new(&so, en->kb, en->ec);
+	en->sc = sampler_scratch_new(en->V);
+	pthread_mutex_init(&en->mu, NULL);
+	pthread_cond_init(&en->cv, NULL);
+	pthread_mutex_init(&en->smu, NULL);
+	metrics_init(&en->m, o->max_model_len);
+	en->g.kv_blocks_total = o->n_blocks;
+	en->g.kv_blocks_free = o->n_blocks;
+	*out = en;
+	return 0;
+}
+
+static void ereq_free(ereq *q)
+{
+	if (!q)
+		return;
+	for (uint32_t i = 0; i < q->r.n && q->seqs; i++) {
+		free(q->seqs[i].tokens);
+		kv_seq_blocks_deinit(&q->seqs[i].blocks);
+		sampler_state_deinit(&q->seqs[i].ss);
+	}
+	free(q->seqs);
+	free(q->r.ids);
+	free(q->r.pos);
+	for (int i = 0; i < q->r.n_images; i++)
+		free(q->r.images[i].pixel_values);
+	free(q->r.images);
+	free(q->r.kv_images);
+	free(q);
+}
+
+void engine_free(engine *en)
+{
+	if (!en)
+		return;
+	for (ereq *q = en->live_head, *nx; q; q = nx) {
+		nx = q->next;
+		for (uint32_t i = 0; i < q->r.n; i++)
+			if (q->seqs[i].state != SCHED_DONE)
+				sched_remove(en->s, &q->seqs[i]);
+		ereq_free(q);
+	}
+	for (ereq *q = en->inbox_head, *nx; q; q = nx) {
+		nx = q->next;
+		ereq_free(q);
+	}
+	sched_free(en->s);
+	kv_blocks_free(en->kb);
+	encoder_cache_free(en->ec);
+	sampler_scratch_free(en->sc);
+	free(en->bseqs);
+	free(en->pos);
+	free(en->logit_rows);
+	free(en->vis);
+	free(en->logits);
+	free(en->cancels.ids);
+	pthread_mutex_destroy(&en->mu);
+	pthread_cond_destroy(&en->cv);
+	pthread_mutex_destroy(&en->smu);
+	free(en);
+}
+
+/* ---- submit ---- */
+
+static int check_images(const engine *en, const engine_request *r, qerr *e)
+{
+	const model_config *mc = en->mc;
+	if (r->n_images && !mc->has_vision)
+		return qerr_set(e, QERR_UNSUPPORTED, "request: images given to a model without vision");
+	int m = mc->has_vision ? mc->vision.spatial_merge_size : 1;
+	int64_t pads = 0, in_runs = 0, prev_end = 0;
+	for (int64_t i = 0; i < r->n_ids; i++)
+		pads += r->ids[i] == mc->image_token_id;
+	for (int i = 0; i < r->n_images; i++) {
+		const sched_image *im = &r->images[i];
+		if (im->grid_t < 1 || im->grid_h < 1 || im->grid_w < 1 || im->grid_h % m || im->grid_w % m)
+			return qerr_set(e, QERR_INVALID, "request: images[%d]: grid (%d, %d, %d) is not a "
+					"positive grid of whole %dx%d merge windows", i, im->grid_t,
+					im->grid_h, im->grid_w, m, m);
+		int64_t nt = (int64_t)im->grid_t * im->grid_h * im->grid_w / ((int64_t)m * m);
+		if (im->n_tokens != nt)
+			return qerr_set(e, QERR_INVALID, "request: images[%d]: %lld tokens, its grid makes "
+					"%lld", i, (long long)im->n_tokens, (long long)nt);
+		if (im->start < prev_end || im->start + nt > r->n_ids)
+			return qerr_set(e, QERR_INVALID, "request: images[%d]: tokens [%lld, %lld) are out "
+					"of order or outside the prompt", i, (long long)im->start,
+					(long long)(im->start + nt));
+		for (int64_t p = im->start; p < im->start + nt; p++)
+			if (r->ids[p] != mc->image_token_id)
+				return qerr_set(e, QERR_INVALID, "request: images[%d]: token %lld is %d, not "
+						"the image pad %d", i, (long long)p, r->ids[p],
+						mc->image_token_id);
+		if (nt > en->encoder_budget)
+			return qerr_set(e, QERR_LIMIT, "request: images[%d]: %lld image tokens exceed the "
+					"encoder budget of %lld (--max-num-batched-tokens)", i,
+					(long long)nt, (long long)en->encoder_budget);
+		if (!im->pixel_values)
+			return qerr_set(e, QERR_INVALID, "request: images[%d]: no pixels", i);
+		in_runs += nt;
+		prev_end = im->start + nt;
+	}
+	if (pads != in_runs)
+		return qerr_set(e, QERR_INVALID, "request: %lld image pad tokens, the images account for "
+				"%lld", (long long)pads, (long long)in_runs);
+	return 0;
+}
+
+static int check_request(engine *en, engine_request *r, qerr *e)
+{
+	if (r->n_ids < 1)
+		return qerr_set(e, QERR_INVALID, "request: the prompt is empty");
+	for (int64_t i = 0; i < r->n_ids; i++)
+		if (r->ids[i] < 0 || r->ids[i] >= en->V)
+			return qerr_set(e, QERR_INVALID, "request: token %lld: id %d is outside the "
+					"vocabulary (%d)", (long long)i, r->ids[i], en->V);
+	if (r->max_tokens < 1)
+		return qerr_set(e, QERR_INVALID, "request: max_tokens %d must be at least 1", r->max_tokens);
+	if (r->n < 1 || r->n > ENGINE_MAX_N)
+		return qerr_set(e, QERR_INVALID, "request: n %u must be 1..%d", r->n, ENGINE_MAX_N);
+	if (r->n_ids + r->max_tokens > en->o.max_model_len)
+		return qerr_set(e, QERR_LIMIT, "request: this model's maximum context length is %lld "
+				"tokens; the prompt has %lld and max_tokens asks for %d more",
+				(long long)en->o.max_model_len, (long long)r->n_ids, r->max_tokens);
+	int64_t bs = en->o.block_size, blocks = (r->n_ids + r->max_tokens + bs - 1) / bs;
+	if (blocks > en->o.n_blocks)
+		return qerr_set(e, QERR_LIMIT, "request: %lld positions need %lld KV blocks, the pool "
+				"holds %d", (long long)(r->n_ids + r->max_tokens), (long long)blocks,
+				en->o.n_blocks);
+	r->sp.n_eos = 0;
+	for (int i = 0; i < en->gc->n_eos && i < SAMPLER_MAX_EOS; i++)
+		if (en->gc->eos_token_ids[i] >= 0 && en->gc->eos_token_ids[i] < en->V)
+			r->sp.eos_ids[r->sp.n_eos++] = en->gc->eos_token_ids[i];
+	int rc = sampling_params_check(&r->sp, en->V, e);
+	if (!rc)
+		rc = check_images(en, r, e);
+	return rc;
+}
+
+int engine_submit(engine *en, engine_request *r, qerr *e)
+{
+	int rc = check_request(en, r, e);
+	if (rc)
+		return rc;
+	int32_t *pos = xmalloc(3 * (size_t)r->n_ids * sizeof(int32_t));
+	int32_t(*grids)[3] = xcalloc((size_t)r->n_images + 1, sizeof(*grids));
+	for (int i = 0; i < r->n_images; i++) {
+		grids[i][0] = r->images[i].grid_t;
+		grids[i][1] = r->images[i].grid_h;
+		grids[i][2] = r->images[i].grid_w;
+	}
+	int64_t delta = 0;
+	rc = mrope_positions(en->mc, r->ids, (size_t)r->n_ids, (const int32_t(*)[3])grids,
+			     (size_t)r->n_images, pos, &delta, e);
+	free(grids);
+	if (rc) {
+		free(pos);
+		return qerr_prefix(e, "request");
+	}
+
+	pthread_mutex_lock(&en->mu);
+	bool busy = en->o.max_waiting > 0 && en->n_inbox + en->n_waiting_seen >= en->o.max_waiting;
+	pthread_mutex_unlock(&en->mu);
+	if (busy) {
+		free(pos);
+		return ENGINE_BUSY;
+	}
+
+	ereq *q = xcalloc(1, sizeof(*q));
+	sched_req *sr = &q->r;
+	sr->id = r->id;
+	sr->owner = r->owner;
+	sr->ids = r->ids;
+	sr->n_prompt = r->n_ids;
+	sr->pos = pos;
+	sr->rope_delta = delta;
+	sr->images = r->images;
+	sr->n_images = r->n_images;
+	sr->kv_images = xcalloc((size_t)r->n_images + 1, sizeof(kv_image));
+	for (int i = 0; i < r->n_images; i++) {
+		sr->kv_images[i].start = r->images[i].start;
+		sr->kv_images[i].n_tokens = r->images[i].n_tokens;
+		memcpy(sr->kv_images[i].hash, r->images[i].hash, 32);
+	}
+	sr->sp = r->sp;
+	sr->max_tokens = r->max_tokens;
+	sr->n = sr->n_live = r->n;
+	sr->arrival = r->arrival > 0 ? r->arrival : now_s();
+	q->seqs = xcalloc(r->n, sizeof(*q->seqs));
+	for (uint32_t i = 0; i < r->n; i++) {
+		sched_seq *s = &q->seqs[i];
+		s->req = sr;
+		s->index = i;
+		s->cap = r->n_ids + (r->max_tokens < 256 ? r->max_tokens : 256);
+		s->tokens = xmalloc((size_t)s->cap * sizeof(int32_t));
+		memcpy(s->tokens, r->ids, (size_t)r->n_ids * sizeof(int32_t));
+		s->n_tokens = r->n_ids;
+		sampler_state_init(&s->ss, &sr->sp, i, r->ids, (size_t)r->n_ids);
+	}
+	r->ids = NULL;
+	r->images = NULL;
+	r->n_ids = 0;
+	r->n_images = 0;
+
+	pthread_mutex_lock(&en->mu);
+	q->next = NULL;
+	q->prev = en->inbox_tail;
+	if (en->inbox_tail)
+		en->inbox_tail->next = q;
+	else
+		en->inbox_head = q;
+	en->inbox_tail = q;
+	en->n_inbox++;
+	pthread_cond_signal(&en->cv);
+	pthread_mutex_unlock(&en->mu);
+	return 0;
+}
+
+void engine_cancel(engine *en, uint64_t id)
+{
+	pthread_mutex_lock(&en->mu);
+	cancel_list *c = &en->cancels;
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 16;
+		c->ids = xrealloc(c->ids, (size_t)c->cap * sizeof(uint64_t));
+	}
+	c->ids[c->n++] = id;
+	pthread_cond_signal(&en->cv);
+	pthread_mutex_unlock(&en->mu);
+}
+
+void engine_cancel_all(engine *en)
+{
+	pthread_mutex_lock(&en->mu);
+	en->cancel_all = true;
+	pthread_cond_signal(&en->cv);
+	pthread_mutex_unlock(&en->mu);
+}
+
+void engine_wake(engine *en)
+{
+	pthread_mutex_lock(&en->mu);
+	en->woken = true;
+	pthread_cond_signal(&en->cv);
+	pthread_mutex_unlock(&en->mu);
+}
+
+void engine_wait(engine *en, int timeout_ms)
+{
+	pthread_mutex_lock(&en->mu);
+	struct timespec dl;
+	clock_gettime(CLOCK_REALTIME, &dl);
+	if (timeout_ms >= 0) {
+		dl.tv_sec += timeout_ms / 1000;
+		dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (dl.tv_nsec >= 1000000000L) {
+			dl.tv_sec++;
+			dl.tv_nsec -= 1000000000L;
+		}
+	}
+	while (!en->woken && !en->n_inbox && !en->cancels.n && !en->cancel_all && !en->n_live) {
+		if (timeout_ms < 0)
+			pthread_cond_wait(&en->cv, &en->mu);
+		else if (pthread_cond_timedwait(&en->cv, &en->mu, &dl))
+			break;
+	}
+	en->woken = false;
+	pthread_mutex_unlock(&en->mu);
+}
+
+int engine_num_live(engine *en)
+{
+	pthread_mutex_lock(&en->mu);
+	int n = en->n_live_seen + en->n_inbox;
+	pthread_mutex_unlock(&en->mu);
+	return n;
+}
+
+/* ---- finishing ---- */
+
+static void live_unlink(engine *en, ereq *q)
+{
+	if (q->prev)
+		q->prev->next = q->next;
+	else
+		en->live_head = q->next;
+	if (q->next)
+		q->next->prev = q->prev;
+	else
+		en->live_tail = q->prev;
+	en->n_live--;
+}
+
+/* Fill the usage and timing fields of a finishing sequence's output and record its metrics. */
+static void finish_seq(engine *en, sched_seq *s, int reason, engine_output *out)
+{
+	double t = now_s();
+	const sched_req *r = s->req;
+	out->finished = true;
+	out->reason = reason;
+	out->prompt_tokens = r->n_prompt;
+	out->completion_tokens = s->n_tokens - r->n_prompt;
+	out->cached_tokens = s->n_cached;
+	out->queue_s = s->t_scheduled > 0 ? s->t_scheduled - r->t_added : t - r->t_added;
+	out->ttft_s = s->t_first_token > 0 ? s->t_first_token - r->arrival : 0;
+	out->e2e_s = t - r->arrival;
+	pthread_mutex_lock(&en->smu);
+	metrics *m = &en->m;
+	if (reason == ENGINE_FINISH_STOP)
+		m->success_stop++;
+	else if (reason == ENGINE_FINISH_LENGTH)
+		m->success_length++;
+	else
+		m->success_abort++;
+	metrics_hist_observe(&m->e2e, out->e2e_s);
+	metrics_hist_observe(&m->queue, out->queue_s);
+	if (s->t_scheduled > 0) {
+		metrics_hist_observe(&m->inference, t - s->t_scheduled);
+		if (s->t_first_token > 0) {
+			metrics_hist_observe(&m->prefill, s->t_first_token - s->t_scheduled);
+			metrics_hist_observe(&m->decode, t - s->t_first_token);
+		}
+	}
+	metrics_hist_observe(&m->prompt_len, (double)r->n_prompt);
+	metrics_hist_observe(&m->generation_len, (double)out->completion_tokens);
+	m->prompt_tokens_cached += (uint64_t)s->n_cached;
+	pthread_mutex_unlock(&en->smu);
+	sched_remove(en->s, s);
+}
+
+static void release_if_done(engine *en, ereq *q)
+{
+	if (q->r.n_live)
+		return;
+	live_unlink(en, q);
+	ereq_free(q);
+}
+
+static void abort_req(engine *en, ereq *q, engine_emit_fn emit, void *ctx, int error,
+		      const char *message)
+{
+	for (uint32_t i = 0; i < q->r.n; i++) {
+		sched_seq *s = &q->seqs[i];
+		if (s->state == SCHED_DONE)
+			continue;
+		engine_output o = { .id = q->r.id, .owner = q->r.owner, .index = i, .stop_id = -1,
+				    .error = error, .message = message };
+		finish_seq(en, s, ENGINE_FINISH_ABORT, &o);
+		q->r.n_live--;
+		if (emit)
+			emit(ctx, &o);
+	}
+	release_if_done(en, q);
+}
+
+/* ---- the step ---- */
+
+static void take_inbox(engine *en, engine_emit_fn emit, void *ctx)
+{
+	pthread_mutex_lock(&en->mu);
+	ereq *in = en->inbox_head;
+	en->inbox_head = en->inbox_tail = NULL;
+	/* the taken requests stay counted as live for engine_num_live: a reader must never see a
+	 * request in neither place */
+	en->n_live_seen += en->n_inbox;
+	en->n_inbox = 0;
+	cancel_list c = en->cancels;
+	en->cancels = (cancel_list){ 0 };
+	bool all = en->cancel_all;
+	en->cancel_all = false;
+	pthread_mutex_unlock(&en->mu);
+
+	double t = now_s();
+	for (ereq *q = in, *nx; q; q = nx) {
+		nx = q->next;
+		q->r.t_added = t;
+		q->next = NULL;
+		q->prev = en->live_tail;
+		if (en->live_tail)
+			en->live_tail->next = q;
+		else
+			en->live_head = q;
+		en->live_tail = q;
+		en->n_live++;
+		for (uint32_t i = 0; i < q->r.n; i++)
+			sched_add(en->s, &q->seqs[i]);
+	}
+	for (int i = 0; i < c.n; i++)
+		for (ereq *q = en->live_head; q; q = q->next)
+			if (q->r.id == c.ids[i]) {
+				abort_req(en, q, emit, ctx, 0, NULL);
+				break;
+			}
+	free(c.ids);
+	if (all)
+		while (en->live_head)
+			abort_req(en, en->live_head, emit, ctx, 0, NULL);
+}
+
+static void grow_scratch(engine *en, size_t n_seqs, size_t n_tok)
+{
+	if (n_seqs > en->cap_seqs) {
+		en->cap_seqs = n_seqs * 2;
+		en->bseqs = xrealloc(en->bseqs, en->cap_seqs * sizeof(*en->bseqs));
+		en->logit_rows = xrealloc(en->logit_rows, en->cap_seqs * sizeof(int32_t));
+	}
+	if (n_tok > en->cap_tok) {
+		en->cap_tok = n_tok * 2;
+		en->pos = xrealloc(en->pos, 3 * en->cap_tok * sizeof(int32_t));
+		en->vis = xrealloc(en->vis, en->cap_tok * sizeof(*en->vis));
+	}
+	if (n_seqs > en->cap_logits) {
+		en->cap_logits = n_seqs * 2;
+		free(en->logits);
+		en->logits = xmalloc_huge(en->cap_logits * (size_t)en->V * sizeof(float));
+	}
+}
+
+static const float *enc_rows(const sched_plan *p, const uint8_t hash[32])
+{
+	for (int i = 0; i < p->n_encs; i++)
+		if (!memcmp(p->encs[i].req->images[p->encs[i].image].hash, hash, 32))
+			return p->encs[i].rows;
+	return NULL;
+}
+
+/* Fill the backend batch for plan p. */
+static void build_batch(engine *en, const sched_plan *p)
+{
+	size_t off = 0;
+	for (int i = 0; i < p->n_items; i++) {
+		const sched_item *it = &p->items[i];
+		sched_seq *s = it->seq;
+		const sched_req *r = s->req;
+		int64_t a = s->n_computed, n = it->n_new;
+		int32_t *pos = en->pos + 3 * off;
+		const float **vis = en->vis + off;
+		for (int64_t j = 0; j < n; j++) {
+			int64_t p_ = a + j;
+			vis[j] = NULL;
+			for (int row = 0; row < 3; row++)
+				pos[row * n + j] = p_ < r->n_prompt ? r->pos[row * r->n_prompt + p_]
+								    : (int32_t)(p_ + r->rope_delta);
+		}
+		for (int m = 0; m < r->n_images; m++) {
+			const sched_image *im = &r->images[m];
+			int64_t lo = im->start > a ? im->start : a;
+			int64_t hi = im->start + im->n_tokens < a + n ? im->start + im->n_tokens : a + n;
+			if (lo >= hi)
+				continue;
+			const float *rows = enc_rows(p, im->hash);
+			for (int64_t q = lo; q < hi; q++)
+				vis[q - a] = rows + (q - im->start) * en->row_floats;
+		}
+		en->logit_rows[i] = (int32_t)(n - 1);
+		en->bseqs[i] = (backend_seq){ .n_new = (int)n, .ids = s->tokens + a,
+					      .vis = r->n_images ? vis : NULL, .pos = pos,
+					      .n_cached = (int)a, .block_table = s->blocks.ids,
+					      .n_logits = it->logits ? 1 : 0,
+					      .logit_rows = &en->logit_rows[i] };
+		off += (size_t)n;
+	}
+}
+
+static bool has_id(const int32_t *v, int n, int32_t id)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i] == id)
+			return true;
+	return false;
+}
+
+static void fail_step(engine *en, const sched_plan *p, engine_emit_fn emit, void *ctx,
+		      const qerr *e)
+{
+	/* every request with a sequence in the step fails (each once: aborting frees it) */
+	ereq **qs = xcalloc((size_t)p->n_items + 1, sizeof(*qs));
+	int n = 0;
+	for (int i = 0; i < p->n_items; i++) {
+		ereq *q = req_of(p->items[i].seq->req);
+		bool seen = false;
+		for (int j = 0; j < n && !seen; j++)
+			seen = qs[j] == q;
+		if (!seen)
+			qs[n++] = q;
+	}
+	for (int j = 0; j < n; j++)
+		abort_req(en, qs[j], emit, ctx, e && e->code ? e->code : QERR_IO,
+			  e ? e->msg : "backend failure");
+	free(qs);
+	pthread_mutex_lock(&en->smu);
+	en->m.success_error++;
+	pthread_mutex_unlock(&en->smu);
+}
+
+static void refresh_gauges(engine *en)
+{
+	pthread_mutex_lock(&en->smu);
+	kv_blocks_get_stats(en->kb, &en->kbs);
+	if (en->ec)
+		encoder_cache_get_stats(en->ec, &en->ecs);
+	en->g.num_requests_running = sched_num_running(en->s);
+	en->g.num_requests_waiting = sched_num_waiting(en->s);
+	en->g.kv_blocks_total = en->kbs.n_blocks;
+	en->g.kv_blocks_free = en->kbs.n_free;
+	en->g.kv_cache_usage_perc = en->kbs.n_blocks
+		? (double)(en->kbs.n_blocks - en->kbs.n_free) / en->kbs.n_blocks : 0;
+	en->m.num_preemptions = sched_num_preemptions(en->s);
+	en->m.prefix_cache_queries = en->kbs.queries;
+	en->m.prefix_cache_hits = en->kbs.hits;
+	en->m.mm_cache_queries = en->ecs.queries;
+	en->m.mm_cache_hits = en->ecs.hits;
+	pthread_mutex_unlock(&en->smu);
+	pthread_mutex_lock(&en->mu);
+	en->n_waiting_seen = sched_num_waiting(en->s);
+	en->n_live_seen = en->n_live;
+	pthread_mutex_unlock(&en->mu);
+}
+
+int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
+{
+	take_inbox(en, emit, ctx);
+	sched_plan p;
+	sched_schedule(en->s, &p);
+	/* every image the plan reserved is encoded, even when no chunk ends up reading it this
+	 * step: its cache entry exists from now on */
+	int rc = 0;
+	for (int i = 0; !rc && i < p.n_encs; i++) {
+		if (!p.encs[i].encode)
+			continue;
+		const sched_image *im = &p.encs[i].req->images[p.encs[i].image];
+		rc = backend_encode(en->b, im->pixel_values, im->grid_t, im->grid_h, im->grid_w,
+				    p.encs[i].rows, e);
+		if (rc)
+			for (int j = i; j < p.n_encs; j++)
+				if (p.encs[j].encode)
+					encoder_cache_discard(en->ec, p.encs[j].req->images[p.encs[j].image].hash);
+	}
+	if (!rc && !p.n_items) {
+		sched_step_done(en->s, &p);
+		refresh_gauges(en);
+		return 0;
+	}
+	size_t n_tok = (size_t)p.n_tokens;
+	grow_scratch(en, (size_t)p.n_items, n_tok);
+	if (!rc) {
+		build_batch(en, &p);
+		rc = backend_step(en->b, en->bseqs, p.n_items, en->logits, e);
+	}
+	if (rc) {
+		/* p's items keep their n_computed: they are failed and removed below */
+		sched_step_done(en->s, &p);
+		log_msg(LOG_LEVEL_ERR, "engine", "step failed: %s", e ? e->msg : "backend error");
+		fail_step(en, &p, emit, ctx, e);
+		refresh_gauges(en);
+		return rc;
+	}
+	sched_step_done(en->s, &p);
+
+	double t = now_s();
+	pthread_mutex_lock(&en->smu);
+	metrics_hist_observe(&en->m.iteration_tokens, (double)p.n_tokens);
+	pthread_mutex_unlock(&en->smu);
+	int k = 0;
+	for (int i = 0; i < p.n_items; i++) {
+		if (!p.items[i].logits)
+			continue;
+		sched_seq *s = p.items[i].seq;
+		sched_req *r = s->req;
+		float *row = en->logits + (size_t)k++ * (size_t)en->V;
+		sampler_logprobs lp;
+		int32_t id = sampler_sample(&r->sp, &s->ss, row, en->V, en->sc,
+					    r->sp.logprobs >= 0 ? &lp : NULL);
+		sampler_state_accept(&s->ss, &r->sp, id);
+		sched_seq_append(s, id);
+		pthread_mutex_lock(&en->smu);
+		en->m.generation_tokens++;
+		if (s->t_first_token == 0) {
+			s->t_first_token = t;
+			en->m.prompt_tokens += (uint64_t)r->n_prompt;
+			metrics_hist_observe(&en->m.ttft, t - r->arrival);
+		} else {
+			metrics_hist_observe(&en->m.itl, t - s->t_last_token);
+		}
+		pthread_mutex_unlock(&en->smu);
+		s->t_last_token = t;
+
+		engine_output o = { .id = r->id, .owner = r->owner, .index = s->index, .n = 1,
+				    .ids = &id, .lp = r->sp.logprobs >= 0 ? &lp : NULL, .stop_id = -1 };
+		int64_t n_out = s->n_tokens - r->n_prompt;
+		int reason = 0;
+		if ((!r->sp.ignore_eos && has_id(r->sp.eos_ids, r->sp.n_eos, id)) ||
+		    has_id(r->sp.stop_ids, r->sp.n_stop_ids, id)) {
+			reason = ENGINE_FINISH_STOP;
+			o.stop_id = id;
+		} else if (n_out >= r->max_tokens || s->n_tokens >= en->o.max_model_len) {
+			reason = ENGINE_FINISH_LENGTH;
+		}
+		if (reason) {
+			finish_seq(en, s, reason, &o);
+			r->n_live--;
+		}
+		if (emit)
+			emit(ctx, &o);
+		if (reason)
+			release_if_done(en, req_of(r));
+	}
+	refresh_gauges(en);
+	return 0;
+}
+
+json_object *engine_stats_json(engine *en)
+{
+	pthread_mutex_lock(&en->smu);
+	metrics m = en->m;
+	metrics_gauges g = en->g;
+	pthread_mutex_unlock(&en->smu);
+	pthread_mutex_lock(&en->mu);
+	g.num_requests_waiting += en->n_inbox;
+	pthread_mutex_unlock(&en->mu);
+	return metrics_json(&m, &g);
+}
