@@ -41,6 +41,10 @@
 #include "wire.h"
 
 #define READ_CHUNK 65536
+/* Queued output a connection may hold: a responder that stops reading (stuck, or a bug) must
+ * not grow the daemon without bound; past this its connection is closed and its requests
+ * cancelled. Generous: a step writes a few dozen bytes per sequence. */
+#define MAX_QUEUED_OUTPUT ((size_t)64 << 20)
 
 typedef struct conn conn;
 
@@ -59,6 +63,7 @@ struct conn {
 	strbuf out;                    /* owned (mu) */
 	size_t out_off;                /* (mu) */
 	bool closing;                  /* (mu) protocol error: write what is queued, then close */
+	bool overflow;                 /* (mu) the peer does not read: close at once */
 	int refs;                      /* (mu) requests still in the engine */
 	qreq *reqs;                    /* (mu) owned list */
 	uint64_t serial;
@@ -161,7 +166,11 @@ static void emit(void *ctx, const engine_output *o)
 	}
 	if (o->finished && ++q->n_done == q->n)
 		conn_drop_req(c, q);
-	bool wake = live && was_empty && c->out.len > c->out_off;
+	if (live && c->out.len - c->out_off > MAX_QUEUED_OUTPUT) {
+		c->overflow = true;            /* the I/O thread closes it: it owns the fd */
+		c->closing = true;
+	}
+	bool wake = (live && was_empty && c->out.len > c->out_off) || c->overflow;
 	pthread_mutex_unlock(&s->mu);
 	if (wake)
 		wake_io(s);
@@ -707,6 +716,11 @@ int qvld_server_run(qvld_server *s, qerr *e)
 		pf[n++] = (struct pollfd){ .fd = s->sfd, .events = POLLIN };
 		pf[n++] = (struct pollfd){ .fd = s->lfd, .events = POLLIN };   /* -1 when draining */
 		for (conn *c = s->conns; c; c = c->next) {
+			if (c->fd >= 0 && c->overflow) {
+				log_msg(LOG_LEVEL_WARN, "qvld", "connection %llu: over %zu bytes of output "
+					"unread: closing it", (unsigned long long)c->serial, MAX_QUEUED_OUTPUT);
+				conn_close(s, c, "output not read");
+			}
 			if (c->fd < 0)
 				continue;
 			conn_flush(s, c);

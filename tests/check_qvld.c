@@ -6,9 +6,11 @@
  * greedy outputs cannot depend on how requests were batched. Checked: 64 concurrent greedy
  * requests give exactly the outputs of the same requests sent one at a time; a connection that
  * drops mid-generation has its blocks freed (STATS); every malformed frame gets ERROR and a
- * closed connection while the daemon goes on serving the others; SIGTERM with requests in flight
- * lets them finish and exits 0; READY/STATUS/STOPPING reach a NOTIFY_SOCKET; BUSY, CANCEL,
- * bad sampling values and prompts that cannot fit get their errors.
+ * closed connection while the daemon goes on serving the others; SIGTERM with requests in
+ * flight lets them finish and exits 0 (and cancels them when the grace period is over);
+ * READY/STATUS/WATCHDOG/STOPPING reach a NOTIFY_SOCKET; images cross the wire and hit the
+ * encoder cache; BUSY, CANCEL, bad sampling values and prompts that cannot fit get their
+ * errors.
  */
 #include <check.h>
 #include <errno.h>
@@ -107,10 +109,14 @@ static void daemon_start(qvld_proc *d, const char *const *extra, const char *not
 	ck_assert_int_ge(d->pid, 0);
 	if (d->pid == 0) {
 		setenv("QVL_CONFIG", "", 1);
-		if (notify_socket)
+		unsetenv("WATCHDOG_PID");
+		if (notify_socket) {
 			setenv("NOTIFY_SOCKET", notify_socket, 1);
-		else
+			setenv("WATCHDOG_USEC", "400000", 1);
+		} else {
 			unsetenv("NOTIFY_SOCKET");
+			unsetenv("WATCHDOG_USEC");
+		}
 		execv(argv[0], (char *const *)argv);
 		_exit(127);
 	}
@@ -667,8 +673,8 @@ START_TEST(test_qvld_notify_socket)
 	qvld_proc d;
 	daemon_start(&d, NULL, path);
 	char msg[1024];
-	bool ready = false, status = false, stopping = false;
-	for (int i = 0; i < 20 && !ready; i++) {
+	bool ready = false, status = false, stopping = false, watchdog = false;
+	for (int i = 0; i < 40 && !(ready && watchdog); i++) {
 		struct pollfd pf = { .fd = ns, .events = POLLIN };
 		if (poll(&pf, 1, 1000) <= 0)
 			continue;
@@ -677,8 +683,10 @@ START_TEST(test_qvld_notify_socket)
 		msg[r] = 0;
 		ready |= strstr(msg, "READY=1") != NULL;
 		status |= strstr(msg, "STATUS=") != NULL;
+		watchdog |= strstr(msg, "WATCHDOG=1") != NULL;   /* every 0.2 s with WatchdogSec 0.4 s */
 	}
 	ck_assert_msg(ready, "no READY=1");
+	ck_assert_msg(watchdog, "no WATCHDOG=1");
 	ck_assert_msg(status, "no STATUS=");
 	kill(d.pid, SIGTERM);
 	for (int i = 0; i < 20 && !stopping; i++) {
