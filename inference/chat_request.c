@@ -99,8 +99,9 @@ int chat_base64_decode(const char *s, size_t len, size_t max_bytes, char **out, 
 }
 
 /* Load the image a URL names into img. */
-static int load_image(const char *url, bool allow_local, chat_image *img, qerr *e)
+static int load_image(const char *url, const chat_media *m, chat_image *img, qerr *e)
 {
+	bool allow_local = m && m->allow_local_paths;
 	if (!strncmp(url, "data:", 5)) {
 		const char *comma = strchr(url, ',');
 		if (!comma)
@@ -114,6 +115,11 @@ static int load_image(const char *url, bool allow_local, chat_image *img, qerr *
 					img->where);
 		int rc = chat_base64_decode(comma + 1, strlen(comma + 1), CHAT_REQUEST_MAX_IMAGE_BYTES,
 					    &img->data, &img->len, e);
+		return rc ? qerr_prefix(e, "%s", img->where) : 0;
+	}
+	if (m && m->fetch) {
+		/* the server's fetcher decides what it may load (http(s), file:// under a root) */
+		int rc = m->fetch(m->ctx, url, &img->data, &img->len, e);
 		return rc ? qerr_prefix(e, "%s", img->where) : 0;
 	}
 	if (!strncmp(url, "http://", 7) || !strncmp(url, "https://", 8))
@@ -157,7 +163,7 @@ static bool member_is(json_object *o, const char *key, const char *val)
 	return v && json_object_is_type(v, json_type_string) && !strcmp(json_object_get_string(v), val);
 }
 
-static int collect_images(chat_request *r, bool allow_local, qerr *e)
+static int collect_images(chat_request *r, const chat_media *m, qerr *e)
 {
 	size_t nm = json_object_array_length(r->messages);
 	for (size_t i = 0; i < nm; i++) {
@@ -185,7 +191,7 @@ static int collect_images(chat_request *r, bool allow_local, qerr *e)
 			memset(img, 0, sizeof(*img));
 			snprintf(img->where, sizeof(img->where), "%s", where);
 			r->n_images++;
-			int rc = load_image(url, allow_local, img, e);
+			int rc = load_image(url, m, img, e);
 			if (rc)
 				return rc;
 		}
@@ -353,6 +359,12 @@ static int parse_output(json_object *body, chat_request *r, qerr *e)
 
 int chat_request_parse(json_object *body, bool allow_local_paths, chat_request *out, qerr *e)
 {
+	chat_media m = { .allow_local_paths = allow_local_paths };
+	return chat_request_parse_media(body, &m, out, e);
+}
+
+int chat_request_parse_media(json_object *body, const chat_media *m, chat_request *out, qerr *e)
+{
 	chat_request *r = out;
 	memset(r, 0, sizeof(*r));
 	r->max_tokens = -1;
@@ -370,5 +382,5 @@ int chat_request_parse(json_object *body, bool allow_local_paths, chat_request *
 	    (rc = parse_sampling(body, r, e)) || (rc = parse_stop(body, r, e)) ||
 	    (rc = parse_stop_token_ids(body, r, e)) || (rc = parse_output(body, r, e)))
 		return rc;
-	return collect_images(r, allow_local_paths, e);
+	return collect_images(r, m, e);
 }

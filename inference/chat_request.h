@@ -99,6 +99,18 @@ typedef struct chat_request {
  * without a configured root). Fails as the file comment says, with the message naming the
  * field. */
 int chat_request_parse(json_object *body, bool allow_local_paths, chat_request *out, qerr *e);
+
+/* How a server loads image URLs other than data: URLs. With fetch set, every such URL (http(s),
+ * file://, a path) goes to it: it returns the bytes (heap, owned by the request afterwards) or
+ * an error naming the URL; without it they are refused unless allow_local_paths. */
+typedef struct chat_media {
+	bool allow_local_paths;
+	int (*fetch)(void *ctx, const char *url, char **data, size_t *len, qerr *e);
+	void *ctx;                     /* borrowed: the fetcher's */
+} chat_media;
+
+/* chat_request_parse with a media policy (m may be NULL: data: URLs only). */
+int chat_request_parse_media(json_object *body, const chat_media *m, chat_request *out, qerr *e);
 void chat_request_deinit(chat_request *r);
 
 /* Strict base64 (RFC 4648 §4, padded, no whitespace) of s[0, len) into a heap buffer; *out_len

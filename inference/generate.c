@@ -31,9 +31,8 @@
 #include "backend.h"
 #include "detok.h"
 #include "engine.h"
-#include "img_decode.h"
 #include "img_preprocess.h"
-#include "mrope.h"
+#include "prompt.h"
 #include "rng.h"
 #include "sampler.h"
 #include "strbuf.h"
@@ -86,76 +85,6 @@ void generate_model_free(generate_model *m)
 	free(m->dir);
 	free(m->name);
 	free(m);
-}
-
-/* ---- the prompt ---- */
-
-typedef struct prompt {
-	tok_ids ids;
-	img_patches *im;               /* owned: n_img */
-	size_t n_img;
-	int32_t *pos;                  /* owned: (3, ids.n) */
-	int64_t rope_delta;
-} prompt;
-
-static void prompt_deinit(prompt *p)
-{
-	tok_ids_deinit(&p->ids);
-	for (size_t i = 0; i < p->n_img; i++)
-		img_patches_deinit(&p->im[i]);
-	free(p->im);
-	free(p->pos);
-}
-
-static int build_prompt(const generate_model *m, const chat_request *r, prompt *p, qerr *e)
-{
-	char *text = NULL, *expanded = NULL;
-	size_t tlen = 0, elen = 0;
-	int n_images = 0;
-	int rc = chat_render(r->messages, r->tools, &r->chat, &text, &tlen, &n_images, NULL, e);
-	if (!rc && (size_t)n_images != r->n_images)
-		rc = qerr_set(e, QERR_UNSUPPORTED,
-			      "request: %zu image part(s) but the chat template renders %d: images are "
-			      "supported in user and tool messages only", r->n_images, n_images);
-	if (!rc && r->n_images && !m->mc.has_vision)
-		rc = qerr_set(e, QERR_UNSUPPORTED, "request: images given to a model without vision");
-	p->im = xcalloc(r->n_images + 1, sizeof(*p->im));
-	int64_t *counts = xcalloc(r->n_images + 1, sizeof(*counts));
-	int32_t(*grids)[3] = xcalloc(r->n_images + 1, sizeof(*grids));
-	for (size_t i = 0; !rc && i < r->n_images; i++) {
-		img_rgb rgb = { 0 };
-		img_limits lim = { 0 };
-		rc = img_decode(r->images[i].data, r->images[i].len, &lim, &rgb, e);
-		if (!rc)
-			rc = img_preprocess(&rgb, &m->pc, r->min_pixels, r->max_pixels, &p->im[i], e);
-		img_rgb_deinit(&rgb);
-		if (rc) {
-			qerr_prefix(e, "%s", r->images[i].where);
-			break;
-		}
-		p->n_img++;
-		counts[i] = p->im[i].n_tokens;
-		grids[i][0] = p->im[i].grid_t;
-		grids[i][1] = p->im[i].grid_h;
-		grids[i][2] = p->im[i].grid_w;
-	}
-	if (!rc)
-		rc = chat_expand_pads(text, tlen, "<|image_pad|>", counts, r->n_images, &expanded, &elen, e);
-	if (!rc)
-		tok_encode(m->tok, expanded, elen, &p->ids);
-	if (!rc && (int64_t)p->ids.n >= m->mc.text.max_position_embeddings)
-		rc = qerr_set(e, QERR_LIMIT, "request: the prompt has %zu tokens, the context holds %lld",
-			      p->ids.n, (long long)m->mc.text.max_position_embeddings);
-	if (!rc) {
-		p->pos = xcalloc(3 * p->ids.n, sizeof(int32_t));
-		rc = mrope_positions(&m->mc, p->ids.v, p->ids.n, (const int32_t(*)[3])grids, r->n_images,
-				     p->pos, &p->rope_delta, e);
-	}
-	free(text);
-	free(expanded);
-	free(counts);
-	free(grids);
-	return rc;
 }
 
 /* ---- logprobs ---- */
@@ -377,8 +306,11 @@ int generate_run(generate_model *m, const chat_request *r, json_object **out, qe
 		if (r->stop_token_ids[i] >= V)
 			return qerr_set(e, QERR_INVALID, "request: stop_token_ids[%zu]: %d is not below the "
 					"vocabulary size %d", i, r->stop_token_ids[i], V);
-	prompt p = { 0 };
-	int rc = build_prompt(m, r, &p, e);
+	prompt p;
+	int rc = prompt_build_chat(m->tok, mc, &m->pc, r, &p, e);
+	if (!rc && (int64_t)p.ids.n >= mc->text.max_position_embeddings)
+		rc = qerr_set(e, QERR_LIMIT, "request: the prompt has %zu tokens, the context holds %lld",
+			      p.ids.n, (long long)mc->text.max_position_embeddings);
 	if (rc) {
 		prompt_deinit(&p);
 		return rc;
@@ -423,21 +355,20 @@ int generate_run(generate_model *m, const chat_request *r, json_object **out, qe
 		er.ids = p.ids.v;
 		p.ids.v = NULL;
 		p.ids.n = 0;
-		er.images = xcalloc(p.n_img + 1, sizeof(sched_image));
-		int64_t next = 0;
-		for (size_t i = 0; i < p.n_img; i++) {
-			while (next < n && er.ids[next] != mc->image_token_id)
-				next++;
-			er.images[i] = (sched_image){ .start = next, .n_tokens = p.im[i].n_tokens,
-						      .grid_t = p.im[i].grid_t, .grid_h = p.im[i].grid_h,
-						      .grid_w = p.im[i].grid_w,
-						      .pixel_values = p.im[i].pixel_values };
-			memcpy(er.images[i].hash, p.im[i].hash, 32);
-			p.im[i].pixel_values = NULL;
-			next += p.im[i].n_tokens;
+		er.images = xcalloc(p.n_images + 1, sizeof(sched_image));
+		for (size_t i = 0; !rc && i < p.n_images; i++) {
+			img_patches ip;
+			rc = prompt_image_patches(&p.images[i], &m->pc, &ip, e);
+			if (rc)
+				break;
+			er.images[i] = (sched_image){ .start = p.images[i].start, .n_tokens = ip.n_tokens,
+						      .grid_t = ip.grid_t, .grid_h = ip.grid_h,
+						      .grid_w = ip.grid_w, .pixel_values = ip.pixel_values };
+			memcpy(er.images[i].hash, ip.hash, 32);
+			er.n_images++;
 		}
-		er.n_images = (int)p.n_img;
-		rc = engine_submit(u.en, &er, e);
+		if (!rc)
+			rc = engine_submit(u.en, &er, e);
 		if (rc) {
 			free(er.ids);
 			for (int i = 0; i < er.n_images; i++)
