@@ -652,6 +652,7 @@ static void refresh_gauges(engine *en)
 int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 {
 	take_inbox(en, emit, ctx);
+	refresh_gauges(en);            /* cancels show in STATS before a long step */
 	sched_plan p;
 	sched_schedule(en->s, &p);
 	/* every image the plan reserved is encoded, even when no chunk ends up reading it this
