@@ -18,7 +18,8 @@
  *
  * State: api_ctx holds what every thread shares (options, the model's tokenizer and
  * preprocessor settings, loaded once from the model directory the daemon announces, under a
- * mutex); api_thread holds one thread's connection to qvld, re-made with backoff when it dies.
+ * mutex); api_thread holds one thread's connection to qvld, re-made by the next request when it
+ * dies (see thread_conn).
  */
 #include "api.h"
 
@@ -77,7 +78,7 @@ struct api_thread {
 	api_ctx *a;
 	dclient *dc;                   /* owned; NULL until connected */
 	uint64_t next_id;
-	long long retry_at_ms;
+	long long retry_at_ms;         /* no warning about qvld being away before this */
 	int backoff_ms;
 };
 
@@ -99,6 +100,7 @@ typedef struct model_view {
 	int64_t max_tokens;
 	char api_key[256];
 	bool has_api_key;
+	char local_media[1024];        /* the daemon's --allowed-local-media-path, or "" */
 } model_view;
 
 static long long mono_ms(void)
@@ -182,7 +184,10 @@ static int load_model_dir(api_ctx *a, const char *dir, qerr *e)
 	return 0;
 }
 
-/* A live connection to qvld for this thread, connecting (with backoff) when needed. */
+/* A live connection to qvld for this thread, connecting when needed. Every request that finds
+ * none tries once: a refused connect(2) on a Unix socket costs microseconds, and the first
+ * request after qvld is back must be served. What backs off is the warning: logged again only
+ * after a period that doubles (100 ms … 5 s) while qvld stays away. */
 static int thread_conn(api_thread *t, qerr *e)
 {
 	if (t->dc && !dclient_dead(t->dc))
@@ -190,10 +195,11 @@ static int thread_conn(api_thread *t, qerr *e)
 	dclient_free(t->dc);
 	t->dc = NULL;
 	long long now = mono_ms();
-	if (now < t->retry_at_ms)
-		return qerr_set(e, QERR_IO, "qvld at %s is not answering", t->a->o.daemon_socket);
 	dclient_model info;
 	memset(&info, 0, sizeof(info));
+	qerr local = { 0 };
+	if (!e)
+		e = &local;
 	int rc = dclient_connect(t->a->o.daemon_socket, CONNECT_TIMEOUT_MS, &t->dc, &info, e);
 	if (!rc) {
 		pthread_mutex_lock(&t->a->mu);
@@ -212,14 +218,19 @@ static int thread_conn(api_thread *t, qerr *e)
 		}
 	}
 	if (rc) {
-		t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : 100;
-		if (t->backoff_ms > MAX_BACKOFF_MS)
-			t->backoff_ms = MAX_BACKOFF_MS;
-		t->retry_at_ms = now + t->backoff_ms;
-		log_msg(LOG_LEVEL_WARN, "fcgi", "%s", e ? e->msg : "cannot reach qvld");
+		if (now >= t->retry_at_ms) {
+			log_msg(LOG_LEVEL_WARN, "fcgi", "%s", e->msg);
+			t->backoff_ms = t->backoff_ms ? t->backoff_ms * 2 : 100;
+			if (t->backoff_ms > MAX_BACKOFF_MS)
+				t->backoff_ms = MAX_BACKOFF_MS;
+			t->retry_at_ms = now + t->backoff_ms;
+		}
 		return rc;
 	}
+	if (t->backoff_ms)
+		log_msg(LOG_LEVEL_NOTICE, "fcgi", "connected to qvld at %s again", t->a->o.daemon_socket);
 	t->backoff_ms = 0;
+	t->retry_at_ms = 0;
 	return 0;
 }
 
@@ -249,6 +260,8 @@ static void view_of(api_ctx *a, model_view *v)
 		snprintf(v->api_key, sizeof(v->api_key), "%s", m->api_key);
 		v->has_api_key = true;
 	}
+	if (m->allowed_local_media_path)
+		snprintf(v->local_media, sizeof(v->local_media), "%s", m->allowed_local_media_path);
 	pthread_mutex_unlock(&a->mu);
 }
 
@@ -853,6 +866,7 @@ static void execute(run *u, wire_submit *s)
 
 typedef struct fetch_ctx {
 	api_ctx *a;
+	const char *local_media;       /* borrowed: the daemon's, when the responder has none */
 } fetch_ctx;
 
 static int fetch_media(void *ctx, const char *url, char **data, size_t *len, qerr *e)
@@ -862,7 +876,8 @@ static int fetch_media(void *ctx, const char *url, char **data, size_t *len, qer
 	media_opts_init(&mo);
 	mo.allowed_domains = f->a->o.allowed_media_domains;
 	mo.allow_private = f->a->o.allow_private_media;
-	mo.allowed_local_media_path = f->a->o.allowed_local_media_path;
+	mo.allowed_local_media_path = f->a->o.allowed_local_media_path ? f->a->o.allowed_local_media_path
+					: f->local_media && *f->local_media ? f->local_media : NULL;
 	return media_fetch(url, &mo, data, len, e);
 }
 
@@ -951,7 +966,7 @@ static void handle_chat(req *r, json_object *body)
 	memset(&cr, 0, sizeof(cr));
 	prompt p;
 	memset(&p, 0, sizeof(p));
-	fetch_ctx fc = { .a = t->a };
+	fetch_ctx fc = { .a = t->a, .local_media = v.local_media };
 	chat_media cm = { .fetch = fetch_media, .ctx = &fc };
 	if (stream_opts(r, body, &stream, &usage) || response_format_ok(r, body))
 		goto out;
@@ -1109,7 +1124,7 @@ static void handle_tokenize(req *r, json_object *body)
 		tok_encode(v.lm->tok, json_object_get_string(pr), (size_t)json_object_get_string_len(pr),
 			   &p.ids);
 	} else if (json_object_object_get_ex(body, "messages", &msgs)) {
-		fetch_ctx fc = { .a = t->a };
+		fetch_ctx fc = { .a = t->a, .local_media = v.local_media };
 		chat_media cm = { .fetch = fetch_media, .ctx = &fc };
 		int rc = chat_request_parse_media(body, &cm, &cr, &e);
 		if (!rc)

@@ -458,7 +458,9 @@ static char *png_data_url(char **path_out)
 {
 	const char *src = getenv("srcdir");
 	char path[1024];
-	snprintf(path, sizeof(path), "%s/tests/data/images/png_rgb8.png", src && *src ? src : ".");
+	char rel[1024];
+	snprintf(rel, sizeof(rel), "%s/tests/data/images/png_rgb8.png", src && *src ? src : ".");
+	ck_assert_msg(realpath(rel, path), "cannot find %s", rel);   /* file:// needs it absolute */
 	size_t n = 0;
 	char *png = tu_read(path, &n);
 	ck_assert_msg(png, "cannot read %s", path);
