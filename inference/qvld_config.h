@@ -22,7 +22,13 @@
 
 #include "qerr.h"
 
+/* $(sysconfdir)/qvl/qvld.conf: /etc/qvl/qvld.conf for a build configured with
+ * --sysconfdir=/etc (distribution packages), /usr/local/etc/qvl/qvld.conf by default. */
+#ifdef SYSCONFDIR
+#define QVLD_DEFAULT_CONFIG SYSCONFDIR "/qvl/qvld.conf"
+#else
 #define QVLD_DEFAULT_CONFIG "/etc/qvl/qvld.conf"
+#endif
 #define QVLD_DEFAULT_SOCKET "/run/qvl/qvld.sock"
 #define QVLD_MAX_NAMES 8
 
