@@ -911,10 +911,12 @@ static int stream_opts(req *r, json_object *body, bool *stream, bool *usage)
 	return 0;
 }
 
-/* response_format: text only (json_object and json_schema need guided decoding). */
-static int response_format_ok(req *r, json_object *body)
+/* response_format: "text", or "json_object" (guided JSON: *guided set). json_schema needs a
+ * schema-driven grammar, which this server does not have yet. */
+static int response_format(req *r, json_object *body, bool *guided)
 {
 	json_object *rf = NULL, *type = NULL;
+	*guided = false;
 	if (!json_object_object_get_ex(body, "response_format", &rf) || !rf)
 		return 0;
 	if (!json_object_is_type(rf, json_type_object) ||
@@ -922,9 +924,14 @@ static int response_format_ok(req *r, json_object *body)
 		api_fail(r, 400, "response_format", "response_format must be an object with a type");
 		return -1;
 	}
-	if (strcmp(json_object_get_string(type), "text")) {
-		api_fail(r, 400, "response_format", "response_format type '%s' is not supported by this "
-			 "server yet (guided decoding); use \"text\"", json_object_get_string(type));
+	const char *t = json_object_get_string(type);
+	if (!strcmp(t, "json_object")) {
+		*guided = true;
+		return 0;
+	}
+	if (strcmp(t, "text")) {
+		api_fail(r, 400, "response_format", "response_format type '%s' is not supported: use "
+			 "\"text\" or \"json_object\"", t);
 		return -1;
 	}
 	return 0;
@@ -961,14 +968,14 @@ static void handle_chat(req *r, json_object *body)
 	}
 	model_view v;
 	view_of(t->a, &v);
-	bool stream, usage;
+	bool stream, usage, guided;
 	chat_request cr;
 	memset(&cr, 0, sizeof(cr));
 	prompt p;
 	memset(&p, 0, sizeof(p));
 	fetch_ctx fc = { .a = t->a, .local_media = v.local_media };
 	chat_media cm = { .fetch = fetch_media, .ctx = &fc };
-	if (stream_opts(r, body, &stream, &usage) || response_format_ok(r, body))
+	if (stream_opts(r, body, &stream, &usage) || response_format(r, body, &guided))
 		goto out;
 	int rc = chat_request_parse_media(body, &cm, &cr, &e);
 	if (rc) {
@@ -1003,6 +1010,7 @@ static void handle_chat(req *r, json_object *body)
 		}
 	wire_submit s;
 	fill_submit(&s, &p, params_of(&v, &cr), max_tokens, cr.n ? cr.n : 1);
+	s.sp.guided = guided ? SAMPLER_GUIDED_JSON : SAMPLER_GUIDED_NONE;
 	run u;
 	run_init(&u, r, &v, &cr, true, s.n);
 	u.stream = stream;

@@ -4,7 +4,8 @@
  * against a real qvld) and behind libfcgi in production (qvl_fcgi.c).
  *
  *   GET  /v1/models            served names (id, object, created, owned_by, max_model_len)
- *   POST /v1/chat/completions  chat, images, tools, n, logprobs, streaming (SSE)
+ *   POST /v1/chat/completions  chat, images, tools, n, logprobs, response_format json_object,
+ *                              streaming (SSE)
  *   POST /v1/completions       a prompt as text or token ids
  *   GET  /health               200 when qvld answers, 503 otherwise
  *   GET  /version              {"version": …}

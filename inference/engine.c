@@ -30,6 +30,7 @@
 
 #include "alloc.h"
 #include "encoder_cache.h"
+#include "json_guide.h"
 #include "kv_blocks.h"
 #include "log.h"
 #include "metrics.h"
@@ -40,6 +41,7 @@
 typedef struct ereq {
 	sched_req r;
 	sched_seq *seqs;               /* owned: r.n */
+	json_guide *guides;            /* owned: r.n when guided, else NULL */
 	struct ereq *prev, *next;      /* the live list */
 } ereq;
 
@@ -66,6 +68,12 @@ struct engine {
 	encoder_cache *ec;             /* owned; NULL without vision */
 	sched *s;                      /* owned */
 	sampler_scratch *sc;           /* owned */
+	/* guided decoding: every token's bytes (opts.tok), and the token of each single byte */
+	const char **tok_bytes;        /* owned array of borrowed pointers: V */
+	uint16_t *tok_len;             /* owned: V */
+	uint8_t *tok_special;          /* owned: V (special or added tokens: never in JSON) */
+	int32_t byte_token[256];       /* -1 where no token is that one byte */
+	size_t max_tok_len;
 
 	/* step scratch (owned, grown as needed) */
 	backend_seq *bseqs;
@@ -133,6 +141,24 @@ int engine_new(backend *b, const model_config *mc, const generation_config *gc,
 			  .encoder_budget = en->encoder_budget, .row_floats = en->row_floats };
 	en->s = sched_new(&so, en->kb, en->ec);
 	en->sc = sampler_scratch_new(en->V);
+	for (int i = 0; i < 256; i++)
+		en->byte_token[i] = -1;
+	if (o->tok) {
+		en->tok_bytes = xcalloc((size_t)en->V, sizeof(*en->tok_bytes));
+		en->tok_len = xcalloc((size_t)en->V, sizeof(*en->tok_len));
+		en->tok_special = xcalloc((size_t)en->V, 1);
+		for (int v = 0; v < en->V; v++) {
+			size_t len = 0;
+			const char *tb = tok_id_bytes(o->tok, v, &len);
+			en->tok_special[v] = !tb || tok_is_special(o->tok, v) || len > UINT16_MAX;
+			en->tok_bytes[v] = tb;
+			en->tok_len[v] = (uint16_t)(en->tok_special[v] ? 0 : len);
+			if (!en->tok_special[v] && len == 1 && en->byte_token[(uint8_t)tb[0]] < 0)
+				en->byte_token[(uint8_t)tb[0]] = v;
+			if (!en->tok_special[v] && len > en->max_tok_len)
+				en->max_tok_len = len;
+		}
+	}
 	pthread_mutex_init(&en->mu, NULL);
 	pthread_cond_init(&en->cv, NULL);
 	pthread_mutex_init(&en->smu, NULL);
@@ -153,6 +179,7 @@ static void ereq_free(ereq *q)
 		sampler_state_deinit(&q->seqs[i].ss);
 	}
 	free(q->seqs);
+	free(q->guides);
 	free(q->r.ids);
 	free(q->r.pos);
 	for (int i = 0; i < q->r.n_images; i++)
@@ -181,6 +208,9 @@ void engine_free(engine *en)
 	kv_blocks_free(en->kb);
 	encoder_cache_free(en->ec);
 	sampler_scratch_free(en->sc);
+	free(en->tok_bytes);
+	free(en->tok_len);
+	free(en->tok_special);
 	free(en->bseqs);
 	free(en->pos);
 	free(en->logit_rows);
@@ -264,6 +294,9 @@ static int check_request(engine *en, engine_request *r, qerr *e)
 		if (en->gc->eos_token_ids[i] >= 0 && en->gc->eos_token_ids[i] < en->V)
 			r->sp.eos_ids[r->sp.n_eos++] = en->gc->eos_token_ids[i];
 	int rc = sampling_params_check(&r->sp, en->V, e);
+	if (!rc && r->sp.guided && !en->tok_bytes)
+		rc = qerr_set(e, QERR_UNSUPPORTED, "request: guided decoding (response_format) needs the "
+			      "model's tokenizer, which this engine was not given");
 	if (!rc)
 		rc = check_images(en, r, e);
 	return rc;
@@ -319,6 +352,11 @@ int engine_submit(engine *en, engine_request *r, qerr *e)
 	sr->n = sr->n_live = r->n;
 	sr->arrival = r->arrival > 0 ? r->arrival : now_s();
 	q->seqs = xcalloc(r->n, sizeof(*q->seqs));
+	if (r->sp.guided) {
+		q->guides = xcalloc(r->n, sizeof(*q->guides));
+		for (uint32_t i = 0; i < r->n; i++)
+			json_guide_init(&q->guides[i]);
+	}
 	for (uint32_t i = 0; i < r->n; i++) {
 		sched_seq *s = &q->seqs[i];
 		s->req = sr;
@@ -649,6 +687,69 @@ static void refresh_gauges(engine *en)
 	pthread_mutex_unlock(&en->mu);
 }
 
+static bool is_ws_token(const engine *en, int32_t v)
+{
+	if (en->tok_special[v] || !en->tok_len[v])
+		return false;
+	for (uint16_t i = 0; i < en->tok_len[v]; i++) {
+		char c = en->tok_bytes[v][i];
+		if (c != ' ' && c != '\n' && c != '\t' && c != '\r')
+			return false;
+	}
+	return true;
+}
+
+/* Guided JSON: mask (-inf) every token of row that cannot come next for guide g with `left`
+ * tokens of budget after this one's. Invariant kept: the bytes needed to close the object fit
+ * the budget — near the end each candidate is checked for that, and when the budget equals
+ * them the next closing byte is forced. */
+static void guide_mask(const engine *en, const sched_req *r, const json_guide *g, float *row,
+		       int64_t left)
+{
+	int V = en->V;
+	if (json_guide_done(g)) {
+		/* complete: eos ends it; whitespace keeps it valid (eos masked by min_tokens) */
+		for (int32_t v = 0; v < V; v++) {
+			bool eos = false;
+			for (int i = 0; i < r->sp.n_eos && !eos; i++)
+				eos = r->sp.eos_ids[i] == v;
+			if (!eos && !is_ws_token(en, v))
+				row[v] = -INFINITY;
+		}
+		return;
+	}
+	char close[JSON_GUIDE_MAX_CLOSING];
+	size_t need = json_guide_closing(g, close);
+	int32_t forced = (int64_t)need > left ? en->byte_token[(uint8_t)close[0]] : -1;
+	if (forced >= 0) {
+		for (int32_t v = 0; v < V; v++)
+			if (v != forced)
+				row[v] = -INFINITY;
+		return;
+	}
+	/* a token may add at most 6 closing bytes per byte ("{\"" needs "\":null}"): check the
+	 * closing of each candidate only when that could overrun the budget */
+	bool check_close = (int64_t)(need + 6 * en->max_tok_len) >= left;
+	for (int32_t v = 0; v < V; v++) {
+		if (row[v] == -INFINITY)
+			continue;
+		if (en->tok_special[v] || !en->tok_len[v]) {
+			row[v] = -INFINITY;
+			continue;
+		}
+		json_guide c = *g;
+		if (!json_guide_feed(&c, en->tok_bytes[v], en->tok_len[v])) {
+			row[v] = -INFINITY;
+			continue;
+		}
+		if (check_close) {
+			char tail[JSON_GUIDE_MAX_CLOSING];
+			if ((int64_t)json_guide_closing(&c, tail) > left - 1)
+				row[v] = -INFINITY;
+		}
+	}
+}
+
 int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 {
 	take_inbox(en, emit, ctx);
@@ -701,9 +802,19 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 		sched_seq *s = p.items[i].seq;
 		sched_req *r = s->req;
 		float *row = en->logits + (size_t)k++ * (size_t)en->V;
+		json_guide *guide = r->sp.guided ? &req_of(r)->guides[s->index] : NULL;
+		if (guide) {
+			int64_t made = s->n_tokens - r->n_prompt;
+			int64_t left = r->max_tokens - made - 1;
+			if (en->o.max_model_len - s->n_tokens - 1 < left)
+				left = en->o.max_model_len - s->n_tokens - 1;
+			guide_mask(en, r, guide, row, left);
+		}
 		sampler_logprobs lp;
 		int32_t id = sampler_sample(&r->sp, &s->ss, row, en->V, en->sc,
 					    r->sp.logprobs >= 0 ? &lp : NULL);
+		if (guide && !en->tok_special[id])
+			json_guide_feed(guide, en->tok_bytes[id], en->tok_len[id]);
 		sampler_state_accept(&s->ss, &r->sp, id);
 		sched_seq_append(s, id);
 		pthread_mutex_lock(&en->smu);

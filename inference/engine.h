@@ -17,6 +17,13 @@
  * request for its input; only a backend failure does (every request of that step gets an
  * error output).
  *
+ * Guided decoding (sampling_params.guided = SAMPLER_GUIDED_JSON, response_format json_object):
+ * each choice keeps a json_guide over its output bytes; before sampling, every token whose bytes
+ * would leave the output no prefix of a JSON object is masked (special tokens always; eos only
+ * once the object is complete), and when the tokens left are no more than the bytes needed to
+ * close it, the next closing byte is forced — so the output is one JSON object, also when
+ * max_tokens ends it.
+ *
  * Stopping at the token level, as vLLM does: an eos id of generation_config (unless
  * ignore_eos), a stop_token_id, max_tokens, or max_model_len. Stop strings need text and are
  * the caller's (it cancels the request when one matches).
@@ -39,6 +46,7 @@
 #include "qerr.h"
 #include "sampler.h"
 #include "scheduler.h"
+#include "tokenizer.h"
 
 typedef struct engine_opts {
 	int max_num_seqs;              /* 256 */
@@ -50,6 +58,9 @@ typedef struct engine_opts {
 	int64_t encoder_cache_tokens;  /* image tokens the encoder cache holds (raised to the largest
 					* image the limits allow) */
 	int max_waiting;               /* requests queued beyond this get ENGINE_BUSY (0: no bound) */
+	const tokenizer *tok;          /* borrowed, optional: the token bytes guided decoding
+					* (sampling_params.guided) needs; without it such requests are
+					* refused */
 } engine_opts;
 
 typedef struct engine_request {

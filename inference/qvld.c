@@ -4,7 +4,8 @@
  *
  *   qvld --model DIR [--served-model-name NAME] [--backend auto|cpu|cuda] [--socket PATH] …
  *
- * Start-up: settings (/etc/qvl/qvld.conf, then flags: qvld_config.h) ─► configs and weights ─►
+ * Start-up: settings (/etc/qvl/qvld.conf, then flags: qvld_config.h) ─► configs, weights and the
+ * tokenizer (token bytes for guided decoding) ─►
  * backend with its KV pool ─► engine ─► socket ─► READY=1 to systemd ─► serve until SIGTERM.
  *
  * KV pool size: --num-gpu-blocks-override when given, else --kv-cache-memory-bytes (default
@@ -29,6 +30,7 @@
 #include "qvld_config.h"
 #include "qvld_server.h"
 #include "sd_notify.h"
+#include "tokenizer.h"
 
 #define QVLD_CPU_KV_DEFAULT ((int64_t)4 << 30)
 
@@ -38,6 +40,7 @@ typedef struct daemon_model {
 	preprocessor_config pc;
 	model_weights w;
 	bool have_w;
+	tokenizer *tok;                /* owned: token bytes for guided decoding */
 } daemon_model;
 
 static int load_model(const qvld_config *c, daemon_model *m, qerr *e)
@@ -61,6 +64,11 @@ static int load_model(const qvld_config *c, daemon_model *m, qerr *e)
 	}
 	rc = model_weights_open(c->model, &m->mc, &m->w, e);
 	m->have_w = !rc;
+	if (!rc) {
+		char *path = xasprintf("%s/tokenizer.json", c->model);
+		rc = tok_load(path, &m->tok, e);
+		free(path);
+	}
 	return rc;
 }
 
@@ -178,7 +186,7 @@ int main(int argc, char **argv)
 				   .max_model_len = max_len, .block_size = c.block_size,
 				   .n_blocks = n_blocks, .enable_prefix_caching = c.enable_prefix_caching,
 				   .encoder_cache_tokens = c.encoder_cache_tokens,
-				   .max_waiting = c.max_waiting };
+				   .max_waiting = c.max_waiting, .tok = m.tok };
 		rc = engine_new(b, &m.mc, &m.gc, &eo, &en, &e);
 	}
 	if (!rc) {
@@ -206,6 +214,7 @@ int main(int argc, char **argv)
 	backend_free(b);
 	if (m.have_w)
 		model_weights_deinit(&m.w);
+	tok_free(m.tok);
 	free(info);
 	qvld_config_deinit(&c);
 	if (!status)

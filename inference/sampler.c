@@ -125,6 +125,8 @@ int sampling_params_check(const sampling_params *p, int V, qerr *e)
 		return BAD("top_p: must be in (0, 1], got %g", p->top_p);
 	if (!(p->min_p >= 0 && p->min_p <= 1))
 		return BAD("min_p: must be in [0, 1], got %g", p->min_p);
+	if (p->guided > SAMPLER_GUIDED_JSON)
+		return BAD("guided: %u is not a guided-decoding mode", p->guided);
 	if (!(p->repetition_penalty > 0) || isinf(p->repetition_penalty))
 		return BAD("repetition_penalty: must be finite and > 0, got %g", p->repetition_penalty);
 	if (!(p->presence_penalty >= -2 && p->presence_penalty <= 2))

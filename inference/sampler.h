@@ -55,7 +55,14 @@ typedef struct sampling_params {
 	int32_t n_stop_ids;            /* stop_token_ids of the request */
 	int32_t stop_ids[SAMPLER_MAX_STOP_IDS];
 	int32_t logprobs;              /* -1: none; 0: the chosen token's only; k ≤ 20: and the top k */
+	uint8_t guided;                /* SAMPLER_GUIDED_*: output constrained by the engine (the
+					* sampler itself only checks the value) */
 } sampling_params;
+
+enum {
+	SAMPLER_GUIDED_NONE = 0,
+	SAMPLER_GUIDED_JSON = 1,       /* response_format json_object: one JSON object */
+};
 
 /* Check p against vocab size V (ids in range, values in the ranges above). QERR_INVALID naming
  * the field ("sampling: top_p: …"). */

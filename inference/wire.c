@@ -41,8 +41,8 @@
 
 /* Fixed sizes of the SUBMIT parts (docs/protocol.md has the tables). */
 #define SUBMIT_IMAGE_FIXED 64      /* start 8, grid 3x4, size 2x4, hash 32, rgb_len 4 */
-#define SUBMIT_SAMPLING_FIXED 74   /* 6 f64, top_k, has_seed, seed, min_tokens, ignore_eos,
-				    * n_stop_ids, logprobs */
+#define SUBMIT_SAMPLING_FIXED 75   /* 6 f64, top_k, has_seed, seed, min_tokens, ignore_eos,
+				    * n_stop_ids, logprobs, guided */
 #define SUBMIT_TAIL 16             /* max_tokens, n, arrival */
 
 /* ---- little-endian bytes ---- */
@@ -425,6 +425,7 @@ void wire_submit_put(strbuf *out, uint64_t id, const wire_submit *s)
 	for (int32_t i = 0; i < sp->n_stop_ids; i++)
 		wr_i32(&w, sp->stop_ids[i]);
 	wr_i32(&w, sp->logprobs);
+	wr_u8(&w, sp->guided);
 	wr_i32(&w, s->max_tokens);
 	wr_u32(&w, s->n);
 	wr_f64(&w, s->arrival);
@@ -510,7 +511,7 @@ static int submit_structure(rd *r, wire_submit *s, const uint8_t **ids)
 	sp->n_stop_ids = (int32_t)n_stop;
 	for (uint32_t i = 0; i < n_stop; i++)
 		sp->stop_ids[i] = (int32_t)le32(stop + 4 * i);
-	if ((rc = rd_i32(r, "logprobs", &sp->logprobs)) ||
+	if ((rc = rd_i32(r, "logprobs", &sp->logprobs)) || (rc = rd_u8(r, "guided", &sp->guided)) ||
 	    (rc = rd_i32(r, "max_tokens", &s->max_tokens)) || (rc = rd_u32(r, "n", &s->n)) ||
 	    (rc = rd_f64(r, "arrival", &s->arrival)))
 		return rc;

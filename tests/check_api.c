@@ -426,6 +426,39 @@ START_TEST(test_api_n_logprobs_stop_and_completions)
 	ck_assert(!strncmp(cut, text, strlen(cut)));
 	resp_free(&r);
 	resp_free(&g);
+	/* response_format json_object: the content is one JSON object, streaming or not */
+	for (int streamed = 0; streamed < 2; streamed++) {
+		char rb[512];
+		snprintf(rb, sizeof(rb), "{\"messages\": [{\"role\": \"user\", \"content\": \"JSON please\"}], "
+			 "\"max_tokens\": 24, \"temperature\": 1, \"seed\": 9, \"response_format\": "
+			 "{\"type\": \"json_object\"}%s}", streamed ? ", \"stream\": true" : "");
+		r = post(t, "/v1/chat/completions", rb);
+		ck_assert_msg(r.status == 200, "%.300s", r.body);
+		strbuf content = { 0 };
+		if (!streamed) {
+			strbuf_adds(&content, jstr(r.json, "choices.0.message.content"));
+		} else {
+			for (char *save = NULL, *ev = strtok_r(r.body, "\n", &save); ev; ev = strtok_r(NULL, "\n", &save)) {
+				if (strncmp(ev, "data: {", 7))
+					continue;
+				json_object *c = json_tokener_parse(ev + 6);
+				const char *ct = jstr(c, "choices.0.delta.content");
+				if (ct)
+					strbuf_adds(&content, ct);
+				json_object_put(c);
+			}
+		}
+		json_object *o = json_tokener_parse(strbuf_str(&content));
+		ck_assert_msg(o && json_object_is_type(o, json_type_object), "not a JSON object: %s",
+			      strbuf_str(&content));
+		json_object_put(o);
+		strbuf_deinit(&content);
+		resp_free(&r);
+	}
+	r = post(t, "/v1/chat/completions", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}], "
+		 "\"response_format\": {\"type\": \"json_schema\", \"json_schema\": {}}}");
+	assert_error(&r, 400, "json_schema");
+	resp_free(&r);
 	/* /v1/completions: text and token ids */
 	r = post(t, "/v1/completions", "{\"prompt\": \"Once upon a time\", \"max_tokens\": 5, "
 		 "\"temperature\": 0, \"ignore_eos\": true}");

@@ -35,6 +35,7 @@ static model_config mc;
 static generation_config gc;
 static preprocessor_config pc;
 static model_weights w;
+static tokenizer *tok;
 
 static void setup(void)
 {
@@ -44,11 +45,15 @@ static void setup(void)
 	ck_assert_msg(mkmodel_run(&o, &e) == 0, "%s", e.msg);
 	ck_assert_msg(model_config_load_dir(model_dir, &mc, &gc, &pc, &e) == 0, "%s", e.msg);
 	ck_assert_msg(model_weights_open(model_dir, &mc, &w, &e) == 0, "%s", e.msg);
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/tokenizer.json", model_dir);
+	ck_assert_msg(tok_load(path, &tok, &e) == 0, "%s", e.msg);
 }
 
 static void teardown(void)
 {
 	model_weights_deinit(&w);
+	tok_free(tok);
 	tu_rmdir(model_dir);
 	free(model_dir);
 }
@@ -101,7 +106,7 @@ static void harness_init(harness *h, int n_blocks, int max_seqs, int budget)
 	ck_assert_msg(backend_cpu_new(&mc, &w, &bo, &h->b, &e) == 0, "%s", e.msg);
 	engine_opts eo = { .max_num_seqs = max_seqs, .max_num_batched_tokens = budget,
 			   .max_model_len = 4096, .block_size = 16, .n_blocks = n_blocks,
-			   .enable_prefix_caching = true, .encoder_cache_tokens = 4096 };
+			   .enable_prefix_caching = true, .encoder_cache_tokens = 4096, .tok = tok };
 	ck_assert_msg(engine_new(h->b, &mc, &gc, &eo, &h->en, &e) == 0, "%s", e.msg);
 }
 
@@ -473,6 +478,62 @@ START_TEST(test_engine_busy_when_queue_full)
 }
 END_TEST
 
+START_TEST(test_engine_guided_json_is_valid)
+{
+	/* random weights and any budget: the output is one JSON object (ignore_eos keeps the
+	 * budget in play: the object must be closed before max_tokens) */
+	int32_t ids[20];
+	prompt(31, 20, ids);
+	harness *h = xcalloc(1, sizeof(*h));
+	harness_init(h, 512, 8, 512);
+	qerr e = { 0 };
+	const int budgets[] = { 2, 3, 7, 16, 40 };
+	uint64_t id = 0;
+	for (size_t b = 0; b < sizeof(budgets) / sizeof(budgets[0]); b++)
+		for (int seeded = 0; seeded < 2; seeded++) {
+			sampling_params sp = greedy();
+			sp.guided = SAMPLER_GUIDED_JSON;
+			sp.ignore_eos = b % 2;
+			if (seeded) {
+				sp.temperature = 1.0;
+				sp.has_seed = true;
+				sp.seed = 100 + b;
+			}
+			ck_assert_msg(submit(h, id++, ids, 20, sp, budgets[b], 1, &e) == 0, "%s", e.msg);
+		}
+	run_all(h);
+	for (uint64_t k = 0; k < id; k++) {
+		size_t len = 0;
+		char *text = tok_decode(tok, h->res[k].ids[0], (size_t)h->res[k].n[0], true, &len);
+		json_object *o = json_tokener_parse(text);
+		ck_assert_msg(o && json_object_is_type(o, json_type_object),
+			      "request %llu (%d tokens): not a JSON object: %s", (unsigned long long)k,
+			      h->res[k].n[0], text);
+		json_object_put(o);
+		free(text);
+	}
+	/* without a tokenizer the engine refuses guided requests */
+	harness_deinit(h);
+	free(h);
+	backend *b = NULL;
+	engine *en = NULL;
+	backend_opts bo = { .block_size = 16, .n_blocks = 32, .n_threads = 1 };
+	ck_assert(backend_cpu_new(&mc, &w, &bo, &b, &e) == 0);
+	engine_opts eo = { .max_num_seqs = 4, .max_num_batched_tokens = 64, .max_model_len = 256,
+			   .block_size = 16, .n_blocks = 32 };
+	ck_assert(engine_new(b, &mc, &gc, &eo, &en, &e) == 0);
+	engine_request r = { .id = 1, .n_ids = 20, .sp = greedy(), .max_tokens = 4, .n = 1 };
+	r.sp.guided = SAMPLER_GUIDED_JSON;
+	r.ids = xmalloc(sizeof(ids));
+	memcpy(r.ids, ids, sizeof(ids));
+	ck_assert_int_eq(engine_submit(en, &r, &e), -QERR_UNSUPPORTED);
+	ck_assert_msg(strstr(e.msg, "guided"), "%s", e.msg);
+	free(r.ids);
+	engine_free(en);
+	backend_free(b);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("engine");
@@ -489,6 +550,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_engine_stop_ids_and_max_tokens);
 	tcase_add_test(tc, test_engine_submit_refusals);
 	tcase_add_test(tc, test_engine_busy_when_queue_full);
+	tcase_add_test(tc, test_engine_guided_json_is_valid);
 	suite_add_tcase(s, tc);
 	return s;
 }

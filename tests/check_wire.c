@@ -151,13 +151,13 @@ enum {
 	SP_IGNORE_EOS = 65, SP_N_STOP = 66, SP_STOP_IDS = 70,
 };
 
-/* After the stop ids: logprobs, max_tokens, n, arrival. */
+/* After the stop ids: logprobs, guided, max_tokens, n, arrival. */
 static size_t off_tail(const wire_submit *s)
 {
 	return off_sampling(s) + SP_STOP_IDS + 4 * (size_t)s->sp.n_stop_ids;
 }
 
-enum { T_LOGPROBS = 0, T_MAX_TOKENS = 4, T_N = 8, T_ARRIVAL = 12, T_END = 20 };
+enum { T_LOGPROBS = 0, T_GUIDED = 4, T_MAX_TOKENS = 5, T_N = 9, T_ARRIVAL = 13, T_END = 21 };
 
 /* The sample's payload, malloc'd (free it), and the sample itself in *s. */
 static uint8_t *sample_payload(wire_submit *s, size_t *len)
@@ -207,6 +207,7 @@ static void assert_submit_eq(const wire_submit *a, const wire_submit *b)
 	for (int i = 0; i < p->n_stop_ids; i++)
 		ck_assert_int_eq(p->stop_ids[i], q->stop_ids[i]);
 	ck_assert_int_eq(p->logprobs, q->logprobs);
+	ck_assert_uint_eq(p->guided, q->guided);
 	ck_assert_int_eq(a->max_tokens, b->max_tokens);
 	ck_assert_uint_eq(a->n, b->n);
 	ck_assert_mem_eq(&a->arrival, &b->arrival, 8);
@@ -397,7 +398,7 @@ START_TEST(test_wire_submit_round_trip_plain_request)
 	size_t len;
 	uint8_t *base;
 	uint8_t *p = assert_frame(&b, WIRE_T_SUBMIT, 1, 1, &len, &base);
-	ck_assert_uint_eq(len, 4 + 4 + 4 + 74 + 16);
+	ck_assert_uint_eq(len, 4 + 4 + 4 + 75 + 16);
 	wire_submit out;
 	qerr e = { 0 };
 	ck_assert_msg(wire_submit_decode(p, len, V_TEST, &out, &e) == 0, "%s", e.msg);
@@ -568,6 +569,16 @@ START_TEST(test_wire_submit_bad_values)
 		patch32(q, cases[i].off, cases[i].v);
 		assert_submit_fails(q, len, QERR_INVALID, cases[i].want);
 	}
+	/* guided: 0 or 1 */
+	memcpy(q, p, len);
+	q[tail + T_GUIDED] = 1;
+	wire_submit g;
+	qerr ge = { 0 };
+	ck_assert_msg(wire_submit_decode(q, len, V_TEST, &g, &ge) == 0, "%s", ge.msg);
+	ck_assert_uint_eq(g.sp.guided, SAMPLER_GUIDED_JSON);
+	wire_submit_deinit(&g);
+	q[tail + T_GUIDED] = 2;
+	assert_submit_fails(q, len, QERR_INVALID, "guided");
 	/* sampling_params_check runs on what was decoded (its messages name the field) */
 	memcpy(q, p, len);
 	patchf64(q, sp + SP_TOP_P, 0.0);
