@@ -7,8 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "add_rmsnorm.h"
 #include "bf16.h"
+#include "embedding.h"
 #include "rmsnorm.h"
+#include "silu_mul.h"
 #include "testutil.h"
 
 START_TEST(test_bf16_round_trip_and_rounding)
@@ -105,6 +108,119 @@ START_TEST(test_rmsnorm_ref_matches_formula)
 }
 END_TEST
 
+static uint16_t rand_bf16(double lo, double hi)
+{
+	return f32_to_bf16((float)(lo + (hi - lo) * rand() / RAND_MAX));
+}
+
+/* |got − want| within two bf16 roundings (2^-7 relative) of a float64 value. */
+static void assert_bf16_near(uint16_t got, double want, const char *what, int i)
+{
+	double g = bf16_to_f32(got);
+	ck_assert_msg(fabs(g - want) <= fabs(want) * 0x1p-7 + 1e-30, "%s[%d]: got %.9g want %.9g",
+		      what, i, g, want);
+}
+
+START_TEST(test_kernels_ref_embedding)
+{
+	/* out rows are the table rows named by ids, bit for bit, repeats and row 0/V-1 included */
+	enum { V = 13 };
+	static const int Ds[] = { 1, 7, 16 };
+	srand(11);
+	for (size_t s = 0; s < sizeof(Ds) / sizeof(Ds[0]); s++) {
+		int D = Ds[s];
+		uint16_t table[V * 16], out[6 * 16];
+		int32_t ids[6] = { 0, V - 1, 5, 5, 2, 9 };
+		for (int i = 0; i < V * D; i++)
+			table[i] = rand_bf16(-2, 2);
+		for (int T = 1; T <= 6; T += 5) {
+			kn_embedding_ref(out, table, ids, T, D);
+			for (int t = 0; t < T; t++)
+				for (int c = 0; c < D; c++)
+					ck_assert_uint_eq(out[t * D + c], table[ids[t] * D + c]);
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_kernels_ref_add_rmsnorm)
+{
+	/* ties of the bf16 add go to even: 1 + 2^-8 → 1, 1 + 3·2^-8 → 1 + 2^-6 */
+	uint16_t r2[2] = { f32_to_bf16(1.0f), f32_to_bf16(1.0f) };
+	uint16_t x2[2] = { f32_to_bf16(0x1p-8f), f32_to_bf16(3 * 0x1p-8f) };
+	uint16_t w2[2] = { f32_to_bf16(1.0f), f32_to_bf16(1.0f) };
+	uint16_t o2[2];
+	kn_add_rmsnorm_ref(o2, r2, x2, w2, 1, 2, 1e-6f);
+	ck_assert_uint_eq(r2[0], f32_to_bf16(1.0f));
+	ck_assert_uint_eq(r2[1], f32_to_bf16(1.0f + 0x1p-6f));
+
+	static const int sizes[][2] = { { 1, 1 }, { 2, 7 }, { 3, 129 } };
+	srand(12);
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		int R = sizes[s][0], C = sizes[s][1], n = R * C;
+		uint16_t res[3 * 129], res0[3 * 129], x[3 * 129], w[129], out[3 * 129];
+		for (int i = 0; i < n; i++) {
+			res[i] = res0[i] = rand_bf16(-3, 3);
+			x[i] = rand_bf16(-1, 1);
+		}
+		for (int c = 0; c < C; c++)
+			w[c] = rand_bf16(0.5, 1.5);
+		kn_add_rmsnorm_ref(out, res, x, w, R, C, 1e-6f);
+		for (int r = 0; r < R; r++) {
+			double ss = 0, h[129];
+			for (int c = 0; c < C; c++) {
+				int i = r * C + c;
+				/* the sum of two bf16 is exact in double: one rounding, to bf16 */
+				double sum = (double)bf16_to_f32(res0[i]) + bf16_to_f32(x[i]);
+				ck_assert_uint_eq(res[i], f32_to_bf16((float)sum));
+				h[c] = bf16_to_f32(res[i]);
+				ss += h[c] * h[c];
+			}
+			double inv = 1.0 / sqrt(ss / C + 1e-6);
+			for (int c = 0; c < C; c++)
+				assert_bf16_near(out[r * C + c], bf16_to_f32(w[c]) * h[c] * inv, "out",
+						 r * C + c);
+		}
+		/* out may alias x */
+		memcpy(res, res0, sizeof(res));
+		uint16_t xo[3 * 129];
+		memcpy(xo, x, sizeof(xo));
+		kn_add_rmsnorm_ref(xo, res, xo, w, R, C, 1e-6f);
+		ck_assert_mem_eq(xo, out, (size_t)n * 2);
+	}
+}
+END_TEST
+
+START_TEST(test_kernels_ref_silu_mul)
+{
+	/* silu(1) = 0.7310586 rounds to the bf16 0.73046875 before the multiply */
+	uint16_t gu1[2] = { f32_to_bf16(1.0f), f32_to_bf16(1.0f) }, o1;
+	kn_silu_mul_ref(&o1, gu1, 1, 1);
+	ck_assert_uint_eq(o1, f32_to_bf16(0.73046875f));
+	/* a very negative gate gives zero, not NaN */
+	gu1[0] = f32_to_bf16(-200.0f);
+	kn_silu_mul_ref(&o1, gu1, 1, 1);
+	ck_assert_double_eq(bf16_to_f32(o1), 0.0);
+
+	static const int sizes[][2] = { { 1, 1 }, { 3, 7 }, { 2, 64 } };
+	srand(13);
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		int T = sizes[s][0], F = sizes[s][1];
+		uint16_t gu[3 * 2 * 64], out[3 * 64];
+		for (int i = 0; i < T * 2 * F; i++)
+			gu[i] = rand_bf16(-6, 6);
+		kn_silu_mul_ref(out, gu, T, F);
+		for (int t = 0; t < T; t++)
+			for (int c = 0; c < F; c++) {
+				double g = bf16_to_f32(gu[t * 2 * F + c]);
+				double u = bf16_to_f32(gu[t * 2 * F + F + c]);
+				assert_bf16_near(out[t * F + c], g / (1.0 + exp(-g)) * u, "silu_mul",
+						 t * F + c);
+			}
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kernels_ref");
@@ -114,6 +230,9 @@ int main(void)
 	tcase_add_test(tc, test_f16_matches_compiler_conversion);
 	tcase_add_test(tc, test_rmsnorm_ref_constant_row);
 	tcase_add_test(tc, test_rmsnorm_ref_matches_formula);
+	tcase_add_test(tc, test_kernels_ref_embedding);
+	tcase_add_test(tc, test_kernels_ref_add_rmsnorm);
+	tcase_add_test(tc, test_kernels_ref_silu_mul);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
