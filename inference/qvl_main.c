@@ -7,6 +7,7 @@
  *   qvl detokenize --model DIR [--skip-special-tokens]   (standard input: a JSON array of ids)
  *   qvl image [--model DIR] [--min-pixels N] [--max-pixels N] [--dump-pixels OUT] FILE
  *   qvl generate --model DIR [--backend cpu] [--max-tokens N]   (standard input: a chat request)
+ *   qvl bench (--url URL | --fcgi TARGET | --socket PATH) [...]  (a load generator: bench.h)
  *
  * Each subcommand parses its own flags and calls library code; nothing here is needed by the
  * daemon or the responders. Exit status: 0 success, 1 the work failed (the message names the
@@ -23,6 +24,7 @@
 #include <json.h>
 
 #include "alloc.h"
+#include "bench.h"
 #include "chat_request.h"
 #include "chat_template.h"
 #include "generate.h"
@@ -58,6 +60,8 @@ static void usage(FILE *f)
 	      "  generate --model DIR [--backend cpu] [--max-tokens N]\n"
 	      "          run an OpenAI chat-completions request from standard input in-process and\n"
 	      "          print the chat.completion response as one line of JSON\n"
+	      "  bench (--url http://HOST:PORT | --fcgi PATH|HOST:PORT | --socket QVLD_SOCKET) [...]\n"
+	      "          load a running server like vllm bench serve (qvl bench --help)\n"
 	      "\n"
 	      "QVL_LOG_LEVEL=debug|info|warn|err sets the log level.\n",
 	      f);
@@ -556,6 +560,8 @@ int main(int argc, char **argv)
 		return cmd_tokenize(argc - 1, argv + 1, true);
 	if (!strcmp(cmd, "image"))
 		return cmd_image(argc - 1, argv + 1);
+	if (!strcmp(cmd, "bench"))
+		return bench_main(argc - 1, argv + 1);
 	if (!strcmp(cmd, "generate"))
 		return cmd_generate(argc - 1, argv + 1);
 	fprintf(stderr, "qvl: unknown command '%s'\n", cmd);
