@@ -16,6 +16,8 @@
 #include "bf16.h"
 #include "cuda_check.h"
 #include "embedding.h"
+#include "paged_attention.h"
+#include "qk_norm_rope.h"
 #include "rmsnorm.h"
 #include "silu_mul.h"
 
@@ -241,6 +243,296 @@ START_TEST(test_kernels_cuda_silu_mul)
 }
 END_TEST
 
+/* Shapes {T, Hq, KV, hd}. Tokens go to distinct slots of a cache whose blocks are shuffled (as
+ * a block table would scatter them); about one token in eight has slot -1. Positions go up to
+ * 100000 with distinct T/H/W rows, every third token dense (equal rows). Caches start as NaN:
+ * written slots are compared with the reference, all others must still be NaN afterwards. */
+START_TEST(test_kernels_cuda_qk_norm_rope)
+{
+	static const int cases[][4] = { { 1, 16, 8, 128 }, { 7, 16, 8, 128 }, { 300, 16, 8, 128 },
+					{ 1, 4, 2, 32 },   { 7, 4, 2, 32 },   { 300, 4, 2, 32 } };
+	enum { BS = 16 };
+	for (size_t cs = 0; cs < sizeof(cases) / sizeof(cases[0]); cs++) {
+		int T = cases[cs][0], Hq = cases[cs][1], KV = cases[cs][2], hd = cases[cs][3];
+		int sec[3] = { hd == 128 ? 24 : 6, hd == 128 ? 20 : 5, hd == 128 ? 20 : 5 };
+		float theta = hd == 128 ? 5e6f : 1e6f;
+		int nb = (T + BS - 1) / BS + 3, nslot = nb * BS;
+		size_t nqkv = (size_t)T * (Hq + 2 * KV) * hd, nq = (size_t)T * Hq * hd;
+		size_t nc = (size_t)nslot * KV * hd, kvd = (size_t)KV * hd;
+		uint16_t *qkv = malloc(nqkv * 2), *qw = malloc((size_t)hd * 2),
+			 *kw = malloc((size_t)hd * 2), *qref = malloc(nq * 2), *qgot = malloc(nq * 2),
+			 *kref = malloc(nc * 2), *vref = malloc(nc * 2), *kgot = malloc(nc * 2),
+			 *vgot = malloc(nc * 2);
+		int32_t *pos = malloc((size_t)3 * T * 4), *slots = malloc((size_t)T * 4),
+			*perm = malloc((size_t)nb * 4);
+		fill_bf16(qkv, nqkv, -3.f, 3.f);
+		fill_bf16(qw, (size_t)hd, 0.5f, 1.5f);
+		fill_bf16(kw, (size_t)hd, 0.5f, 1.5f);
+		for (int b = 0; b < nb; b++)
+			perm[b] = b;
+		for (int b = nb - 1; b > 0; b--) {
+			int o = (int)frand(0.f, (float)b + 0.999f), tmp = perm[b];
+			perm[b] = perm[o];
+			perm[o] = tmp;
+		}
+		for (int t = 0; t < T; t++) {
+			slots[t] = perm[t / BS] * BS + t % BS;
+			if (T > 1 && frand(0.f, 1.f) < 0.125f)
+				slots[t] = -1;
+			for (int a = 0; a < 3; a++)
+				pos[a * T + t] = (int32_t)frand(0.f, 100000.f);
+			if (t % 3 == 2)
+				pos[T + t] = pos[2 * T + t] = pos[t];
+		}
+		pos[0] = 100000;
+		memset(kref, 0xff, nc * 2);
+		memset(vref, 0xff, nc * 2);
+		kn_qk_norm_rope_ref(qref, kref, vref, qkv, qw, kw, pos, slots, T, Hq, KV, hd, sec,
+				    theta, 1e-6f);
+
+		uint16_t *dqkv = dev_bf16(qkv, nqkv, 0), *dqw = dev_bf16(qw, (size_t)hd, 0),
+			 *dkw = dev_bf16(kw, (size_t)hd, 0), *dq = dev_bf16(NULL, nq, 0),
+			 *dk = dev_bf16(NULL, nc, 0), *dv = dev_bf16(NULL, nc, 0);
+		int32_t *dpos, *dslots;
+		CUDA_CHECK(cudaMalloc((void **)&dpos, (size_t)3 * T * 4));
+		CUDA_CHECK(cudaMalloc((void **)&dslots, (size_t)T * 4));
+		CUDA_CHECK(cudaMemcpy(dpos, pos, (size_t)3 * T * 4, cudaMemcpyHostToDevice));
+		CUDA_CHECK(cudaMemcpy(dslots, slots, (size_t)T * 4, cudaMemcpyHostToDevice));
+		kn_qk_norm_rope_cuda(dq, dk, dv, dqkv, dqw, dkw, dpos, dslots, T, Hq, KV, hd, sec,
+				     theta, 1e-6f, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(qgot, dq, nq * 2, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemcpy(kgot, dk, nc * 2, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemcpy(vgot, dv, nc * 2, cudaMemcpyDeviceToHost));
+
+		/* written k rows gathered next to q for one error figure; v must match bit for bit */
+		size_t nk = 0, untouched_bad = 0;
+		uint16_t *all_got = malloc((nq + (size_t)T * kvd) * 2),
+			 *all_ref = malloc((nq + (size_t)T * kvd) * 2);
+		memcpy(all_got, qgot, nq * 2);
+		memcpy(all_ref, qref, nq * 2);
+		for (int sl = 0; sl < nslot; sl++) {
+			int written = 0;
+			for (int t = 0; t < T; t++)
+				written |= slots[t] == sl;
+			const size_t o = (size_t)sl * kvd;
+			if (written) {
+				memcpy(all_got + nq + nk, kgot + o, kvd * 2);
+				memcpy(all_ref + nq + nk, kref + o, kvd * 2);
+				nk += kvd;
+				ck_assert_msg(!memcmp(vgot + o, vref + o, kvd * 2),
+					      "qk_norm_rope: v of slot %d differs", sl);
+			} else {
+				for (size_t i = 0; i < kvd; i++)
+					untouched_bad += kgot[o + i] != 0xffff || vgot[o + i] != 0xffff;
+			}
+		}
+		double err = rel_l2_bf16(all_got, all_ref, nq + nk, 0.05);
+		double exact = exact_rate(all_got, all_ref, nq + nk);
+		fprintf(stderr,
+			"qk_norm_rope T %d Hq %d KV %d hd %d: rel L2 %.3g, exact %.5f (%zu q + %zu k "
+			"values)\n",
+			T, Hq, KV, hd, err, exact, nq, nk);
+		ck_assert_msg(untouched_bad == 0, "qk_norm_rope: %zu untouched cache values changed",
+			      untouched_bad);
+		ck_assert_msg(err <= 1e-2, "qk_norm_rope: rel L2 error %g", err);
+
+		CUDA_CHECK(cudaFree(dqkv));
+		CUDA_CHECK(cudaFree(dqw));
+		CUDA_CHECK(cudaFree(dkw));
+		CUDA_CHECK(cudaFree(dq));
+		CUDA_CHECK(cudaFree(dk));
+		CUDA_CHECK(cudaFree(dv));
+		CUDA_CHECK(cudaFree(dpos));
+		CUDA_CHECK(cudaFree(dslots));
+		free(qkv);
+		free(qw);
+		free(kw);
+		free(qref);
+		free(qgot);
+		free(kref);
+		free(vref);
+		free(kgot);
+		free(vgot);
+		free(pos);
+		free(slots);
+		free(perm);
+		free(all_got);
+		free(all_ref);
+	}
+}
+END_TEST
+
+/* A shuffled pool of n_blocks block ids dealt out to B sequences of ctx[b] positions, bs per
+ * block; unused entries of the (B, max_blocks) table are -1, so reading one faults. */
+static void pa_block_table(int32_t *bt, const int32_t *ctx, int B, int max_blocks, int bs,
+			   int n_blocks)
+{
+	int32_t *perm = malloc((size_t)n_blocks * sizeof(*perm));
+	for (int i = 0; i < n_blocks; i++)
+		perm[i] = i;
+	for (int i = n_blocks - 1; i > 0; i--) {
+		int j = (int)frand(0.f, (float)i + 0.999f);
+		int32_t t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	int next = 0;
+	for (int b = 0; b < B; b++)
+		for (int i = 0; i < max_blocks; i++)
+			bt[(size_t)b * max_blocks + i] = i < (ctx[b] + bs - 1) / bs ? perm[next++] : -1;
+	free(perm);
+}
+
+/* Device copy of n host bytes. */
+static void *pa_dev(const void *src, size_t n)
+{
+	void *d;
+	CUDA_CHECK(cudaMalloc(&d, n));
+	CUDA_CHECK(cudaMemcpy(d, src, n, cudaMemcpyHostToDevice));
+	return d;
+}
+
+START_TEST(test_kernels_cuda_paged_attention)
+{
+	/* ctx lengths 1, 15, 16, 17, 1000, 4096 mixed in every batch */
+	static const int32_t lens[] = { 1, 15, 16, 17, 1000, 4096 };
+	static const int cfg[][5] = { /* B, Hq, KV, hd, bs */
+				      { 64, 16, 8, 128, 16 }, { 64, 4, 2, 32, 16 },
+				      { 13, 8, 2, 64, 64 },   { 7, 6, 2, 64, 32 },
+				      { 6, 8, 1, 128, 1 },    { 6, 2, 2, 256, 8 } };
+	for (size_t ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+		const int B = cfg[ci][0], Hq = cfg[ci][1], KV = cfg[ci][2], hd = cfg[ci][3],
+			  bs = cfg[ci][4];
+		const int max_blocks = (4096 + bs - 1) / bs + 1;
+		int32_t *ctx = malloc((size_t)B * sizeof(*ctx));
+		int need = 0;
+		for (int b = 0; b < B; b++) {
+			ctx[b] = lens[(b + b / 6) % 6];
+			need += (ctx[b] + bs - 1) / bs;
+		}
+		const int n_blocks = need + 7;
+		const size_t nq = (size_t)B * Hq * hd, pool = (size_t)n_blocks * bs * KV * hd;
+		uint16_t *q = malloc(nq * 2), *kc = malloc(pool * 2), *vc = malloc(pool * 2),
+			 *ref = malloc(nq * 2), *got = malloc(nq * 2);
+		int32_t *bt = malloc((size_t)B * max_blocks * sizeof(*bt));
+		fill_bf16(q, nq, -2.f, 2.f);
+		fill_bf16(kc, pool, -2.f, 2.f);
+		fill_bf16(vc, pool, -2.f, 2.f);
+		pa_block_table(bt, ctx, B, max_blocks, bs, n_blocks);
+		const float scale = 1.0f / sqrtf((float)hd);
+		kn_paged_attention_ref(ref, q, kc, vc, bt, ctx, B, Hq, KV, hd, bs, max_blocks, scale);
+
+		uint16_t *dq = pa_dev(q, nq * 2), *dk = pa_dev(kc, pool * 2), *dv = pa_dev(vc, pool * 2);
+		int32_t *dbt = pa_dev(bt, (size_t)B * max_blocks * sizeof(*bt));
+		int32_t *dctx = pa_dev(ctx, (size_t)B * sizeof(*ctx));
+		uint16_t *dout = dev_bf16(NULL, nq, 0);
+		size_t wsb = kn_paged_attention_workspace_bytes(B, Hq, hd, max_blocks * bs);
+		void *ws;
+		CUDA_CHECK(cudaMalloc(&ws, wsb));
+		CUDA_CHECK(cudaMemset(ws, 0xff, wsb));
+		ck_assert_int_eq(kn_paged_attention_cuda(dout, dq, dk, dv, dbt, dctx, B, Hq, KV, hd, bs,
+							 max_blocks, scale, ws, wsb - 4, 0),
+				 -1);
+		ck_assert_int_eq(kn_paged_attention_cuda(dout, dq, dk, dv, dbt, dctx, B, Hq, KV, hd, bs,
+							 max_blocks, scale, ws, wsb, 0),
+				 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dout, nq * 2, cudaMemcpyDeviceToHost));
+		double err = rel_l2_bf16(got, ref, nq, 0.05), max_abs = 0;
+		for (size_t i = 0; i < nq; i++)
+			max_abs = fmax(max_abs, fabs(bf16_to_f32(got[i]) - bf16_to_f32(ref[i])));
+		fprintf(stderr,
+			"paged_attention B=%d Hq=%d KV=%d hd=%d bs=%d: rel L2 %.3g, max abs %.3g, "
+			"exact %.6f\n",
+			B, Hq, KV, hd, bs, err, max_abs, exact_rate(got, ref, nq));
+		ck_assert_msg(err <= 1e-2, "paged_attention B=%d Hq=%d hd=%d: rel L2 error %g", B, Hq,
+			      hd, err);
+		CUDA_CHECK(cudaFree(dq));
+		CUDA_CHECK(cudaFree(dk));
+		CUDA_CHECK(cudaFree(dv));
+		CUDA_CHECK(cudaFree(dbt));
+		CUDA_CHECK(cudaFree(dctx));
+		CUDA_CHECK(cudaFree(dout));
+		CUDA_CHECK(cudaFree(ws));
+		free(ctx);
+		free(q);
+		free(kc);
+		free(vc);
+		free(ref);
+		free(got);
+		free(bt);
+	}
+}
+END_TEST
+
+/* Not an assertion: one table line for the 2B model's decode shape, B=128 at ctx 576. */
+START_TEST(test_kernels_cuda_paged_attention_timing)
+{
+	enum { B = 128, CTX = 576, HQ = 16, KV = 8, HD = 128, BS = 16, REPS = 20 };
+	const int max_blocks = CTX / BS, n_blocks = B * max_blocks;
+	const size_t nq = (size_t)B * HQ * HD, pool = (size_t)n_blocks * BS * KV * HD;
+	const size_t tile = (size_t)1 << 22;
+	uint16_t *h = malloc(tile * 2), *dk, *dv;
+	int32_t ctx[B], *bt = malloc((size_t)B * max_blocks * sizeof(*bt));
+	fill_bf16(h, tile, -2.f, 2.f);
+	CUDA_CHECK(cudaMalloc((void **)&dk, pool * 2));
+	CUDA_CHECK(cudaMalloc((void **)&dv, pool * 2));
+	for (size_t off = 0; off < pool; off += tile) {
+		size_t n = pool - off < tile ? pool - off : tile;
+		CUDA_CHECK(cudaMemcpy(dk + off, h, n * 2, cudaMemcpyHostToDevice));
+		CUDA_CHECK(cudaMemcpy(dv + off, h + (tile - n), n * 2, cudaMemcpyHostToDevice));
+	}
+	for (int b = 0; b < B; b++)
+		ctx[b] = CTX;
+	pa_block_table(bt, ctx, B, max_blocks, BS, n_blocks);
+	uint16_t *dq = pa_dev(h, nq * 2), *dout = dev_bf16(NULL, nq, 0);
+	int32_t *dbt = pa_dev(bt, (size_t)B * max_blocks * sizeof(*bt)), *dctx = pa_dev(ctx, sizeof(ctx));
+	size_t wsb = kn_paged_attention_workspace_bytes(B, HQ, HD, CTX);
+	void *ws;
+	CUDA_CHECK(cudaMalloc(&ws, wsb));
+	cudaEvent_t e0, e1;
+	CUDA_CHECK(cudaEventCreate(&e0));
+	CUDA_CHECK(cudaEventCreate(&e1));
+	float ms[REPS];
+	for (int r = -3; r < REPS; r++) {
+		CUDA_CHECK(cudaEventRecord(e0, 0));
+		ck_assert_int_eq(kn_paged_attention_cuda(dout, dq, dk, dv, dbt, dctx, B, HQ, KV, HD, BS,
+							 max_blocks, 0.0883883f, ws, wsb, 0),
+				 0);
+		CUDA_CHECK(cudaEventRecord(e1, 0));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		if (r >= 0)
+			CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
+	}
+	for (int i = 1; i < REPS; i++) /* insertion sort for the median */
+		for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
+			float t = ms[j];
+			ms[j] = ms[j - 1];
+			ms[j - 1] = t;
+		}
+	double med = 0.5 * (ms[REPS / 2 - 1] + ms[REPS / 2]);
+	double bytes = 2.0 * B * CTX * KV * HD * 2;
+	struct cudaDeviceProp prop;
+	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+	fprintf(stderr,
+		"paged_attention timing | %s | events, 3 warm-up, median of %d | B=%d ctx=%d Hq=%d "
+		"KV=%d hd=%d bs=%d | %.1f us | K+V %.1f MB | %.0f GB/s\n",
+		prop.name, REPS, B, CTX, HQ, KV, HD, BS, med * 1e3, bytes / 1e6, bytes / (med * 1e-3) / 1e9);
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
+	CUDA_CHECK(cudaFree(dk));
+	CUDA_CHECK(cudaFree(dv));
+	CUDA_CHECK(cudaFree(dq));
+	CUDA_CHECK(cudaFree(dout));
+	CUDA_CHECK(cudaFree(dbt));
+	CUDA_CHECK(cudaFree(dctx));
+	CUDA_CHECK(cudaFree(ws));
+	free(h);
+	free(bt);
+}
+END_TEST
+
 int main(void)
 {
 	int count = 0;
@@ -254,6 +546,9 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_embedding);
 	tcase_add_test(tc, test_kernels_cuda_add_rmsnorm);
 	tcase_add_test(tc, test_kernels_cuda_silu_mul);
+	tcase_add_test(tc, test_kernels_cuda_paged_attention);
+	tcase_add_test(tc, test_kernels_cuda_paged_attention_timing);
+	tcase_add_test(tc, test_kernels_cuda_qk_norm_rope);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

@@ -10,6 +10,8 @@
 #include "add_rmsnorm.h"
 #include "bf16.h"
 #include "embedding.h"
+#include "paged_attention.h"
+#include "qk_norm_rope.h"
 #include "rmsnorm.h"
 #include "silu_mul.h"
 #include "testutil.h"
@@ -221,6 +223,234 @@ START_TEST(test_kernels_ref_silu_mul)
 }
 END_TEST
 
+/* transformers' Qwen3VLTextRotaryEmbedding + apply_rotary_pos_emb, spelled out literally for one
+ * token: freqs per axis, apply_interleaved_mrope (overwrite slices 1::3 up to 3·sec[1] with H and
+ * 2::3 up to 3·sec[2] with W), emb = cat(freqs, freqs), cos/sin to bf16, then per head
+ * x·cos + rotate_half(x)·sin with bf16 tensors. The head is normalised by kn_rmsnorm_ref. */
+static void qknr_direct_head(uint16_t *out, const uint16_t *x, const uint16_t *w, int hd,
+			     const int32_t p3[3], const int sec[3], float theta)
+{
+	float freqs[3][256], f[256], cosv[512], sinv[512];
+	uint16_t n[512];
+	int half = hd / 2;
+	for (int a = 0; a < 3; a++)
+		for (int j = 0; j < half; j++) {
+			float inv = 1.0f / powf(theta, (float)(2 * j) / (float)hd);
+			freqs[a][j] = (float)p3[a] * inv;
+		}
+	memcpy(f, freqs[0], (size_t)half * sizeof(float));
+	for (int dim = 1; dim <= 2; dim++)
+		for (int j = dim; j < 3 * sec[dim]; j += 3)
+			f[j] = freqs[dim][j];
+	for (int i = 0; i < hd; i++) {
+		cosv[i] = bf16_to_f32(f32_to_bf16((float)cos((double)f[i % half])));
+		sinv[i] = bf16_to_f32(f32_to_bf16((float)sin((double)f[i % half])));
+	}
+	kn_rmsnorm_ref(n, x, w, 1, hd, 1e-6f);
+	for (int i = 0; i < hd; i++) {
+		float xi = bf16_to_f32(n[i]);
+		float rot = i < half ? -bf16_to_f32(n[i + half]) : bf16_to_f32(n[i - half]);
+		float a = bf16_to_f32(f32_to_bf16(xi * cosv[i]));
+		float b = bf16_to_f32(f32_to_bf16(rot * sinv[i]));
+		out[i] = f32_to_bf16(a + b);
+	}
+}
+
+/* The rope of one normalised head in double, no roundings but the inputs': a check of the
+ * semantics independent of where the roundings sit. */
+static double qknr_rel_err_double(const uint16_t *got, const uint16_t *x, const uint16_t *w,
+				  int hd, const int32_t p3[3], const int sec[3], double theta)
+{
+	int half = hd / 2;
+	double ss = 0, n[512], num = 0, den = 0;
+	for (int i = 0; i < hd; i++)
+		ss += (double)bf16_to_f32(x[i]) * bf16_to_f32(x[i]);
+	for (int i = 0; i < hd; i++)
+		n[i] = bf16_to_f32(w[i]) * bf16_to_f32(x[i]) / sqrt(ss / hd + 1e-6);
+	for (int j = 0; j < half; j++) {
+		int a = (j % 3 == 1 && j < 3 * sec[1]) ? 1 : (j % 3 == 2 && j < 3 * sec[2]) ? 2 : 0;
+		double th = p3[a] * pow(theta, -2.0 * j / hd);
+		double lo = n[j] * cos(th) - n[j + half] * sin(th);
+		double hi = n[j + half] * cos(th) + n[j] * sin(th);
+		num += pow(bf16_to_f32(got[j]) - lo, 2) + pow(bf16_to_f32(got[j + half]) - hi, 2);
+		den += lo * lo + hi * hi;
+	}
+	return sqrt(num / den);
+}
+
+START_TEST(test_kernels_ref_qk_norm_rope)
+{
+	/* {Hq, KV, hd, dense}: MRoPE cases have distinct T/H/W rows, dense ones three equal rows */
+	static const int cases[][4] = { { 4, 2, 32, 0 }, { 4, 2, 32, 1 }, { 2, 1, 128, 0 },
+					{ 2, 1, 128, 1 } };
+	enum { T = 3, NSLOT = 8, MAXH = 6, MAXD = 128 };
+	srand(14);
+	for (size_t cs = 0; cs < sizeof(cases) / sizeof(cases[0]); cs++) {
+		int Hq = cases[cs][0], KV = cases[cs][1], hd = cases[cs][2], dense = cases[cs][3];
+		int sec[3] = { hd == 128 ? 24 : 6, hd == 128 ? 20 : 5, hd == 128 ? 20 : 5 };
+		int nh = Hq + 2 * KV;
+		float theta = hd == 128 ? 5e6f : 1e4f;
+		static uint16_t qkv[T * (MAXH + 2 * MAXH) * MAXD], qw[MAXD], kw[MAXD];
+		static uint16_t q_out[T * MAXH * MAXD], kc[NSLOT * MAXH * MAXD],
+			vc[NSLOT * MAXH * MAXD], want[MAXD];
+		int32_t pos[3 * T], slots[T] = { 5, -1, 2 };
+		for (int i = 0; i < T * nh * hd; i++)
+			qkv[i] = rand_bf16(-3, 3);
+		for (int i = 0; i < hd; i++) {
+			qw[i] = rand_bf16(0.5, 1.5);
+			kw[i] = rand_bf16(0.5, 1.5);
+		}
+		for (int t = 0; t < T; t++) {
+			pos[t] = 1000 * t + 17;
+			pos[T + t] = dense ? pos[t] : 99991 - 31 * t;
+			pos[2 * T + t] = dense ? pos[t] : 3 + 7 * t;
+		}
+		memset(kc, 0xff, sizeof(kc));
+		memset(vc, 0xff, sizeof(vc));
+		kn_qk_norm_rope_ref(q_out, kc, vc, qkv, qw, kw, pos, slots, T, Hq, KV, hd, sec, theta,
+				    1e-6f);
+		for (int t = 0; t < T; t++) {
+			int32_t p3[3] = { pos[t], pos[T + t], pos[2 * T + t] };
+			const uint16_t *row = qkv + (size_t)t * nh * hd;
+			for (int h = 0; h < Hq; h++) {
+				const uint16_t *got = q_out + ((size_t)t * Hq + h) * hd;
+				qknr_direct_head(want, row + h * hd, qw, hd, p3, sec, theta);
+				ck_assert_mem_eq(got, want, (size_t)hd * 2);
+				double e = qknr_rel_err_double(got, row + h * hd, qw, hd, p3, sec, theta);
+				ck_assert_msg(e < 1e-2, "q head %d token %d: rel err %g vs double", h, t,
+					      e);
+			}
+			if (slots[t] < 0)
+				continue;
+			for (int h = 0; h < KV; h++) {
+				const uint16_t *got = kc + ((size_t)slots[t] * KV + h) * hd;
+				qknr_direct_head(want, row + (Hq + h) * hd, kw, hd, p3, sec, theta);
+				ck_assert_mem_eq(got, want, (size_t)hd * 2);
+				ck_assert(qknr_rel_err_double(got, row + (Hq + h) * hd, kw, hd, p3, sec,
+							      theta) < 1e-2);
+			}
+			ck_assert_mem_eq(vc + (size_t)slots[t] * KV * hd, row + (Hq + KV) * hd,
+					 (size_t)KV * hd * 2);
+		}
+		/* slots not in slot_mapping (token 1 has -1) stay as they were */
+		for (int sl = 0; sl < NSLOT; sl++) {
+			if (sl == 5 || sl == 2)
+				continue;
+			for (int i = 0; i < KV * hd; i++) {
+				ck_assert_uint_eq(kc[sl * KV * hd + i], 0xffff);
+				ck_assert_uint_eq(vc[sl * KV * hd + i], 0xffff);
+			}
+		}
+		/* dense: equal rows make the sections irrelevant (ordinary rope) */
+		if (dense) {
+			static uint16_t q2[T * MAXH * MAXD];
+			int sec1[3] = { hd / 2, 0, 0 };
+			kn_qk_norm_rope_ref(q2, kc, vc, qkv, qw, kw, pos, slots, T, Hq, KV, hd, sec1,
+					    theta, 1e-6f);
+			ck_assert_mem_eq(q2, q_out, (size_t)T * Hq * hd * 2);
+		}
+	}
+}
+END_TEST
+
+/* A block table for B sequences of ctx[b] positions in a pool of n_blocks blocks of bs
+ * positions: each sequence's blocks drawn from a shuffled pool, unused entries -1. */
+static void shuffled_block_table(int32_t *bt, const int32_t *ctx, int B, int max_blocks, int bs,
+				 int n_blocks)
+{
+	int32_t *perm = malloc((size_t)n_blocks * sizeof(*perm));
+	for (int i = 0; i < n_blocks; i++)
+		perm[i] = i;
+	for (int i = n_blocks - 1; i > 0; i--) {
+		int j = rand() % (i + 1);
+		int32_t t = perm[i];
+		perm[i] = perm[j];
+		perm[j] = t;
+	}
+	int next = 0;
+	for (int b = 0; b < B; b++)
+		for (int i = 0; i < max_blocks; i++)
+			bt[b * max_blocks + i] = i < (ctx[b] + bs - 1) / bs ? perm[next++] : -1;
+	ck_assert_int_le(next, n_blocks);
+	free(perm);
+}
+
+START_TEST(test_kernels_ref_paged_attention)
+{
+	/* against a direct softmax(q·Kᵀ·scale)·V over contiguous K/V, copied into the pool through
+	 * a shuffled block table; ctx 1, multiples of the block size and not */
+	static const int cfg[][4] = { /* Hq, KV, hd, bs */ { 4, 2, 8, 4 }, { 3, 1, 16, 16 },
+				      { 2, 2, 5, 1 } };
+	static const int32_t ctx[] = { 1, 5, 16, 37, 4 };
+	enum { B = 5, MAXC = 37 };
+	srand(14);
+	for (size_t ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+		const int Hq = cfg[ci][0], KV = cfg[ci][1], hd = cfg[ci][2], bs = cfg[ci][3];
+		const int g = Hq / KV, max_blocks = (MAXC + bs - 1) / bs;
+		const int n_blocks = B * max_blocks + 3;
+		const size_t row = (size_t)KV * hd, pool = (size_t)n_blocks * bs * row;
+		uint16_t *q = malloc((size_t)B * Hq * hd * 2), *out = malloc((size_t)B * Hq * hd * 2);
+		uint16_t *kc = malloc(pool * 2), *vc = malloc(pool * 2);
+		uint16_t *k = malloc((size_t)B * MAXC * row * 2), *v = malloc((size_t)B * MAXC * row * 2);
+		int32_t *bt = malloc((size_t)B * max_blocks * sizeof(*bt));
+		for (size_t i = 0; i < (size_t)B * Hq * hd; i++)
+			q[i] = rand_bf16(-2, 2);
+		for (size_t i = 0; i < pool; i++) {
+			kc[i] = rand_bf16(-2, 2);
+			vc[i] = rand_bf16(-2, 2);
+		}
+		for (size_t i = 0; i < (size_t)B * MAXC * row; i++) {
+			k[i] = rand_bf16(-2, 2);
+			v[i] = rand_bf16(-2, 2);
+		}
+		shuffled_block_table(bt, ctx, B, max_blocks, bs, n_blocks);
+		for (int b = 0; b < B; b++)
+			for (int p = 0; p < ctx[b]; p++) {
+				size_t dst = ((size_t)bt[b * max_blocks + p / bs] * bs + p % bs) * row;
+				memcpy(kc + dst, k + ((size_t)b * MAXC + p) * row, row * 2);
+				memcpy(vc + dst, v + ((size_t)b * MAXC + p) * row, row * 2);
+			}
+		const float scale = 1.0f / sqrtf((float)hd);
+		kn_paged_attention_ref(out, q, kc, vc, bt, ctx, B, Hq, KV, hd, bs, max_blocks, scale);
+		for (int b = 0; b < B; b++)
+			for (int h = 0; h < Hq; h++) {
+				const uint16_t *qh = q + ((size_t)b * Hq + h) * hd;
+				double sc[MAXC], mx = -INFINITY, sum = 0;
+				for (int p = 0; p < ctx[b]; p++) {
+					const uint16_t *kp = k + ((size_t)b * MAXC + p) * row + (size_t)(h / g) * hd;
+					sc[p] = 0;
+					for (int d = 0; d < hd; d++)
+						sc[p] += (double)bf16_to_f32(qh[d]) * bf16_to_f32(kp[d]);
+					sc[p] *= scale;
+					mx = fmax(mx, sc[p]);
+				}
+				for (int p = 0; p < ctx[b]; p++)
+					sum += sc[p] = exp(sc[p] - mx);
+				for (int d = 0; d < hd; d++) {
+					double want = 0;
+					for (int p = 0; p < ctx[b]; p++)
+						want += sc[p] / sum *
+							bf16_to_f32(v[((size_t)b * MAXC + p) * row +
+								      (size_t)(h / g) * hd + d]);
+					int i = (b * Hq + h) * hd + d;
+					assert_bf16_near(out[i], want, "paged_attention", i);
+					/* one position: the output is that position's V, exactly */
+					if (ctx[b] == 1)
+						ck_assert_uint_eq(out[i], v[(size_t)b * MAXC * row +
+									    (size_t)(h / g) * hd + d]);
+				}
+			}
+		free(q);
+		free(out);
+		free(kc);
+		free(vc);
+		free(k);
+		free(v);
+		free(bt);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kernels_ref");
@@ -233,6 +463,8 @@ int main(void)
 	tcase_add_test(tc, test_kernels_ref_embedding);
 	tcase_add_test(tc, test_kernels_ref_add_rmsnorm);
 	tcase_add_test(tc, test_kernels_ref_silu_mul);
+	tcase_add_test(tc, test_kernels_ref_paged_attention);
+	tcase_add_test(tc, test_kernels_ref_qk_norm_rope);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
