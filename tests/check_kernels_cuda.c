@@ -16,6 +16,9 @@
 #include "bf16.h"
 #include "cuda_check.h"
 #include "embedding.h"
+#include "logits_topk.h"
+#include "gelu.h"
+#include "layernorm.h"
 #include "paged_attention.h"
 #include "qk_norm_rope.h"
 #include "rmsnorm.h"
@@ -237,6 +240,94 @@ START_TEST(test_kernels_cuda_silu_mul)
 		CUDA_CHECK(cudaFree(dg));
 		CUDA_CHECK(cudaFree(dy));
 		free(gu);
+		free(ref);
+		free(got);
+	}
+}
+END_TEST
+
+/* Sizes: {rows, cols, misaligned}; cols 1024 = Dv (blocks, main merger), 4096 = Dm (deepstack
+ * mergers). x is offset from zero so that the mean matters. */
+START_TEST(test_kernels_cuda_layernorm)
+{
+	static const int sizes[][3] = { { 1, 1, 0 },      { 1, 1024, 0 },  { 7, 3, 0 },
+					{ 5, 13, 0 },     { 64, 1024, 0 }, { 300, 1024, 0 },
+					{ 16, 4096, 0 },  { 5, 1024, 1 },  { 3, 4096, 1 },
+					{ 3, 4099, 0 },   { 33, 1000, 0 } };
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		int rows = sizes[s][0], cols = sizes[s][1], off = sizes[s][2];
+		size_t n = (size_t)rows * cols;
+		uint16_t *x = malloc(n * 2), *w = malloc((size_t)cols * 2),
+			 *b = malloc((size_t)cols * 2), *ref = malloc(n * 2), *got = malloc(n * 2);
+		fill_bf16(x, n, -2.f, 4.f);
+		fill_bf16(w, (size_t)cols, 0.5f, 1.5f);
+		fill_bf16(b, (size_t)cols, -0.5f, 0.5f);
+		kn_layernorm_ref(ref, x, w, b, rows, cols, 1e-6f);
+
+		uint16_t *dx = dev_bf16(x, n, off), *dw = dev_bf16(w, (size_t)cols, off),
+			 *db = dev_bf16(b, (size_t)cols, off), *dy = dev_bf16(NULL, n, 0);
+		kn_layernorm_cuda(dy + off, dx + off, dw + off, db + off, rows, cols, 1e-6f, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy + off, n * 2, cudaMemcpyDeviceToHost));
+		double err = rel_l2_bf16(got, ref, n, 0.05);
+		fprintf(stderr, "layernorm %dx%d%s: rel L2 %.3g, exact %.6f\n", rows, cols,
+			off ? " misaligned" : "", err, exact_rate(got, ref, n));
+		ck_assert_msg(err <= 1e-2, "layernorm %dx%d: rel L2 error %g", rows, cols, err);
+
+		/* in place: out aliasing x */
+		kn_layernorm_cuda(dx + off, dx + off, dw + off, db + off, rows, cols, 1e-6f, 0);
+		CUDA_CHECK(cudaMemcpy(got, dx + off, n * 2, cudaMemcpyDeviceToHost));
+		err = rel_l2_bf16(got, ref, n, 0.05);
+		ck_assert_msg(err <= 1e-2, "layernorm %dx%d in place: rel L2 error %g", rows, cols,
+			      err);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(db));
+		CUDA_CHECK(cudaFree(dy));
+		free(x);
+		free(w);
+		free(b);
+		free(ref);
+		free(got);
+	}
+}
+END_TEST
+
+/* Sizes: {n, misaligned}; n = rows·4096 (the vision MLP / merger width) plus odd tails. */
+START_TEST(test_kernels_cuda_gelu)
+{
+	static const long sizes[][2] = { { 1, 0 },        { 7, 0 },         { 13, 0 },
+					 { 1024, 0 },     { 4096, 0 },      { 37L * 4096, 0 },
+					 { 64L * 4096 + 5, 0 }, { 3L * 4096, 1 }, { 1001, 1 } };
+	static const kn_gelu_mode modes[2] = { KN_GELU_TANH, KN_GELU_ERF };
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		long n = sizes[s][0];
+		int off = (int)sizes[s][1];
+		uint16_t *x = malloc((size_t)n * 2), *ref = malloc((size_t)n * 2),
+			 *got = malloc((size_t)n * 2);
+		fill_bf16(x, (size_t)n, -6.f, 6.f);
+		for (int m = 0; m < 2; m++) {
+			const char *name = modes[m] == KN_GELU_TANH ? "tanh" : "erf";
+			kn_gelu_ref(ref, x, n, modes[m]);
+			uint16_t *dx = dev_bf16(x, (size_t)n, off), *dy = dev_bf16(NULL, (size_t)n, 0);
+			kn_gelu_cuda(dy + off, dx + off, n, modes[m], 0);
+			CUDA_CHECK(cudaDeviceSynchronize());
+			CUDA_CHECK(cudaMemcpy(got, dy + off, (size_t)n * 2, cudaMemcpyDeviceToHost));
+			double err = rel_l2_bf16(got, ref, (size_t)n, 0.05);
+			fprintf(stderr, "gelu_%s n=%ld%s: rel L2 %.3g, exact %.6f\n", name, n,
+				off ? " misaligned" : "", err, exact_rate(got, ref, (size_t)n));
+			ck_assert_msg(err <= 1e-2, "gelu_%s n=%ld: rel L2 error %g", name, n, err);
+
+			/* in place */
+			kn_gelu_cuda(dx + off, dx + off, n, modes[m], 0);
+			CUDA_CHECK(cudaMemcpy(got, dx + off, (size_t)n * 2, cudaMemcpyDeviceToHost));
+			err = rel_l2_bf16(got, ref, (size_t)n, 0.05);
+			ck_assert_msg(err <= 1e-2, "gelu_%s n=%ld in place: rel L2 error %g", name, n,
+				      err);
+			CUDA_CHECK(cudaFree(dx));
+			CUDA_CHECK(cudaFree(dy));
+		}
+		free(x);
 		free(ref);
 		free(got);
 	}
@@ -533,6 +624,174 @@ START_TEST(test_kernels_cuda_paged_attention_timing)
 }
 END_TEST
 
+/* Planted rows for logits_topk: by b % 6, 1: a three-way tie at the max; 2: ties inside the
+ * top 20; 3: about half the ids masked (-inf, some NaN); 4: all masked; else random. */
+static void lt_fill(float *x, int B, int V)
+{
+	for (int b = 0; b < B; b++) {
+		float *r = x + (size_t)b * V;
+		for (int v = 0; v < V; v++)
+			r[v] = frand(-12.f, 12.f);
+		switch (b % 6) {
+		case 1:
+			for (int j = 0; j < 3; j++)
+				r[(size_t)(V - 1) * j / 2] = 30.f;
+			break;
+		case 2:
+			for (int j = 0; j < 12 && j < V; j++)
+				r[(size_t)(V - 1) * j / 11] = 20.f + (float)(j % 3);
+			break;
+		case 3:
+			for (int v = b % 2; v < V; v += 2)
+				r[v] = v % 3 == 0 ? NAN : -INFINITY;
+			break;
+		case 4:
+			for (int v = 0; v < V; v++)
+				r[v] = -INFINITY;
+			break;
+		}
+	}
+}
+
+START_TEST(test_kernels_cuda_logits_topk)
+{
+	static const int Bs[] = { 1, 7, 256 }, Vs[] = { 1, 5, 1000, 4099, 151936 },
+			 ks[] = { 0, 1, 5, 20 };
+	for (size_t bi = 0; bi < sizeof(Bs) / sizeof(Bs[0]); bi++)
+		for (size_t vi = 0; vi < sizeof(Vs) / sizeof(Vs[0]); vi++) {
+			int B = Bs[bi], V = Vs[vi];
+			size_t n = (size_t)B * V, nk = (size_t)B * 20;
+			float *x = malloc(n * sizeof(*x)), *lse = malloc(B * sizeof(float)),
+			      *mv = malloc(B * sizeof(float)), *tv = malloc(nk * sizeof(float)),
+			      *glse = malloc(B * sizeof(float)), *gmv = malloc(B * sizeof(float)),
+			      *gtv = malloc(nk * sizeof(float));
+			int32_t *am = malloc(B * sizeof(int32_t)), *ti = malloc(nk * sizeof(int32_t)),
+				*gam = malloc(B * sizeof(int32_t)), *gti = malloc(nk * sizeof(int32_t));
+			lt_fill(x, B, V);
+			float *dx, *dlse, *dmv, *dtv;
+			int32_t *dam, *dti;
+			CUDA_CHECK(cudaMalloc((void **)&dx, n * sizeof(float)));
+			CUDA_CHECK(cudaMalloc((void **)&dlse, B * sizeof(float)));
+			CUDA_CHECK(cudaMalloc((void **)&dmv, B * sizeof(float)));
+			CUDA_CHECK(cudaMalloc((void **)&dtv, nk * sizeof(float)));
+			CUDA_CHECK(cudaMalloc((void **)&dam, B * sizeof(int32_t)));
+			CUDA_CHECK(cudaMalloc((void **)&dti, nk * sizeof(int32_t)));
+			CUDA_CHECK(cudaMemcpy(dx, x, n * sizeof(float), cudaMemcpyHostToDevice));
+			for (size_t ki = 0; ki < sizeof(ks) / sizeof(ks[0]); ki++) {
+				int k = ks[ki];
+				size_t nt = (size_t)B * k;
+				/* poison: NaN floats, 0x7f7f7f7f ids */
+				CUDA_CHECK(cudaMemset(dlse, 0xff, B * sizeof(float)));
+				CUDA_CHECK(cudaMemset(dmv, 0xff, B * sizeof(float)));
+				CUDA_CHECK(cudaMemset(dtv, 0xff, nk * sizeof(float)));
+				CUDA_CHECK(cudaMemset(dam, 0x7f, B * sizeof(int32_t)));
+				CUDA_CHECK(cudaMemset(dti, 0x7f, nk * sizeof(int32_t)));
+				kn_logits_topk_ref(am, mv, lse, ti, tv, x, B, V, k);
+				kn_logits_topk_cuda(dam, dmv, dlse, dti, dtv, dx, B, V, k, 0);
+				CUDA_CHECK(cudaDeviceSynchronize());
+				CUDA_CHECK(cudaMemcpy(gam, dam, B * sizeof(int32_t), cudaMemcpyDeviceToHost));
+				CUDA_CHECK(cudaMemcpy(gmv, dmv, B * sizeof(float), cudaMemcpyDeviceToHost));
+				CUDA_CHECK(cudaMemcpy(glse, dlse, B * sizeof(float), cudaMemcpyDeviceToHost));
+				CUDA_CHECK(cudaMemcpy(gti, dti, nk * sizeof(int32_t), cudaMemcpyDeviceToHost));
+				CUDA_CHECK(cudaMemcpy(gtv, dtv, nk * sizeof(float), cudaMemcpyDeviceToHost));
+				double max_rel = 0;
+				for (int b = 0; b < B; b++) {
+					ck_assert_msg(gam[b] == am[b], "logits_topk B=%d V=%d k=%d row %d: argmax %d want %d",
+						      B, V, k, b, gam[b], am[b]);
+					ck_assert_msg(gmv[b] == mv[b], "logits_topk B=%d V=%d k=%d row %d: max %g want %g",
+						      B, V, k, b, gmv[b], mv[b]);
+					if (isinf(lse[b])) {
+						ck_assert_msg(glse[b] == lse[b], "logits_topk row %d: lse %g want %g", b, glse[b], lse[b]);
+					} else {
+						double rel = fabs((double)glse[b] - lse[b]) / fmax(1.0, fabs(lse[b]));
+						max_rel = fmax(max_rel, rel);
+						ck_assert_msg(rel <= 1e-5, "logits_topk B=%d V=%d k=%d row %d: lse %.9g want %.9g",
+							      B, V, k, b, glse[b], lse[b]);
+					}
+				}
+				for (size_t i = 0; i < nt; i++) {
+					ck_assert_msg(gti[i] == ti[i], "logits_topk B=%d V=%d k=%d at %zu: id %d want %d",
+						      B, V, k, i, gti[i], ti[i]);
+					/* the values are copies of logits: exact (1e-5 relative asked) */
+					ck_assert_msg(gtv[i] == tv[i], "logits_topk B=%d V=%d k=%d at %zu: val %g want %g",
+						      B, V, k, i, gtv[i], tv[i]);
+				}
+				if (k == 20)
+					fprintf(stderr, "logits_topk B=%d V=%d k=0,1,5,20: ids exact, lse max rel %.3g\n",
+						B, V, max_rel);
+			}
+			CUDA_CHECK(cudaFree(dx));
+			CUDA_CHECK(cudaFree(dlse));
+			CUDA_CHECK(cudaFree(dmv));
+			CUDA_CHECK(cudaFree(dtv));
+			CUDA_CHECK(cudaFree(dam));
+			CUDA_CHECK(cudaFree(dti));
+			free(x);
+			free(lse);
+			free(mv);
+			free(tv);
+			free(glse);
+			free(gmv);
+			free(gtv);
+			free(am);
+			free(ti);
+			free(gam);
+			free(gti);
+		}
+}
+END_TEST
+
+/* Not an assertion: one table line for the decode batch over Qwen3-VL's vocabulary. */
+START_TEST(test_kernels_cuda_logits_topk_timing)
+{
+	enum { B = 256, V = 151936, K = 20, REPS = 20 };
+	const size_t n = (size_t)B * V;
+	float *x = malloc(n * sizeof(*x)), *dx, *dlse, *dtv;
+	int32_t *dam, *dti;
+	lt_fill(x, B, V);
+	CUDA_CHECK(cudaMalloc((void **)&dx, n * sizeof(float)));
+	CUDA_CHECK(cudaMalloc((void **)&dlse, B * sizeof(float)));
+	CUDA_CHECK(cudaMalloc((void **)&dtv, (size_t)B * K * sizeof(float)));
+	CUDA_CHECK(cudaMalloc((void **)&dam, B * sizeof(int32_t)));
+	CUDA_CHECK(cudaMalloc((void **)&dti, (size_t)B * K * sizeof(int32_t)));
+	CUDA_CHECK(cudaMemcpy(dx, x, n * sizeof(float), cudaMemcpyHostToDevice));
+	cudaEvent_t e0, e1;
+	CUDA_CHECK(cudaEventCreate(&e0));
+	CUDA_CHECK(cudaEventCreate(&e1));
+	float ms[REPS];
+	for (int r = -3; r < REPS; r++) {
+		CUDA_CHECK(cudaEventRecord(e0, 0));
+		kn_logits_topk_cuda(dam, NULL, dlse, dti, dtv, dx, B, V, K, 0);
+		CUDA_CHECK(cudaEventRecord(e1, 0));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		if (r >= 0)
+			CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
+	}
+	for (int i = 1; i < REPS; i++) /* insertion sort for the median */
+		for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
+			float t = ms[j];
+			ms[j] = ms[j - 1];
+			ms[j - 1] = t;
+		}
+	double med = 0.5 * (ms[REPS / 2 - 1] + ms[REPS / 2]);
+	double bytes = (double)n * sizeof(float);
+	struct cudaDeviceProp prop;
+	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+	fprintf(stderr,
+		"logits_topk timing | %s | events, 3 warm-up, median of %d | B=%d V=%d k=%d | %.1f us "
+		"| logits %.1f MB | %.0f GB/s\n",
+		prop.name, REPS, B, V, K, med * 1e3, bytes / 1e6, bytes / (med * 1e-3) / 1e9);
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
+	CUDA_CHECK(cudaFree(dx));
+	CUDA_CHECK(cudaFree(dlse));
+	CUDA_CHECK(cudaFree(dtv));
+	CUDA_CHECK(cudaFree(dam));
+	CUDA_CHECK(cudaFree(dti));
+	free(x);
+}
+END_TEST
+
 int main(void)
 {
 	int count = 0;
@@ -546,9 +805,13 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_embedding);
 	tcase_add_test(tc, test_kernels_cuda_add_rmsnorm);
 	tcase_add_test(tc, test_kernels_cuda_silu_mul);
+	tcase_add_test(tc, test_kernels_cuda_layernorm);
+	tcase_add_test(tc, test_kernels_cuda_gelu);
 	tcase_add_test(tc, test_kernels_cuda_paged_attention);
 	tcase_add_test(tc, test_kernels_cuda_paged_attention_timing);
 	tcase_add_test(tc, test_kernels_cuda_qk_norm_rope);
+	tcase_add_test(tc, test_kernels_cuda_logits_topk);
+	tcase_add_test(tc, test_kernels_cuda_logits_topk_timing);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

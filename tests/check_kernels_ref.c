@@ -10,6 +10,9 @@
 #include "add_rmsnorm.h"
 #include "bf16.h"
 #include "embedding.h"
+#include "gelu.h"
+#include "layernorm.h"
+#include "logits_topk.h"
 #include "paged_attention.h"
 #include "qk_norm_rope.h"
 #include "rmsnorm.h"
@@ -219,6 +222,108 @@ START_TEST(test_kernels_ref_silu_mul)
 				assert_bf16_near(out[t * F + c], g / (1.0 + exp(-g)) * u, "silu_mul",
 						 t * F + c);
 			}
+	}
+}
+END_TEST
+
+START_TEST(test_kernels_ref_layernorm)
+{
+	/* a row of one (and a constant row) has x − mean = 0: out is the bias, bit for bit */
+	uint16_t x1 = f32_to_bf16(3.5f), w1 = f32_to_bf16(0.75f), b1 = f32_to_bf16(-0.3f), o1;
+	kn_layernorm_ref(&o1, &x1, &w1, &b1, 1, 1, 1e-6f);
+	ck_assert_uint_eq(o1, b1);
+	uint16_t xc[5], wc[5], bc[5], oc[5];
+	for (int c = 0; c < 5; c++) {
+		xc[c] = f32_to_bf16(-1.25f);
+		wc[c] = f32_to_bf16(1.0f + 0.125f * c);
+		bc[c] = f32_to_bf16(0.0625f * c - 0.1f);
+	}
+	kn_layernorm_ref(oc, xc, wc, bc, 1, 5, 1e-6f);
+	for (int c = 0; c < 5; c++)
+		ck_assert_uint_eq(oc[c], bc[c]);
+	/* x = (0, 2), w = 1, b = 0: mean 1, variance 1, out ±1/√(1 + 1e-6), which rounds to ±1 */
+	uint16_t x2[2] = { f32_to_bf16(0.f), f32_to_bf16(2.f) }, w2[2], b2[2] = { 0, 0 }, o2[2];
+	w2[0] = w2[1] = f32_to_bf16(1.f);
+	kn_layernorm_ref(o2, x2, w2, b2, 1, 2, 1e-6f);
+	ck_assert_uint_eq(o2[0], f32_to_bf16(-1.f));
+	ck_assert_uint_eq(o2[1], f32_to_bf16(1.f));
+
+	/* against the textbook formula (variance as E[x²] − mean², fine in double) */
+	static const int sizes[][2] = { { 1, 1 }, { 3, 7 }, { 2, 129 }, { 4, 64 } };
+	srand(17);
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		int R = sizes[s][0], C = sizes[s][1];
+		uint16_t x[4 * 129], w[129], b[129], out[4 * 129];
+		for (int i = 0; i < R * C; i++)
+			x[i] = rand_bf16(-3, 3);
+		for (int c = 0; c < C; c++) {
+			w[c] = rand_bf16(0.5, 1.5);
+			b[c] = rand_bf16(-0.5, 0.5);
+		}
+		kn_layernorm_ref(out, x, w, b, R, C, 1e-6f);
+		for (int r = 0; r < R; r++) {
+			double s1 = 0, s2 = 0;
+			for (int c = 0; c < C; c++) {
+				double v = bf16_to_f32(x[r * C + c]);
+				s1 += v;
+				s2 += v * v;
+			}
+			double mean = s1 / C, var = s2 / C - mean * mean;
+			if (var < 0)
+				var = 0;
+			for (int c = 0; c < C; c++) {
+				double want = (bf16_to_f32(x[r * C + c]) - mean) / sqrt(var + 1e-6) *
+						      bf16_to_f32(w[c]) +
+					      bf16_to_f32(b[c]);
+				assert_bf16_near(out[r * C + c], want, "layernorm", r * C + c);
+			}
+		}
+	}
+}
+END_TEST
+
+START_TEST(test_kernels_ref_gelu)
+{
+	/* known values: gelu(0) = 0; gelu(1) = 0.8413447 (erf), 0.8411920 (tanh), both the bf16
+	 * 0.83984375; far tails give −0 and z, not NaN */
+	static const kn_gelu_mode modes[2] = { KN_GELU_TANH, KN_GELU_ERF };
+	for (int m = 0; m < 2; m++) {
+		uint16_t in[4] = { f32_to_bf16(0.f), f32_to_bf16(1.f), f32_to_bf16(-200.f),
+				   f32_to_bf16(200.f) },
+			 o[4];
+		kn_gelu_ref(o, in, 4, modes[m]);
+		ck_assert_double_eq(bf16_to_f32(o[0]), 0.0);
+		ck_assert_uint_eq(o[1], f32_to_bf16(0.83984375f));
+		ck_assert_double_eq(bf16_to_f32(o[2]), 0.0);
+		ck_assert_uint_eq(o[3], in[3]);
+	}
+	/* the modes differ in the tail: at z = −3, −0.00404969 (erf) vs −0.00363739 (tanh) */
+	uint16_t z3 = f32_to_bf16(-3.f), ot, oe;
+	kn_gelu_ref(&ot, &z3, 1, KN_GELU_TANH);
+	kn_gelu_ref(&oe, &z3, 1, KN_GELU_ERF);
+	ck_assert_uint_ne(ot, oe);
+
+	static const long sizes[] = { 1, 7, 129, 1000 };
+	srand(19);
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		long n = sizes[s];
+		uint16_t x[1000], out[1000];
+		for (long i = 0; i < n; i++)
+			x[i] = rand_bf16(-6, 6);
+		for (int m = 0; m < 2; m++) {
+			kn_gelu_ref(out, x, n, modes[m]);
+			for (long i = 0; i < n; i++) {
+				double z = bf16_to_f32(x[i]);
+				double want = modes[m] == KN_GELU_TANH
+						      ? 0.5 * z *
+								(1 + tanh(sqrt(2 / M_PI) *
+									  (z + 0.044715 * pow(z, 3))))
+						      : 0.5 * z * (1 + erf(z / sqrt(2.0)));
+				assert_bf16_near(out[i], want, modes[m] == KN_GELU_TANH ? "gelu_tanh"
+											: "gelu_erf",
+						 (int)i);
+			}
+		}
 	}
 }
 END_TEST
@@ -451,6 +556,92 @@ START_TEST(test_kernels_ref_paged_attention)
 }
 END_TEST
 
+struct lt_entry {
+	float v;
+	int32_t id;
+};
+
+/* the logits_topk order: value descending, ties lower id first */
+static int lt_cmp(const void *a, const void *b)
+{
+	const struct lt_entry *x = a, *y = b;
+	if (x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+/* kn_logits_topk_ref against a full sort of each row: planted ties at the max and inside the
+ * top-k, -inf masks and NaN, an all -inf row, V = 1, k = V and k > V. */
+START_TEST(test_kernels_ref_logits_topk)
+{
+	static const int shapes[][3] = { { 1, 1, 1 }, { 3, 1, 0 },  { 2, 3, 5 },  { 4, 5, 5 },
+					 { 6, 7, 3 }, { 5, 64, 20 }, { 3, 1000, 20 }, { 2, 257, 1 } };
+	uint64_t seed = 12345;
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		int B = shapes[s][0], V = shapes[s][1], k = shapes[s][2];
+		float *x = malloc((size_t)B * V * sizeof(*x)), *lse = malloc((size_t)B * sizeof(*lse)),
+		      *mv = malloc((size_t)B * sizeof(*mv)),
+		      *tv = malloc((size_t)(B * k + 1) * sizeof(*tv));
+		int32_t *am = malloc((size_t)B * sizeof(*am)),
+			*ti = malloc((size_t)(B * k + 1) * sizeof(*ti));
+		struct lt_entry *e = malloc((size_t)V * sizeof(*e));
+		for (int b = 0; b < B; b++) {
+			float *r = x + (long)b * V;
+			for (int v = 0; v < V; v++) {
+				seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+				/* few distinct values: many ties */
+				r[v] = (float)((seed >> 33) % 16) * 0.5f - 4.f;
+			}
+			if (b % 3 == 1) /* masks, a NaN among them */
+				for (int v = 0; v < V; v += 2)
+					r[v] = v % 4 == 0 ? -INFINITY : NAN;
+			if (b % 3 == 2 || V == 1) /* an all-masked row */
+				for (int v = 0; v < V; v++)
+					r[v] = -INFINITY;
+			if (b == 0 && V >= 3) /* a tie at the max */
+				r[V - 1] = r[1] = 100.f;
+		}
+		kn_logits_topk_ref(am, mv, lse, ti, tv, x, B, V, k);
+		for (int b = 0; b < B; b++) {
+			const float *r = x + (long)b * V;
+			for (int v = 0; v < V; v++)
+				e[v] = (struct lt_entry){ isnan(r[v]) ? -INFINITY : r[v], v };
+			qsort(e, (size_t)V, sizeof(*e), lt_cmp);
+			ck_assert_int_eq(am[b], e[0].id);
+			ck_assert(mv[b] == e[0].v);
+			for (int j = 0; j < k; j++) {
+				ck_assert_int_eq(ti[b * k + j], j < V ? e[j].id : -1);
+				ck_assert(tv[b * k + j] == (j < V ? e[j].v : -INFINITY));
+			}
+			if (e[0].v == -INFINITY) {
+				ck_assert_int_eq(am[b], 0);
+				ck_assert(lse[b] == -INFINITY);
+				continue;
+			}
+			double sum = 0; /* smallest first: a different order from the ref */
+			for (int v = V - 1; v >= 0; v--)
+				sum += exp((double)e[v].v - e[0].v);
+			double want = e[0].v + log(sum);
+			ck_assert_msg(fabs(lse[b] - want) <= 1e-6 * fmax(1, fabs(want)),
+				      "logits_topk B=%d V=%d row %d: lse %g want %g", B, V, b, lse[b],
+				      want);
+			if (b == 0 && V >= 3) {
+				ck_assert_int_eq(am[b], 1);
+				if (k >= 2)
+					ck_assert_int_eq(ti[1], V - 1);
+			}
+		}
+		free(x);
+		free(lse);
+		free(mv);
+		free(tv);
+		free(am);
+		free(ti);
+		free(e);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kernels_ref");
@@ -463,8 +654,11 @@ int main(void)
 	tcase_add_test(tc, test_kernels_ref_embedding);
 	tcase_add_test(tc, test_kernels_ref_add_rmsnorm);
 	tcase_add_test(tc, test_kernels_ref_silu_mul);
+	tcase_add_test(tc, test_kernels_ref_layernorm);
+	tcase_add_test(tc, test_kernels_ref_gelu);
 	tcase_add_test(tc, test_kernels_ref_paged_attention);
 	tcase_add_test(tc, test_kernels_ref_qk_norm_rope);
+	tcase_add_test(tc, test_kernels_ref_logits_topk);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
