@@ -18,6 +18,7 @@
 #include "embedding.h"
 #include "logits_topk.h"
 #include "gelu.h"
+#include "gemm.h"
 #include "layernorm.h"
 #include "paged_attention.h"
 #include "qk_norm_rope.h"
@@ -792,6 +793,137 @@ START_TEST(test_kernels_cuda_logits_topk_timing)
 }
 END_TEST
 
+/* ---- gemm ---- */
+
+START_TEST(test_kernels_cuda_gemm)
+{
+	/* res: 0 none, 1 a separate residual, 2 in place (y is the residual) */
+	static const int cases[][4] = { { 1, 1, 1, 0 },	       { 1, 2048, 2048, 0 },
+					{ 7, 6144, 2048, 0 },  { 33, 2048, 6144, 0 },
+					{ 300, 4096, 2048, 0 }, { 1, 151936, 2048, 0 },
+					{ 5, 17, 13, 0 },      { 5, 17, 13, 1 },
+					{ 7, 6144, 2048, 1 },  { 33, 2048, 6144, 2 },
+					{ 1, 1, 1, 2 } };
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		int M = cases[s][0], N = cases[s][1], K = cases[s][2], res = cases[s][3];
+		size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *r = malloc(ny * 2),
+			 *ref = malloc(ny * 2), *got = malloc(ny * 2);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = f32_to_bf16(frand(-1.f, 1.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f32_to_bf16(frand(-0.05f, 0.05f));
+		for (size_t i = 0; i < ny; i++)
+			r[i] = f32_to_bf16(frand(-1.f, 1.f));
+		kn_gemm_ref(ref, x, w, res ? r : NULL, M, N, K);
+
+		uint16_t *dx, *dw, *dy, *dr = NULL;
+		CUDA_CHECK(cudaMalloc((void **)&dx, nx * 2));
+		CUDA_CHECK(cudaMalloc((void **)&dw, nw * 2));
+		CUDA_CHECK(cudaMalloc((void **)&dy, ny * 2));
+		CUDA_CHECK(cudaMemcpy(dx, x, nx * 2, cudaMemcpyHostToDevice));
+		CUDA_CHECK(cudaMemcpy(dw, w, nw * 2, cudaMemcpyHostToDevice));
+		if (res == 2) {
+			CUDA_CHECK(cudaMemcpy(dy, r, ny * 2, cudaMemcpyHostToDevice));
+			dr = dy;
+		} else {
+			CUDA_CHECK(cudaMemset(dy, 0xff, ny * 2)); /* 0xffff is a bf16 NaN */
+			if (res == 1) {
+				CUDA_CHECK(cudaMalloc((void **)&dr, ny * 2));
+				CUDA_CHECK(cudaMemcpy(dr, r, ny * 2, cudaMemcpyHostToDevice));
+			}
+		}
+		kn_gemm_cuda(ctx, dy, dx, dw, dr, M, N, K, 0);
+		if (res != 2) /* again: the cached plan must give the same answer */
+			kn_gemm_cuda(ctx, dy, dx, dw, dr, M, N, K, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy, ny * 2, cudaMemcpyDeviceToHost));
+		double e = rel_l2_bf16(got, ref, ny, 0.05);
+		fprintf(stderr, "gemm M=%d N=%d K=%d residual=%s: rel L2 %.3g\n", M, N, K,
+			res == 0 ? "none" : res == 1 ? "separate" : "in place", e);
+		ck_assert_msg(e <= 1e-2, "gemm M=%d N=%d K=%d res=%d: rel L2 %g", M, N, K, res, e);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dy));
+		if (res == 1)
+			CUDA_CHECK(cudaFree(dr));
+		free(x);
+		free(w);
+		free(r);
+		free(ref);
+		free(got);
+	}
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
+/* Not assertions: table lines for the 2B model's projections at decode (M=1) and M=128. */
+START_TEST(test_kernels_cuda_gemm_timing)
+{
+	enum { REPS = 20 };
+	static const struct {
+		const char *name;
+		int N, K;
+	} shapes[] = { { "qkv", 4096, 2048 },	 { "o", 2048, 2048 },	  { "gate_up", 12288, 2048 },
+		       { "down", 2048, 6144 },	 { "lm_head", 151936, 2048 } };
+	static const int Ms[] = { 1, 128 };
+	const size_t maxw = (size_t)151936 * 2048, maxx = (size_t)128 * 6144,
+		     maxy = (size_t)128 * 151936;
+	uint16_t *h = malloc(maxw * 2);
+	for (size_t i = 0; i < maxw; i++)
+		h[i] = f32_to_bf16(frand(-0.05f, 0.05f));
+	uint16_t *dx, *dw, *dy;
+	CUDA_CHECK(cudaMalloc((void **)&dw, maxw * 2));
+	CUDA_CHECK(cudaMalloc((void **)&dx, maxx * 2));
+	CUDA_CHECK(cudaMalloc((void **)&dy, maxy * 2));
+	CUDA_CHECK(cudaMemcpy(dw, h, maxw * 2, cudaMemcpyHostToDevice));
+	CUDA_CHECK(cudaMemcpy(dx, h, maxx * 2, cudaMemcpyHostToDevice));
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	struct cudaDeviceProp prop;
+	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+	cudaEvent_t e0, e1;
+	CUDA_CHECK(cudaEventCreate(&e0));
+	CUDA_CHECK(cudaEventCreate(&e1));
+	fprintf(stderr, "gemm timing | %s | events, 3 warm-up, median of %d | 32 MiB workspace\n",
+		prop.name, REPS);
+	fprintf(stderr, "gemm timing | %-8s | %4s | %6s | %5s | %9s | %8s | %10s\n", "proj", "M",
+		"N", "K", "us", "TFLOP/s", "GB/s (W)");
+	for (size_t mi = 0; mi < sizeof(Ms) / sizeof(Ms[0]); mi++)
+		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+			int M = Ms[mi], N = shapes[s].N, K = shapes[s].K;
+			float ms[REPS];
+			for (int r = -3; r < REPS; r++) {
+				CUDA_CHECK(cudaEventRecord(e0, 0));
+				kn_gemm_cuda(ctx, dy, dx, dw, NULL, M, N, K, 0);
+				CUDA_CHECK(cudaEventRecord(e1, 0));
+				CUDA_CHECK(cudaEventSynchronize(e1));
+				if (r >= 0)
+					CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
+			}
+			for (int i = 1; i < REPS; i++) /* insertion sort for the median */
+				for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
+					float t = ms[j];
+					ms[j] = ms[j - 1];
+					ms[j - 1] = t;
+				}
+			double med = 0.5 * (ms[REPS / 2 - 1] + ms[REPS / 2]) * 1e-3; /* seconds */
+			double flop = 2.0 * M * N * K, wbytes = 2.0 * N * K;
+			fprintf(stderr,
+				"gemm timing | %-8s | %4d | %6d | %5d | %9.1f | %8.1f | %10.0f\n",
+				shapes[s].name, M, N, K, med * 1e6, flop / med / 1e12,
+				wbytes / med / 1e9);
+		}
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
+	kn_gemm_ctx_free(ctx);
+	CUDA_CHECK(cudaFree(dx));
+	CUDA_CHECK(cudaFree(dw));
+	CUDA_CHECK(cudaFree(dy));
+	free(h);
+}
+END_TEST
+
 int main(void)
 {
 	int count = 0;
@@ -812,6 +944,8 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_qk_norm_rope);
 	tcase_add_test(tc, test_kernels_cuda_logits_topk);
 	tcase_add_test(tc, test_kernels_cuda_logits_topk_timing);
+	tcase_add_test(tc, test_kernels_cuda_gemm);
+	tcase_add_test(tc, test_kernels_cuda_gemm_timing);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

@@ -11,6 +11,7 @@
 #include "bf16.h"
 #include "embedding.h"
 #include "gelu.h"
+#include "gemm.h"
 #include "layernorm.h"
 #include "logits_topk.h"
 #include "paged_attention.h"
@@ -642,6 +643,53 @@ START_TEST(test_kernels_ref_logits_topk)
 }
 END_TEST
 
+/* ---- gemm ---- */
+
+/* y = x·Wᵀ (+ residual) by a direct triple loop, for the reference to match exactly. */
+START_TEST(test_kernels_ref_gemm)
+{
+	static const int shapes[][3] = { { 1, 1, 1 }, { 1, 7, 13 }, { 1, 33, 5 }, { 3, 5, 7 },
+					 { 5, 17, 13 }, { 1, 64, 129 } };
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+		uint16_t *x = malloc((size_t)M * K * 2), *W = malloc((size_t)N * K * 2),
+			 *r = malloc((size_t)M * N * 2), *y = malloc((size_t)M * N * 2);
+		for (int i = 0; i < M * K; i++)
+			x[i] = rand_bf16(-2, 2);
+		for (int i = 0; i < N * K; i++)
+			W[i] = rand_bf16(-0.5, 0.5);
+		for (int i = 0; i < M * N; i++)
+			r[i] = rand_bf16(-1, 1);
+		for (int res = 0; res < 2; res++) {
+			kn_gemm_ref(y, x, W, res ? r : NULL, M, N, K);
+			for (int m = 0; m < M; m++)
+				for (int n = 0; n < N; n++) {
+					double acc = 0;
+					for (int k = 0; k < K; k++)
+						acc += (double)bf16_to_f32(x[m * K + k]) *
+						       bf16_to_f32(W[n * K + k]);
+					if (res)
+						acc += bf16_to_f32(r[m * N + n]);
+					ck_assert_msg(y[m * N + n] == f32_to_bf16((float)acc),
+						      "gemm %dx%dx%d res=%d [%d,%d]: got %g want %g", M,
+						      N, K, res, m, n, bf16_to_f32(y[m * N + n]), acc);
+					assert_bf16_near(y[m * N + n], acc, "gemm", m * N + n);
+				}
+		}
+		free(x);
+		free(W);
+		free(r);
+		free(y);
+	}
+	/* a hand-checked value: [1 2 3]·[4 5 6] = 32, + residual 0.5 */
+	uint16_t x3[3] = { f32_to_bf16(1), f32_to_bf16(2), f32_to_bf16(3) };
+	uint16_t w3[3] = { f32_to_bf16(4), f32_to_bf16(5), f32_to_bf16(6) };
+	uint16_t r1 = f32_to_bf16(0.5f), y1;
+	kn_gemm_ref(&y1, x3, w3, &r1, 1, 1, 3);
+	ck_assert_float_eq(bf16_to_f32(y1), 32.5f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kernels_ref");
@@ -659,6 +707,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_ref_paged_attention);
 	tcase_add_test(tc, test_kernels_ref_qk_norm_rope);
 	tcase_add_test(tc, test_kernels_ref_logits_topk);
+	tcase_add_test(tc, test_kernels_ref_gemm);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }

@@ -1,0 +1,54 @@
+/*
+ * gemm: the projections of the model, y = x · Wᵀ (+ residual), bf16 in and out, fp32 accumulation.
+ *
+ *   x (M, K) bf16 row-major    W (N, K) bf16 row-major, as the checkpoint stores a Linear weight
+ *   residual (M, N) bf16 or NULL                         y (M, N) bf16 row-major
+ *
+ *   y[m][n] = bf16( Σ_k x[m][k]·W[n][k]  +  residual[m][n] )    one rounding; the sum in fp32 on
+ *                                                               the GPU (double in the ref), the
+ *                                                               residual added before rounding
+ *
+ * The residual is cuBLASLt's C matrix with beta = 1 (beta = 0 and C unused when NULL). y may
+ * alias residual (in place: y += x·Wᵀ); y must not alias x or W.
+ *
+ * kn_gemm_cuda goes through cuBLASLt with CUBLAS_COMPUTE_32F. A kn_gemm_ctx holds the cuBLASLt
+ * handle, one workspace allocated at creation, and a small table of the algorithms chosen by
+ * cublasLtMatmulAlgoGetHeuristic per (M, N, K, residual?, pointer alignment), so a repeated shape
+ * does not query again. A ctx is not thread-safe: one per thread (or per stream owner). The
+ * workspace is shared by every call on the ctx, so calls on one ctx must go to one stream (or be
+ * ordered between streams by the caller).
+ *
+ * kn_gemm_ref is the plain-C reference (always built); kn_gemm_cuda takes the same arguments in
+ * the same order after the ctx, plus a stream, with device pointers.
+ */
+#ifndef QVL_KERNELS_GEMM_H
+#define QVL_KERNELS_GEMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+void kn_gemm_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *residual,
+		 int M, int N, int K);
+
+#ifdef QVL_HAVE_CUDA
+#include <cuda_runtime_api.h>
+
+typedef struct kn_gemm_ctx kn_gemm_ctx;
+
+/* workspace_bytes: cuBLASLt scratch (32 MiB is ample on Hopper; 0 allowed). Aborts on failure. */
+kn_gemm_ctx *kn_gemm_ctx_new(size_t workspace_bytes);
+void kn_gemm_ctx_free(kn_gemm_ctx *ctx);   /* NULL is a no-op; synchronises the device first */
+
+void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
+		  const uint16_t *residual, int M, int N, int K, cudaStream_t stream);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
