@@ -559,6 +559,18 @@ START_TEST(test_kernels_cuda_paged_attention)
 END_TEST
 
 /* Not an assertion: one table line for the 2B model's decode shape, B=128 at ctx 576. */
+/* The median of n timings (sorts ms in place). */
+static double median_ms(float *ms, int n)
+{
+	for (int i = 1; i < n; i++)
+		for (int k = i; k > 0 && ms[k - 1] > ms[k]; k--) {
+			float t = ms[k];
+			ms[k] = ms[k - 1];
+			ms[k - 1] = t;
+		}
+	return n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
+}
+
 START_TEST(test_kernels_cuda_paged_attention_timing)
 {
 	enum { B = 128, CTX = 576, HQ = 16, KV = 8, HD = 128, BS = 16, REPS = 20 };
@@ -597,13 +609,7 @@ START_TEST(test_kernels_cuda_paged_attention_timing)
 		if (r >= 0)
 			CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
 	}
-	for (int i = 1; i < REPS; i++) /* insertion sort for the median */
-		for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
-			float t = ms[j];
-			ms[j] = ms[j - 1];
-			ms[j - 1] = t;
-		}
-	double med = 0.5 * (ms[REPS / 2 - 1] + ms[REPS / 2]);
+	double med = median_ms(ms, REPS);
 	double bytes = 2.0 * B * CTX * KV * HD * 2;
 	struct cudaDeviceProp prop;
 	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -768,13 +774,19 @@ START_TEST(test_kernels_cuda_logits_topk_timing)
 		if (r >= 0)
 			CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
 	}
-	for (int i = 1; i < REPS; i++) /* insertion sort for the median */
-		for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
-			float t = ms[j];
-			ms[j] = ms[j - 1];
-			ms[j - 1] = t;
-		}
-	double med = 0.5 * (ms[REPS / 2 - 1] + ms[REPS / 2]);
+	double med = median_ms(ms, REPS);
+	ck_assert(med > 0 && isfinite(med));
+	/* what was timed is a real answer: every row's arg max is a valid id and its lse finite */
+	int32_t *am = malloc(B * sizeof(int32_t));
+	float *lse = malloc(B * sizeof(float));
+	CUDA_CHECK(cudaMemcpy(am, dam, B * sizeof(int32_t), cudaMemcpyDeviceToHost));
+	CUDA_CHECK(cudaMemcpy(lse, dlse, B * sizeof(float), cudaMemcpyDeviceToHost));
+	for (int b = 0; b < B; b++) {
+		ck_assert(am[b] >= 0 && am[b] < V);
+		ck_assert(isfinite(lse[b]) || (isinf(lse[b]) && lse[b] < 0));
+	}
+	free(am);
+	free(lse);
 	double bytes = (double)n * sizeof(float);
 	struct cudaDeviceProp prop;
 	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
@@ -901,13 +913,14 @@ START_TEST(test_kernels_cuda_gemm_timing)
 				if (r >= 0)
 					CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
 			}
-			for (int i = 1; i < REPS; i++) /* insertion sort for the median */
-				for (int j = i; j > 0 && ms[j - 1] > ms[j]; j--) {
-					float t = ms[j];
-					ms[j] = ms[j - 1];
-					ms[j - 1] = t;
-				}
-			double med = 0.5 * (ms[REPS / 2 - 1] + ms[REPS / 2]) * 1e-3; /* seconds */
+			double med = median_ms(ms, REPS) * 1e-3; /* seconds */
+			ck_assert(med > 0 && isfinite(med));
+			/* what was timed is a real answer: the first output row has no NaN */
+			uint16_t *row = malloc((size_t)N * 2);
+			CUDA_CHECK(cudaMemcpy(row, dy, (size_t)N * 2, cudaMemcpyDeviceToHost));
+			for (int c = 0; c < N; c++)
+				ck_assert(!isnan(bf16_to_f32(row[c])));
+			free(row);
 			double flop = 2.0 * M * N * K, wbytes = 2.0 * N * K;
 			fprintf(stderr,
 				"gemm timing | %-8s | %4d | %6d | %5d | %9.1f | %8.1f | %10.0f\n",
