@@ -13,6 +13,11 @@
  * descriptor and layouts, asks cublasLtMatmulAlgoGetHeuristic for its best algorithm within the
  * ctx's workspace, and keeps all of it in a small table (linear search, round-robin eviction);
  * later calls with the key only call cublasLtMatmul.
+ *
+ * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
+ * type; the bias pointer is a per-call attribute of the cached descriptor, set before each
+ * cublasLtMatmul (cuBLASLt reads it at enqueue time, so later changes do not affect a queued
+ * call). The bias vector has one entry per row of the column-major D, i.e. per output feature n.
  */
 #include <cublasLt.h>
 #include <stdio.h>
@@ -35,7 +40,7 @@
 
 struct gemm_plan {
 	int used;
-	int M, N, K, has_res;
+	int M, N, K, has_res, has_bias;
 	unsigned align;                 /* min alignment in bytes of the four pointers, ≤ 256 */
 	cublasLtMatmulDesc_t desc;
 	cublasLtMatrixLayout_t a, b, c; /* c is the layout of both C and D */
@@ -98,15 +103,23 @@ static unsigned ptr_align(const void *p)
 }
 
 static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int K, int has_res,
-		       unsigned align)
+		       int has_bias, unsigned align)
 {
-	p->M = M, p->N = N, p->K = K, p->has_res = has_res, p->align = align;
+	p->M = M, p->N = N, p->K = K, p->has_res = has_res, p->has_bias = has_bias, p->align = align;
 	CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
 	cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
 	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
 						    sizeof(ta)));
 	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb,
 						    sizeof(tb)));
+	if (has_bias) {
+		cublasLtEpilogue_t epi = CUBLASLT_EPILOGUE_BIAS;
+		cudaDataType_t bt = CUDA_R_16BF;
+		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+							    &epi, sizeof(epi)));
+		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+			p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
+	}
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, K, N, K));
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, K, M, K));
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_16BF, N, M, N));
@@ -140,12 +153,12 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 }
 
 static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has_res,
-				  unsigned align)
+				  int has_bias, unsigned align)
 {
 	for (int i = 0; i < GEMM_CACHE; i++) {
 		struct gemm_plan *p = &ctx->plans[i];
 		if (p->used && p->M == M && p->N == N && p->K == K && p->has_res == has_res &&
-		    p->align == align)
+		    p->has_bias == has_bias && p->align == align)
 			return p;
 	}
 	struct gemm_plan *p = NULL;
@@ -157,16 +170,18 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 		ctx->next_evict = (ctx->next_evict + 1) % GEMM_CACHE;
 		plan_release(p);
 	}
-	plan_build(ctx, p, M, N, K, has_res, align);
+	plan_build(ctx, p, M, N, K, has_res, has_bias, align);
 	return p;
 }
 
-extern "C" void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
-			     const uint16_t *residual, int M, int N, int K, cudaStream_t stream)
+/* The common path of kn_gemm_cuda and kn_gemm_bias_cuda (bias NULL: no epilogue). */
+static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
+		     const uint16_t *bias, const uint16_t *residual, int M, int N, int K,
+		     cudaStream_t stream)
 {
 	if (M <= 0 || N <= 0)
 		return;
-	if (K <= 0) { /* empty sum: y = residual or 0 */
+	if (K <= 0 && !bias) { /* empty sum: y = residual or 0 */
 		size_t bytes = (size_t)M * N * sizeof(uint16_t);
 		if (residual && residual != y)
 			CUDA_CHECK(cudaMemcpyAsync(y, residual, bytes, cudaMemcpyDeviceToDevice,
@@ -174,6 +189,10 @@ extern "C" void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, c
 		else if (!residual)
 			CUDA_CHECK(cudaMemsetAsync(y, 0, bytes, stream));
 		return;
+	}
+	if (K <= 0) { /* y = bias (+ residual) has no product: not a shape the model has */
+		fprintf(stderr, "<2>[cuda] gemm: bias with K = %d is not supported\n", K);
+		abort();
 	}
 	unsigned align = ptr_align(y);
 	unsigned a2 = ptr_align(x), a3 = ptr_align(W), a4 = residual ? ptr_align(residual) : 256;
@@ -183,9 +202,25 @@ extern "C" void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, c
 		align = a3;
 	if (a4 < align)
 		align = a4;
-	struct gemm_plan *p = plan_get(ctx, M, N, K, residual != NULL, align);
+	struct gemm_plan *p = plan_get(ctx, M, N, K, residual != NULL, bias != NULL, align);
+	if (bias)
+		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+			p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
 	const float alpha = 1.f, beta = residual ? 1.f : 0.f;
 	const void *c = residual ? (const void *)residual : (const void *)y;
 	CUBLAS_CHECK(cublasLtMatmul(ctx->lt, p->desc, &alpha, W, p->a, x, p->b, &beta, c, p->c, y,
 				    p->c, &p->algo, ctx->workspace, ctx->workspace_bytes, stream));
+}
+
+extern "C" void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
+			     const uint16_t *residual, int M, int N, int K, cudaStream_t stream)
+{
+	gemm_run(ctx, y, x, W, NULL, residual, M, N, K, stream);
+}
+
+extern "C" void kn_gemm_bias_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,
+				  const uint16_t *W, const uint16_t *bias, const uint16_t *residual,
+				  int M, int N, int K, cudaStream_t stream)
+{
+	gemm_run(ctx, y, x, W, bias, residual, M, N, K, stream);
 }

@@ -34,6 +34,15 @@ extern "C" {
 void kn_gemm_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *residual,
 		 int M, int N, int K);
 
+/* The same with a bias (the vision tower's Linear layers), still one rounding:
+ *   y[m][n] = bf16( Σ_k x[m][k]·W[n][k] + bias[n] + residual[m][n] )      bias (N) bf16
+ * as torch's bf16 Linear with bias (cuBLASLt's bias epilogue). With a residual, transformers
+ * would round the Linear output first and then the sum (two roundings); the fused form differs
+ * from it by at most a bf16 ulp of the sum, and is the more accurate of the two. On the GPU the
+ * bias goes through CUBLASLT_EPILOGUE_BIAS (bias pointer 16-byte aligned is best). */
+void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *bias,
+		      const uint16_t *residual, int M, int N, int K);
+
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
 
@@ -45,6 +54,10 @@ void kn_gemm_ctx_free(kn_gemm_ctx *ctx);   /* NULL is a no-op; synchronises the 
 
 void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
 		  const uint16_t *residual, int M, int N, int K, cudaStream_t stream);
+
+void kn_gemm_bias_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
+		       const uint16_t *bias, const uint16_t *residual, int M, int N, int K,
+		       cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

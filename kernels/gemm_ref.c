@@ -1,6 +1,7 @@
 /*
  * gemm reference: y = x · Wᵀ (+ residual), each output a double sum over k of the exact products
- * of the bf16 inputs, plus the residual, rounded once to float and then to bf16. See gemm.h.
+ * of the bf16 inputs, plus the residual (and the bias in kn_gemm_bias_ref), rounded once to float
+ * and then to bf16. See gemm.h.
  */
 #include "gemm.h"
 
@@ -14,6 +15,24 @@ void kn_gemm_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16
 		for (int n = 0; n < N; n++) {
 			const uint16_t *wr = W + (size_t)n * K;
 			double s = 0;
+			for (int k = 0; k < K; k++)
+				s += (double)bf16_to_f32(xr[k]) * bf16_to_f32(wr[k]);
+			size_t o = (size_t)m * N + n;
+			if (residual)
+				s += bf16_to_f32(residual[o]);
+			y[o] = f32_to_bf16((float)s);
+		}
+	}
+}
+
+void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *bias,
+		      const uint16_t *residual, int M, int N, int K)
+{
+	for (int m = 0; m < M; m++) {
+		const uint16_t *xr = x + (size_t)m * K;
+		for (int n = 0; n < N; n++) {
+			const uint16_t *wr = W + (size_t)n * K;
+			double s = bf16_to_f32(bias[n]);
 			for (int k = 0; k < K; k++)
 				s += (double)bf16_to_f32(xr[k]) * bf16_to_f32(wr[k]);
 			size_t o = (size_t)m * N + n;

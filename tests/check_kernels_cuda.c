@@ -23,6 +23,7 @@
 #include "paged_attention.h"
 #include "qk_norm_rope.h"
 #include "rmsnorm.h"
+#include "rows.h"
 #include "silu_mul.h"
 
 static uint64_t lcg = 88172645463325252ull;
@@ -161,6 +162,67 @@ START_TEST(test_kernels_cuda_embedding)
 		free(ref);
 		free(got);
 		free(ids);
+	}
+}
+END_TEST
+
+/* gather, scatter and scatter-add of whole rows: bit-exact against the reference (distinct
+ * indexes in random order, odd widths, a destination whose other rows must stay untouched) */
+START_TEST(test_kernels_cuda_rows)
+{
+	static const int sizes[][3] = { { 1, 1, 1 }, { 5, 3, 2 }, { 40, 2048, 17 }, { 9, 130, 9 },
+					{ 300, 2048, 256 } };
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		int R = sizes[s][0], C = sizes[s][1], n = sizes[s][2];
+		size_t nr = (size_t)R * C, nn = (size_t)n * C;
+		uint16_t *big = malloc(nr * 2), *small = malloc(nn * 2), *ref = malloc(nr * 2),
+			 *got = malloc(nr * 2);
+		int32_t *idx = malloc((size_t)R * 4);
+		fill_bf16(big, nr, -2.f, 2.f);
+		fill_bf16(small, nn, -2.f, 2.f);
+		for (int i = 0; i < R; i++)
+			idx[i] = i;
+		for (int i = R - 1; i > 0; i--) {   /* shuffle: the first n are distinct rows */
+			int j = (int)frand(0.f, (float)i + 0.999f);
+			int32_t x = idx[i];
+			idx[i] = idx[j];
+			idx[j] = x;
+		}
+		uint16_t *dbig = dev_bf16(big, nr, 0), *dsmall = dev_bf16(small, nn, 0);
+		uint16_t *dout = dev_bf16(NULL, nn > nr ? nn : nr, 0);
+		int32_t *di;
+		CUDA_CHECK(cudaMalloc((void **)&di, (size_t)n * 4));
+		CUDA_CHECK(cudaMemcpy(di, idx, (size_t)n * 4, cudaMemcpyHostToDevice));
+		for (int mode = 0; mode < 3; mode++) {
+			size_t cnt = mode == 0 ? nn : nr;
+			if (mode == 0) {
+				kn_rows_gather_ref(ref, big, idx, n, C);
+				kn_rows_gather_cuda(dout, dbig, di, n, C, 0);
+			} else {
+				memcpy(ref, big, nr * 2);
+				CUDA_CHECK(cudaMemcpy(dout, big, nr * 2, cudaMemcpyHostToDevice));
+				if (mode == 1) {
+					kn_rows_scatter_ref(ref, small, idx, n, C);
+					kn_rows_scatter_cuda(dout, dsmall, di, n, C, 0);
+				} else {
+					kn_rows_scatter_add_ref(ref, small, idx, n, C);
+					kn_rows_scatter_add_cuda(dout, dsmall, di, n, C, 0);
+				}
+			}
+			CUDA_CHECK(cudaDeviceSynchronize());
+			CUDA_CHECK(cudaMemcpy(got, dout, cnt * 2, cudaMemcpyDeviceToHost));
+			ck_assert_msg(memcmp(got, ref, cnt * 2) == 0, "rows mode %d R=%d C=%d n=%d: not "
+				      "bit-exact", mode, R, C, n);
+		}
+		CUDA_CHECK(cudaFree(dbig));
+		CUDA_CHECK(cudaFree(dsmall));
+		CUDA_CHECK(cudaFree(dout));
+		CUDA_CHECK(cudaFree(di));
+		free(big);
+		free(small);
+		free(ref);
+		free(got);
+		free(idx);
 	}
 }
 END_TEST
@@ -948,6 +1010,7 @@ int main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_kernels_cuda_rmsnorm);
 	tcase_add_test(tc, test_kernels_cuda_embedding);
+	tcase_add_test(tc, test_kernels_cuda_rows);
 	tcase_add_test(tc, test_kernels_cuda_add_rmsnorm);
 	tcase_add_test(tc, test_kernels_cuda_silu_mul);
 	tcase_add_test(tc, test_kernels_cuda_layernorm);

@@ -1,0 +1,628 @@
+/*
+ * prefill_attention CUDA kernels (shapes, pool layout, formula and limits in prefill_attention.h;
+ * reference kn_prefill_attention_ref).
+ *
+ * FlashAttention-2 on tensor cores (mma.sync m16n8k16 bf16 → fp32, sm_80+), in two launches
+ * (three with split-KV):
+ *
+ *   1. pfa_tiles_kernel, one CTA of 1024 threads: tile_prefix[s] = Σ_{s'<s} ceil(len_s' / BM),
+ *      the number of query tiles before sequence s (a block-wide scan), into the workspace.
+ *   2. pfa_kernel<HD, RW>, grid (Hq, min(ceil(T / BM) + n_seqs, T), nsplit), 4 warps, each
+ *      owning RW blocks of 16 query rows (BM = 64·RW). CTA (h, t, ·) finds its sequence s by
+ *      binary search over tile_prefix (CTAs past the last tile return) and takes query tile
+ *      mt of s counted from the LAST tile, so that the tiles with the most keys start first;
+ *      head is the fast grid index so the heads sharing a tile's K/V run side by side (L2
+ *      reuse across the GQA group). The CTA walks the key positions 0 .. (its last row's
+ *      position) in tiles of BN = 64:
+ *
+ *        smem  K0 (BN, hd+8) | V0 (BN, hd+8) | K1 | V1 [| Q (128, hd+8) for RW 2]
+ *              bf16 rows padded by 16 bytes, so ldmatrix reads 8 rows conflict-free. For RW 1
+ *              Q (64 rows) is staged in K1 and moved to registers before tile 1 lands there;
+ *              for RW 2 it stays in shared memory and is re-read per 32-dim slice.
+ *        tile j+1's K and V rows are gathered through the block table with cp.async (16 bytes,
+ *        zero-filled past the sequence's positions) into the other buffer while tile j is
+ *        computed; one __syncthreads per tile.
+ *        S = Q·Kᵀ (16·RW × 64 per warp, fp32; with RW 2 every K fragment feeds two MMAs);
+ *        positions past a row's own are set to -inf (only tiles that reach past the warp's
+ *        first row do this); online softmax per row in the log2 domain (quad shuffles for the
+ *        max; p = 2^(s·scale·log2 e − m), one FFMA and one MUFU.EX2), O ·= 2^(m_old − m_new);
+ *        P (bf16, straight from the S accumulators: the C layout of m16n8 is the A layout of
+ *        m16k16) · V with ldmatrix.trans → O (16·RW × hd fp32 in registers).
+ *      Position 0 is attended by every row, so l > 0 at the end and no row divides by zero.
+ *      At the end O / l → bf16, the single rounding, stored for the rows the sequence has.
+ *   3. Split-KV, for batches too small to fill the GPU (chunked prefill after a long cache, a
+ *      few decode-like rows): split z of nsplit takes a contiguous share of the CTA's key tiles
+ *      and writes unnormalised O and (m, l) in fp32 to the workspace (a row that saw only
+ *      masked keys writes l = 0); pfa_combine_kernel, one CTA per (row, head), merges them
+ *      with weights 2^(m_z − M) and rounds once.
+ *
+ * Workspace: tile_prefix (n_seqs + 1) int32, padded to 256 bytes | split O (nsplit, T, Hq, hd)
+ * fp32 | split (m, l) (nsplit, T, Hq) float2, sized for PFA_MAX_SPLIT splits of at most
+ * PFA_SPLIT_MAX_RH (row, head) pairs.
+ *
+ * Cost: 4·hd·Hq FLOPs per (row, attended position). mma.sync needs one ldmatrix.x4 (512 bytes
+ * of shared memory) per two MMAs at RW 1, which makes shared-memory bandwidth the limit;
+ * RW 2 halves the K/V reads per MMA. Shared memory per CTA: (4·BN + (RW−1)·128)·(hd + 8)·2
+ * bytes (hd 128: 68 KB at RW 1, 102 KB at RW 2); registers: 168 (RW 1, three CTAs per SM),
+ * ~255 (RW 2, two CTAs per SM).
+ * BM is 128 (RW 2) when the batch has at least a full wave of 128-row CTAs, else 64;
+ * QVL_PREFILL_ATTN_BM=64|128 overrides it. H100 numbers: tests/check_attention_cuda.c, timing.
+ */
+#include <cuda_bf16.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "cuda_check.h"
+#include "prefill_attention.h"
+
+#define PFA_BN 64
+#define PFA_THREADS 128
+#define PFA_SCAN_THREADS 1024
+
+/* ---- PTX wrappers ---------------------------------------------------------------------- */
+
+/* 16-byte global → shared copy; when !valid nothing is read and the 16 bytes are zeroed. */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+	unsigned s = (unsigned)__cvta_generic_to_shared(dst);
+	int n = valid ? 16 : 0;
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(n));
+}
+
+static __device__ __forceinline__ void cp_async_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::);
+}
+
+static __device__ __forceinline__ void cp_async_wait_all(void)
+{
+	asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p)
+{
+	unsigned a = (unsigned)__cvta_generic_to_shared(p);
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(a));
+}
+
+static __device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const void *p)
+{
+	unsigned a = (unsigned)__cvta_generic_to_shared(p);
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(a));
+}
+
+/* c (16×8 fp32) += a (16×16 bf16, row) · b (16×8 bf16, col) */
+static __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0,
+						uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+		     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* 2^x, flushing denormal results to 0 (they are below bf16's relevance here); 2^-inf = 0 */
+static __device__ __forceinline__ float fast_exp2(float x)
+{
+	float y;
+	asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+	return y;
+}
+
+static __device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi)
+{
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+	return *(uint32_t *)&v;
+}
+
+/* ---- 1. tile map ------------------------------------------------------------------------ */
+
+/* prefix[0] = 0, prefix[s+1] = prefix[s] + ceil(len_s / bm); one CTA of PFA_SCAN_THREADS. */
+static __global__ void __launch_bounds__(PFA_SCAN_THREADS)
+pfa_tiles_kernel(int32_t *prefix, const int32_t *q_start, int n_seqs, int bm)
+{
+	__shared__ int warp_sum[PFA_SCAN_THREADS / 32];
+	__shared__ int carry;
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+	if (tid == 0) {
+		carry = 0;
+		prefix[0] = 0;
+	}
+	__syncthreads();
+	for (int base = 0; base < n_seqs; base += PFA_SCAN_THREADS) {
+		const int s = base + tid;
+		int v = 0;
+		if (s < n_seqs) {
+			int len = q_start[s + 1] - q_start[s];
+			v = len > 0 ? (len + bm - 1) / bm : 0;
+		}
+		for (int o = 1; o < 32; o <<= 1) {
+			int u = __shfl_up_sync(0xffffffffu, v, o);
+			if (lane >= o)
+				v += u;
+		}
+		if (lane == 31)
+			warp_sum[warp] = v;
+		__syncthreads();
+		if (warp == 0) {
+			int w = warp_sum[lane];
+			for (int o = 1; o < 32; o <<= 1) {
+				int u = __shfl_up_sync(0xffffffffu, w, o);
+				if (lane >= o)
+					w += u;
+			}
+			warp_sum[lane] = w;  /* inclusive */
+		}
+		__syncthreads();
+		v += carry + (warp > 0 ? warp_sum[warp - 1] : 0);
+		if (s < n_seqs)
+			prefix[s + 1] = v;
+		__syncthreads();   /* every thread has read carry */
+		if (tid == PFA_SCAN_THREADS - 1)
+			carry = v;
+		__syncthreads();
+	}
+}
+
+/* ---- 2. attention ----------------------------------------------------------------------- */
+
+/*
+ * HD: head dim; RW: 16-row blocks per warp (4 warps, BM = 64·RW query rows).
+ *   RW 1: the warp's Q fragments live in registers (staged in buffer 1, read once);
+ *         168 registers, three CTAs per SM.
+ *   RW 2: each K/V fragment read from shared memory feeds two MMAs (half the shared-memory
+ *         traffic per FLOP); Q has its own region and its fragments are re-read per 32-dim
+ *         slice; ~255 registers, two CTAs per SM.
+ * Dynamic shared memory: pfa_smem_bytes<HD, RW>().
+ */
+template <int HD, int RW>
+static __global__ void __launch_bounds__(PFA_THREADS, RW == 1 ? 3 : 2)
+pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const uint16_t *k_cache,
+	   const uint16_t *v_cache, const int32_t *block_table, const int32_t *q_start,
+	   const int32_t *n_cached, const int32_t *tile_prefix, int n_seqs, int T, int Hq, int KV,
+	   int log2_bs, int max_blocks_per_seq, float scale_log2, float *ws_o, float2 *ws_ml)
+{
+	constexpr int NW = PFA_THREADS / 32, BM = 16 * RW * NW, BN = PFA_BN, NT = PFA_THREADS;
+	constexpr int LD = HD + 8;             /* smem row stride in bf16 */
+	constexpr int CPR = HD / 8;            /* 16-byte chunks per row */
+	extern __shared__ uint4 pfa_smem[];
+	/* buffer b: K (BN, LD) then V (BN, LD); Q: buffer 1 (RW 1) or after both buffers (RW 2) */
+	uint16_t *sbuf = (uint16_t *)pfa_smem;
+	uint16_t *sQ = sbuf + (RW == 1 ? 2 : 4) * BN * LD;
+	static_assert(RW == 2 || BM <= 2 * BN, "Q must fit in one K+V buffer");
+
+	const int h = blockIdx.x, t = blockIdx.y;
+	if (t >= tile_prefix[n_seqs])
+		return;
+	/* the sequence: the largest s with tile_prefix[s] ≤ t (empty sequences share a prefix) */
+	int lo = 0, hi = n_seqs - 1;
+	while (lo < hi) {
+		int mid = (lo + hi + 1) >> 1;
+		if (tile_prefix[mid] <= t)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	const int s = lo;
+	const int row0 = q_start[s], len = q_start[s + 1] - row0;
+	const int mt = tile_prefix[s + 1] - 1 - t;     /* heaviest tile first */
+	const int m0 = mt * BM;
+	const int nc = max(n_cached[s], 0);
+	const int kv_len = min(nc + len, max_blocks_per_seq << log2_bs);
+	const int rows = min(BM, len - m0);
+	const int last_key = min(nc + m0 + rows - 1, kv_len - 1);
+	const int n_kv = last_key / BN + 1;
+	/* split z of gridDim.z takes key tiles j0 .. j1-1 */
+	const int nsplit = gridDim.z, z = blockIdx.z;
+	const int chunk = (n_kv + nsplit - 1) / nsplit;
+	const int j0 = min(z * chunk, n_kv), j1 = min(j0 + chunk, n_kv);
+	const int kvh = h / (Hq / KV);
+	const int bs_mask = (1 << log2_bs) - 1;
+	const int32_t *bt = block_table + (long)s * max_blocks_per_seq;
+	const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+	/* Q tile, rows past the sequence zero-filled */
+	for (int c = tid; c < BM * CPR; c += NT) {
+		int r = c / CPR, cc = c % CPR;
+		bool ok = r < rows;
+		const uint16_t *src = ok ? q + ((long)(row0 + m0 + r) * Hq + h) * HD + cc * 8 : q;
+		cp_async16(sQ + r * LD + cc * 8, src, ok);
+	}
+	/* K/V tile j into buffer b, gathered through the block table */
+	auto load_kv = [&](int j, int b) {
+		uint16_t *dk = sbuf + b * 2 * BN * LD, *dv = dk + BN * LD;
+		for (int c = tid; c < BN * CPR; c += NT) {
+			int r = c / CPR, cc = c % CPR;
+			int p = j * BN + r;
+			bool ok = p < kv_len;
+			long off = 0;
+			if (ok) {
+				long slot = ((long)bt[p >> log2_bs] << log2_bs) + (p & bs_mask);
+				off = (slot * KV + kvh) * HD + cc * 8;
+			}
+			cp_async16(dk + r * LD + cc * 8, k_cache + off, ok);
+			cp_async16(dv + r * LD + cc * 8, v_cache + off, ok);
+		}
+	};
+	if (j0 < j1)
+		load_kv(j0, 0);
+	cp_async_commit();
+
+	const int g = lane >> 2, tq = lane & 3;
+	const int wrow = warp * 16 * RW;            /* the warp's first row in the tile */
+	/* the last position each of this thread's rows (wrow + rb·16 + g, + 8) may attend */
+	int lim[RW][2];
+#pragma unroll
+	for (int rb = 0; rb < RW; rb++) {
+		lim[rb][0] = min(nc + m0 + wrow + rb * 16 + g, kv_len - 1);
+		lim[rb][1] = min(nc + m0 + wrow + rb * 16 + g + 8, kv_len - 1);
+	}
+	const int warp_lim = min(nc + m0 + wrow, kv_len - 1);   /* the smallest lim in the warp */
+	auto ldsm_q = [&](uint32_t r[4], int rb, int k0) {
+		ldsm_x4(r, sQ + (wrow + rb * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * LD + k0 +
+				   8 * (lane >> 4));
+	};
+	uint32_t qf[RW == 1 ? HD / 16 : 1][4];   /* RW 1 only */
+
+	float o[RW][HD / 8][4];
+#pragma unroll
+	for (int rb = 0; rb < RW; rb++)
+#pragma unroll
+		for (int i = 0; i < HD / 8; i++)
+			o[rb][i][0] = o[rb][i][1] = o[rb][i][2] = o[rb][i][3] = 0.f;
+	float m_r[RW][2], l_r[RW][2];
+#pragma unroll
+	for (int rb = 0; rb < RW; rb++) {
+		m_r[rb][0] = m_r[rb][1] = -INFINITY;
+		l_r[rb][0] = l_r[rb][1] = 0.f;
+	}
+
+	for (int j = j0; j < j1; j++) {
+		const int buf = (j - j0) & 1;
+		cp_async_wait_all();
+		__syncthreads();     /* tile j visible to all; everyone is done with tile j-1 */
+		if (RW == 1 && j == j0) {
+#pragma unroll
+			for (int kk = 0; kk < HD / 16; kk++)
+				ldsm_q(qf[RW == 1 ? kk : 0], 0, kk * 16);
+			__syncthreads();   /* every warp has its Q: buffer 1 may take tile 1 */
+		}
+		if (j + 1 < j1)
+			load_kv(j + 1, buf ^ 1);
+		cp_async_commit();
+
+		const uint16_t *tk = sbuf + buf * 2 * BN * LD, *tv = tk + BN * LD;
+		float sc[RW][BN / 8][4];
+#pragma unroll
+		for (int rb = 0; rb < RW; rb++)
+#pragma unroll
+			for (int nt = 0; nt < BN / 8; nt++)
+				sc[rb][nt][0] = sc[rb][nt][1] = sc[rb][nt][2] = sc[rb][nt][3] = 0.f;
+#pragma unroll
+		for (int kk = 0; kk < HD / 32; kk++) {
+			uint32_t qa[RW][2][4];
+#pragma unroll
+			for (int rb = 0; rb < RW; rb++)
+#pragma unroll
+				for (int half = 0; half < 2; half++) {
+					if (RW == 1) {
+#pragma unroll
+						for (int i = 0; i < 4; i++)
+							qa[rb][half][i] = qf[RW == 1 ? 2 * kk + half : 0][i];
+					} else {
+						ldsm_q(qa[rb][half], rb, kk * 32 + half * 16);
+					}
+				}
+#pragma unroll
+			for (int nt = 0; nt < BN / 8; nt++) {
+				uint32_t b[4];
+				ldsm_x4(b, tk + (nt * 8 + (lane & 7)) * LD + kk * 32 + 8 * (lane >> 3));
+#pragma unroll
+				for (int rb = 0; rb < RW; rb++) {
+					mma_bf16(sc[rb][nt], qa[rb][0], b[0], b[1]);
+					mma_bf16(sc[rb][nt], qa[rb][1], b[2], b[3]);
+				}
+			}
+		}
+		/* causal mask, only on tiles that reach past the warp's first row */
+		const bool need_mask = j * BN + BN - 1 > warp_lim;
+		if (need_mask) {
+#pragma unroll
+			for (int rb = 0; rb < RW; rb++)
+#pragma unroll
+				for (int nt = 0; nt < BN / 8; nt++)
+#pragma unroll
+					for (int e = 0; e < 4; e++) {
+						int key = j * BN + nt * 8 + 2 * tq + (e & 1);
+						if (key > lim[rb][e >> 1])
+							sc[rb][nt][e] = -INFINITY;
+					}
+		}
+		/* online softmax, rows wrow + rb·16 + g (e 0,1) and + 8 (e 2,3); a row lives in a quad */
+#pragma unroll
+		for (int rb = 0; rb < RW; rb++)
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			float mx = -INFINITY;
+#pragma unroll
+			for (int nt = 0; nt < BN / 8; nt++)
+				mx = fmaxf(mx, fmaxf(sc[rb][nt][2 * r], sc[rb][nt][2 * r + 1]));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+			mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+			/* scores stay unscaled: scale_log2 > 0 commutes with the max, and
+			 * 2^(s·scale_log2 − m) is one FFMA and one MUFU.EX2 */
+			float m_new = fmaxf(m_r[rb][r], mx * scale_log2);
+			const float alpha = fast_exp2(m_r[rb][r] - m_new);   /* 0 while m_r is -inf */
+			m_r[rb][r] = m_new;
+			/* a split without position 0 may see only masked keys so far: every p is 0 */
+			if (m_new == -INFINITY)
+				m_new = 0.f;
+			float sum = 0.f;
+#pragma unroll
+			for (int nt = 0; nt < BN / 8; nt++) {
+				float p0 = fast_exp2(fmaf(sc[rb][nt][2 * r], scale_log2, -m_new));
+				float p1 = fast_exp2(fmaf(sc[rb][nt][2 * r + 1], scale_log2, -m_new));
+				sc[rb][nt][2 * r] = p0;
+				sc[rb][nt][2 * r + 1] = p1;
+				sum += p0 + p1;
+			}
+			l_r[rb][r] = l_r[rb][r] * alpha + sum;   /* this thread's part; the quad sums at the end */
+#pragma unroll
+			for (int i = 0; i < HD / 8; i++) {
+				o[rb][i][2 * r] *= alpha;
+				o[rb][i][2 * r + 1] *= alpha;
+			}
+		}
+
+		/* O += P · V; P straight from the S accumulators (C layout of m16n8 = A layout) */
+#pragma unroll
+		for (int ks = 0; ks < BN / 16; ks++) {
+			uint32_t a[RW][4];
+#pragma unroll
+			for (int rb = 0; rb < RW; rb++) {
+				a[rb][0] = pack_bf16x2(sc[rb][2 * ks][0], sc[rb][2 * ks][1]);
+				a[rb][1] = pack_bf16x2(sc[rb][2 * ks][2], sc[rb][2 * ks][3]);
+				a[rb][2] = pack_bf16x2(sc[rb][2 * ks + 1][0], sc[rb][2 * ks + 1][1]);
+				a[rb][3] = pack_bf16x2(sc[rb][2 * ks + 1][2], sc[rb][2 * ks + 1][3]);
+			}
+#pragma unroll
+			for (int dn = 0; dn < HD / 16; dn++) {
+				uint32_t b[4];
+				ldsm_x4_trans(b, tv + (ks * 16 + (lane & 7) + 8 * ((lane >> 3) & 1)) * LD +
+							 dn * 16 + 8 * (lane >> 4));
+#pragma unroll
+				for (int rb = 0; rb < RW; rb++) {
+					mma_bf16(o[rb][2 * dn], a[rb], b[0], b[1]);
+					mma_bf16(o[rb][2 * dn + 1], a[rb], b[2], b[3]);
+				}
+			}
+		}
+	}
+	cp_async_wait_all();   /* an empty split still has its Q copy in flight */
+
+#pragma unroll
+	for (int rb = 0; rb < RW; rb++) {
+#pragma unroll
+		for (int r = 0; r < 2; r++) {
+			l_r[rb][r] += __shfl_xor_sync(0xffffffffu, l_r[rb][r], 1);
+			l_r[rb][r] += __shfl_xor_sync(0xffffffffu, l_r[rb][r], 2);
+		}
+		const int r_lo = wrow + rb * 16 + g, r_hi = r_lo + 8;
+		if (nsplit > 1) {
+			/* partial result of this split: unnormalised O, and (m, l) in the log2 domain */
+			const long o_lo = ((long)z * T + row0 + m0 + r_lo) * Hq + h;
+			const long o_hi = o_lo + 8L * Hq;
+			if (tq == 0 && r_lo < rows)
+				ws_ml[o_lo] = make_float2(m_r[rb][0], l_r[rb][0]);
+			if (tq == 0 && r_hi < rows)
+				ws_ml[o_hi] = make_float2(m_r[rb][1], l_r[rb][1]);
+#pragma unroll
+			for (int i = 0; i < HD / 8; i++) {
+				const int d = i * 8 + 2 * tq;
+				if (r_lo < rows)
+					*(float2 *)(ws_o + o_lo * HD + d) = make_float2(o[rb][i][0], o[rb][i][1]);
+				if (r_hi < rows)
+					*(float2 *)(ws_o + o_hi * HD + d) = make_float2(o[rb][i][2], o[rb][i][3]);
+			}
+			continue;
+		}
+		const float inv0 = 1.f / l_r[rb][0], inv1 = 1.f / l_r[rb][1];
+#pragma unroll
+		for (int i = 0; i < HD / 8; i++) {
+			const int d = i * 8 + 2 * tq;
+			if (r_lo < rows)
+				*(__nv_bfloat162 *)(out + ((long)(row0 + m0 + r_lo) * Hq + h) * HD + d) =
+					__floats2bfloat162_rn(o[rb][i][0] * inv0, o[rb][i][1] * inv0);
+			if (r_hi < rows)
+				*(__nv_bfloat162 *)(out + ((long)(row0 + m0 + r_hi) * Hq + h) * HD + d) =
+					__floats2bfloat162_rn(o[rb][i][2] * inv1, o[rb][i][3] * inv1);
+		}
+	}
+}
+
+/* ---- 3. split merge --------------------------------------------------------------------- */
+
+/* One CTA per (row, query head), hd threads: out = Σ_z w_z O_z / Σ_z w_z l_z, w_z = 2^(m_z − M);
+ * splits that saw no key of the row (l = 0) are skipped (their O is not meaningful). */
+static __global__ void pfa_combine_kernel(__nv_bfloat16 *out, const float *ws_o,
+					  const float2 *ws_ml, int T, int Hq, int hd, int nsplit)
+{
+	const long rh = blockIdx.x, stride = (long)T * Hq;
+	float M = -INFINITY;
+	for (int z = 0; z < nsplit; z++)
+		M = fmaxf(M, ws_ml[z * stride + rh].x);
+	const int d = threadIdx.x;
+	float L = 0.f, a = 0.f;
+	for (int z = 0; z < nsplit; z++) {
+		float2 ml = ws_ml[z * stride + rh];
+		if (ml.y > 0.f) {
+			float w = exp2f(ml.x - M);
+			L += w * ml.y;
+			a += w * ws_o[(z * stride + rh) * hd + d];
+		}
+	}
+	out[rh * hd + d] = __float2bfloat16(a / L);
+}
+
+/* ---- host ------------------------------------------------------------------------------- */
+
+/* Split-KV only for small batches: at most PFA_SPLIT_MAX_RH (row, head) pairs, PFA_MAX_SPLIT
+ * splits; the workspace holds their partial results. */
+#define PFA_SPLIT_MAX_RH 16384
+#define PFA_MAX_SPLIT 8
+
+static size_t pfa_prefix_bytes(int n_seqs)
+{
+	return (((size_t)n_seqs + 1) * sizeof(int32_t) + 255) / 256 * 256;
+}
+
+static long pfa_split_rh(int T, int Hq)
+{
+	long rh = (long)T * Hq;
+	return rh < PFA_SPLIT_MAX_RH ? rh : PFA_SPLIT_MAX_RH;
+}
+
+extern "C" size_t kn_prefill_attention_workspace_bytes(int T, int n_seqs, int Hq, int hd,
+						       int max_ctx)
+{
+	(void)max_ctx;
+	if (n_seqs <= 0 || T <= 0 || Hq <= 0 || hd <= 0)
+		return 0;
+	return pfa_prefix_bytes(n_seqs) +
+	       (size_t)pfa_split_rh(T, Hq) * PFA_MAX_SPLIT * ((size_t)hd + 2) * sizeof(float);
+}
+
+static int pfa_num_sms(void)
+{
+	static int n_sm = 0;   /* read once; the same value for every thread afterwards */
+	if (n_sm == 0) {
+		int dev = 0, n = 0;
+		CUDA_CHECK(cudaGetDevice(&dev));
+		CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+		n_sm = n > 0 ? n : 1;
+	}
+	return n_sm;
+}
+
+/* An upper bound on the query tiles of a batch: each has ≥ 1 row, and each sequence adds at
+ * most one partial tile. */
+static long pfa_max_tiles(int T, int n_seqs, int bm)
+{
+	long ub = (long)(T + bm - 1) / bm + n_seqs;
+	return ub < T ? ub : T;
+}
+
+/* Query tile height: 128 rows (RW 2, two CTAs per SM) when the batch has at least a full wave
+ * of them, else 64 (more, smaller CTAs for short prompts and chunks). */
+static int pfa_choose_bm(int T, int Hq)
+{
+	const char *e = getenv("QVL_PREFILL_ATTN_BM");
+	if (e && (atoi(e) == 64 || atoi(e) == 128))
+		return atoi(e);
+	return (long)(T / 128) * Hq >= 2L * pfa_num_sms() ? 128 : 64;
+}
+
+/* Key splits: enough CTAs for ~3 per SM when the batch alone gives fewer, ≥ 2 key tiles each;
+ * QVL_PREFILL_ATTN_SPLIT=1..8 overrides it (tests). */
+static int pfa_choose_split(int T, int n_seqs, int Hq, int bm, int cap)
+{
+	if ((long)T * Hq > PFA_SPLIT_MAX_RH)
+		return 1;
+	int n;
+	const char *e = getenv("QVL_PREFILL_ATTN_SPLIT");
+	if (e && atoi(e) >= 1) {
+		n = atoi(e);
+	} else {
+		long ctas = pfa_max_tiles(T, n_seqs, bm) * Hq, want = 3L * pfa_num_sms();
+		n = ctas >= want ? 1 : (int)((want + ctas - 1) / ctas);
+		int by_len = (cap + 2 * PFA_BN - 1) / (2 * PFA_BN);
+		if (n > by_len)
+			n = by_len;
+	}
+	return n < 1 ? 1 : n > PFA_MAX_SPLIT ? PFA_MAX_SPLIT : n;
+}
+
+template <int HD, int RW>
+static constexpr size_t pfa_smem_bytes(void)
+{
+	return (size_t)((RW == 1 ? 4 : 6) * PFA_BN) * (HD + 8) * sizeof(uint16_t);
+}
+
+template <int HD, int RW>
+static int pfa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
+		      const uint16_t *v_cache, const int32_t *block_table, const int32_t *q_start,
+		      const int32_t *n_cached, int n_seqs, int T, int Hq, int KV, int log2_bs,
+		      int max_blocks_per_seq, float scale, void *ws, cudaStream_t stream)
+{
+	constexpr int BM = 64 * RW;
+	const long max_tiles = pfa_max_tiles(T, n_seqs, BM);
+	if (max_tiles > 65535)
+		return -1;
+	const int nsplit = pfa_choose_split(T, n_seqs, Hq, BM, max_blocks_per_seq << log2_bs);
+	int32_t *tile_prefix = (int32_t *)ws;
+	float *ws_o = (float *)((char *)ws + pfa_prefix_bytes(n_seqs));
+	float2 *ws_ml = (float2 *)(ws_o + (size_t)pfa_split_rh(T, Hq) * PFA_MAX_SPLIT * HD);
+	const size_t shm = pfa_smem_bytes<HD, RW>();
+	static bool attr_set = false;   /* per instantiation; setting it twice is harmless */
+	if (!attr_set) {
+		CUDA_CHECK(cudaFuncSetAttribute(pfa_kernel<HD, RW>,
+						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
+		attr_set = true;
+	}
+	pfa_tiles_kernel<<<1, PFA_SCAN_THREADS, 0, stream>>>(tile_prefix, q_start, n_seqs, BM);
+	KN_CHECK_LAUNCH();
+	pfa_kernel<HD, RW><<<dim3(Hq, (unsigned)max_tiles, nsplit), PFA_THREADS, shm, stream>>>(
+		(__nv_bfloat16 *)out, q, k_cache, v_cache, block_table, q_start, n_cached,
+		tile_prefix, n_seqs, T, Hq, KV, log2_bs, max_blocks_per_seq,
+		scale * 1.4426950408889634f, ws_o, ws_ml);
+	KN_CHECK_LAUNCH();
+	if (nsplit > 1) {
+		pfa_combine_kernel<<<(unsigned)((long)T * Hq), HD, 0, stream>>>(
+			(__nv_bfloat16 *)out, ws_o, ws_ml, T, Hq, HD, nsplit);
+		KN_CHECK_LAUNCH();
+	}
+	return 0;
+}
+
+extern "C" int kn_prefill_attention_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
+					 const uint16_t *v_cache, const int32_t *block_table,
+					 const int32_t *q_start, const int32_t *n_cached, int n_seqs,
+					 int T, int Hq, int KV, int hd, int block_size,
+					 int max_blocks_per_seq, float scale, void *workspace,
+					 size_t workspace_bytes, cudaStream_t stream)
+{
+	if (n_seqs <= 0 || T <= 0)
+		return 0;
+	if (Hq <= 0 || KV <= 0 || Hq % KV != 0 || max_blocks_per_seq <= 0 || block_size <= 0 ||
+	    !(scale > 0.f) || (block_size & (block_size - 1)) != 0 || Hq > 65535)
+		return -1;
+	if ((((uintptr_t)q | (uintptr_t)k_cache | (uintptr_t)v_cache | (uintptr_t)out) & 15) != 0)
+		return -1;
+	int log2_bs = 0;
+	while ((1 << log2_bs) < block_size)
+		log2_bs++;
+	if ((long)max_blocks_per_seq << log2_bs > (1L << 30))
+		return -1;
+	if (hd != 32 && hd != 64 && hd != 128)
+		return -1;
+	if (!workspace || ((uintptr_t)workspace & 15) != 0 ||
+	    workspace_bytes < kn_prefill_attention_workspace_bytes(T, n_seqs, Hq, hd, 0))
+		return -1;
+	const int bm = pfa_choose_bm(T, Hq);
+#define PFA_GO(HD, RW)                                                                         \
+	pfa_launch<HD, RW>(out, q, k_cache, v_cache, block_table, q_start, n_cached, n_seqs, T,  \
+			   Hq, KV, log2_bs, max_blocks_per_seq, scale, workspace, stream)
+	switch (hd) {
+	case 32:
+		return bm == 128 ? PFA_GO(32, 2) : PFA_GO(32, 1);
+	case 64:
+		return bm == 128 ? PFA_GO(64, 2) : PFA_GO(64, 1);
+	default:
+		return bm == 128 ? PFA_GO(128, 2) : PFA_GO(128, 1);
+	}
+#undef PFA_GO
+}
