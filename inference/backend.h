@@ -17,17 +17,22 @@
  * slot p % block_size. A step may continue a sequence (chunked prefill, decode): attention of a
  * new position covers all cached positions of its sequence plus the new ones up to itself.
  *
+ * Backends: cpu (backend_cpu.c: fp32 reference, OpenBLAS) and cuda (backend_cuda.c: bf16 on one
+ * GPU, cuBLASLt and the kernels of kernels/). Each fills the ops table of backend_impl.h.
+ *
  * Threads: a backend is driven by one thread (the engine loop); it may use more inside.
  */
 #ifndef QVL_BACKEND_H
 #define QVL_BACKEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "model_config.h"
 #include "model_weights.h"
 #include "qerr.h"
+#include "sampler.h"
 
 typedef struct backend backend;
 
@@ -37,6 +42,16 @@ typedef struct backend_opts {
 	int n_threads;         /* CPU threads (0: one per core) */
 	bool batch_invariant;  /* each position's results bit-identical whatever else shares its
 				* step and however its prompt was chunked (slower prefill) */
+	/* cuda only */
+	int device;                    /* CUDA device ordinal */
+	double gpu_memory_utilization; /* (0, 1]: share of the card's memory this process may use;
+					* n_blocks == 0 plans the KV pool from it */
+	int64_t kv_cache_memory_bytes; /* > 0: the KV pool's size instead (n_blocks == 0) */
+	int max_num_batched_tokens;    /* most new positions in one step (activation buffers) */
+	int max_num_seqs;              /* most sequences in one step */
+	int max_model_len;             /* longest sequence (attention workspace) */
+	int max_image_patches;         /* largest vision item in patches (encoder scratch) */
+	bool enforce_eager;            /* no CUDA graphs */
 } backend_opts;
 
 typedef struct backend_seq {
@@ -53,7 +68,20 @@ typedef struct backend_seq {
 /* w is borrowed and must outlive b. */
 int backend_cpu_new(const model_config *mc, const model_weights *w, const backend_opts *o,
 		    backend **out, qerr *e);
+/* The CUDA backend on o->device (backend_cuda.c); QERR_UNSUPPORTED in a build without CUDA or
+ * when no GPU is visible. With o->n_blocks == 0 the KV pool takes what o->gpu_memory_utilization
+ * (or o->kv_cache_memory_bytes) leaves after the weights and the activation buffers; the plan is
+ * logged (weights, activations, KV blocks, the most tokens in flight). */
+int backend_cuda_new(const model_config *mc, const model_weights *w, const backend_opts *o,
+		     backend **out, qerr *e);
 void backend_free(backend *b);
+/* A CUDA build with at least one GPU visible. */
+bool backend_cuda_available(void);
+
+/* "cpu" or "cuda". */
+const char *backend_name(const backend *b);
+/* Blocks in the KV pool (what the engine's block manager must use). */
+int backend_n_blocks(const backend *b);
 
 /* pixel_values (rows, 3·Tp·P²) of one image with grid (t, h, w) → out (n_tokens, 1+n_ds, D),
  * n_tokens = t·h·w / merge². */
@@ -62,5 +90,25 @@ int backend_encode(backend *b, const float *pixel_values, int grid_t, int grid_h
 
 /* logits: (Σ n_logits, vocab) fp32, in sequence order. */
 int backend_step(backend *b, const backend_seq *seqs, int n_seqs, float *logits, qerr *e);
+
+/* One logit row's sampling: its parameters and its sequence's state (whose generator the
+ * backend advances: one draw per non-greedy row, as sampler_sample). */
+typedef struct backend_sample_row {
+	const sampling_params *sp;
+	sampler_state *ss;
+} backend_sample_row;
+
+/* Whether b samples on its own device (backend_step_sample); the cpu backend does not. */
+bool backend_samples(const backend *b);
+
+/* backend_step, then the next token of each logit row chosen where the logits are, with
+ * sampler_sample's semantics (kernels/sampling.h): ids (Σ n_logits), and lps[r] for rows whose
+ * sp->logprobs ≥ 0 (lps may be NULL when none asks). Guided rows must not come here (their
+ * masks are the host's). QERR_LIMIT before anything runs when the rows exceed what the backend
+ * samples at once (then backend_step and sampler_sample do it); the caller records the ids
+ * with sampler_state_accept as usual. */
+int backend_step_sample(backend *b, const backend_seq *seqs, int n_seqs,
+			const backend_sample_row *rows, int32_t *ids, sampler_logprobs *lps,
+			qerr *e);
 
 #endif

@@ -11,50 +11,65 @@
 #include <stdlib.h>
 
 #include "alloc.h"
+#include "backend_impl.h"
 #include "text_cpu.h"
 #include "vision_cpu.h"
 
-struct backend {
+typedef struct backend_cpu {
 	text_cpu *text;        /* owned */
 	vision_cpu *vision;    /* owned; NULL for text-only models */
+	int n_blocks;
+} backend_cpu;
+
+static void cpu_free(void *impl)
+{
+	backend_cpu *c = impl;
+	if (!c)
+		return;
+	text_cpu_free(c->text);
+	vision_cpu_free(c->vision);
+	free(c);
+}
+
+static int cpu_encode(void *impl, const float *pixel_values, int grid_t, int grid_h, int grid_w,
+		      float *out, qerr *e)
+{
+	backend_cpu *c = impl;
+	if (!c->vision)
+		return qerr_set(e, QERR_UNSUPPORTED, "this model has no vision tower");
+	return vision_cpu_encode(c->vision, pixel_values, grid_t, grid_h, grid_w, out, e);
+}
+
+static int cpu_step(void *impl, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)
+{
+	return text_cpu_step(((backend_cpu *)impl)->text, seqs, n_seqs, logits, e);
+}
+
+static int cpu_n_blocks(void *impl)
+{
+	return ((backend_cpu *)impl)->n_blocks;
+}
+
+static const backend_ops cpu_ops = {
+	.name = "cpu", .free = cpu_free, .encode = cpu_encode, .step = cpu_step,
+	.n_blocks = cpu_n_blocks,
 };
 
 int backend_cpu_new(const model_config *mc, const model_weights *w, const backend_opts *o,
 		    backend **out, qerr *e)
 {
 	*out = NULL;
-	backend *b = xcalloc(1, sizeof(*b));
-	int rc = text_cpu_new(mc, w, o->block_size, o->n_blocks, o->n_threads, &b->text, e);
+	backend_cpu *c = xcalloc(1, sizeof(*c));
+	c->n_blocks = o->n_blocks;
+	int rc = text_cpu_new(mc, w, o->block_size, o->n_blocks, o->n_threads, &c->text, e);
 	if (!rc)
-		text_cpu_set_batch_invariant(b->text, o->batch_invariant);
+		text_cpu_set_batch_invariant(c->text, o->batch_invariant);
 	if (!rc && mc->has_vision)
-		rc = vision_cpu_new(mc, w, o->n_threads, &b->vision, e);
+		rc = vision_cpu_new(mc, w, o->n_threads, &c->vision, e);
 	if (rc) {
-		backend_free(b);
+		cpu_free(c);
 		return rc;
 	}
-	*out = b;
+	*out = backend_wrap(&cpu_ops, c);
 	return 0;
-}
-
-void backend_free(backend *b)
-{
-	if (!b)
-		return;
-	text_cpu_free(b->text);
-	vision_cpu_free(b->vision);
-	free(b);
-}
-
-int backend_encode(backend *b, const float *pixel_values, int grid_t, int grid_h, int grid_w,
-		   float *out, qerr *e)
-{
-	if (!b->vision)
-		return qerr_set(e, QERR_UNSUPPORTED, "this model has no vision tower");
-	return vision_cpu_encode(b->vision, pixel_values, grid_t, grid_h, grid_w, out, e);
-}
-
-int backend_step(backend *b, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)
-{
-	return text_cpu_step(b->text, seqs, n_seqs, logits, e);
 }

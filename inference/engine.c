@@ -81,6 +81,10 @@ struct engine {
 	const float **vis;
 	float *logits;
 	size_t cap_seqs, cap_tok, cap_logits;
+	backend_sample_row *srows;     /* device sampling (backend_step_sample): a row per logit row */
+	int32_t *sids;
+	sampler_logprobs *slps;
+	size_t cap_srows;
 
 	ereq *live_head, *live_tail;   /* engine thread */
 	int n_live;
@@ -216,6 +220,9 @@ void engine_free(engine *en)
 	free(en->logit_rows);
 	free(en->vis);
 	free(en->logits);
+	free(en->srows);
+	free(en->sids);
+	free(en->slps);
 	free(en->cancels.ids);
 	pthread_mutex_destroy(&en->mu);
 	pthread_cond_destroy(&en->cv);
@@ -579,6 +586,12 @@ static void grow_scratch(engine *en, size_t n_seqs, size_t n_tok)
 		en->pos = xrealloc(en->pos, 3 * en->cap_tok * sizeof(int32_t));
 		en->vis = xrealloc(en->vis, en->cap_tok * sizeof(*en->vis));
 	}
+	if (n_seqs > en->cap_srows) {
+		en->cap_srows = n_seqs * 2;
+		en->srows = xrealloc(en->srows, en->cap_srows * sizeof(*en->srows));
+		en->sids = xrealloc(en->sids, en->cap_srows * sizeof(*en->sids));
+		en->slps = xrealloc(en->slps, en->cap_srows * sizeof(*en->slps));
+	}
 	if (n_seqs > en->cap_logits) {
 		en->cap_logits = n_seqs * 2;
 		free(en->logits);
@@ -777,9 +790,34 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 	}
 	size_t n_tok = (size_t)p.n_tokens;
 	grow_scratch(en, (size_t)p.n_items, n_tok);
+	/* Sampling where the logits are (the GPU) unless a guided row needs them on the host. */
+	bool on_device = false;
 	if (!rc) {
 		build_batch(en, &p);
-		rc = backend_step(en->b, en->bseqs, p.n_items, en->logits, e);
+		on_device = backend_samples(en->b);
+		int k = 0;
+		for (int i = 0; on_device && i < p.n_items; i++) {
+			if (!p.items[i].logits)
+				continue;
+			sched_seq *s = p.items[i].seq;
+			if (s->req->sp.guided)
+				on_device = false;
+			en->srows[k].sp = &s->req->sp;
+			en->srows[k++].ss = &s->ss;
+		}
+		if (on_device) {
+			qerr se = { 0 };
+			rc = backend_step_sample(en->b, en->bseqs, p.n_items, en->srows, en->sids,
+						 en->slps, &se);
+			if (rc == -QERR_LIMIT && se.code == QERR_LIMIT) {
+				on_device = false;   /* more rows than the device samples at once */
+				rc = 0;
+			} else if (rc && e) {
+				*e = se;
+			}
+		}
+		if (!on_device && !rc)
+			rc = backend_step(en->b, en->bseqs, p.n_items, en->logits, e);
 	}
 	if (rc) {
 		/* p's items keep their n_computed: they are failed and removed below */
@@ -811,8 +849,15 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 			guide_mask(en, r, guide, row, left);
 		}
 		sampler_logprobs lp;
-		int32_t id = sampler_sample(&r->sp, &s->ss, row, en->V, en->sc,
+		int32_t id;
+		if (on_device) {
+			id = en->sids[k - 1];
+			if (r->sp.logprobs >= 0)
+				lp = en->slps[k - 1];
+		} else {
+			id = sampler_sample(&r->sp, &s->ss, row, en->V, en->sc,
 					    r->sp.logprobs >= 0 ? &lp : NULL);
+		}
 		if (guide && !en->tok_special[id])
 			json_guide_feed(guide, en->tok_bytes[id], en->tok_len[id]);
 		sampler_state_accept(&s->ss, &r->sp, id);

@@ -8,8 +8,10 @@
  * tokenizer (token bytes for guided decoding) ─►
  * backend with its KV pool ─► engine ─► socket ─► READY=1 to systemd ─► serve until SIGTERM.
  *
- * KV pool size: --num-gpu-blocks-override when given, else --kv-cache-memory-bytes (default
- * QVLD_CPU_KV_DEFAULT for the cpu backend) divided by the bytes of one block.
+ * Backend: --backend cuda (or auto in a CUDA build with a GPU visible) plans GPU memory itself
+ * (backend_cuda.c: --gpu-memory-utilization, weights, activations, KV pool) and logs the plan;
+ * --backend cpu (auto otherwise) takes --num-gpu-blocks-override when given, else
+ * --kv-cache-memory-bytes (default QVLD_CPU_KV_DEFAULT) divided by the bytes of one block.
  *
  * Exit status: 0 after a clean shutdown, 1 when start-up or the engine failed (the message names
  * what), 2 for bad usage.
@@ -153,16 +155,33 @@ int main(int argc, char **argv)
 	qvld_server *srv = NULL;
 	char *info = NULL;
 	int rc = load_model(&c, &m, &e);
-	if (!rc && c.backend == QVLD_BACKEND_CUDA)
-		rc = qerr_set(&e, QERR_UNSUPPORTED, "--backend cuda: this build has no CUDA backend yet; "
-			      "use --backend cpu");
+	if (!rc && c.tensor_parallel_size != 1)
+		rc = qerr_set(&e, QERR_UNSUPPORTED, "--tensor-parallel-size %d: only 1 is supported "
+			      "yet", c.tensor_parallel_size);
 	int64_t max_len = c.max_model_len ? c.max_model_len : m.mc.text.max_position_embeddings;
 	if (!rc && max_len > m.mc.text.max_position_embeddings)
 		rc = qerr_set(&e, QERR_INVALID, "--max-model-len %lld exceeds the model's "
 			      "max_position_embeddings %lld", (long long)max_len,
 			      (long long)m.mc.text.max_position_embeddings);
+	bool cuda = c.backend == QVLD_BACKEND_CUDA ||
+		    (c.backend == QVLD_BACKEND_AUTO && backend_cuda_available());
 	int n_blocks = 0;
-	if (!rc) {
+	if (!rc && cuda) {
+		backend_opts bo = { .block_size = c.block_size, .n_blocks = c.num_gpu_blocks_override,
+				    .batch_invariant = c.batch_invariant,
+				    .gpu_memory_utilization = c.gpu_memory_utilization,
+				    .kv_cache_memory_bytes = c.kv_cache_memory_bytes,
+				    .max_num_batched_tokens = c.max_num_batched_tokens,
+				    .max_num_seqs = c.max_num_seqs,
+				    .max_model_len = max_len > INT32_MAX ? INT32_MAX : (int)max_len,
+				    .enforce_eager = c.enforce_eager };
+		rc = backend_cuda_new(&m.mc, &m.w, &bo, &b, &e);
+		if (!rc) {
+			n_blocks = backend_n_blocks(b);
+			log_msg(LOG_LEVEL_INFO, "qvld", "model %s: backend cuda, %d KV blocks of %d tokens, "
+				"max_model_len %lld", c.model, n_blocks, c.block_size, (long long)max_len);
+		}
+	} else if (!rc) {
 		int64_t per = cpu_block_bytes(&m.mc, c.block_size);
 		int64_t mem = c.kv_cache_memory_bytes ? c.kv_cache_memory_bytes : QVLD_CPU_KV_DEFAULT;
 		int64_t nb = c.num_gpu_blocks_override ? c.num_gpu_blocks_override : mem / per;
@@ -173,7 +192,7 @@ int main(int argc, char **argv)
 			rc = qerr_set(&e, QERR_INVALID, "--kv-cache-memory-bytes %lld holds no KV block "
 				      "(%lld bytes each)", (long long)mem, (long long)per);
 	}
-	if (!rc) {
+	if (!rc && !cuda) {
 		log_msg(LOG_LEVEL_INFO, "qvld", "model %s: backend cpu, %d KV blocks of %d tokens, "
 			"max_model_len %lld", c.model, n_blocks, c.block_size, (long long)max_len);
 		backend_opts bo = { .block_size = c.block_size, .n_blocks = n_blocks,

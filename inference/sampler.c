@@ -1131,7 +1131,7 @@ static int32_t draw_blocks(const sampler_scratch *sc, int V, double z, double u)
 static int32_t sample_random(const sampling_params *p, sampler_state *s, float *l, int V,
 			     sampler_scratch *sc)
 {
-	double u = (double)(xoshiro_next(s->rng) >> 11) * 0x1.0p-53;
+	double u = sampler_draw(s);
 	float m = block_maxima(l, V, sc->bmax);
 	if (m == -INFINITY)
 		return raw_argmax(sc, l, V);
@@ -1206,4 +1206,50 @@ int32_t sampler_sample(const sampling_params *p, sampler_state *s, float *logits
 		lp->logprob = (float)raw_logprob(&d, raw_value(sc, logits, id));
 	}
 	return id;
+}
+
+/* ---- sampling elsewhere ---- */
+
+double sampler_draw(sampler_state *s)
+{
+	return (double)(xoshiro_next(s->rng) >> 11) * 0x1.0p-53;
+}
+
+bool sampler_masks_stops(const sampling_params *p, const sampler_state *s)
+{
+	return s->n_out < p->min_tokens;
+}
+
+bool sampler_penalised(const sampling_params *p)
+{
+	return penalised(p);
+}
+
+size_t sampler_penalty_list(const sampling_params *p, const sampler_state *s, int32_t *ids,
+			    int32_t *counts, size_t cap)
+{
+	if (!penalised(p))
+		return 0;
+	size_t n = 0;
+	for (size_t i = 0; s->out_ids && i < s->cap; i++) {
+		if (s->out_ids[i] < 0)
+			continue;
+		if (n < cap) {
+			ids[n] = s->out_ids[i];
+			counts[n] = s->out_counts[i];
+		}
+		n++;
+	}
+	if (p->repetition_penalty != 1)
+		for (size_t i = 0; i < s->n_prompt_ids; i++) {
+			int32_t id = s->prompt_ids[i];
+			if (s->out_ids && s->out_ids[find_slot(s->out_ids, s->cap, id)] == id)
+				continue;
+			if (n < cap) {
+				ids[n] = id;
+				counts[n] = 0;
+			}
+			n++;
+		}
+	return n;
 }

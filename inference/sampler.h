@@ -107,4 +107,21 @@ void sampler_scratch_free(sampler_scratch *sc);
 int32_t sampler_sample(const sampling_params *p, sampler_state *s, float *logits, int V,
 		       sampler_scratch *sc, sampler_logprobs *lp);
 
+/* ---- sampling elsewhere (the GPU: kernels/sampling.h) with the same state ---- */
+
+/* The uniform draw sampler_sample would take for a non-greedy call (advances the generator
+ * exactly as it does; greedy calls take none). */
+double sampler_draw(sampler_state *s);
+
+/* Whether eos and stop ids are masked for the next token (n_out < min_tokens), and whether any
+ * penalty applies. */
+bool sampler_masks_stops(const sampling_params *p, const sampler_state *s);
+bool sampler_penalised(const sampling_params *p);
+
+/* The penalty entries of s: every distinct id of the output with its count, then (repetition
+ * penalty on) every prompt id not in the output with count 0. Writes at most cap entries and
+ * returns how many there are (call with cap 0 to size). */
+size_t sampler_penalty_list(const sampling_params *p, const sampler_state *s, int32_t *ids,
+			    int32_t *counts, size_t cap);
+
 #endif

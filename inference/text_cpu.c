@@ -76,6 +76,7 @@
 #include <strings.h>
 
 #include "alloc.h"
+#include "backend_impl.h"
 #include "bf16.h"
 #include "log.h"
 
@@ -419,45 +420,10 @@ static void grow(float **p, size_t n)
 
 static int check_seq(const text_cpu *t, const backend_seq *s, int si, qerr *e)
 {
-	if (s->n_new < 1)
-		return qerr_set(e, QERR_INVALID, "text_cpu: sequence %d: n_new %d < 1", si, s->n_new);
-	if (!s->ids || !s->pos || !s->block_table)
-		return qerr_set(e, QERR_INVALID, "text_cpu: sequence %d: ids, pos or block_table is NULL",
-				si);
-	if (s->n_cached < 0 || s->n_cached > t->n_blocks * t->bs - s->n_new)
-		return qerr_set(e, QERR_INVALID,
-				"text_cpu: sequence %d: %d cached + %d new positions exceed the pool of %d",
-				si, s->n_cached, s->n_new, t->n_blocks * t->bs);
-	int nb = (s->n_cached + s->n_new + t->bs - 1) / t->bs;
-	for (int b = 0; b < nb; b++)
-		if (s->block_table[b] < 0 || s->block_table[b] >= t->n_blocks)
-			return qerr_set(e, QERR_INVALID,
-					"text_cpu: sequence %d: block_table[%d] = %d outside the pool of %d blocks",
-					si, b, s->block_table[b], t->n_blocks);
-	for (int i = 0; i < s->n_new; i++) {
-		if (s->ids[i] < 0 || s->ids[i] >= t->V)
-			return qerr_set(e, QERR_INVALID,
-					"text_cpu: sequence %d: token %d id %d outside the vocabulary of %d",
-					si, i, s->ids[i], t->V);
-		for (int a = 0; a < 3; a++)
-			if (s->pos[(size_t)a * (size_t)s->n_new + (size_t)i] < 0)
-				return qerr_set(e, QERR_INVALID,
-						"text_cpu: sequence %d: token %d position[%d] = %d is negative",
-						si, i, a, s->pos[(size_t)a * (size_t)s->n_new + (size_t)i]);
-		if (s->vis && s->vis[i] && !t->has_vision)
-			return qerr_set(e, QERR_INVALID,
-					"text_cpu: sequence %d: token %d has vision rows but the model has no "
-					"vision", si, i);
-	}
-	if (s->n_logits < 0 || (s->n_logits > 0 && !s->logit_rows))
-		return qerr_set(e, QERR_INVALID, "text_cpu: sequence %d: n_logits %d without rows", si,
-				s->n_logits);
-	for (int i = 0; i < s->n_logits; i++)
-		if (s->logit_rows[i] < 0 || s->logit_rows[i] >= s->n_new)
-			return qerr_set(e, QERR_INVALID,
-					"text_cpu: sequence %d: logit row %d outside its %d new positions",
-					si, s->logit_rows[i], s->n_new);
-	return 0;
+	const backend_seq_limits lim = { .who = "text_cpu", .vocab = t->V, .n_blocks = t->n_blocks,
+					 .block_size = t->bs, .max_positions = t->n_blocks * t->bs,
+					 .max_what = "the pool", .has_vision = t->has_vision };
+	return backend_check_seq(s, si, &lim, e);
 }
 
 /* Rope the q and k heads of one token's qkv row in place, normalising each head first. */

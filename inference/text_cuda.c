@@ -1,0 +1,942 @@
+/*
+ * text_cuda: the Qwen3-VL text decoder on one GPU in bf16 (see text_cuda.h).
+ *
+ * One step, T = Σ n_new rows of the ragged batch flattened, as transformers computes it in bf16:
+ *
+ *   x  = embed[ids]; x[vision rows] = vision row 0                 kn_embedding, kn_rows_scatter
+ *   h  = RMSNorm(x; layer 0 input norm)                            kn_rmsnorm
+ *   for each layer l:
+ *     qkv = h · Wqkvᵀ                                              kn_gemm (q,k,v rows stacked)
+ *     q, K/V pool ← q/k RMSNorm + MRoPE, K and V written at slots  kn_qk_norm_rope
+ *     att = attention(q, pool)   decode step: kn_paged_attention   (split-KV, one row a sequence)
+ *                                otherwise:   kn_prefill_attention (causal, cached prefix too)
+ *     x += att · Woᵀ;  h = RMSNorm(x; post norm)                   kn_gemm, kn_add_rmsnorm
+ *     x += down(silu(gate)·up);  h = RMSNorm(x; next norm)         kn_gemm, kn_silu_mul, kn_gemm,
+ *                                                                  kn_add_rmsnorm
+ *     l < n_ds and vision rows: x[vision rows] += deepstack row l, kn_rows_scatter_add, then h
+ *                               h = RMSNorm(x; next norm) again    recomputed by kn_rmsnorm
+ *   logits = gather(h, logit rows) · lm_headᵀ                     (the last "next norm" is the
+ *                                                                  final norm)
+ *
+ * Each bf16 rounding of transformers happens here too: a projection's output, the residual sum,
+ * the norm's two roundings, silu before the product (the kernels' headers say where).
+ *
+ * Step inputs: the host packs ids, positions, slots, block tables, logit and vision row indexes
+ * and the vision rows (as bf16) into one pinned staging buffer, copied with one cudaMemcpyAsync
+ * into its device twin at fixed offsets (the layout is fixed by the limits, so a captured graph
+ * reads the same addresses every replay):
+ *
+ *   ids (T) │ pos (3, T) │ slot (T) │ q_start (S+1) │ n_cached (S) │ ctx_len (S) │
+ *   block_table (S, max_blocks) │ logit_idx (T) │ vis_idx (T) │ vis rows (1+n_ds, nv, D) bf16
+ *
+ * CUDA graphs (decode): a step whose sequences all have one new position and one logit row
+ * runs a graph captured for the next batch size up in the ladder 1, 2, 4, 8, 16, 24, 32, …
+ * (vLLM's), padded with rows that write no cache slot (slot −1) and attend to one position of
+ * block 0; the padding rows' logits are computed and not copied back. Vision rows never occur
+ * in decode (image tokens come from the prompt), so graphs have no vision path.
+ */
+#include "text_cuda.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "add_rmsnorm.h"
+#include "alloc.h"
+#include "backend_impl.h"
+#include "bf16.h"
+#include "cuda_check.h"
+#include "embedding.h"
+#include "log.h"
+#include "paged_attention.h"
+#include "prefill_attention.h"
+#include "qk_norm_rope.h"
+#include "rmsnorm.h"
+#include "rows.h"
+#include "sampling.h"
+#include "silu_mul.h"
+
+#define TEXT_CUDA_MAX_GRAPHS 64
+/* Penalty entries (ids of prompt ∪ output) of one sampled step, all rows together. */
+#define SAMPLE_PEN_CAP (1 << 20)
+#define SAMPLE_MASK_PER_ROW (SAMPLER_MAX_EOS + SAMPLER_MAX_STOP_IDS)
+
+typedef struct layer16 {
+	uint16_t *in_norm, *wqkv, *q_norm, *k_norm, *wo, *post_norm, *wgu, *wd;   /* device, borrowed
+										    * from t->wbuf */
+	uint16_t *k_cache, *v_cache;   /* device, borrowed from t->pool */
+} layer16;
+
+/* Offsets (bytes) of the step inputs inside the staging buffers. */
+typedef struct stage_layout {
+	size_t ids, pos, slot, q_start, n_cached, ctx_len, block_table, logit_idx, vis_idx, vis;
+	size_t bytes;
+} stage_layout;
+
+typedef struct decode_graph {
+	int B;
+	cudaGraphExec_t exec;
+} decode_graph;
+
+struct text_cuda {
+	int D, F, L, Hq, KV, hd, V, n_ds;
+	bool has_vision;
+	float eps, scale, theta;
+	int section[3];
+	kn_gemm_ctx *gemm;              /* borrowed */
+	cudaStream_t stream;            /* borrowed */
+	/* weights */
+	void *wbuf;                     /* owned device: every weight */
+	size_t wbytes;
+	uint16_t *embed, *lm_head, *norm;
+	layer16 *layers;                /* owned (L) */
+	/* after text_cuda_alloc */
+	bool allocated;
+	text_cuda_limits lim;
+	int max_blocks;                 /* block table row length: ⌈max_ctx / block_size⌉ */
+	int n_blocks;
+	void *pool;                     /* owned device: KV */
+	void *act;                      /* owned device: activations */
+	size_t act_bytes;
+	uint16_t *x, *h, *qkv, *q, *att, *tmp, *gu, *mlp, *hl, *logits16;
+	void *attn_ws;                  /* borrowed from act: attention workspace */
+	size_t attn_ws_bytes;
+	stage_layout sl;
+	uint8_t *stage_h;               /* owned pinned host */
+	uint8_t *stage_d;               /* borrowed from act */
+	uint16_t *logits_h;             /* owned pinned host (max_seqs, V) bf16 */
+	int max_lrows;                  /* logit rows per LM head pass: max_seqs */
+	decode_graph graphs[TEXT_CUDA_MAX_GRAPHS];
+	int n_graphs;
+	/* sampling on the device (text_cuda_step_sample): device arrays in smp_d, their pinned host
+	 * twins in smp_h, both owned */
+	void *smp_d, *smp_h;
+	kn_sample_row *smp_rows_d, *smp_rows_h;
+	kn_sample_pen *smp_pen_d, *smp_pen_h;
+	int32_t *smp_mask_d, *smp_mask_h;
+	int32_t *smp_ids_d, *smp_ids_h, *smp_top_ids_d, *smp_top_ids_h;
+	float *smp_lp_d, *smp_lp_h, *smp_top_lp_d, *smp_top_lp_h;
+	int32_t *smp_pen_ids, *smp_pen_counts;   /* owned host scratch (SAMPLE_PEN_CAP) */
+};
+
+/* ---- weights ------------------------------------------------------------------------------- */
+
+/* Bytes rounded up so that every array starts 256-byte aligned (cuBLASLt's fast paths and the
+ * kernels' 16-byte vector loads). */
+static size_t al256(size_t n)
+{
+	return (n + 255) & ~(size_t)255;
+}
+
+static int tensor_check(const st_tensor *s, const char *what, uint64_t numel, qerr *e)
+{
+	if (!s || !s->data)
+		return qerr_set(e, QERR_INVALID, "text_cuda: tensor %s has no data", what);
+	if (s->numel != numel)
+		return qerr_set(e, QERR_INVALID, "text_cuda: tensor %s has %llu elements, want %llu",
+				what, (unsigned long long)s->numel, (unsigned long long)numel);
+	if (s->dtype != ST_BF16 && s->dtype != ST_F16 && s->dtype != ST_F32)
+		return qerr_set(e, QERR_UNSUPPORTED, "text_cuda: tensor %s has an unsupported dtype",
+				what);
+	return 0;
+}
+
+/* Upload tensor s (numel elements) to dev as bf16, converting on the host through tmp. */
+static void upload(uint16_t *dev, const st_tensor *s, uint64_t numel, uint16_t *tmp, size_t tmp_n,
+		   cudaStream_t st)
+{
+	for (uint64_t at = 0; at < numel; at += tmp_n) {
+		uint64_t n = numel - at < tmp_n ? numel - at : tmp_n;
+		if (s->dtype == ST_BF16) {
+			memcpy(tmp, (const uint16_t *)s->data + at, n * 2);
+		} else if (s->dtype == ST_F16) {
+			const uint16_t *src = (const uint16_t *)s->data + at;
+			for (uint64_t i = 0; i < n; i++)
+				tmp[i] = f32_to_bf16(f16_to_f32(src[i]));
+		} else {
+			const float *src = (const float *)s->data + at;
+			for (uint64_t i = 0; i < n; i++)
+				tmp[i] = f32_to_bf16(src[i]);
+		}
+		CUDA_CHECK(cudaMemcpyAsync(dev + at, tmp, n * 2, cudaMemcpyHostToDevice, st));
+		CUDA_CHECK(cudaStreamSynchronize(st));   /* tmp is reused */
+	}
+}
+
+typedef struct wplan {
+	const st_tensor *src[3];        /* stacked sources (q,k,v or gate,up), NULL-terminated */
+	uint64_t numel[3];
+	uint16_t **dst;
+	size_t off;
+} wplan;
+
+int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *gemm,
+		  cudaStream_t stream, text_cuda **out, qerr *e)
+{
+	*out = NULL;
+	const text_config *tc = &mc->text;
+	if (!w->embed_tokens || !w->lm_head || !w->norm || w->n_layers != tc->num_hidden_layers)
+		return qerr_set(e, QERR_INVALID, "text_cuda: weights are not bound for this config");
+	if (tc->num_key_value_heads <= 0 || tc->num_attention_heads % tc->num_key_value_heads ||
+	    tc->head_dim % 16 || tc->head_dim > 256)
+		return qerr_set(e, QERR_UNSUPPORTED, "text_cuda: %d heads, %d kv heads, head_dim %d "
+				"(the kernels need head_dim a multiple of 16, at most 256)",
+				tc->num_attention_heads, tc->num_key_value_heads, tc->head_dim);
+	text_cuda *t = xcalloc(1, sizeof(*t));
+	t->D = tc->hidden_size;
+	t->F = tc->intermediate_size;
+	t->L = tc->num_hidden_layers;
+	t->Hq = tc->num_attention_heads;
+	t->KV = tc->num_key_value_heads;
+	t->hd = tc->head_dim;
+	t->V = tc->vocab_size;
+	t->has_vision = mc->has_vision;
+	t->n_ds = mc->has_vision ? mc->vision.n_deepstack : 0;
+	t->eps = (float)tc->rms_norm_eps;
+	t->scale = 1.0f / sqrtf((float)t->hd);
+	t->theta = (float)tc->rope_theta;
+	if (tc->mrope) {
+		memcpy(t->section, tc->mrope_section, sizeof(t->section));
+	} else {
+		t->section[0] = t->hd / 2;
+		t->section[1] = t->section[2] = 0;
+	}
+	t->gemm = gemm;
+	t->stream = stream;
+
+	const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, hd = (uint64_t)t->hd;
+	const uint64_t qd = (uint64_t)t->Hq * hd, kd = (uint64_t)t->KV * hd, V = (uint64_t)t->V;
+	const bool tied = w->lm_head == w->embed_tokens;
+	size_t n_plans = 3 + 8 * (size_t)t->L;
+	wplan *pl = xcalloc(n_plans, sizeof(*pl));
+	t->layers = xcalloc((size_t)t->L, sizeof(layer16));
+	size_t np = 0;
+#define PLAN1(dstp, s, n) pl[np++] = (wplan){ .src = { (s) }, .numel = { (n) }, .dst = (dstp) }
+	PLAN1(&t->embed, w->embed_tokens, V * D);
+	if (!tied)
+		PLAN1(&t->lm_head, w->lm_head, V * D);
+	PLAN1(&t->norm, w->norm, D);
+	for (int l = 0; l < t->L; l++) {
+		const text_layer_weights *s = &w->layers[l];
+		layer16 *d = &t->layers[l];
+		PLAN1(&d->in_norm, s->input_layernorm, D);
+		pl[np++] = (wplan){ .src = { s->q_proj, s->k_proj, s->v_proj },
+				    .numel = { qd * D, kd * D, kd * D }, .dst = &d->wqkv };
+		PLAN1(&d->q_norm, s->q_norm, hd);
+		PLAN1(&d->k_norm, s->k_norm, hd);
+		PLAN1(&d->wo, s->o_proj, D * qd);
+		PLAN1(&d->post_norm, s->post_attention_layernorm, D);
+		pl[np++] = (wplan){ .src = { s->gate_proj, s->up_proj },
+				    .numel = { F * D, F * D }, .dst = &d->wgu };
+		PLAN1(&d->wd, s->down_proj, D * F);
+	}
+#undef PLAN1
+	static const char *const names[] = { "a text weight" };
+	int rc = 0;
+	size_t total = 0;
+	for (size_t i = 0; i < np && !rc; i++) {
+		pl[i].off = total;
+		uint64_t n = 0;
+		for (int k = 0; k < 3 && pl[i].src[k]; k++) {
+			char what[64];
+			snprintf(what, sizeof(what), "%s (#%zu.%d)", names[0], i, k);
+			rc = tensor_check(pl[i].src[k], what, pl[i].numel[k], e);
+			n += pl[i].numel[k];
+		}
+		total += al256(n * 2);
+	}
+	if (!rc && cudaMalloc(&t->wbuf, total) != cudaSuccess) {
+		cudaGetLastError();
+		rc = qerr_set(e, QERR_LIMIT, "text_cuda: the weights need %.2f GiB of GPU memory, which "
+			      "the device does not have free", (double)total / (1 << 30));
+	}
+	if (rc) {
+		free(pl);
+		text_cuda_free(t);
+		return rc;
+	}
+	t->wbytes = total;
+	const size_t tmp_n = (size_t)8 << 20;   /* 16 MiB of bf16 per upload */
+	uint16_t *tmp;
+	CUDA_CHECK(cudaHostAlloc((void **)&tmp, tmp_n * 2, cudaHostAllocDefault));
+	for (size_t i = 0; i < np; i++) {
+		uint16_t *dst = (uint16_t *)((uint8_t *)t->wbuf + pl[i].off);
+		*pl[i].dst = dst;
+		for (int k = 0; k < 3 && pl[i].src[k]; k++) {
+			upload(dst, pl[i].src[k], pl[i].numel[k], tmp, tmp_n, stream);
+			dst += pl[i].numel[k];
+		}
+	}
+	CUDA_CHECK(cudaFreeHost(tmp));
+	free(pl);
+	if (tied)
+		t->lm_head = t->embed;
+	*out = t;
+	return 0;
+}
+
+static void graphs_free(text_cuda *t)
+{
+	for (int i = 0; i < t->n_graphs; i++)
+		CUDA_CHECK(cudaGraphExecDestroy(t->graphs[i].exec));
+	t->n_graphs = 0;
+}
+
+void text_cuda_free(text_cuda *t)
+{
+	if (!t)
+		return;
+	if (t->stream)
+		CUDA_CHECK(cudaStreamSynchronize(t->stream));
+	graphs_free(t);
+	CUDA_CHECK(cudaFree(t->wbuf));
+	CUDA_CHECK(cudaFree(t->pool));
+	CUDA_CHECK(cudaFree(t->act));
+	CUDA_CHECK(cudaFreeHost(t->stage_h));
+	CUDA_CHECK(cudaFreeHost(t->logits_h));
+	CUDA_CHECK(cudaFree(t->smp_d));
+	CUDA_CHECK(cudaFreeHost(t->smp_h));
+	free(t->smp_pen_ids);
+	free(t->smp_pen_counts);
+	free(t->layers);
+	free(t);
+}
+
+size_t text_cuda_weight_bytes(const text_cuda *t)
+{
+	return t->wbytes;
+}
+
+size_t text_cuda_block_bytes(const text_cuda *t, int block_size)
+{
+	return (size_t)t->L * 2 * (size_t)block_size * (size_t)t->KV * (size_t)t->hd * 2;
+}
+
+int text_cuda_n_graphs(const text_cuda *t)
+{
+	return t->n_graphs;
+}
+
+/* ---- activations and staging ---------------------------------------------------------------- */
+
+static int max_blocks_of(const text_cuda_limits *lim)
+{
+	return (lim->max_ctx + lim->block_size - 1) / lim->block_size;
+}
+
+static stage_layout stage_layout_of(const text_cuda *t, const text_cuda_limits *lim)
+{
+	const size_t T = (size_t)lim->max_tokens, S = (size_t)lim->max_seqs;
+	stage_layout s;
+	size_t o = 0;
+#define TAKE(field, bytes) do { s.field = o; o += al256(bytes); } while (0)
+	TAKE(ids, T * 4);
+	TAKE(pos, 3 * T * 4);
+	TAKE(slot, T * 4);
+	TAKE(q_start, (S + 1) * 4);
+	TAKE(n_cached, S * 4);
+	TAKE(ctx_len, S * 4);
+	TAKE(block_table, S * (size_t)max_blocks_of(lim) * 4);
+	TAKE(logit_idx, T * 4);
+	TAKE(vis_idx, T * 4);
+	TAKE(vis, t->has_vision ? (size_t)(1 + t->n_ds) * T * (size_t)t->D * 2 : 0);
+#undef TAKE
+	s.bytes = o;
+	return s;
+}
+
+static size_t attn_ws_bytes_of(const text_cuda *t, const text_cuda_limits *lim)
+{
+	size_t a = kn_paged_attention_workspace_bytes(lim->max_seqs, t->Hq, t->hd, lim->max_ctx);
+	size_t b = kn_prefill_attention_workspace_bytes(lim->max_tokens, lim->max_seqs, t->Hq,
+							 t->hd, lim->max_ctx);
+	return a > b ? a : b;
+}
+
+/* Activation arrays in order; sizes in bf16 elements. */
+enum { A_X, A_H, A_QKV, A_Q, A_ATT, A_TMP, A_GU, A_MLP, A_HL, A_LOGITS, A_N };
+
+static void act_sizes(const text_cuda *t, const text_cuda_limits *lim, size_t n[A_N])
+{
+	const size_t T = (size_t)lim->max_tokens, D = (size_t)t->D, F = (size_t)t->F;
+	const size_t qd = (size_t)t->Hq * t->hd, kd = (size_t)t->KV * t->hd;
+	const size_t R = (size_t)lim->max_seqs;
+	n[A_X] = T * D;
+	n[A_H] = T * D;
+	n[A_QKV] = T * (qd + 2 * kd);
+	n[A_Q] = T * qd;
+	n[A_ATT] = T * qd;
+	n[A_TMP] = T * D;
+	n[A_GU] = T * 2 * F;
+	n[A_MLP] = T * F;
+	n[A_HL] = R * D;
+	n[A_LOGITS] = R * (size_t)t->V;
+}
+
+/* The sampling arrays of R rows, in order; returns the total bytes (each part 256-aligned). */
+static size_t smp_layout(int R, size_t off[7])
+{
+	const size_t K = KN_SAMPLE_MAX_LOGPROBS, r = (size_t)R;
+	const size_t sz[7] = { r * sizeof(kn_sample_row), (size_t)SAMPLE_PEN_CAP * sizeof(kn_sample_pen),
+			       r * SAMPLE_MASK_PER_ROW * 4, r * 4, r * 4, r * K * 4, r * K * 4 };
+	size_t total = 0;
+	for (int i = 0; i < 7; i++) {
+		off[i] = total;
+		total += al256(sz[i]);
+	}
+	return total;
+}
+
+size_t text_cuda_act_bytes(const text_cuda *t, const text_cuda_limits *lim)
+{
+	size_t soff[7];
+	size_t smp = smp_layout(lim->max_seqs, soff);
+	size_t n[A_N], total = 0;
+	act_sizes(t, lim, n);
+	for (int i = 0; i < A_N; i++)
+		total += al256(n[i] * 2);
+	return total + al256(attn_ws_bytes_of(t, lim)) + stage_layout_of(t, lim).bytes + smp;
+}
+
+static int capture_graphs(text_cuda *t, qerr *e);
+
+int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, bool eager,
+		    qerr *e)
+{
+	if (t->allocated)
+		return qerr_set(e, QERR_INVALID, "text_cuda: already allocated");
+	if (lim->max_tokens < 1 || lim->max_seqs < 1 || lim->max_ctx < 1 || lim->block_size < 1 ||
+	    (lim->block_size & (lim->block_size - 1)) || n_blocks < 1)
+		return qerr_set(e, QERR_INVALID, "text_cuda: limits %d tokens, %d sequences, %d "
+				"context, block size %d (a power of two), %d blocks", lim->max_tokens,
+				lim->max_seqs, lim->max_ctx, lim->block_size, n_blocks);
+	if ((uint64_t)n_blocks * (uint64_t)lim->block_size > INT_MAX)
+		return qerr_set(e, QERR_LIMIT, "text_cuda: %d blocks of %d positions", n_blocks,
+				lim->block_size);
+	t->lim = *lim;
+	t->max_blocks = max_blocks_of(lim);
+	t->max_lrows = lim->max_seqs;
+	t->n_blocks = n_blocks;
+	size_t n[A_N], off[A_N], total = 0;
+	act_sizes(t, lim, n);
+	for (int i = 0; i < A_N; i++) {
+		off[i] = total;
+		total += al256(n[i] * 2);
+	}
+	size_t ws_off = total;
+	t->attn_ws_bytes = attn_ws_bytes_of(t, lim);
+	total += al256(t->attn_ws_bytes);
+	size_t st_off = total;
+	t->sl = stage_layout_of(t, lim);
+	total += t->sl.bytes;
+	size_t pool_bytes = text_cuda_block_bytes(t, lim->block_size) * (size_t)n_blocks;
+	if (cudaMalloc(&t->act, total) != cudaSuccess) {
+		cudaGetLastError();
+		return qerr_set(e, QERR_LIMIT, "text_cuda: activation buffers need %.2f GiB of GPU "
+				"memory that is not free", (double)total / (1 << 30));
+	}
+	if (cudaMalloc(&t->pool, pool_bytes) != cudaSuccess) {
+		cudaGetLastError();
+		CUDA_CHECK(cudaFree(t->act));
+		t->act = NULL;
+		return qerr_set(e, QERR_LIMIT, "text_cuda: a KV pool of %d blocks needs %.2f GiB of "
+				"GPU memory that is not free", n_blocks, (double)pool_bytes / (1 << 30));
+	}
+	t->act_bytes = total;
+	uint16_t **arr[A_N] = { &t->x, &t->h, &t->qkv, &t->q, &t->att, &t->tmp, &t->gu, &t->mlp,
+				&t->hl, &t->logits16 };
+	for (int i = 0; i < A_N; i++)
+		*arr[i] = (uint16_t *)((uint8_t *)t->act + off[i]);
+	t->attn_ws = (uint8_t *)t->act + ws_off;
+	t->stage_d = (uint8_t *)t->act + st_off;
+	CUDA_CHECK(cudaHostAlloc((void **)&t->stage_h, t->sl.bytes, cudaHostAllocDefault));
+	memset(t->stage_h, 0, t->sl.bytes);
+	CUDA_CHECK(cudaHostAlloc((void **)&t->logits_h, (size_t)t->max_lrows * t->V * 2,
+				 cudaHostAllocDefault));
+	size_t soff[7], smp = smp_layout(lim->max_seqs, soff);
+	if (cudaMalloc(&t->smp_d, smp) != cudaSuccess) {
+		cudaGetLastError();
+		return qerr_set(e, QERR_LIMIT, "text_cuda: the sampling buffers need %.1f MiB of GPU "
+				"memory that is not free", (double)smp / (1 << 20));
+	}
+	CUDA_CHECK(cudaHostAlloc(&t->smp_h, smp, cudaHostAllocDefault));
+#define SMP(i, field, type) do { t->field##_d = (type *)((uint8_t *)t->smp_d + soff[i]); \
+		t->field##_h = (type *)((uint8_t *)t->smp_h + soff[i]); } while (0)
+	SMP(0, smp_rows, kn_sample_row);
+	SMP(1, smp_pen, kn_sample_pen);
+	SMP(2, smp_mask, int32_t);
+	SMP(3, smp_ids, int32_t);
+	SMP(4, smp_lp, float);
+	SMP(5, smp_top_ids, int32_t);
+	SMP(6, smp_top_lp, float);
+#undef SMP
+	t->smp_pen_ids = xmalloc((size_t)SAMPLE_PEN_CAP * sizeof(int32_t));
+	t->smp_pen_counts = xmalloc((size_t)SAMPLE_PEN_CAP * sizeof(int32_t));
+	const size_t per_layer = (size_t)n_blocks * lim->block_size * t->KV * t->hd;
+	for (int l = 0; l < t->L; l++) {
+		t->layers[l].k_cache = (uint16_t *)t->pool + (2 * (size_t)l) * per_layer;
+		t->layers[l].v_cache = (uint16_t *)t->pool + (2 * (size_t)l + 1) * per_layer;
+	}
+	/* Zero the pool once: padding rows of a decode graph read one position of block 0, and
+	 * uninitialised bf16 may hold NaN patterns that sanitizers and softmax both dislike. */
+	CUDA_CHECK(cudaMemsetAsync(t->pool, 0, pool_bytes, t->stream));
+	CUDA_CHECK(cudaMemsetAsync(t->stage_d, 0, t->sl.bytes, t->stream));
+	CUDA_CHECK(cudaStreamSynchronize(t->stream));
+	t->allocated = true;
+	return eager ? 0 : capture_graphs(t, e);
+}
+
+/* ---- the forward ------------------------------------------------------------------------------ */
+
+/* What one forward launch needs beyond the fixed buffers. */
+typedef struct fwd_shape {
+	int T;             /* rows */
+	int S;             /* sequences */
+	bool decode;       /* every sequence one new row: the paged decode kernel */
+	int n_vis;         /* vision rows */
+	int n_logits;      /* rows wanting logits (≤ t->max_lrows, else the caller loops) */
+} fwd_shape;
+
+#define ST(t, field, type) ((type *)((t)->stage_d + (t)->sl.field))
+#define STH(t, field, type) ((type *)((t)->stage_h + (t)->sl.field))
+
+static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
+{
+	int rc;
+	if (sh->decode)
+		rc = kn_paged_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache,
+					     ST(t, block_table, int32_t), ST(t, ctx_len, int32_t), sh->S,
+					     t->Hq, t->KV, t->hd, t->lim.block_size, t->max_blocks,
+					     t->scale, t->attn_ws, t->attn_ws_bytes, t->stream);
+	else
+		rc = kn_prefill_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache,
+					       ST(t, block_table, int32_t), ST(t, q_start, int32_t),
+					       ST(t, n_cached, int32_t), sh->S, sh->T, t->Hq, t->KV,
+					       t->hd, t->lim.block_size, t->max_blocks, t->scale,
+					       t->attn_ws, t->attn_ws_bytes, t->stream);
+	if (rc) {
+		/* the shapes were checked at text_cuda_new and the workspace sized for the limits:
+		 * a refusal here is a programming error */
+		log_msg(LOG_LEVEL_CRIT, "text_cuda", "attention refused %s shape T %d S %d",
+			sh->decode ? "decode" : "prefill", sh->T, sh->S);
+		abort();
+	}
+}
+
+/* Everything up to the final norm, then the LM head on the first n_logits gathered rows. Only
+ * stream work: capturable. */
+static void forward(text_cuda *t, const fwd_shape *sh)
+{
+	const int T = sh->T, D = t->D, F = t->F, hd = t->hd;
+	const int qkvw = (t->Hq + 2 * t->KV) * hd, qd = t->Hq * hd;
+	cudaStream_t st = t->stream;
+	kn_embedding_cuda(t->x, t->embed, ST(t, ids, int32_t), T, D, st);
+	const uint16_t *vis = ST(t, vis, uint16_t);
+	const size_t vis_plane = (size_t)sh->n_vis * D;
+	if (sh->n_vis)
+		kn_rows_scatter_cuda(t->x, vis, ST(t, vis_idx, int32_t), sh->n_vis, D, st);
+	kn_rmsnorm_cuda(t->h, t->x, t->layers[0].in_norm, T, D, t->eps, st);
+	for (int l = 0; l < t->L; l++) {
+		const layer16 *lw = &t->layers[l];
+		kn_gemm_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
+		kn_qk_norm_rope_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm, lw->k_norm,
+				     ST(t, pos, int32_t), ST(t, slot, int32_t), T, t->Hq, t->KV, hd,
+				     t->section, t->theta, t->eps, st);
+		attention(t, lw, sh);
+		kn_gemm_cuda(t->gemm, t->tmp, t->att, lw->wo, NULL, T, D, qd, st);
+		kn_add_rmsnorm_cuda(t->h, t->x, t->tmp, lw->post_norm, T, D, t->eps, st);
+		kn_gemm_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
+		kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
+		kn_gemm_cuda(t->gemm, t->tmp, t->mlp, lw->wd, NULL, T, D, F, st);
+		const uint16_t *next = l + 1 < t->L ? t->layers[l + 1].in_norm : t->norm;
+		kn_add_rmsnorm_cuda(t->h, t->x, t->tmp, next, T, D, t->eps, st);
+		if (l < t->n_ds && sh->n_vis) {
+			kn_rows_scatter_add_cuda(t->x, vis + (size_t)(1 + l) * vis_plane,
+						 ST(t, vis_idx, int32_t), sh->n_vis, D, st);
+			kn_rmsnorm_cuda(t->h, t->x, next, T, D, t->eps, st);
+		}
+	}
+}
+
+/* LM head over logit rows [first, first + n) of the step's logit_idx. */
+static void lm_head(text_cuda *t, int first, int n)
+{
+	kn_rows_gather_cuda(t->hl, t->h, ST(t, logit_idx, int32_t) + first, n, t->D, t->stream);
+	kn_gemm_cuda(t->gemm, t->logits16, t->hl, t->lm_head, NULL, n, t->V, t->D, t->stream);
+}
+
+/* ---- graphs ----------------------------------------------------------------------------------- */
+
+/* vLLM's capture sizes: 1, 2, 4, then 8 to 256 in steps of 8, capped at max_seqs (which is
+ * always included). */
+static int graph_ladder(int max_seqs, int *sizes)
+{
+	int n = 0;
+	for (int b = 1; b <= max_seqs && n < TEXT_CUDA_MAX_GRAPHS - 1; b = b < 8 ? b * 2 : b + 8) {
+		if (b > 4 && b < 8)
+			b = 8;
+		if (b > max_seqs)
+			break;
+		sizes[n++] = b;
+		if (b >= 8 && b + 8 > 256)
+			break;
+	}
+	if (n == 0 || sizes[n - 1] != max_seqs) {
+		if (max_seqs <= 256 || n == 0)
+			sizes[n++] = max_seqs;
+	}
+	return n;
+}
+
+/* Fill the staging of a padded decode step of B rows whose first `real` rows are already there:
+ * rows real..B-1 read token 0, write no slot, attend to position 0 of block 0. */
+static void pad_decode(text_cuda *t, int real, int B)
+{
+	int32_t *ids = STH(t, ids, int32_t), *pos = STH(t, pos, int32_t);
+	int32_t *slot = STH(t, slot, int32_t), *ctx = STH(t, ctx_len, int32_t);
+	int32_t *bt = STH(t, block_table, int32_t), *lidx = STH(t, logit_idx, int32_t);
+	for (int i = real; i < B; i++) {
+		ids[i] = 0;
+		slot[i] = -1;
+		ctx[i] = 1;
+		bt[(size_t)i * t->max_blocks] = 0;
+		lidx[i] = i;
+	}
+	/* pos is (3, B): rows of B; the caller wrote rows of `real`, so rebuild with stride B */
+	for (int a = 2; a >= 0; a--) {
+		for (int i = real - 1; i >= 0; i--)
+			pos[(size_t)a * B + i] = pos[(size_t)a * real + i];
+	}
+	for (int a = 0; a < 3; a++)
+		for (int i = real; i < B; i++)
+			pos[(size_t)a * B + i] = 0;
+}
+
+static void decode_shape(fwd_shape *sh, int B)
+{
+	*sh = (fwd_shape){ .T = B, .S = B, .decode = true, .n_vis = 0, .n_logits = B };
+}
+
+static int capture_graphs(text_cuda *t, qerr *e)
+{
+	int sizes[TEXT_CUDA_MAX_GRAPHS];
+	int n = graph_ladder(t->lim.max_seqs < t->lim.max_tokens ? t->lim.max_seqs :
+			     t->lim.max_tokens, sizes);
+	/* A warm-up step first: cuBLASLt picks its algorithms (host work) outside the capture. */
+	for (int i = 0; i < n; i++) {
+		int B = sizes[i];
+		pad_decode(t, 0, B);
+		CUDA_CHECK(cudaMemcpyAsync(t->stage_d, t->stage_h, t->sl.bytes, cudaMemcpyHostToDevice,
+					   t->stream));
+		fwd_shape sh;
+		decode_shape(&sh, B);
+		forward(t, &sh);
+		lm_head(t, 0, B);
+		CUDA_CHECK(cudaStreamSynchronize(t->stream));
+		cudaGraph_t g;
+		CUDA_CHECK(cudaStreamBeginCapture(t->stream, cudaStreamCaptureModeThreadLocal));
+		forward(t, &sh);
+		lm_head(t, 0, B);
+		CUDA_CHECK(cudaStreamEndCapture(t->stream, &g));
+		cudaError_t ce = cudaGraphInstantiate(&t->graphs[t->n_graphs].exec, g, 0);
+		CUDA_CHECK(cudaGraphDestroy(g));
+		if (ce != cudaSuccess) {
+			cudaGetLastError();
+			graphs_free(t);
+			return qerr_set(e, QERR_LIMIT, "text_cuda: capturing the decode graph of %d "
+					"sequences failed: %s", B, cudaGetErrorString(ce));
+		}
+		t->graphs[t->n_graphs++].B = B;
+	}
+	return 0;
+}
+
+/* ---- the step --------------------------------------------------------------------------------- */
+
+static int check_seq(const text_cuda *t, const backend_seq *s, int si, qerr *e)
+{
+	const backend_seq_limits lim = { .who = "text_cuda", .vocab = t->V, .n_blocks = t->n_blocks,
+					 .block_size = t->lim.block_size,
+					 .max_positions = t->lim.max_ctx,
+					 .max_what = "the longest sequence", .has_vision = t->has_vision };
+	return backend_check_seq(s, si, &lim, e);
+}
+
+/* Copy the used part of each staging array to the device: rows = positions (stride of pos),
+ * S sequences with nb block-table entries each, n_lidx logit rows, nv vision rows. */
+static void stage_upload(text_cuda *t, int rows, int S, int nb, int n_lidx, int nv)
+{
+	cudaStream_t st = t->stream;
+	const stage_layout *sl = &t->sl;
+#define UP(field, bytes) CUDA_CHECK(cudaMemcpyAsync(t->stage_d + sl->field, \
+		t->stage_h + sl->field, (bytes), cudaMemcpyHostToDevice, st))
+	UP(ids, (size_t)rows * 4);
+	UP(pos, 3 * (size_t)rows * 4);
+	UP(slot, (size_t)rows * 4);
+	UP(q_start, ((size_t)S + 1) * 4);
+	UP(n_cached, (size_t)S * 4);
+	UP(ctx_len, (size_t)S * 4);
+	UP(logit_idx, (size_t)n_lidx * 4);
+	if (nv) {
+		UP(vis_idx, (size_t)nv * 4);
+		UP(vis, (size_t)(1 + t->n_ds) * nv * t->D * 2);
+	}
+#undef UP
+	size_t pitch = (size_t)t->max_blocks * 4;
+	CUDA_CHECK(cudaMemcpy2DAsync(t->stage_d + sl->block_table, pitch,
+				     t->stage_h + sl->block_table, pitch, (size_t)nb * 4, (size_t)S,
+				     cudaMemcpyHostToDevice, st));
+}
+
+/* Copy n logit rows (bf16 on the device at logits16) out as fp32 into dst. */
+static void logits_out(text_cuda *t, int n, float *dst)
+{
+	size_t cnt = (size_t)n * t->V;
+	CUDA_CHECK(cudaMemcpyAsync(t->logits_h, t->logits16, cnt * 2, cudaMemcpyDeviceToHost,
+				   t->stream));
+	CUDA_CHECK(cudaStreamSynchronize(t->stream));
+	for (size_t i = 0; i < cnt; i++)
+		dst[i] = bf16_to_f32(t->logits_h[i]);
+}
+
+/* What prepare() found out about a step. */
+typedef struct step_info {
+	size_t T, NL, NV;
+	int n_seqs;
+	const decode_graph *g;   /* the graph that runs it, or NULL: eager */
+} step_info;
+
+/* Check the step, pack its inputs into staging and copy them to the device. */
+static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info *si_out, qerr *e)
+{
+	if (!t->allocated)
+		return qerr_set(e, QERR_INVALID, "text_cuda: step before text_cuda_alloc");
+	if (n_seqs < 1 || !seqs)
+		return qerr_set(e, QERR_INVALID, "text_cuda: %d sequences in a step", n_seqs);
+	if (n_seqs > t->lim.max_seqs)
+		return qerr_set(e, QERR_LIMIT, "text_cuda: %d sequences in a step, at most %d "
+				"(--max-num-seqs)", n_seqs, t->lim.max_seqs);
+	size_t T = 0, NL = 0, NV = 0;
+	bool decode = true;
+	for (int si = 0; si < n_seqs; si++) {
+		int rc = check_seq(t, &seqs[si], si, e);
+		if (rc)
+			return rc;
+		T += (size_t)seqs[si].n_new;
+		NL += (size_t)seqs[si].n_logits;
+		if (seqs[si].n_new != 1 || seqs[si].n_logits != 1)
+			decode = false;
+		for (int i = 0; seqs[si].vis && i < seqs[si].n_new; i++)
+			NV += seqs[si].vis[i] != NULL;
+	}
+	if (T > (size_t)t->lim.max_tokens)
+		return qerr_set(e, QERR_LIMIT, "text_cuda: %zu new positions in a step, at most %d "
+				"(--max-num-batched-tokens)", T, t->lim.max_tokens);
+	if (NV)
+		decode = false;
+
+	int32_t *ids = STH(t, ids, int32_t), *pos = STH(t, pos, int32_t);
+	int32_t *slot = STH(t, slot, int32_t), *qs = STH(t, q_start, int32_t);
+	int32_t *nc = STH(t, n_cached, int32_t), *ctx = STH(t, ctx_len, int32_t);
+	int32_t *bt = STH(t, block_table, int32_t), *lidx = STH(t, logit_idx, int32_t);
+	int32_t *vidx = STH(t, vis_idx, int32_t);
+	uint16_t *vis = STH(t, vis, uint16_t);
+	const int bs = t->lim.block_size, D = t->D;
+	size_t r = 0, lr = 0, vr = 0;
+	int nb_max = 1;
+	for (int si = 0; si < n_seqs; si++) {
+		const backend_seq *s = &seqs[si];
+		qs[si] = (int32_t)r;
+		nc[si] = s->n_cached;
+		ctx[si] = s->n_cached + s->n_new;
+		int nb = (s->n_cached + s->n_new + bs - 1) / bs;
+		memcpy(bt + (size_t)si * t->max_blocks, s->block_table, (size_t)nb * 4);
+		if (nb > nb_max)
+			nb_max = nb;
+		for (int i = 0; i < s->n_logits; i++)
+			lidx[lr++] = (int32_t)r + s->logit_rows[i];
+		for (int i = 0; i < s->n_new; i++, r++) {
+			ids[r] = s->ids[i];
+			for (int a = 0; a < 3; a++)
+				pos[(size_t)a * T + r] = s->pos[(size_t)a * s->n_new + i];
+			int p = s->n_cached + i;
+			slot[r] = s->block_table[p / bs] * bs + p % bs;
+			if (s->vis && s->vis[i]) {
+				vidx[vr] = (int32_t)r;
+				for (int k = 0; k <= t->n_ds; k++) {
+					uint16_t *dst = vis + ((size_t)k * NV + vr) * D;
+					const float *src = s->vis[i] + (size_t)k * D;
+					for (int c = 0; c < D; c++)
+						dst[c] = f32_to_bf16(src[c]);
+				}
+				vr++;
+			}
+		}
+	}
+	qs[n_seqs] = (int32_t)T;
+
+	const decode_graph *g = NULL;
+	int B = (int)T;
+	if (decode)
+		for (int i = 0; i < t->n_graphs; i++)
+			if (t->graphs[i].B >= (int)T) {
+				g = &t->graphs[i];
+				B = g->B;
+				break;
+			}
+	if (g)
+		pad_decode(t, (int)T, B);
+	stage_upload(t, B, g ? B : n_seqs, nb_max, g ? B : (int)NL, (int)NV);
+	*si_out = (step_info){ .T = T, .NL = NL, .NV = NV, .n_seqs = n_seqs, .g = g };
+	(void)decode;
+	return 0;
+}
+
+/* The forward of a prepared step, and the LM head for logit rows [0, min(NL, max_lrows)). */
+static void run(text_cuda *t, const step_info *si, bool decode)
+{
+	if (si->g) {
+		CUDA_CHECK(cudaGraphLaunch(si->g->exec, t->stream));
+		return;
+	}
+	fwd_shape sh = { .T = (int)si->T, .S = si->n_seqs, .decode = decode, .n_vis = (int)si->NV,
+			 .n_logits = (int)si->NL };
+	forward(t, &sh);
+	if (si->NL)
+		lm_head(t, 0, si->NL < (size_t)t->max_lrows ? (int)si->NL : t->max_lrows);
+}
+
+static bool is_decode(const backend_seq *seqs, int n_seqs, const step_info *si)
+{
+	if (si->NV)
+		return false;
+	for (int i = 0; i < n_seqs; i++)
+		if (seqs[i].n_new != 1 || seqs[i].n_logits != 1)
+			return false;
+	return true;
+}
+
+int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)
+{
+	step_info si;
+	int rc = prepare(t, seqs, n_seqs, &si, e);
+	if (rc)
+		return rc;
+	if (si.NL > 0 && !logits)
+		return qerr_set(e, QERR_INVALID, "text_cuda: %zu logit rows asked for but logits is "
+				"NULL", si.NL);
+	run(t, &si, is_decode(seqs, n_seqs, &si));
+	for (size_t first = 0; first < si.NL; first += (size_t)t->max_lrows) {
+		int n = si.NL - first < (size_t)t->max_lrows ? (int)(si.NL - first) : t->max_lrows;
+		if (first)
+			lm_head(t, (int)first, n);
+		logits_out(t, n, logits + first * t->V);
+	}
+	if (!si.NL)
+		CUDA_CHECK(cudaStreamSynchronize(t->stream));
+	return 0;
+}
+
+/* ---- sampling on the device ------------------------------------------------------------------ */
+
+int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
+			  const backend_sample_row *rows, int32_t *ids, sampler_logprobs *lps,
+			  qerr *e)
+{
+	size_t NL = 0;
+	for (int i = 0; i < n_seqs && seqs; i++)
+		NL += seqs[i].n_logits > 0 ? (size_t)seqs[i].n_logits : 0;
+	if (NL > (size_t)t->max_lrows)
+		return qerr_set(e, QERR_LIMIT, "text_cuda: %zu rows to sample, at most %d at once", NL,
+				t->max_lrows);
+	/* the rows' parameters and lists, before anything runs (a refusal leaves no trace) */
+	kn_sample_row *kr = t->smp_rows_h;
+	kn_sample_pen *pen = t->smp_pen_h;
+	int32_t *mask = t->smp_mask_h;
+	size_t n_pen = 0, n_mask = 0;
+	bool any_lp = false;
+	for (size_t r = 0; r < NL; r++) {
+		const sampling_params *p = rows[r].sp;
+		size_t np = sampler_penalty_list(p, rows[r].ss, NULL, NULL, 0);
+		if (n_pen + np > SAMPLE_PEN_CAP)
+			return qerr_set(e, QERR_LIMIT, "text_cuda: the rows' penalty lists hold more than "
+					"%d ids", SAMPLE_PEN_CAP);
+		n_pen += np;
+	}
+	n_pen = 0;
+	for (size_t r = 0; r < NL; r++) {
+		const sampling_params *p = rows[r].sp;
+		sampler_state *ss = rows[r].ss;
+		kn_sample_row_init(&kr[r], p->temperature, p->top_p, p->top_k, p->min_p,
+				   p->repetition_penalty, p->presence_penalty, p->frequency_penalty);
+		kr[r].logprobs = p->logprobs;
+		any_lp |= p->logprobs >= 0;
+		size_t np = sampler_penalty_list(p, ss, t->smp_pen_ids, t->smp_pen_counts,
+						 SAMPLE_PEN_CAP - n_pen);
+		kr[r].pen_start = (int32_t)n_pen;
+		kr[r].pen_count = (int32_t)np;
+		for (size_t k = 0; k < np; k++)
+			pen[n_pen + k] = (kn_sample_pen){ .id = t->smp_pen_ids[k],
+							  .count = t->smp_pen_counts[k] };
+		n_pen += np;
+		kr[r].mask_start = (int32_t)n_mask;
+		if (sampler_masks_stops(p, ss)) {
+			for (int k = 0; !p->ignore_eos && k < p->n_eos; k++)
+				mask[n_mask++] = p->eos_ids[k];
+			for (int k = 0; k < p->n_stop_ids; k++)
+				mask[n_mask++] = p->stop_ids[k];
+		}
+		kr[r].mask_count = (int32_t)n_mask - kr[r].mask_start;
+		kr[r].u = p->temperature >= SAMPLER_GREEDY_EPS ? sampler_draw(ss) : 0;
+	}
+	step_info si;
+	int rc = prepare(t, seqs, n_seqs, &si, e);
+	if (rc)
+		return rc;
+	cudaStream_t st = t->stream;
+	CUDA_CHECK(cudaMemcpyAsync(t->smp_rows_d, kr, NL * sizeof(*kr), cudaMemcpyHostToDevice, st));
+	if (n_pen)
+		CUDA_CHECK(cudaMemcpyAsync(t->smp_pen_d, pen, n_pen * sizeof(*pen),
+					   cudaMemcpyHostToDevice, st));
+	if (n_mask)
+		CUDA_CHECK(cudaMemcpyAsync(t->smp_mask_d, mask, n_mask * 4, cudaMemcpyHostToDevice, st));
+	run(t, &si, is_decode(seqs, n_seqs, &si));
+	if (NL) {
+		const int K = KN_SAMPLE_MAX_LOGPROBS;
+		if (kn_sample_cuda(t->smp_ids_d, any_lp ? t->smp_lp_d : NULL,
+				   any_lp ? t->smp_top_ids_d : NULL, any_lp ? t->smp_top_lp_d : NULL,
+				   t->logits16, t->smp_rows_d, t->smp_pen_d, t->smp_mask_d, (int)NL,
+				   t->V, st)) {
+			log_msg(LOG_LEVEL_CRIT, "text_cuda", "sampling refused a vocabulary of %d", t->V);
+			abort();
+		}
+		CUDA_CHECK(cudaMemcpyAsync(t->smp_ids_h, t->smp_ids_d, NL * 4, cudaMemcpyDeviceToHost,
+					   st));
+		if (any_lp) {
+			CUDA_CHECK(cudaMemcpyAsync(t->smp_lp_h, t->smp_lp_d, NL * 4,
+						   cudaMemcpyDeviceToHost, st));
+			CUDA_CHECK(cudaMemcpyAsync(t->smp_top_ids_h, t->smp_top_ids_d, NL * K * 4,
+						   cudaMemcpyDeviceToHost, st));
+			CUDA_CHECK(cudaMemcpyAsync(t->smp_top_lp_h, t->smp_top_lp_d, NL * K * 4,
+						   cudaMemcpyDeviceToHost, st));
+		}
+	}
+	CUDA_CHECK(cudaStreamSynchronize(st));
+	for (size_t r = 0; r < NL; r++) {
+		ids[r] = t->smp_ids_h[r];
+		const sampling_params *p = rows[r].sp;
+		if (p->logprobs < 0 || !lps)
+			continue;
+		sampler_logprobs *lp = &lps[r];
+		lp->id = ids[r];
+		lp->logprob = t->smp_lp_h[r];
+		lp->n_top = p->logprobs > 0 ? (p->logprobs < t->V ? p->logprobs : t->V) : 0;
+		for (int k = 0; k < lp->n_top; k++) {
+			lp->top_ids[k] = t->smp_top_ids_h[r * KN_SAMPLE_MAX_LOGPROBS + k];
+			lp->top_logprobs[k] = t->smp_top_lp_h[r * KN_SAMPLE_MAX_LOGPROBS + k];
+		}
+	}
+	return 0;
+}
