@@ -14,6 +14,16 @@
  * ctx's workspace, and keeps all of it in a small table (linear search, round-robin eviction);
  * later calls with the key only call cublasLtMatmul.
  *
+ * Small M (decode of a few sequences, M ≤ GEMV_MAX_M, no bias): cuBLASLt's kernels reach only
+ * 1.3–2.4 TB/s on these weight-streaming shapes, so our own kernel runs them instead — the whole
+ * product is one read of W, and that is what it is built to do at full bandwidth: a CTA of 8
+ * warps owns GEMV_ROWS rows of W (N/4 CTAs: enough to fill the GPU even for N = 2048), its
+ * warps split K, each lane streams 16-byte pieces of the rows (ROWS × UNROLL loads in flight)
+ * and takes the matching pieces of the M rows of x from L1 (x is at most 8 rows: it stays
+ * cached); fp32 sums reduced across the warp (shuffles) and the warps (shared memory), the
+ * residual added before the one rounding. Needs
+ * K % 8 == 0 and 16-byte aligned x and W (true for the model); otherwise cuBLASLt runs it.
+ *
  * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
  * type; the bias pointer is a per-call attribute of the cached descriptor, set before each
  * cublasLtMatmul (cuBLASLt reads it at enqueue time, so later changes do not affect a queued
@@ -175,6 +185,131 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 }
 
 /* The common path of kn_gemm_cuda and kn_gemm_bias_cuda (bias NULL: no epilogue). */
+/* ---- small M: our own weight-streaming kernel ---- */
+
+#define GEMV_MAX_M 8
+#define GEMV_ROWS 4
+#define GEMV_WARPS 8
+#define GEMV_UNROLL 2
+
+static __device__ __forceinline__ void bf16x8_f32(uint4 u, float f[8])
+{
+	const unsigned w[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		f[2 * i] = __uint_as_float(w[i] << 16);
+		f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+	}
+}
+
+static __device__ __forceinline__ uint16_t f32_bf16_rn(float f)
+{
+	unsigned u = __float_as_uint(f);
+	if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu))
+		return (uint16_t)((u >> 16) | 0x40);   /* NaN stays NaN */
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+
+template <int M>
+static __global__ void __launch_bounds__(GEMV_WARPS * 32)
+gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residual, int N, int K)
+{
+	__shared__ float part[GEMV_WARPS][M * GEMV_ROWS];
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int n0 = blockIdx.x * GEMV_ROWS;
+	const int kv = K / 8;   /* uint4 per row */
+	const int step = 32 * GEMV_WARPS;
+	float acc[M][GEMV_ROWS];
+#pragma unroll
+	for (int m = 0; m < M; m++)
+#pragma unroll
+		for (int r = 0; r < GEMV_ROWS; r++)
+			acc[m][r] = 0.f;
+	for (int k0 = warp * 32 + lane; k0 < kv; k0 += step * GEMV_UNROLL) {
+		uint4 w[GEMV_UNROLL][GEMV_ROWS];
+#pragma unroll
+		for (int u = 0; u < GEMV_UNROLL; u++)
+#pragma unroll
+			for (int r = 0; r < GEMV_ROWS; r++) {
+				int k = k0 + u * step;
+				w[u][r] = k < kv && n0 + r < N ?
+					  __ldcs(W + (size_t)(n0 + r) * kv + k) : make_uint4(0, 0, 0, 0);
+			}
+#pragma unroll
+		for (int u = 0; u < GEMV_UNROLL; u++) {
+			int k = k0 + u * step;
+			if (k >= kv)
+				break;
+			float wf[GEMV_ROWS][8];
+#pragma unroll
+			for (int r = 0; r < GEMV_ROWS; r++)
+				bf16x8_f32(w[u][r], wf[r]);
+#pragma unroll
+			for (int m = 0; m < M; m++) {
+				float xf[8];
+				bf16x8_f32(__ldg(x + (size_t)m * kv + k), xf);
+#pragma unroll
+				for (int r = 0; r < GEMV_ROWS; r++)
+#pragma unroll
+					for (int i = 0; i < 8; i++)
+						acc[m][r] = fmaf(xf[i], wf[r][i], acc[m][r]);
+			}
+		}
+	}
+#pragma unroll
+	for (int m = 0; m < M; m++)
+#pragma unroll
+		for (int r = 0; r < GEMV_ROWS; r++) {
+#pragma unroll
+			for (int o = 16; o > 0; o >>= 1)
+				acc[m][r] += __shfl_xor_sync(0xffffffffu, acc[m][r], o);
+			if (lane == 0)
+				part[warp][m * GEMV_ROWS + r] = acc[m][r];
+		}
+	__syncthreads();
+	if (threadIdx.x < M * GEMV_ROWS) {
+		const int m = threadIdx.x / GEMV_ROWS, n = n0 + threadIdx.x % GEMV_ROWS;
+		float v = 0.f;
+#pragma unroll
+		for (int w8 = 0; w8 < GEMV_WARPS; w8++)
+			v += part[w8][threadIdx.x];
+		if (n < N) {
+			size_t at = (size_t)m * N + n;
+			if (residual)
+				v += __uint_as_float((unsigned)residual[at] << 16);
+			y[at] = f32_bf16_rn(v);
+		}
+	}
+}
+
+/* Runs y = x·Wᵀ (+ residual) for M ≤ GEMV_MAX_M when the layout allows; false otherwise. */
+static bool gemv_run(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *residual,
+		     int M, int N, int K, cudaStream_t stream)
+{
+	if (M < 1 || M > GEMV_MAX_M || K < 8 || K % 8 || ((uintptr_t)x | (uintptr_t)W) % 16)
+		return false;
+	dim3 grid((unsigned)((N + GEMV_ROWS - 1) / GEMV_ROWS));
+	const uint4 *xv = (const uint4 *)x, *Wv = (const uint4 *)W;
+	switch (M) {
+#define GEMV_CASE(m)                                                                         \
+	case m:                                                                              \
+		gemv_kernel<m><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, xv, Wv, residual, N, K); \
+		break;
+	GEMV_CASE(1)
+	GEMV_CASE(2)
+	GEMV_CASE(3)
+	GEMV_CASE(4)
+	GEMV_CASE(5)
+	GEMV_CASE(6)
+	GEMV_CASE(7)
+	GEMV_CASE(8)
+#undef GEMV_CASE
+	}
+	KN_CHECK_LAUNCH();
+	return true;
+}
+
 static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
 		     const uint16_t *bias, const uint16_t *residual, int M, int N, int K,
 		     cudaStream_t stream)
@@ -194,6 +329,8 @@ static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uin
 		fprintf(stderr, "<2>[cuda] gemm: bias with K = %d is not supported\n", K);
 		abort();
 	}
+	if (!bias && gemv_run(y, x, W, residual, M, N, K, stream))
+		return;
 	unsigned align = ptr_align(y);
 	unsigned a2 = ptr_align(x), a3 = ptr_align(W), a4 = residual ? ptr_align(residual) : 256;
 	if (a2 < align)

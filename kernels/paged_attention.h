@@ -47,7 +47,8 @@ extern "C" {
 
 #define KN_PAGED_ATTENTION_MAX_HD 256
 
-/* Positions per split-KV chunk: one CTA of the CUDA kernel per (sequence, kv head, chunk). */
+/* The longest split-KV chunk (big batches); small batches use shorter chunks spread over more
+ * CTAs (paged_attention.cu). */
 #define KN_PAGED_ATTENTION_CHUNK 256
 
 void kn_paged_attention_ref(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
@@ -57,8 +58,9 @@ void kn_paged_attention_ref(uint16_t *out, const uint16_t *q, const uint16_t *k_
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
-/* Bytes of workspace kn_paged_attention_cuda needs for B sequences of at most max_ctx
- * positions each (partial max, sum and fp32 output per (sequence, query head, chunk)). */
+/* Bytes of workspace kn_paged_attention_cuda needs for any batch of up to B sequences
+ * (partial max, sum and fp32 output per (sequence, query head, split)); it no longer grows
+ * with max_ctx, which is kept for the callers' sake. */
 size_t kn_paged_attention_workspace_bytes(int B, int Hq, int hd, int max_ctx);
 
 /* Returns 0, or -1 (nothing launched) when the shape is outside the limits above or
