@@ -180,10 +180,12 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	if (!w->embed_tokens || !w->lm_head || !w->norm || w->n_layers != tc->num_hidden_layers)
 		return qerr_set(e, QERR_INVALID, "text_cuda: weights are not bound for this config");
 	if (tc->num_key_value_heads <= 0 || tc->num_attention_heads % tc->num_key_value_heads ||
-	    tc->head_dim % 16 || tc->head_dim > 256)
+	    tc->num_attention_heads / tc->num_key_value_heads > 8 ||
+	    (tc->head_dim != 32 && tc->head_dim != 64 && tc->head_dim != 128))
 		return qerr_set(e, QERR_UNSUPPORTED, "text_cuda: %d heads, %d kv heads, head_dim %d "
-				"(the kernels need head_dim a multiple of 16, at most 256)",
-				tc->num_attention_heads, tc->num_key_value_heads, tc->head_dim);
+				"(the attention kernels take head_dim 32, 64 or 128 and at most 8 query "
+				"heads per kv head)", tc->num_attention_heads, tc->num_key_value_heads,
+				tc->head_dim);
 	text_cuda *t = xcalloc(1, sizeof(*t));
 	t->D = tc->hidden_size;
 	t->F = tc->intermediate_size;

@@ -12,6 +12,14 @@
  *     and the log-sum-exp of all logits; the greedy id wherever the reference's top-1 margin
  *     exceeds 1e-3 (decoding follows the reference's ids so that one close call cannot derail
  *     the remaining steps).
+ *
+ * Built a second time with -DGOLDEN_CUDA as check_model_golden_cuda: the same cases through the
+ * CUDA backend (bf16), which exits 77 without a GPU and skips the configs whose head sizes its
+ * kernels do not take (head_dim 16). The bars are those of bf16 against these fp32 goldens:
+ * transformers itself in bf16 is 1.2e-2 (tiny) to 1.9e-2 (2b) from them in last-position logits
+ * (tests/golden/hf_bf16_floor.py), so top-50 logits within 3e-2 (measured: ≤ 5.3e-3 on tiny,
+ * ≤ 6.9e-3 on 2b), log-sum-exp within 1e-2 relative, vision embeddings within 3e-2, and the
+ * greedy id wherever the reference's margin exceeds both 0.05 and 2% of its top logit.
  */
 #include <check.h>
 #include <math.h>
@@ -31,6 +39,27 @@
 #include "tokenizer.h"
 
 #define MAX_IMAGES 8
+
+#ifdef GOLDEN_CUDA
+#define TOL_LOGITS 3e-2
+#define TOL_LSE 1e-2
+#define TOL_VISION 3e-2
+#define TOL_NORM 3e-2
+/* the greedy id must agree where the margin exceeds 0.05 and 2% of the top logit: bf16's own
+ * error scales with the logits (2b/text step 0 has margin 0.121 on a top logit of several
+ * units and flips, as a bf16 engine may) */
+#define GREEDY_MARGIN 0.05
+#define GREEDY_MARGIN_REL 0.02
+#else
+#define GREEDY_MARGIN_REL 0
+#define TOL_LOGITS 1e-4
+#define TOL_LSE 1e-4
+#define TOL_VISION 1e-4
+#define TOL_NORM 1e-5
+#define GREEDY_MARGIN 1e-3
+#endif
+
+static int skipped;   /* cases the backend cannot run (GOLDEN_CUDA: head sizes) */
 
 /* the largest errors seen, printed at the end for the record */
 static double worst_logits, worst_vision, worst_lse;
@@ -176,7 +205,29 @@ static void check_line(loaded *m, json_object *g)
 	int block = 16, n_blocks = (n + steps) / block + 2;
 	backend_opts bo = { .block_size = block, .n_blocks = n_blocks };
 	backend *b;
+#ifdef GOLDEN_CUDA
+	bo.max_num_batched_tokens = n > 2048 ? n : 2048;
+	bo.max_num_seqs = 4;
+	bo.max_model_len = n_blocks * block;
+	bo.max_image_patches = 16384;
+	bo.gpu_memory_utilization = 0.9;
+	int brc = backend_cuda_new(mc, &m->w, &bo, &b, &e);
+	if (brc == -QERR_UNSUPPORTED) {
+		fprintf(stderr, "%s/%s: skipped (%s)\n", config, prompt, e.msg);
+		skipped++;
+		for (int i = 0; i < n_img; i++)
+			img_patches_deinit(&im[i]);
+		free(pos);
+		free(text);
+		free(expanded);
+		tok_ids_deinit(&ids);
+		json_object_put(req);
+		return;
+	}
+	ck_assert_msg(brc == 0, "%s", e.msg);
+#else
 	ck_assert_msg(backend_cpu_new(mc, &m->w, &bo, &b, &e) == 0, "%s", e.msg);
+#endif
 	int32_t *table = xcalloc((size_t)n_blocks, sizeof(int32_t));
 	for (int i = 0; i < n_blocks; i++)
 		table[i] = n_blocks - 1 - i;   /* scattered on purpose */
@@ -214,14 +265,14 @@ static void check_line(loaded *m, json_object *g)
 			want[i] = json_object_get_double(json_object_array_get_idx(jsonx_member(gv, "embeds_head"), i));
 		if (rel_l2(head, want, 16) > worst_vision)
 			worst_vision = rel_l2(head, want, 16);
-		ck_assert_msg(rel_l2(head, want, 16) < 1e-4, "%s/%s: vision embeddings differ (rel %g)", config,
+		ck_assert_msg(rel_l2(head, want, 16) < TOL_VISION, "%s/%s: vision embeddings differ (rel %g)", config,
 			      prompt, rel_l2(head, want, 16));
 		double gn = json_object_get_double(jsonx_member(gv, "embeds_norm"));
-		ck_assert_msg(fabs(sqrt(norm) - gn) <= 1e-5 * gn, "%s/%s: vision norm %g vs %g", config, prompt,
+		ck_assert_msg(fabs(sqrt(norm) - gn) <= TOL_NORM * gn, "%s/%s: vision norm %g vs %g", config, prompt,
 			      sqrt(norm), gn);
 		for (int k = 0; k < nds; k++) {
 			double w = json_object_get_double(json_object_array_get_idx(jsonx_member(gv, "deepstack_norms"), k));
-			ck_assert_msg(fabs(sqrt(dsn[k]) - w) <= 1e-5 * w, "%s/%s: deepstack %d norm %g vs %g",
+			ck_assert_msg(fabs(sqrt(dsn[k]) - w) <= TOL_NORM * w, "%s/%s: deepstack %d norm %g vs %g",
 				      config, prompt, k, sqrt(dsn[k]), w);
 		}
 	}
@@ -259,7 +310,7 @@ static void check_line(loaded *m, json_object *g)
 		double err = rel_l2(got, want, 50);
 		if (err > worst_logits)
 			worst_logits = err;
-		ck_assert_msg(err <= 1e-4, "%s/%s step %d: top-50 logits rel L2 %g", config, prompt, s, err);
+		ck_assert_msg(err <= TOL_LOGITS, "%s/%s step %d: top-50 logits rel L2 %g", config, prompt, s, err);
 		double mx = -INFINITY, sum = 0;
 		int arg = 0;
 		for (int v = 0; v < V; v++)
@@ -272,9 +323,17 @@ static void check_line(loaded *m, json_object *g)
 		double lse = mx + log(sum), glse = json_object_get_double(jsonx_member(st, "logsumexp"));
 		if (fabs(lse - glse) > worst_lse)
 			worst_lse = fabs(lse - glse);
-		ck_assert_msg(fabs(lse - glse) <= 1e-4 * fabs(glse) + 1e-4, "%s/%s step %d: logsumexp %g vs %g",
+		ck_assert_msg(fabs(lse - glse) <= TOL_LSE * fabs(glse) + TOL_LSE, "%s/%s step %d: logsumexp %g vs %g",
 			      config, prompt, s, lse, glse);
-		if (want[0] - want[1] > 1e-3)
+#ifdef GOLDEN_CUDA
+		fprintf(stderr, "%s/%s step %d: top-50 rel L2 %.2e, logsumexp %+.2e, top logit %.3f, "
+			"margin %.3f, greedy %s\n", config, prompt, s, err, lse - glse, want[0],
+			want[0] - want[1],
+			arg == json_object_get_int(json_object_array_get_idx(ggreedy, s)) ? "same" :
+			"differs");
+#endif
+		if (want[0] - want[1] > GREEDY_MARGIN &&
+		    want[0] - want[1] > GREEDY_MARGIN_REL * fabs(want[0]))
 			ck_assert_msg(arg == json_object_get_int(json_object_array_get_idx(ggreedy, s)),
 				      "%s/%s step %d: greedy id %d, reference %d", config, prompt, s, arg,
 				      json_object_get_int(json_object_array_get_idx(ggreedy, s)));
@@ -311,13 +370,17 @@ START_TEST(test_model_golden_matches_transformers)
 		json_object_put(g);
 		lines++;
 	}
-	fprintf(stderr, "%d (model, prompt) cases agree with transformers; largest errors: top-50 logits "
-		"rel L2 %.2e, vision embeddings rel L2 %.2e, logsumexp abs %.2e\n", lines, worst_logits,
-		worst_vision, worst_lse);
+	fprintf(stderr, "%d (model, prompt) cases agree with transformers (%d skipped); largest errors: "
+		"top-50 logits rel L2 %.2e, vision embeddings rel L2 %.2e, logsumexp abs %.2e\n",
+		lines - skipped, skipped, worst_logits, worst_vision, worst_lse);
 	/* the committed set has 20 cases; QVL_GOLDEN_MIN_CASES lowers the bar for other sets (the
 	 * 2b check on the GPU machine runs two) */
 	const char *min = getenv("QVL_GOLDEN_MIN_CASES");
+#ifdef GOLDEN_CUDA
+	ck_assert_int_ge(lines - skipped, min ? atoi(min) : 12);
+#else
 	ck_assert_int_ge(lines, min ? atoi(min) : 20);
+#endif
 	if (m.dir) {
 		model_weights_deinit(&m.w);
 		tok_free(m.tok);
@@ -330,10 +393,25 @@ END_TEST
 
 int main(void)
 {
+#ifdef GOLDEN_CUDA
+	if (!backend_cuda_available()) {
+		fprintf(stderr, "no CUDA device: skipped\n");
+		return 77;
+	}
+#endif
 	Suite *s = suite_create("model_golden");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 1200);
 	tcase_add_test(tc, test_model_golden_matches_transformers);
 	suite_add_tcase(s, tc);
+#ifdef GOLDEN_CUDA
+	SRunner *sr = srunner_create(s);
+	srunner_set_fork_status(sr, CK_NOFORK);   /* CUDA does not survive fork */
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+#else
 	return tu_run_suite(s);
+#endif
 }
