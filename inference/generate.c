@@ -339,10 +339,16 @@ int generate_run(generate_model *m, const chat_request *r, json_object **out, qe
 		rc = detok_new(m->tok, &dop, &u.ch[i].d, e);
 		u.ch[i].lp = r->logprobs ? json_object_new_array() : NULL;
 	}
-	backend_opts bo = { .block_size = BLOCK_SIZE, .n_blocks = (int)blocks, .n_threads = m->n_threads };
-	if (!rc)
-		rc = backend_cpu_new(mc, &m->w, &bo, &b, e);
 	int64_t budget = n > 8192 ? n : 8192;
+	backend_opts bo = { .block_size = BLOCK_SIZE, .n_blocks = (int)blocks, .n_threads = m->n_threads,
+			    .max_num_batched_tokens = (int)budget, .max_num_seqs = (int)n_choices,
+			    .max_model_len = (int)(blocks * BLOCK_SIZE), .gpu_memory_utilization = 0.9 };
+	if (mc->has_vision)
+		bo.max_image_patches = (int)(budget * mc->vision.spatial_merge_size *
+					     mc->vision.spatial_merge_size);
+	if (!rc)
+		rc = m->cuda ? backend_cuda_new(mc, &m->w, &bo, &b, e) :
+			       backend_cpu_new(mc, &m->w, &bo, &b, e);
 	engine_opts eo = { .max_num_seqs = (int)n_choices, .max_num_batched_tokens = (int)budget,
 			   .max_model_len = mc->text.max_position_embeddings, .block_size = BLOCK_SIZE,
 			   .n_blocks = (int)blocks, .enable_prefix_caching = true,

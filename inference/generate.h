@@ -37,6 +37,7 @@ typedef struct generate_model {
 	model_weights w;               /* owned (model_weights_deinit) */
 	tokenizer *tok;                /* owned */
 	int n_threads;                 /* backend CPU threads (0: one per core) */
+	bool cuda;                     /* run on the GPU (backend_cuda) instead of the CPU */
 } generate_model;
 
 /* Load config, generation and preprocessor configs, weights and tokenizer from dir, and check

@@ -6,7 +6,7 @@
  *   qvl tokenize --model DIR [--chat]      (standard input: text, or a chat request with --chat)
  *   qvl detokenize --model DIR [--skip-special-tokens]   (standard input: a JSON array of ids)
  *   qvl image [--model DIR] [--min-pixels N] [--max-pixels N] [--dump-pixels OUT] FILE
- *   qvl generate --model DIR [--backend cpu] [--max-tokens N]   (standard input: a chat request)
+ *   qvl generate --model DIR [--backend cpu|cuda] [--max-tokens N]   (standard input: a chat request)
  *   qvl bench (--url URL | --fcgi TARGET | --socket PATH) [...]  (a load generator: bench.h)
  *
  * Each subcommand parses its own flags and calls library code; nothing here is needed by the
@@ -57,7 +57,7 @@ static void usage(FILE *f)
 	      "  image [--model DIR] [--min-pixels N] [--max-pixels N] [--dump-pixels OUT] FILE\n"
 	      "          decode and preprocess an image as the Qwen3-VL processor does; print its\n"
 	      "          sizes, grid and token count; --dump-pixels writes pixel_values as float32\n"
-	      "  generate --model DIR [--backend cpu] [--max-tokens N]\n"
+	      "  generate --model DIR [--backend cpu|cuda] [--max-tokens N]\n"
 	      "          run an OpenAI chat-completions request from standard input in-process and\n"
 	      "          print the chat.completion response as one line of JSON\n"
 	      "  bench (--url http://HOST:PORT | --fcgi PATH|HOST:PORT | --socket QVLD_SOCKET) [...]\n"
@@ -479,13 +479,16 @@ static int cmd_generate(int argc, char **argv)
 	};
 	const char *dir = NULL;
 	uint64_t max_tokens = 0;
+	bool cuda = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': dir = optarg; break;
 		case 'b':
-			if (strcmp(optarg, "cpu")) {
-				fprintf(stderr, "qvl generate: --backend: '%s' is not available (cpu only)\n", optarg);
+			if (!strcmp(optarg, "cuda")) {
+				cuda = true;
+			} else if (strcmp(optarg, "cpu")) {
+				fprintf(stderr, "qvl generate: --backend: '%s' is not a backend (cpu, cuda)\n", optarg);
 				return 2;
 			}
 			break;
@@ -500,7 +503,7 @@ static int cmd_generate(int argc, char **argv)
 		}
 	}
 	if (!dir || optind != argc) {
-		fprintf(stderr, "qvl generate: usage: qvl generate --model DIR [--backend cpu] [--max-tokens N]\n");
+		fprintf(stderr, "qvl generate: usage: qvl generate --model DIR [--backend cpu|cuda] [--max-tokens N]\n");
 		return 2;
 	}
 	qerr e = { 0 };
@@ -522,8 +525,10 @@ static int cmd_generate(int argc, char **argv)
 	}
 	if (!rc)
 		rc = generate_model_load(dir, 0, &m, &e);
-	if (!rc)
+	if (!rc) {
+		m->cuda = cuda;
 		rc = generate_run(m, &r, &resp, &e);
+	}
 	if (!rc && puts(json_object_to_json_string_ext(resp, JSON_C_TO_STRING_PLAIN |
 						       JSON_C_TO_STRING_NOSLASHESCAPE)) < 0)
 		rc = qerr_set(&e, QERR_IO, "standard output: %s", strerror(errno));

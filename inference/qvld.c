@@ -175,6 +175,14 @@ int main(int argc, char **argv)
 				    .max_num_seqs = c.max_num_seqs,
 				    .max_model_len = max_len > INT32_MAX ? INT32_MAX : (int)max_len,
 				    .enforce_eager = c.enforce_eager };
+		/* the engine refuses images of more tokens than one step's budget (its encoder
+		 * budget), so the vision scratch never needs more patches than that */
+		if (m.mc.has_vision) {
+			int64_t mm = (int64_t)m.mc.vision.spatial_merge_size *
+				     m.mc.vision.spatial_merge_size;
+			int64_t patches = (int64_t)c.max_num_batched_tokens * mm;
+			bo.max_image_patches = patches > (1 << 20) ? (1 << 20) : (int)patches;
+		}
 		rc = backend_cuda_new(&m.mc, &m.w, &bo, &b, &e);
 		if (!rc) {
 			n_blocks = backend_n_blocks(b);
