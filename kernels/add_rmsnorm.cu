@@ -18,6 +18,7 @@
 
 #include "add_rmsnorm.h"
 #include "cuda_check.h"
+#include "pdl.cuh"
 
 #define ADD_RMSNORM_THREADS 256
 
@@ -66,6 +67,8 @@ static __global__ void __launch_bounds__(ADD_RMSNORM_THREADS)
 add_rmsnorm_vec_kernel(uint4 *out, uint4 *residual, const uint4 *x, const uint4 *w, int nv,
 		       float eps)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	long base = (long)blockIdx.x * nv;
 	float ss = 0.f;
 	for (int i = threadIdx.x; i < nv; i += blockDim.x) {
@@ -97,6 +100,8 @@ static __global__ void __launch_bounds__(ADD_RMSNORM_THREADS)
 add_rmsnorm_kernel(__nv_bfloat16 *out, __nv_bfloat16 *residual, const __nv_bfloat16 *x,
 		   const __nv_bfloat16 *w, int cols, float eps)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	long base = (long)blockIdx.x * cols;
 	float ss = 0.f;
 	for (int c = threadIdx.x; c < cols; c += blockDim.x) {
@@ -118,11 +123,11 @@ extern "C" void kn_add_rmsnorm_cuda(uint16_t *out, uint16_t *residual, const uin
 		return;
 	uintptr_t align = (uintptr_t)out | (uintptr_t)residual | (uintptr_t)x | (uintptr_t)w;
 	if (cols % 8 == 0 && align % 16 == 0)
-		add_rmsnorm_vec_kernel<<<rows, ADD_RMSNORM_THREADS, 0, stream>>>(
+		kn_launch(add_rmsnorm_vec_kernel, rows, ADD_RMSNORM_THREADS, 0, stream,
 			(uint4 *)out, (uint4 *)residual, (const uint4 *)x, (const uint4 *)w,
 			cols / 8, eps);
 	else
-		add_rmsnorm_kernel<<<rows, ADD_RMSNORM_THREADS, 0, stream>>>(
+		kn_launch(add_rmsnorm_kernel, rows, ADD_RMSNORM_THREADS, 0, stream,
 			(__nv_bfloat16 *)out, (__nv_bfloat16 *)residual, (const __nv_bfloat16 *)x,
 			(const __nv_bfloat16 *)w, cols, eps);
 	KN_CHECK_LAUNCH();

@@ -12,6 +12,7 @@
 
 #include "cuda_check.h"
 #include "embedding.h"
+#include "pdl.cuh"
 
 #define EMBEDDING_THREADS 256
 
@@ -19,6 +20,8 @@
 static __global__ void embedding_vec_kernel(uint4 *out, const uint4 *table, const int32_t *ids,
 					    long n_vec, int dv)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n_vec;
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / dv;
@@ -30,6 +33,8 @@ static __global__ void embedding_vec_kernel(uint4 *out, const uint4 *table, cons
 static __global__ void embedding_kernel(uint16_t *out, const uint16_t *table, const int32_t *ids,
 					long n, int D)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / D;
@@ -57,10 +62,10 @@ extern "C" void kn_embedding_cuda(uint16_t *out, const uint16_t *table, const in
 	long n = (long)T * D;
 	if (D % 8 == 0 && ((uintptr_t)out | (uintptr_t)table) % 16 == 0) {
 		long n_vec = n / 8;
-		embedding_vec_kernel<<<grid_for(n_vec), EMBEDDING_THREADS, 0, stream>>>(
+		kn_launch(embedding_vec_kernel, grid_for(n_vec), EMBEDDING_THREADS, 0, stream,
 			(uint4 *)out, (const uint4 *)table, ids, n_vec, D / 8);
 	} else {
-		embedding_kernel<<<grid_for(n), EMBEDDING_THREADS, 0, stream>>>(out, table, ids, n,
+		kn_launch(embedding_kernel, grid_for(n), EMBEDDING_THREADS, 0, stream, out, table, ids, n,
 										D);
 	}
 	KN_CHECK_LAUNCH();

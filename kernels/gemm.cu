@@ -14,13 +14,14 @@
  * ctx's workspace, and keeps all of it in a small table (linear search, round-robin eviction);
  * later calls with the key only call cublasLtMatmul.
  *
- * Small M (decode of a few sequences, M ≤ GEMV_MAX_M, no bias): cuBLASLt's kernels reach only
+ * Small M (decode of a few sequences, M ≤ GEMV_MAX_M = 4, no bias): cuBLASLt's kernels reach only
  * 1.3–2.4 TB/s on these weight-streaming shapes, so our own kernel runs them instead — the whole
  * product is one read of W, and that is what it is built to do at full bandwidth: a CTA of 8
  * warps owns GEMV_ROWS rows of W (N/4 CTAs: enough to fill the GPU even for N = 2048), its
  * warps split K, each lane streams 16-byte pieces of the rows (ROWS × UNROLL loads in flight)
- * and takes the matching pieces of the M rows of x from L1 (x is at most 8 rows: it stays
- * cached); fp32 sums reduced across the warp (shuffles) and the warps (shared memory), the
+ * and takes the matching pieces of the M rows of x from L1 (x is at most 4 rows: it stays
+ * cached; at 8 rows the FMAs on CUDA cores and the L1 traffic of x made it slower than
+ * cuBLASLt's tensor-core kernels, 3.25 against 2.60 ms per 8-sequence step on an H100); fp32 sums reduced across the warp (shuffles) and the warps (shared memory), the
  * residual added before the one rounding. Needs
  * K % 8 == 0 and 16-byte aligned x and W (true for the model); otherwise cuBLASLt runs it.
  *
@@ -35,6 +36,7 @@
 
 #include "cuda_check.h"
 #include "gemm.h"
+#include "pdl.cuh"
 
 #define CUBLAS_CHECK(call)                                                                 \
 	do {                                                                               \
@@ -187,7 +189,7 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 /* The common path of kn_gemm_cuda and kn_gemm_bias_cuda (bias NULL: no epilogue). */
 /* ---- small M: our own weight-streaming kernel ---- */
 
-#define GEMV_MAX_M 8
+#define GEMV_MAX_M 4
 #define GEMV_ROWS 4
 #define GEMV_WARPS 8
 #define GEMV_UNROLL 2
@@ -215,6 +217,8 @@ template <int M>
 static __global__ void __launch_bounds__(GEMV_WARPS * 32)
 gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residual, int N, int K)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	__shared__ float part[GEMV_WARPS][M * GEMV_ROWS];
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int n0 = blockIdx.x * GEMV_ROWS;
@@ -294,16 +298,13 @@ static bool gemv_run(uint16_t *y, const uint16_t *x, const uint16_t *W, const ui
 	switch (M) {
 #define GEMV_CASE(m)                                                                         \
 	case m:                                                                              \
-		gemv_kernel<m><<<grid, GEMV_WARPS * 32, 0, stream>>>(y, xv, Wv, residual, N, K); \
+		kn_launch(gemv_kernel<m>, grid, GEMV_WARPS * 32, 0, stream, y, xv, Wv, residual, \
+			  N, K);                                                             \
 		break;
 	GEMV_CASE(1)
 	GEMV_CASE(2)
 	GEMV_CASE(3)
 	GEMV_CASE(4)
-	GEMV_CASE(5)
-	GEMV_CASE(6)
-	GEMV_CASE(7)
-	GEMV_CASE(8)
 #undef GEMV_CASE
 	}
 	KN_CHECK_LAUNCH();

@@ -43,6 +43,7 @@
 
 #include "cuda_check.h"
 #include "paged_attention.h"
+#include "pdl.cuh"
 
 #define PA_THREADS 128
 #define PA_WARPS (PA_THREADS / 32)
@@ -96,6 +97,8 @@ pa_chunk_kernel(float *ws_acc, float *ws_ml, const __nv_bfloat16 *q, const uint4
 		const uint4 *v_cache, const int32_t *block_table, const int32_t *ctx_len, int Hq,
 		int KV, int g, int log2_bs, int max_blocks_per_seq, int chunk, float scale)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	constexpr int LPK = HD / 8;          /* lanes per K/V row: one 16-byte load each */
 	constexpr int RPW = 32 / LPK;        /* rows per warp and step */
 	constexpr int RPS = RPW * PA_WARPS;  /* rows per CTA and step */
@@ -285,6 +288,8 @@ static __global__ void __launch_bounds__(PA_THREADS)
 pa_combine_kernel(__nv_bfloat16 *out, const float *ws_acc, const float *ws_ml,
 		  const int32_t *ctx_len, int Hq, int hd, int cap, int n_split, int chunk)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	__shared__ float w[PA_MAX_SPLIT];
 	__shared__ float inv_l;
 	const int h = blockIdx.x, b = blockIdx.y;
@@ -352,12 +357,12 @@ static void pa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
 	if (shm > 48 * 1024)
 		CUDA_CHECK(cudaFuncSetAttribute(pa_chunk_kernel<HD, GM>,
 						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
-	pa_chunk_kernel<HD, GM><<<grid, PA_THREADS, shm, stream>>>(
+	kn_launch(pa_chunk_kernel<HD, GM>, grid, PA_THREADS, shm, stream,
 		ws_acc, ws_ml, (const __nv_bfloat16 *)q, (const uint4 *)k_cache,
 		(const uint4 *)v_cache, block_table, ctx_len, Hq, KV, g, log2_bs,
 		max_blocks_per_seq, chunk, scale);
 	KN_CHECK_LAUNCH();
-	pa_combine_kernel<<<dim3(Hq, B), PA_THREADS, 0, stream>>>(
+	kn_launch(pa_combine_kernel, dim3(Hq, B), PA_THREADS, 0, stream,
 		(__nv_bfloat16 *)out, ws_acc, ws_ml, ctx_len, Hq, HD, cap, n_split, chunk);
 	KN_CHECK_LAUNCH();
 }

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "cuda_check.h"
+#include "pdl.cuh"
 #include "qk_norm_rope.h"
 
 #define QKNR_THREADS 256
@@ -61,6 +62,8 @@ qk_norm_rope_kernel(uint4 *q_out, uint4 *k_cache, uint4 *v_cache, const uint4 *q
 		    const int32_t *slot_mapping, int T, int Hq, int KV, int hd, int g_log2,
 		    float eps, const __grid_constant__ qknr_rope rope)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	__shared__ __align__(16) float cs[QKNR_MAX_HALF], sn[QKNR_MAX_HALF];
 	const int t = blockIdx.x, half = hd / 2, nvh = half / 8, hv = hd / 8;
 
@@ -164,7 +167,7 @@ extern "C" void kn_qk_norm_rope_cuda(uint16_t *q_out, uint16_t *k_cache, uint16_
 	int g_log2 = 0;
 	while ((1 << g_log2) < hd / 16)
 		g_log2++;
-	qk_norm_rope_kernel<<<T, QKNR_THREADS, 0, stream>>>(
+	kn_launch(qk_norm_rope_kernel, T, QKNR_THREADS, 0, stream,
 		(uint4 *)q_out, (uint4 *)k_cache, (uint4 *)v_cache, (const uint4 *)qkv,
 		(const uint4 *)q_norm_w, (const uint4 *)k_norm_w, pos, slot_mapping, T, Hq, KV, hd,
 		g_log2, eps, rope);

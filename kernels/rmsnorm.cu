@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 
 #include "cuda_check.h"
+#include "pdl.cuh"
 #include "rmsnorm.h"
 
 #define RMSNORM_THREADS 256
@@ -24,6 +25,8 @@ static __device__ __forceinline__ float warp_sum(float v)
 static __global__ void rmsnorm_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *x,
 				      const __nv_bfloat16 *w, int cols, float eps)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	__shared__ float partial[RMSNORM_THREADS / 32];
 	__shared__ float inv_rms;
 	const __nv_bfloat16 *xr = x + (long)blockIdx.x * cols;
@@ -58,7 +61,7 @@ extern "C" void kn_rmsnorm_cuda(uint16_t *out, const uint16_t *x, const uint16_t
 {
 	if (rows <= 0 || cols <= 0)
 		return;
-	rmsnorm_kernel<<<rows, RMSNORM_THREADS, 0, stream>>>((__nv_bfloat16 *)out,
+	kn_launch(rmsnorm_kernel, rows, RMSNORM_THREADS, 0, stream, (__nv_bfloat16 *)out,
 							     (const __nv_bfloat16 *)x,
 							     (const __nv_bfloat16 *)w, cols, eps);
 	KN_CHECK_LAUNCH();

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cuda_check.h"
+#include "pdl.cuh"
 #include "rows.h"
 
 #define ROWS_THREADS 128
@@ -19,6 +20,8 @@ template <int MODE>
 static __global__ void rows_kernel(__nv_bfloat16 *dst, const __nv_bfloat16 *src,
 				   const int32_t *idx, int cols)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	const long r = idx[blockIdx.x];
 	const long i = blockIdx.x;
 	__nv_bfloat16 *d = dst + (MODE == ROWS_GATHER ? i : r) * cols;
@@ -37,7 +40,7 @@ static void rows_launch(uint16_t *dst, const uint16_t *src, const int32_t *idx, 
 {
 	if (n <= 0 || cols <= 0)
 		return;
-	rows_kernel<MODE><<<n, ROWS_THREADS, 0, stream>>>((__nv_bfloat16 *)dst,
+	kn_launch(rows_kernel<MODE>, n, ROWS_THREADS, 0, stream, (__nv_bfloat16 *)dst,
 							  (const __nv_bfloat16 *)src, idx, cols);
 	KN_CHECK_LAUNCH();
 }

@@ -57,6 +57,7 @@
 #include <stdint.h>
 
 #include "cuda_check.h"
+#include "pdl.cuh"
 #include "sampling.h"
 
 #define NT 1024
@@ -805,6 +806,8 @@ sample_kernel(int32_t *ids, float *logprob, int32_t *top_ids, float *top_logprob
 	      const uint16_t *logits, const kn_sample_row *rows, const kn_sample_pen *pen,
 	      const int32_t *mask, int V)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	extern __shared__ __align__(16) uint32_t dyn[];
 	__shared__ Shared sh;
 	const int b = blockIdx.x, t = threadIdx.x;
@@ -933,12 +936,12 @@ extern "C" int kn_sample_cuda(int32_t *ids, float *logprob, int32_t *top_ids, fl
 	if (V % GROUP == 0 && (uintptr_t)logits % 16 == 0) {
 		CUDA_CHECK(cudaFuncSetAttribute(sample_kernel<true>,
 						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-		sample_kernel<true><<<B, NT, smem, stream>>>(ids, logprob, top_ids, top_logprobs,
+		kn_launch(sample_kernel<true>, B, NT, smem, stream, ids, logprob, top_ids, top_logprobs,
 							     logits, rows, pen, mask, V);
 	} else {
 		CUDA_CHECK(cudaFuncSetAttribute(sample_kernel<false>,
 						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-		sample_kernel<false><<<B, NT, smem, stream>>>(ids, logprob, top_ids, top_logprobs,
+		kn_launch(sample_kernel<false>, B, NT, smem, stream, ids, logprob, top_ids, top_logprobs,
 							      logits, rows, pen, mask, V);
 	}
 	KN_CHECK_LAUNCH();

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "cuda_check.h"
+#include "pdl.cuh"
 #include "silu_mul.h"
 
 #define SILU_MUL_THREADS 256
@@ -27,6 +28,8 @@ static __device__ __forceinline__ __nv_bfloat16 silu_mul1(__nv_bfloat16 g, __nv_
 /* fv = F/8 vectors per output row; n_vec = T·fv. */
 static __global__ void silu_mul_vec_kernel(uint4 *out, const uint4 *gu, long n_vec, int fv)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n_vec;
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / fv;
@@ -44,6 +47,8 @@ static __global__ void silu_mul_vec_kernel(uint4 *out, const uint4 *gu, long n_v
 
 static __global__ void silu_mul_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *gu, long n, int F)
 {
+	kn_pdl_wait();
+	kn_pdl_trigger();
 	for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n;
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / F;
@@ -72,10 +77,10 @@ extern "C" void kn_silu_mul_cuda(uint16_t *out, const uint16_t *gu, int T, int F
 	long n = (long)T * F;
 	if (F % 8 == 0 && ((uintptr_t)out | (uintptr_t)gu) % 16 == 0) {
 		long n_vec = n / 8;
-		silu_mul_vec_kernel<<<grid_for(n_vec), SILU_MUL_THREADS, 0, stream>>>(
+		kn_launch(silu_mul_vec_kernel, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
 			(uint4 *)out, (const uint4 *)gu, n_vec, F / 8);
 	} else {
-		silu_mul_kernel<<<grid_for(n), SILU_MUL_THREADS, 0, stream>>>(
+		kn_launch(silu_mul_kernel, grid_for(n), SILU_MUL_THREADS, 0, stream,
 			(__nv_bfloat16 *)out, (const __nv_bfloat16 *)gu, n, F);
 	}
 	KN_CHECK_LAUNCH();
