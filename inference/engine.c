@@ -771,10 +771,12 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 	sched_schedule(en->s, &p);
 	/* every image the plan reserved is encoded, even when no chunk ends up reading it this
 	 * step: its cache entry exists from now on */
-	int rc = 0;
+	int rc = 0, n_encoded = 0;
+	double t_plan = now_s();
 	for (int i = 0; !rc && i < p.n_encs; i++) {
 		if (!p.encs[i].encode)
 			continue;
+		n_encoded++;
 		const sched_image *im = &p.encs[i].req->images[p.encs[i].image];
 		rc = backend_encode(en->b, im->pixel_values, im->grid_t, im->grid_h, im->grid_w,
 				    p.encs[i].rows, e);
@@ -830,6 +832,10 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 	sched_step_done(en->s, &p);
 
 	double t = now_s();
+	if (log_get_level() >= LOG_LEVEL_DEBUG)
+		log_msg(LOG_LEVEL_DEBUG, "engine", "step: %d sequences, %lld tokens, %d images encoded; "
+			"%.2f ms from plan to results", p.n_items, (long long)p.n_tokens, n_encoded,
+			(t - t_plan) * 1e3);
 	pthread_mutex_lock(&en->smu);
 	metrics_hist_observe(&en->m.iteration_tokens, (double)p.n_tokens);
 	pthread_mutex_unlock(&en->smu);
