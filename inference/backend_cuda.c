@@ -13,11 +13,15 @@
  * positions of max_num_seqs sequences, the attention workspace for max_model_len, the vision
  * scratch for the largest image), a reserve for the CUDA graphs, and the KV pool takes the rest
  * (or kv_cache_memory_bytes, or n_blocks when given). Every device allocation happens here at
- * start-up; a request never allocates device memory. The plan is logged:
+ * start-up; a request never allocates device memory. The plan is logged — the 2b checkpoint
+ * with qvld's defaults on an H100 (the vision weights, 0.41 B parameters, come on top of the
+ * text's 3.20 GiB; this run's log counted the text alone):
  *
- *   cuda: NVIDIA H100 80GB HBM3 (79.2 GiB), gpu_memory_utilization 0.90 → 71.3 GiB
- *   cuda: weights 4.26 GiB, activations 0.61 GiB (8192 tokens, 256 sequences), vision 1.9 GiB
- *   cuda: KV cache 63.9 GiB = 29225 blocks of 16 = 467600 tokens (57.1 sequences of 8192)
+ *   device 0: NVIDIA H100 80GB HBM3 (79.2 GiB), gpu_memory_utilization 0.90 → 71.3 GiB
+ *   weights 3.20 GiB, activations 0.79 GiB (8192 tokens, 256 sequences, max_model_len 262144),
+ *   vision scratch 0.78 GiB
+ *   KV cache 64.93 GiB = 37992 blocks of 16 = 607872 tokens in flight (2.3 sequences of
+ *   262144); 35 decode graphs; 71.05 GiB in use, 8.13 GiB free
  */
 #include "backend.h"
 
@@ -45,7 +49,9 @@
 /* The largest image: Qwen3-VL's default max_pixels (4096 × 4096) in 16-pixel patches. */
 #define DEFAULT_MAX_PATCHES 65536
 
-typedef enum job_kind { JOB_NONE, JOB_INIT, JOB_ENCODE, JOB_STEP, JOB_STEP_SAMPLE, JOB_QUIT } job_kind;
+typedef enum job_kind {
+	JOB_NONE, JOB_INIT, JOB_ENCODE, JOB_STEP, JOB_STEP_SAMPLE, JOB_QUIT
+} job_kind;
 
 typedef struct job {
 	job_kind kind;
@@ -175,10 +181,12 @@ static int worker_init(backend_cuda *bc, gpu_worker *g, qerr *e)
 	CUDA_CHECK(cudaMemGetInfo(&free_after, &total_b));
 	log_msg(LOG_LEVEL_INFO, "cuda", "device %d: %s (%.1f GiB), gpu_memory_utilization %.2f → "
 		"%.1f GiB", g->device, prop.name, gib(total_b), util, gib(budget));
-	log_msg(LOG_LEVEL_INFO, "cuda", "weights %.2f GiB, activations %.2f GiB (%d tokens, %d "
-		"sequences, max_model_len %d), vision scratch %.2f GiB",
-		gib(text_cuda_weight_bytes(g->text)), gib(act), lim.max_tokens, lim.max_seqs,
-		lim.max_ctx, gib(vbytes));
+	size_t wt = text_cuda_weight_bytes(g->text);
+	size_t wv = g->vision ? vision_cuda_weight_bytes(g->vision) : 0;
+	log_msg(LOG_LEVEL_INFO, "cuda", "weights %.2f GiB (text %.2f, vision %.2f), activations "
+		"%.2f GiB (%d tokens, %d sequences, max_model_len %d), vision scratch %.2f GiB",
+		gib(wt + wv), gib(wt), gib(wv), gib(act), lim.max_tokens, lim.max_seqs, lim.max_ctx,
+		gib(vbytes));
 	log_msg(LOG_LEVEL_INFO, "cuda", "KV cache %.2f GiB = %lld blocks of %d = %lld tokens in "
 		"flight (%.1f sequences of %d); %d decode graphs%s; %.2f GiB in use, %.2f GiB free",
 		gib(block * (size_t)n_blocks), (long long)n_blocks, o->block_size,

@@ -490,7 +490,7 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	return eager ? 0 : capture_graphs(t, e);
 }
 
-/* ---- the forward ------------------------------------------------------------------------------ */
+/* ---- the forward ----------------------------------------------------------------------------- */
 
 /* What one forward launch needs beyond the fixed buffers. */
 typedef struct fwd_shape {
@@ -569,7 +569,7 @@ static void lm_head(text_cuda *t, int first, int n)
 	kn_gemm_cuda(t->gemm, t->logits16, t->hl, t->lm_head, NULL, n, t->V, t->D, t->stream);
 }
 
-/* ---- graphs ----------------------------------------------------------------------------------- */
+/* ---- graphs ---------------------------------------------------------------------------------- */
 
 /* vLLM's capture sizes: 1, 2, 4, then 8 to 256 in steps of 8, capped at max_seqs (which is
  * always included). */
@@ -655,7 +655,7 @@ static int capture_graphs(text_cuda *t, qerr *e)
 	return 0;
 }
 
-/* ---- the step --------------------------------------------------------------------------------- */
+/* ---- the step -------------------------------------------------------------------------------- */
 
 static int check_seq(const text_cuda *t, const backend_seq *s, int si, qerr *e)
 {

@@ -94,6 +94,7 @@ struct vision_cuda {
 	vcmerger ds[MODEL_MAX_DEEPSTACK];
 	void **dev;                      /* owned: every device weight allocation */
 	size_t n_dev, cap_dev;
+	size_t wbytes;                   /* their bytes */
 	uint16_t *hpix, *hout;           /* owned pinned host staging, cap_pix, cap_out elements */
 	size_t cap_pix, cap_out;
 };
@@ -139,6 +140,7 @@ static const uint16_t *upload(vision_cuda *v, const st_tensor *t, uint64_t numel
 	void *d = NULL;
 	CUDA_CHECK(cudaMalloc(&d, bytes ? bytes : 2));
 	CUDA_CHECK(cudaMemcpy(d, src, bytes, cudaMemcpyHostToDevice));
+	v->wbytes += bytes;
 	free(conv);
 	if (v->n_dev == v->cap_dev) {
 		v->cap_dev = v->cap_dev ? 2 * v->cap_dev : 64;
@@ -299,6 +301,11 @@ static vscratch scratch_layout(const vision_cuda *v, size_t N, void *base)
 	}
 	vscratch s = { p[0], p[1], p[2], p[3], p[4], p[5], off };
 	return s;
+}
+
+size_t vision_cuda_weight_bytes(const vision_cuda *v)
+{
+	return v->wbytes;
 }
 
 size_t vision_cuda_scratch_bytes(const vision_cuda *v, int max_patches)

@@ -37,6 +37,9 @@ int vision_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx 
 /* Release v and its device weights (NULL is a no-op). Synchronises the stream first. */
 void vision_cuda_free(vision_cuda *v);
 
+/* Device bytes of the uploaded weights. */
+size_t vision_cuda_weight_bytes(const vision_cuda *v);
+
 /* Device scratch bytes an item of up to max_patches patches needs (0 when max_patches is not
  * in 1 .. 2^20). */
 size_t vision_cuda_scratch_bytes(const vision_cuda *v, int max_patches);

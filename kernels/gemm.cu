@@ -186,7 +186,6 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 	return p;
 }
 
-/* The common path of kn_gemm_cuda and kn_gemm_bias_cuda (bias NULL: no epilogue). */
 /* ---- small M: our own weight-streaming kernel ---- */
 
 #define GEMV_MAX_M 4
@@ -311,6 +310,7 @@ static bool gemv_run(uint16_t *y, const uint16_t *x, const uint16_t *W, const ui
 	return true;
 }
 
+/* The common path of kn_gemm_cuda and kn_gemm_bias_cuda (bias NULL: no epilogue). */
 static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
 		     const uint16_t *bias, const uint16_t *residual, int M, int N, int K,
 		     cudaStream_t stream)
