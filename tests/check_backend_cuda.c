@@ -244,7 +244,10 @@ START_TEST(test_backend_cuda_text)
 	int a = 0, k = 200;
 	int32_t first;
 	step_both(cpu, gpu, &s, &a, &k, 1, "text prefill", &first);
+	ck_assert(first >= 0 && first < tiny.mc.text.vocab_size);
 	decode_both(cpu, gpu, &s, 1, 8, &first, "text");
+	ck_assert_int_eq(s->n, 208);   /* the prompt and the 8 decoded tokens */
+	ck_assert(worst_logits <= LOGITS_TOL);
 	backend_free(cpu);
 	backend_free(gpu);
 	free(s);
@@ -423,6 +426,7 @@ START_TEST(test_backend_cuda_one_image)
 {
 	static const int g[1][3] = { { 1, 12, 16 } };
 	image_case(1, g);
+	ck_assert(worst_vision <= VISION_TOL && worst_logits <= LOGITS_TOL);
 }
 END_TEST
 
@@ -430,6 +434,7 @@ START_TEST(test_backend_cuda_several_images)
 {
 	static const int g[3][3] = { { 1, 8, 8 }, { 1, 4, 12 }, { 2, 6, 4 } };
 	image_case(3, g);
+	ck_assert(worst_vision <= VISION_TOL && worst_logits <= LOGITS_TOL);
 }
 END_TEST
 

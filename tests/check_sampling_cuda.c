@@ -23,90 +23,13 @@
 #include <cuda_runtime_api.h>
 
 #include "sampling.h"
+#include "sampling_testgen.h"
 
 #define CK(call)                                                                            \
 	do {                                                                                \
 		cudaError_t e_ = (call);                                                    \
 		ck_assert_msg(e_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(e_)); \
 	} while (0)
-
-static uint64_t rs = 0x9876543210fedcbaull;
-
-static uint64_t rnd64(void)
-{
-	uint64_t z = (rs += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double urand(void)
-{
-	return (double)(rnd64() >> 11) * 0x1p-53;
-}
-
-static int irand(int n)
-{
-	return (int)(rnd64() % (uint64_t)n);
-}
-
-static double nrand(void)
-{
-	double a = urand() + 1e-300, b = urand();
-	return sqrt(-2 * log(a)) * cos(2 * M_PI * b);
-}
-
-static uint16_t to_bf16(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof(u));
-	if (isnan(f))
-		return 0x7fc0;
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
-
-static float bf16_float(uint16_t h)
-{
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
-static void gen_logits(uint16_t *h, int V, int kind)
-{
-	double scale = 0.5 + 4 * urand();
-	for (int i = 0; i < V; i++) {
-		double x = nrand() * scale;
-		switch (kind) {
-		case 1:
-			x = floor(x * 2) / 2;
-			break;
-		case 2:
-			if (irand(20) == 0)
-				x = -INFINITY;
-			else if (irand(50) == 0)
-				x = NAN;
-			break;
-		case 3:
-			if (irand(V) < 3)
-				x += 15;
-			break;
-		case 4:
-			if (irand(V) == 0)
-				x = INFINITY;
-			break;
-		case 5:
-			x = irand(V) < 2 ? x : -INFINITY;
-			break;
-		case 6:
-			x = 1.5;
-			break;
-		}
-		h[i] = to_bf16((float)x);
-	}
-}
 
 /* Random parameters and lists for row r (lists appended at *n_pen, *n_mask). */
 static void gen_row(kn_sample_row *r, kn_sample_pen *pen, int *n_pen, int32_t *mask, int *n_mask,
@@ -164,7 +87,7 @@ static void batch_gen(batch *bt, int B, int V)
 	bt->mask = malloc((size_t)B * 12 * sizeof(int32_t) + 4);
 	bt->n_pen = bt->n_mask = 0;
 	for (int b = 0; b < B; b++) {
-		gen_logits(bt->logits + (size_t)b * V, V, irand(7));
+		sg_gen_logits(bt->logits + (size_t)b * V, V, irand(7));
 		gen_row(&bt->rows[b], bt->pen, &bt->n_pen, bt->mask, &bt->n_mask, V);
 	}
 }
@@ -224,7 +147,7 @@ static int close_lp(float a, float b)
 	return a == b || fabsf(a - b) <= 1e-3f;
 }
 
-/* Run one batch on both and compare; returns the number of rows compared. */
+/* Run one batch on both and compare; returns the number of rows whose ids agree. */
 static int run_batch(int B, int V)
 {
 	batch bt;
@@ -256,8 +179,8 @@ static int run_batch(int B, int V)
 				       B, V, b, ids[b], ref_ids[b], r->temperature, r->top_p, r->top_k,
 				       r->min_p, r->pen_count, r->mask_count, r->u, dm, cm);
 				printf("  raw logits there: gpu's %g, ref's %g\n",
-				       bf16_float(bt.logits[(size_t)b * V + ids[b]]),
-				       bf16_float(bt.logits[(size_t)b * V + ref_ids[b]]));
+				       bf16_to_f32(bt.logits[(size_t)b * V + ids[b]]),
+				       bf16_to_f32(bt.logits[(size_t)b * V + ref_ids[b]]));
 			}
 			continue;
 		}
@@ -280,6 +203,7 @@ static int run_batch(int B, int V)
 			ck_assert_msg(tid[at + k] == -1, "row %d: top slot %d written", b, k);
 	}
 	ck_assert_msg(bad == 0, "B %d V %d: %d of %d ids differ from the reference", B, V, bad, B);
+	int same = B - bad;
 	free(ids);
 	free(ref_ids);
 	free(tid);
@@ -290,7 +214,7 @@ static int run_batch(int B, int V)
 	free(ref_tlp);
 	dev_free(&d);
 	batch_free(&bt);
-	return B;
+	return same;
 }
 
 static int quick(void)
@@ -302,19 +226,25 @@ static int quick(void)
 START_TEST(test_sampling_cuda_matches_ref)
 {
 	static const int Vs[] = { 1, 7, 65, 1000, 4099 };
-	int rows = 0, reps = quick() ? 1 : 6;
+	int rows = 0, asked = 0, reps = quick() ? 1 : 6;
 	for (int rep = 0; rep < reps; rep++)
 		for (size_t i = 0; i < sizeof(Vs) / sizeof(Vs[0]); i++) {
 			rows += run_batch(1, Vs[i]);
 			rows += run_batch(7, Vs[i]);
-			if (!quick())
+			asked += 8;
+			if (!quick()) {
 				rows += run_batch(128, Vs[i]);
+				asked += 128;
+			}
 		}
 	rows += run_batch(quick() ? 2 : 7, 151936);
+	asked += quick() ? 2 : 7;
 	if (!quick()) {
 		rows += run_batch(1, 151936);
 		rows += run_batch(128, 151936);
+		asked += 129;
 	}
+	ck_assert_int_eq(rows, asked);
 	printf("check_sampling_cuda: %d rows identical to the reference\n", rows);
 }
 END_TEST
@@ -326,14 +256,14 @@ static int cmp_float(const void *a, const void *b)
 }
 
 /* B = 128, V = 151936: one parameter set for every row; prints the median time. Checks the ids
- * against the reference. */
-static void bench(const char *name, double T, double top_p, int top_k, int logprobs)
+ * against the reference; returns how many agree. */
+static int bench(const char *name, double T, double top_p, int top_k, int logprobs)
 {
 	enum { B = 128, V = 151936, N = 20 };
 	batch bt;
 	batch_gen(&bt, B, V);
 	for (int b = 0; b < B; b++) {
-		gen_logits(bt.logits + (size_t)b * V, V, 0);
+		sg_gen_logits(bt.logits + (size_t)b * V, V, 0);
 		double u = urand();
 		kn_sample_row_init(&bt.rows[b], T, top_p, top_k, 0, 1, 0, 0);
 		bt.rows[b].u = u;
@@ -367,29 +297,31 @@ static void bench(const char *name, double T, double top_p, int top_k, int logpr
 	for (int b = 0; b < B; b++)
 		if (ids[b] != ref[b] && bad++ < 5)
 			printf("bench %s row %d: gpu %d (logit %g) ref %d (logit %g)\n", name, b, ids[b],
-			       bf16_float(bt.logits[(size_t)b * V + ids[b]]), ref[b],
-			       bf16_float(bt.logits[(size_t)b * V + ref[b]]));
+			       bf16_to_f32(bt.logits[(size_t)b * V + ids[b]]), ref[b],
+			       bf16_to_f32(bt.logits[(size_t)b * V + ref[b]]));
 	ck_assert_msg(bad == 0, "bench %s: %d rows differ from the reference", name, bad);
 	cudaEventDestroy(e0);
 	cudaEventDestroy(e1);
 	dev_free(&d);
 	batch_free(&bt);
+	return B - bad;
 }
 
 START_TEST(test_sampling_cuda_bench)
 {
 	if (quick())
 		return;
-	bench("greedy", 0, 1, 0, -1);
-	bench("T0.8 top_p0.9 top_k50", 0.8, 0.9, 50, -1);
-	bench("T0.8 top_p0.9", 0.8, 0.9, 0, -1);
-	bench("T1 plain", 1.0, 1, 0, -1);
-	bench("greedy logprobs20", 0, 1, 0, 20);
+	ck_assert_int_eq(bench("greedy", 0, 1, 0, -1), 128);
+	ck_assert_int_eq(bench("T0.8 top_p0.9 top_k50", 0.8, 0.9, 50, -1), 128);
+	ck_assert_int_eq(bench("T0.8 top_p0.9", 0.8, 0.9, 0, -1), 128);
+	ck_assert_int_eq(bench("T1 plain", 1.0, 1, 0, -1), 128);
+	ck_assert_int_eq(bench("greedy logprobs20", 0, 1, 0, 20), 128);
 }
 END_TEST
 
 int main(void)
 {
+	sg_seed(0x9876543210fedcbaull);
 	int count = 0;
 	if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
 		printf("check_sampling_cuda: no GPU, skipped\n");

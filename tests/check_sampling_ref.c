@@ -21,87 +21,9 @@
 
 #include "sampler.h"
 #include "sampling.h"
+#include "sampling_testgen.h"
 
 #define NEAR 1e-5
-
-static uint64_t rs = 0x1234567887654321ull;
-
-static uint64_t rnd64(void)
-{
-	uint64_t z = (rs += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double urand(void)
-{
-	return (double)(rnd64() >> 11) * 0x1p-53;
-}
-
-static int irand(int n)
-{
-	return (int)(rnd64() % (uint64_t)n);
-}
-
-static double nrand(void)
-{
-	double a = urand() + 1e-300, b = urand();
-	return sqrt(-2 * log(a)) * cos(2 * M_PI * b);
-}
-
-static uint16_t to_bf16(float f)
-{
-	uint32_t u;
-	memcpy(&u, &f, sizeof(u));
-	if (isnan(f))
-		return 0x7fc0;
-	u += 0x7fff + ((u >> 16) & 1);
-	return (uint16_t)(u >> 16);
-}
-
-static float from_bf16(uint16_t h)
-{
-	uint32_t u = (uint32_t)h << 16;
-	float f;
-	memcpy(&f, &u, sizeof(f));
-	return f;
-}
-
-/* Random bf16 logits of one of several kinds. */
-static void gen_logits(uint16_t *h, int V, int kind)
-{
-	double scale = 0.5 + 4 * urand();
-	for (int i = 0; i < V; i++) {
-		double x = nrand() * scale;
-		switch (kind) {
-		case 1:   /* coarse: many exact ties */
-			x = floor(x * 2) / 2;
-			break;
-		case 2:   /* a few -inf and NaN */
-			if (irand(20) == 0)
-				x = -INFINITY;
-			else if (irand(50) == 0)
-				x = NAN;
-			break;
-		case 3:   /* a peak */
-			if (irand(V) < 3)
-				x += 15;
-			break;
-		case 4:   /* rarely +inf */
-			if (irand(V) == 0)
-				x = INFINITY;
-			break;
-		case 5:   /* all -inf but a few */
-			x = irand(V) < 2 ? x : -INFINITY;
-			break;
-		case 6:   /* everything equal */
-			x = 1.5;
-			break;
-		}
-		h[i] = to_bf16((float)x);
-	}
-}
 
 /* xoshiro256** as sampler.c steps it. */
 static uint64_t rotl(uint64_t x, int k)
@@ -153,7 +75,7 @@ START_TEST(test_sampling_ref_matches_sampler)
 	int draws = 0, near = 0, exact = 0, shown = 0;
 	for (int n = 0; n < N; n++) {
 		int V = sizes[n % 50 == 49 ? 9 : irand(9)];
-		gen_logits(h, V, irand(7));
+		sg_gen_logits(h, V, irand(7));
 		sampling_params p = { .temperature = 1, .top_p = 1, .repetition_penalty = 1 };
 		int kind = irand(10);
 		if (kind < 2)
@@ -217,7 +139,7 @@ START_TEST(test_sampling_ref_matches_sampler)
 			row.u = (double)(xo_next(rng) >> 11) * 0x1p-53;
 
 		for (int i = 0; i < V; i++)
-			xf[i] = from_bf16(h[i]);
+			xf[i] = bf16_to_f32(h[i]);
 		sampler_logprobs lp;
 		memset(&lp, 0, sizeof(lp));
 		int32_t want = sampler_sample(&p, &s, xf, V, sc, &lp);
@@ -276,7 +198,7 @@ START_TEST(test_sampling_ref_draw_ends)
 	int V = 1000;
 	uint16_t *h = malloc((size_t)V * sizeof(uint16_t));
 	for (int i = 0; i < V; i++)
-		h[i] = to_bf16(i % 3 == 0 ? 2.0f : -1.0f);
+		h[i] = f32_to_bf16(i % 3 == 0 ? 2.0f : -1.0f);
 	kn_sample_row row;
 	kn_sample_row_init(&row, 1.0, 1.0, 0, 0, 1, 0, 0);
 	double dm, cm;
@@ -298,6 +220,7 @@ END_TEST
 
 int main(void)
 {
+	sg_seed(0x1234567887654321ull);
 	Suite *s = suite_create("sampling_ref");
 	TCase *tc = tcase_create("core");
 	tcase_set_timeout(tc, 600);
