@@ -707,6 +707,7 @@ static void logits_out(text_cuda *t, int n, float *dst)
 typedef struct step_info {
 	size_t T, NL, NV;
 	int n_seqs;
+	bool decode;             /* every sequence one new row and one logit row, no vision */
 	const decode_graph *g;   /* the graph that runs it, or NULL: eager */
 } step_info;
 
@@ -791,33 +792,23 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 	if (g)
 		pad_decode(t, (int)T, B);
 	stage_upload(t, B, g ? B : n_seqs, nb_max, g ? B : (int)NL, (int)NV);
-	*si_out = (step_info){ .T = T, .NL = NL, .NV = NV, .n_seqs = n_seqs, .g = g };
-	(void)decode;
+	*si_out = (step_info){ .T = T, .NL = NL, .NV = NV, .n_seqs = n_seqs, .decode = decode,
+			       .g = g };
 	return 0;
 }
 
 /* The forward of a prepared step, and the LM head for logit rows [0, min(NL, max_lrows)). */
-static void run(text_cuda *t, const step_info *si, bool decode)
+static void run(text_cuda *t, const step_info *si)
 {
 	if (si->g) {
 		CUDA_CHECK(cudaGraphLaunch(si->g->exec, t->stream));
 		return;
 	}
-	fwd_shape sh = { .T = (int)si->T, .S = si->n_seqs, .decode = decode, .n_vis = (int)si->NV,
-			 .n_logits = (int)si->NL };
+	fwd_shape sh = { .T = (int)si->T, .S = si->n_seqs, .decode = si->decode,
+			 .n_vis = (int)si->NV, .n_logits = (int)si->NL };
 	forward(t, &sh);
 	if (si->NL)
 		lm_head(t, 0, si->NL < (size_t)t->max_lrows ? (int)si->NL : t->max_lrows);
-}
-
-static bool is_decode(const backend_seq *seqs, int n_seqs, const step_info *si)
-{
-	if (si->NV)
-		return false;
-	for (int i = 0; i < n_seqs; i++)
-		if (seqs[i].n_new != 1 || seqs[i].n_logits != 1)
-			return false;
-	return true;
 }
 
 int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)
@@ -829,7 +820,7 @@ int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *log
 	if (si.NL > 0 && !logits)
 		return qerr_set(e, QERR_INVALID, "text_cuda: %zu logit rows asked for but logits is "
 				"NULL", si.NL);
-	run(t, &si, is_decode(seqs, n_seqs, &si));
+	run(t, &si);
 	for (size_t first = 0; first < si.NL; first += (size_t)t->max_lrows) {
 		int n = si.NL - first < (size_t)t->max_lrows ? (int)(si.NL - first) : t->max_lrows;
 		if (first)
@@ -861,22 +852,16 @@ int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 	bool any_lp = false;
 	for (size_t r = 0; r < NL; r++) {
 		const sampling_params *p = rows[r].sp;
-		size_t np = sampler_penalty_list(p, rows[r].ss, NULL, NULL, 0);
-		if (n_pen + np > SAMPLE_PEN_CAP)
+		sampler_state *ss = rows[r].ss;
+		size_t np = sampler_penalty_list(p, ss, t->smp_pen_ids, t->smp_pen_counts,
+						 SAMPLE_PEN_CAP - n_pen);
+		if (np > SAMPLE_PEN_CAP - n_pen)
 			return qerr_set(e, QERR_LIMIT, "text_cuda: the rows' penalty lists hold more than "
 					"%d ids", SAMPLE_PEN_CAP);
-		n_pen += np;
-	}
-	n_pen = 0;
-	for (size_t r = 0; r < NL; r++) {
-		const sampling_params *p = rows[r].sp;
-		sampler_state *ss = rows[r].ss;
 		kn_sample_row_init(&kr[r], p->temperature, p->top_p, p->top_k, p->min_p,
 				   p->repetition_penalty, p->presence_penalty, p->frequency_penalty);
 		kr[r].logprobs = p->logprobs;
 		any_lp |= p->logprobs >= 0;
-		size_t np = sampler_penalty_list(p, ss, t->smp_pen_ids, t->smp_pen_counts,
-						 SAMPLE_PEN_CAP - n_pen);
 		kr[r].pen_start = (int32_t)n_pen;
 		kr[r].pen_count = (int32_t)np;
 		for (size_t k = 0; k < np; k++)
@@ -891,12 +876,14 @@ int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 				mask[n_mask++] = p->stop_ids[k];
 		}
 		kr[r].mask_count = (int32_t)n_mask - kr[r].mask_start;
-		kr[r].u = p->temperature >= SAMPLER_GREEDY_EPS ? sampler_draw(ss) : 0;
 	}
 	step_info si;
 	int rc = prepare(t, seqs, n_seqs, &si, e);
 	if (rc)
 		return rc;
+	/* the draws last: a refusal above must not have advanced any generator */
+	for (size_t r = 0; r < NL; r++)
+		kr[r].u = rows[r].sp->temperature >= SAMPLER_GREEDY_EPS ? sampler_draw(rows[r].ss) : 0;
 	cudaStream_t st = t->stream;
 	CUDA_CHECK(cudaMemcpyAsync(t->smp_rows_d, kr, NL * sizeof(*kr), cudaMemcpyHostToDevice, st));
 	if (n_pen)
@@ -904,7 +891,7 @@ int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 					   cudaMemcpyHostToDevice, st));
 	if (n_mask)
 		CUDA_CHECK(cudaMemcpyAsync(t->smp_mask_d, mask, n_mask * 4, cudaMemcpyHostToDevice, st));
-	run(t, &si, is_decode(seqs, n_seqs, &si));
+	run(t, &si);
 	if (NL) {
 		const int K = KN_SAMPLE_MAX_LOGPROBS;
 		if (kn_sample_cuda(t->smp_ids_d, any_lp ? t->smp_lp_d : NULL,
