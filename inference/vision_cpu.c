@@ -78,8 +78,7 @@ typedef struct vmerger {
 } vmerger;
 
 struct vision_cpu {
-	int Dv, Iv, H, hd, depth, K, merge, side, Dm, D, n_ds;
-	int ds_idx[MODEL_MAX_DEEPSTACK];
+	vision_dims dm;
 	model_act act;
 	const float *pe_w, *pe_b;    /* (Dv, K), (Dv) */
 	const float *pos;            /* (side², Dv) */
@@ -151,25 +150,21 @@ static const float *weight_f32(vision_cpu *v, const st_tensor *t, uint64_t numel
 static int load_merger(vision_cpu *v, vmerger *m, const merger_weights *mw, int norm_dim,
 		       const char *what, qerr *e)
 {
-	uint64_t Dm = (uint64_t)v->Dm;
+	uint64_t Dm = (uint64_t)v->dm.Dm;
 	LOAD(m->nw, mw->norm_w, norm_dim, what);
 	LOAD(m->nb, mw->norm_b, norm_dim, what);
 	LOAD(m->fc1_w, mw->fc1_w, Dm * Dm, what);
 	LOAD(m->fc1_b, mw->fc1_b, Dm, what);
-	LOAD(m->fc2_w, mw->fc2_w, (uint64_t)v->D * Dm, what);
-	LOAD(m->fc2_b, mw->fc2_b, v->D, what);
+	LOAD(m->fc2_w, mw->fc2_w, (uint64_t)v->dm.D * Dm, what);
+	LOAD(m->fc2_b, mw->fc2_b, v->dm.D, what);
 	return 0;
 fail:
 	return -e->code;
 }
 
-int vision_cpu_new(const model_config *mc, const model_weights *w, int n_threads, vision_cpu **out,
-		   qerr *e)
+int vision_dims_of(const model_config *mc, const model_weights *w, vision_dims *d, qerr *e)
 {
-	qerr local = {0};
-	if (!e)
-		e = &local;
-	*out = NULL;
+	memset(d, 0, sizeof(*d));
 	if (!mc->has_vision)
 		return qerr_set(e, QERR_INVALID, "vision tower: the model has no vision_config");
 	const vision_config *vc = &mc->vision;
@@ -185,34 +180,47 @@ int vision_cpu_new(const model_config *mc, const model_weights *w, int n_threads
 		return qerr_set(e, QERR_MISSING, "vision tower: weights have %d blocks and %d "
 				"deepstack mergers, the config %d and %d", w->n_blocks,
 				w->n_deepstack, vc->depth, vc->n_deepstack);
-
-	vision_cpu *v = xcalloc(1, sizeof(*v));
-	v->Dv = vc->hidden_size;
-	v->Iv = vc->intermediate_size;
-	v->H = vc->num_heads;
-	v->hd = v->Dv / v->H;
-	v->depth = vc->depth;
-	v->K = vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
-	v->merge = vc->spatial_merge_size;
-	v->side = side;
-	v->Dm = v->Dv * v->merge * v->merge;
-	v->D = vc->out_hidden_size;
-	v->n_ds = vc->n_deepstack;
-	v->act = vc->hidden_act;
-	for (int k = 0; k < v->n_ds; k++) {
-		v->ds_idx[k] = vc->deepstack_visual_indexes[k];
-		if (v->ds_idx[k] < 0 || v->ds_idx[k] >= v->depth) {
-			qerr_set(e, QERR_INVALID, "vision tower: deepstack index %d beyond depth %d",
-				 v->ds_idx[k], v->depth);
-			goto fail;
-		}
+	d->Dv = vc->hidden_size;
+	d->Iv = vc->intermediate_size;
+	d->H = vc->num_heads;
+	d->hd = d->Dv / d->H;
+	d->depth = vc->depth;
+	d->K = vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
+	d->merge = vc->spatial_merge_size;
+	d->side = side;
+	d->Dm = d->Dv * d->merge * d->merge;
+	d->D = vc->out_hidden_size;
+	d->n_ds = vc->n_deepstack;
+	for (int k = 0; k < d->n_ds; k++) {
+		d->ds_idx[k] = vc->deepstack_visual_indexes[k];
+		if (d->ds_idx[k] < 0 || d->ds_idx[k] >= d->depth)
+			return qerr_set(e, QERR_INVALID, "vision tower: deepstack index %d beyond depth %d",
+					d->ds_idx[k], d->depth);
 	}
-	uint64_t Dv = (uint64_t)v->Dv, Iv = (uint64_t)v->Iv;
-	LOAD(v->pe_w, w->patch_embed_w, Dv * (uint64_t)v->K, "patch_embed.proj.weight");
+	return 0;
+}
+
+int vision_cpu_new(const model_config *mc, const model_weights *w, int n_threads, vision_cpu **out,
+		   qerr *e)
+{
+	qerr local = {0};
+	if (!e)
+		e = &local;
+	*out = NULL;
+	vision_dims dm;
+	int rc = vision_dims_of(mc, w, &dm, e);
+	if (rc)
+		return rc;
+	vision_cpu *v = xcalloc(1, sizeof(*v));
+	v->dm = dm;
+	v->act = mc->vision.hidden_act;
+	const int side = dm.side;
+	uint64_t Dv = (uint64_t)v->dm.Dv, Iv = (uint64_t)v->dm.Iv;
+	LOAD(v->pe_w, w->patch_embed_w, Dv * (uint64_t)v->dm.K, "patch_embed.proj.weight");
 	LOAD(v->pe_b, w->patch_embed_b, Dv, "patch_embed.proj.bias");
 	LOAD(v->pos, w->pos_embed, (uint64_t)side * side * Dv, "pos_embed.weight");
-	v->blk = xcalloc((size_t)v->depth, sizeof(*v->blk));
-	for (int i = 0; i < v->depth; i++) {
+	v->blk = xcalloc((size_t)v->dm.depth, sizeof(*v->blk));
+	for (int i = 0; i < v->dm.depth; i++) {
 		const vision_block_weights *bw = &w->blocks[i];
 		vblock *b = &v->blk[i];
 		LOAD(b->n1w, bw->norm1_w, Dv, "blocks.norm1.weight");
@@ -228,10 +236,10 @@ int vision_cpu_new(const model_config *mc, const model_weights *w, int n_threads
 		LOAD(b->fc2_w, bw->fc2_w, Dv * Iv, "blocks.mlp.linear_fc2.weight");
 		LOAD(b->fc2_b, bw->fc2_b, Dv, "blocks.mlp.linear_fc2.bias");
 	}
-	if (load_merger(v, &v->main, &w->merger, v->Dv, "merger", e) < 0)
+	if (load_merger(v, &v->main, &w->merger, v->dm.Dv, "merger", e) < 0)
 		goto fail;
-	for (int k = 0; k < v->n_ds; k++)
-		if (load_merger(v, &v->ds[k], &w->deepstack[k], v->Dm, "deepstack_merger_list", e) < 0)
+	for (int k = 0; k < v->dm.n_ds; k++)
+		if (load_merger(v, &v->ds[k], &w->deepstack[k], v->dm.Dm, "deepstack_merger_list", e) < 0)
 			goto fail;
 	if (n_threads > 0)
 		openblas_set_num_threads(n_threads);
@@ -405,12 +413,12 @@ static void act_inplace(float *x, size_t n, model_act act)
 /* Rotate q and k of every head in qkv (N, 3Dv) by the tables (N, hd/2). */
 static void rope_apply(const vision_cpu *v, float *qkv, size_t N)
 {
-	int hd = v->hd, half = hd / 2;
+	int hd = v->dm.hd, half = hd / 2;
 	for (size_t n = 0; n < N; n++) {
 		const float *co = v->cosb + n * half, *si = v->sinb + n * half;
 		for (int part = 0; part < 2; part++)
-			for (int h = 0; h < v->H; h++) {
-				float *p = qkv + n * 3 * v->Dv + (size_t)part * v->Dv + (size_t)h * hd;
+			for (int h = 0; h < v->dm.H; h++) {
+				float *p = qkv + n * 3 * v->dm.Dv + (size_t)part * v->dm.Dv + (size_t)h * hd;
 				for (int i = 0; i < half; i++) {
 					float a = p[i], b = p[i + half];
 					p[i] = a * co[i] - b * si[i];
@@ -450,16 +458,16 @@ static void softmax_row(float *s, int L)
 /* o (L, Dv) = bidirectional attention of one segment: rows [base, base+L) of qkv. */
 static void attention(vision_cpu *v, size_t base, int L)
 {
-	int hd = v->hd, ld = 3 * v->Dv;
+	int hd = v->dm.hd, ld = 3 * v->dm.Dv;
 	float scale = (float)(1.0 / sqrt((double)hd));
 	int chunk = (int)(VISION_CPU_SCORE_FLOATS / (size_t)L);
 	if (chunk < 1)
 		chunk = 1;
 	if (chunk > L)
 		chunk = L;
-	for (int h = 0; h < v->H; h++) {
-		const float *k = v->qkv + base * ld + v->Dv + (size_t)h * hd;
-		const float *val = v->qkv + base * ld + 2 * (size_t)v->Dv + (size_t)h * hd;
+	for (int h = 0; h < v->dm.H; h++) {
+		const float *k = v->qkv + base * ld + v->dm.Dv + (size_t)h * hd;
+		const float *val = v->qkv + base * ld + 2 * (size_t)v->dm.Dv + (size_t)h * hd;
 		for (int q0 = 0; q0 < L; q0 += chunk) {
 			int cq = L - q0 < chunk ? L - q0 : chunk;
 			const float *q = v->qkv + (base + q0) * ld + (size_t)h * hd;
@@ -468,8 +476,8 @@ static void attention(vision_cpu *v, size_t base, int L)
 			for (int i = 0; i < cq; i++)
 				softmax_row(v->sc + (size_t)i * L, L);
 			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, cq, hd, L, 1.0f, v->sc,
-				    L, val, ld, 0.0f, v->o + (base + q0) * v->Dv + (size_t)h * hd,
-				    v->Dv);
+				    L, val, ld, 0.0f, v->o + (base + q0) * v->dm.Dv + (size_t)h * hd,
+				    v->dm.Dv);
 		}
 	}
 }
@@ -478,14 +486,14 @@ static void attention(vision_cpu *v, size_t base, int L)
  * deepstack form (LayerNorm over Dm after grouping), else the main one (over Dv before). */
 static void merger(vision_cpu *v, const vmerger *m, size_t N, bool post, float *out, int ldo)
 {
-	int T = (int)(N / ((size_t)v->merge * v->merge));
+	int T = (int)(N / ((size_t)v->dm.merge * v->dm.merge));
 	if (post)
-		layer_norm(v->x, T, v->Dm, m->nw, m->nb, v->g);
+		layer_norm(v->x, T, v->dm.Dm, m->nw, m->nb, v->g);
 	else
-		layer_norm(v->x, (int)N, v->Dv, m->nw, m->nb, v->g);
-	linear(v->g, T, v->Dm, m->fc1_w, m->fc1_b, v->Dm, v->hbuf, v->Dm);
-	act_inplace(v->hbuf, (size_t)T * v->Dm, MODEL_ACT_GELU_ERF);
-	linear(v->hbuf, T, v->Dm, m->fc2_w, m->fc2_b, v->D, out, ldo);
+		layer_norm(v->x, (int)N, v->dm.Dv, m->nw, m->nb, v->g);
+	linear(v->g, T, v->dm.Dm, m->fc1_w, m->fc1_b, v->dm.Dm, v->hbuf, v->dm.Dm);
+	act_inplace(v->hbuf, (size_t)T * v->dm.Dm, MODEL_ACT_GELU_ERF);
+	linear(v->hbuf, T, v->dm.Dm, m->fc2_w, m->fc2_b, v->dm.D, out, ldo);
 }
 
 static void scratch(vision_cpu *v, size_t N, size_t L)
@@ -503,7 +511,7 @@ static void scratch(vision_cpu *v, size_t N, size_t L)
 	}
 	if (N <= v->cap_n)
 		return;
-	size_t Dv = (size_t)v->Dv, wide = (size_t)(v->Iv > v->Dv ? v->Iv : v->Dv);
+	size_t Dv = (size_t)v->dm.Dv, wide = (size_t)(v->dm.Iv > v->dm.Dv ? v->dm.Iv : v->dm.Dv);
 	free(v->x);
 	free(v->a);
 	free(v->qkv);
@@ -519,8 +527,8 @@ static void scratch(vision_cpu *v, size_t N, size_t L)
 	v->o = xmalloc(N * Dv * sizeof(float));
 	v->hbuf = xmalloc(N * wide * sizeof(float));   /* MLP hidden; merger fc1 (N/m², Dm) */
 	v->g = xmalloc(N * Dv * sizeof(float));
-	v->cosb = xmalloc(N * (size_t)(v->hd / 2) * sizeof(float));
-	v->sinb = xmalloc(N * (size_t)(v->hd / 2) * sizeof(float));
+	v->cosb = xmalloc(N * (size_t)(v->dm.hd / 2) * sizeof(float));
+	v->sinb = xmalloc(N * (size_t)(v->dm.hd / 2) * sizeof(float));
 	v->cap_n = N;
 }
 
@@ -529,43 +537,43 @@ static void scratch(vision_cpu *v, size_t N, size_t L)
 int vision_cpu_encode(vision_cpu *v, const float *pixel_values, int grid_t, int grid_h, int grid_w,
 		      float *out, qerr *e)
 {
-	if (grid_t <= 0 || grid_h <= 0 || grid_w <= 0 || grid_h % v->merge || grid_w % v->merge)
+	if (grid_t <= 0 || grid_h <= 0 || grid_w <= 0 || grid_h % v->dm.merge || grid_w % v->dm.merge)
 		return qerr_set(e, QERR_INVALID, "vision: grid (%d, %d, %d) is not positive with h, w "
-				"multiples of %d", grid_t, grid_h, grid_w, v->merge);
+				"multiples of %d", grid_t, grid_h, grid_w, v->dm.merge);
 	int64_t N64 = (int64_t)grid_t * grid_h * grid_w;
 	if (N64 > VISION_CPU_MAX_PATCHES)
 		return qerr_set(e, QERR_LIMIT, "vision: %lld patches exceed the limit of %d",
 				(long long)N64, VISION_CPU_MAX_PATCHES);
-	size_t N = (size_t)N64, L = (size_t)grid_h * grid_w, Dv = (size_t)v->Dv;
+	size_t N = (size_t)N64, L = (size_t)grid_h * grid_w, Dv = (size_t)v->dm.Dv;
 	scratch(v, N, L);
 
 	/* patch embedding + position embedding */
-	linear(pixel_values, (int)N, v->K, v->pe_w, v->pe_b, v->Dv, v->x, v->Dv);
-	vision_cpu_pos_embed(v->pos, v->side, v->Dv, v->merge, grid_t, grid_h, grid_w, v->a);
+	linear(pixel_values, (int)N, v->dm.K, v->pe_w, v->pe_b, v->dm.Dv, v->x, v->dm.Dv);
+	vision_cpu_pos_embed(v->pos, v->dm.side, v->dm.Dv, v->dm.merge, grid_t, grid_h, grid_w, v->a);
 	for (size_t i = 0; i < N * Dv; i++)
 		v->x[i] += v->a[i];
-	vision_cpu_rope_tables(v->hd, v->merge, grid_t, grid_h, grid_w, v->cosb, v->sinb);
+	vision_cpu_rope_tables(v->dm.hd, v->dm.merge, grid_t, grid_h, grid_w, v->cosb, v->sinb);
 
-	int stride = (1 + v->n_ds) * v->D;
-	for (int b = 0; b < v->depth; b++) {
+	int stride = (1 + v->dm.n_ds) * v->dm.D;
+	for (int b = 0; b < v->dm.depth; b++) {
 		const vblock *bl = &v->blk[b];
-		layer_norm(v->x, (int)N, v->Dv, bl->n1w, bl->n1b, v->a);
-		linear(v->a, (int)N, v->Dv, bl->qkv_w, bl->qkv_b, 3 * v->Dv, v->qkv, 3 * v->Dv);
+		layer_norm(v->x, (int)N, v->dm.Dv, bl->n1w, bl->n1b, v->a);
+		linear(v->a, (int)N, v->dm.Dv, bl->qkv_w, bl->qkv_b, 3 * v->dm.Dv, v->qkv, 3 * v->dm.Dv);
 		rope_apply(v, v->qkv, N);
 		for (int t = 0; t < grid_t; t++)
 			attention(v, (size_t)t * L, (int)L);
-		linear(v->o, (int)N, v->Dv, bl->proj_w, bl->proj_b, v->Dv, v->a, v->Dv);
+		linear(v->o, (int)N, v->dm.Dv, bl->proj_w, bl->proj_b, v->dm.Dv, v->a, v->dm.Dv);
 		for (size_t i = 0; i < N * Dv; i++)
 			v->x[i] += v->a[i];
-		layer_norm(v->x, (int)N, v->Dv, bl->n2w, bl->n2b, v->a);
-		linear(v->a, (int)N, v->Dv, bl->fc1_w, bl->fc1_b, v->Iv, v->hbuf, v->Iv);
-		act_inplace(v->hbuf, N * (size_t)v->Iv, v->act);
-		linear(v->hbuf, (int)N, v->Iv, bl->fc2_w, bl->fc2_b, v->Dv, v->a, v->Dv);
+		layer_norm(v->x, (int)N, v->dm.Dv, bl->n2w, bl->n2b, v->a);
+		linear(v->a, (int)N, v->dm.Dv, bl->fc1_w, bl->fc1_b, v->dm.Iv, v->hbuf, v->dm.Iv);
+		act_inplace(v->hbuf, N * (size_t)v->dm.Iv, v->act);
+		linear(v->hbuf, (int)N, v->dm.Iv, bl->fc2_w, bl->fc2_b, v->dm.Dv, v->a, v->dm.Dv);
 		for (size_t i = 0; i < N * Dv; i++)
 			v->x[i] += v->a[i];
-		for (int k = 0; k < v->n_ds; k++)
-			if (v->ds_idx[k] == b)
-				merger(v, &v->ds[k], N, true, out + (size_t)(1 + k) * v->D, stride);
+		for (int k = 0; k < v->dm.n_ds; k++)
+			if (v->dm.ds_idx[k] == b)
+				merger(v, &v->ds[k], N, true, out + (size_t)(1 + k) * v->dm.D, stride);
 	}
 	merger(v, &v->main, N, false, out, stride);
 	return 0;

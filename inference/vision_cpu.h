@@ -18,6 +18,18 @@
 
 typedef struct vision_cpu vision_cpu;
 
+/* The sizes of a vision tower (vision_cpu.c's top comment names them), shared by every
+ * backend's tower. */
+typedef struct vision_dims {
+	int Dv, Iv, H, hd, depth, K, merge, side, Dm, D, n_ds;
+	int ds_idx[MODEL_MAX_DEEPSTACK];   /* blocks after which the deepstack mergers tap */
+} vision_dims;
+
+/* The sizes of mc's tower, checked against the config's own consistency and the bound weights
+ * w: QERR_INVALID when mc has no vision tower or its sizes are inconsistent (a deepstack index
+ * beyond the depth included), QERR_MISSING when w's block or merger counts differ. */
+int vision_dims_of(const model_config *mc, const model_weights *w, vision_dims *d, qerr *e);
+
 /* Build the tower of mc (which must have a vision_config) from the bound weights w. w is
  * borrowed and must outlive *out (fp32 tensors may be read from its mapping). n_threads > 0 sets
  * OpenBLAS's thread count (process-wide: openblas_set_num_threads), 0 leaves it alone.

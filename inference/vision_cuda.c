@@ -57,6 +57,7 @@
 #include "gelu.h"
 #include "layernorm.h"
 #include "vision_attention.h"
+#include "vision_cpu.h"
 #include "vision_pos_embed.h"
 #include "vision_rope.h"
 
@@ -82,8 +83,7 @@ typedef struct vcmerger {
 } vcmerger;
 
 struct vision_cuda {
-	int Dv, Iv, H, hd, depth, K, merge, side, Dm, D, n_ds;
-	int ds_idx[MODEL_MAX_DEEPSTACK];
+	vision_dims dm;
 	kn_gelu_mode act;
 	kn_gemm_ctx *gemm;               /* borrowed */
 	cudaStream_t stream;             /* borrowed */
@@ -159,13 +159,13 @@ static const uint16_t *upload(vision_cuda *v, const st_tensor *t, uint64_t numel
 static int load_merger(vision_cuda *v, vcmerger *m, const merger_weights *mw, int norm_dim,
 		       const char *what, qerr *e)
 {
-	uint64_t Dm = (uint64_t)v->Dm;
+	uint64_t Dm = (uint64_t)v->dm.Dm;
 	LOAD(m->nw, mw->norm_w, norm_dim, what);
 	LOAD(m->nb, mw->norm_b, norm_dim, what);
 	LOAD(m->fc1_w, mw->fc1_w, Dm * Dm, what);
 	LOAD(m->fc1_b, mw->fc1_b, Dm, what);
-	LOAD(m->fc2_w, mw->fc2_w, (uint64_t)v->D * Dm, what);
-	LOAD(m->fc2_b, mw->fc2_b, v->D, what);
+	LOAD(m->fc2_w, mw->fc2_w, (uint64_t)v->dm.D * Dm, what);
+	LOAD(m->fc2_b, mw->fc2_b, v->dm.D, what);
 	return 0;
 fail:
 	return -e->code;
@@ -178,58 +178,30 @@ int vision_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx 
 	if (!e)
 		e = &local;
 	*out = NULL;
-	if (!mc->has_vision)
-		return qerr_set(e, QERR_INVALID, "vision tower: the model has no vision_config");
+	vision_dims dm;
+	int rc = vision_dims_of(mc, w, &dm, e);
+	if (rc)
+		return rc;
 	const vision_config *vc = &mc->vision;
-	int side = (int)lround(sqrt((double)vc->num_position_embeddings));
-	if (vc->hidden_size <= 0 || vc->num_heads <= 0 || vc->hidden_size % vc->num_heads ||
-	    (vc->hidden_size / vc->num_heads) % 4 || vc->depth <= 0 || vc->spatial_merge_size <= 0 ||
-	    vc->intermediate_size <= 0 || vc->out_hidden_size <= 0 || vc->patch_size <= 0 ||
-	    vc->temporal_patch_size <= 0 || vc->in_channels <= 0 || side < 1 ||
-	    side * side != vc->num_position_embeddings || vc->n_deepstack < 0 ||
-	    vc->n_deepstack > MODEL_MAX_DEEPSTACK)
-		return qerr_set(e, QERR_INVALID, "vision tower: inconsistent vision_config");
-	int hd = vc->hidden_size / vc->num_heads;
-	if (hd % 16 || hd > 128)
+	if (dm.hd % 16 || dm.hd > 128)
 		return qerr_set(e, QERR_UNSUPPORTED, "vision tower: head_dim %d is not supported on "
-				"the GPU (16, 32, 48, 64, 80, 96, 128 are)", hd);
+				"the GPU (16, 32, 48, 64, 80, 96, 128 are)", dm.hd);
 	if (vc->hidden_act != MODEL_ACT_GELU_TANH && vc->hidden_act != MODEL_ACT_GELU_ERF)
 		return qerr_set(e, QERR_UNSUPPORTED, "vision tower: the GPU blocks support GELU "
 				"activations only");
-	if (w->n_blocks != vc->depth || w->n_deepstack != vc->n_deepstack || !w->blocks)
-		return qerr_set(e, QERR_MISSING, "vision tower: weights have %d blocks and %d "
-				"deepstack mergers, the config %d and %d", w->n_blocks,
-				w->n_deepstack, vc->depth, vc->n_deepstack);
 
 	vision_cuda *v = xcalloc(1, sizeof(*v));
-	v->Dv = vc->hidden_size;
-	v->Iv = vc->intermediate_size;
-	v->H = vc->num_heads;
-	v->hd = hd;
-	v->depth = vc->depth;
-	v->K = vc->in_channels * vc->temporal_patch_size * vc->patch_size * vc->patch_size;
-	v->merge = vc->spatial_merge_size;
-	v->side = side;
-	v->Dm = v->Dv * v->merge * v->merge;
-	v->D = vc->out_hidden_size;
-	v->n_ds = vc->n_deepstack;
+	v->dm = dm;
 	v->act = vc->hidden_act == MODEL_ACT_GELU_TANH ? KN_GELU_TANH : KN_GELU_ERF;
 	v->gemm = gemm;
 	v->stream = stream;
-	for (int k = 0; k < v->n_ds; k++) {
-		v->ds_idx[k] = vc->deepstack_visual_indexes[k];
-		if (v->ds_idx[k] < 0 || v->ds_idx[k] >= v->depth) {
-			qerr_set(e, QERR_INVALID, "vision tower: deepstack index %d beyond depth %d",
-				 v->ds_idx[k], v->depth);
-			goto fail;
-		}
-	}
-	uint64_t Dv = (uint64_t)v->Dv, Iv = (uint64_t)v->Iv;
-	LOAD(v->pe_w, w->patch_embed_w, Dv * (uint64_t)v->K, "patch_embed.proj.weight");
+	const int side = dm.side;
+	uint64_t Dv = (uint64_t)v->dm.Dv, Iv = (uint64_t)v->dm.Iv;
+	LOAD(v->pe_w, w->patch_embed_w, Dv * (uint64_t)v->dm.K, "patch_embed.proj.weight");
 	LOAD(v->pe_b, w->patch_embed_b, Dv, "patch_embed.proj.bias");
 	LOAD(v->pos, w->pos_embed, (uint64_t)side * side * Dv, "pos_embed.weight");
-	v->blk = xcalloc((size_t)v->depth, sizeof(*v->blk));
-	for (int i = 0; i < v->depth; i++) {
+	v->blk = xcalloc((size_t)v->dm.depth, sizeof(*v->blk));
+	for (int i = 0; i < v->dm.depth; i++) {
 		const vision_block_weights *bw = &w->blocks[i];
 		vcblock *b = &v->blk[i];
 		LOAD(b->n1w, bw->norm1_w, Dv, "blocks.norm1.weight");
@@ -245,10 +217,10 @@ int vision_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx 
 		LOAD(b->fc2_w, bw->fc2_w, Dv * Iv, "blocks.mlp.linear_fc2.weight");
 		LOAD(b->fc2_b, bw->fc2_b, Dv, "blocks.mlp.linear_fc2.bias");
 	}
-	if (load_merger(v, &v->main, &w->merger, v->Dv, "merger", e) < 0)
+	if (load_merger(v, &v->main, &w->merger, v->dm.Dv, "merger", e) < 0)
 		goto fail;
-	for (int k = 0; k < v->n_ds; k++)
-		if (load_merger(v, &v->ds[k], &w->deepstack[k], v->Dm, "deepstack_merger_list", e) < 0)
+	for (int k = 0; k < v->dm.n_ds; k++)
+		if (load_merger(v, &v->ds[k], &w->deepstack[k], v->dm.Dm, "deepstack_merger_list", e) < 0)
 			goto fail;
 	*out = v;
 	return 0;
@@ -289,10 +261,10 @@ static size_t align_up(size_t n)
  * (NULL: sizes only). */
 static vscratch scratch_layout(const vision_cuda *v, size_t N, void *base)
 {
-	size_t T = N / ((size_t)v->merge * v->merge), Dv = (size_t)v->Dv;
-	size_t wide = (size_t)(v->Iv > v->Dv ? v->Iv : v->Dv);
-	size_t sz[6] = { N * (size_t)v->K, N * Dv, N * Dv, N * 3 * Dv, N * wide,
-			 (size_t)(1 + v->n_ds) * T * (size_t)v->D };
+	size_t T = N / ((size_t)v->dm.merge * v->dm.merge), Dv = (size_t)v->dm.Dv;
+	size_t wide = (size_t)(v->dm.Iv > v->dm.Dv ? v->dm.Iv : v->dm.Dv);
+	size_t sz[6] = { N * (size_t)v->dm.K, N * Dv, N * Dv, N * 3 * Dv, N * wide,
+			 (size_t)(1 + v->dm.n_ds) * T * (size_t)v->dm.D };
 	uint16_t *p[6];
 	size_t off = 0;
 	for (int i = 0; i < 6; i++) {
@@ -322,40 +294,40 @@ size_t vision_cuda_scratch_bytes(const vision_cuda *v, int max_patches)
 static void merger(vision_cuda *v, const vcmerger *m, const vscratch *s, size_t N, bool post,
 		   uint16_t *out)
 {
-	int T = (int)(N / ((size_t)v->merge * v->merge));
+	int T = (int)(N / ((size_t)v->dm.merge * v->dm.merge));
 	if (post)
-		kn_layernorm_cuda(s->a, s->x, m->nw, m->nb, T, v->Dm, VISION_CUDA_LN_EPS, v->stream);
+		kn_layernorm_cuda(s->a, s->x, m->nw, m->nb, T, v->dm.Dm, VISION_CUDA_LN_EPS, v->stream);
 	else
-		kn_layernorm_cuda(s->a, s->x, m->nw, m->nb, (int)N, v->Dv, VISION_CUDA_LN_EPS,
+		kn_layernorm_cuda(s->a, s->x, m->nw, m->nb, (int)N, v->dm.Dv, VISION_CUDA_LN_EPS,
 				  v->stream);
-	kn_gemm_bias_cuda(v->gemm, s->hb, s->a, m->fc1_w, m->fc1_b, NULL, T, v->Dm, v->Dm,
+	kn_gemm_bias_cuda(v->gemm, s->hb, s->a, m->fc1_w, m->fc1_b, NULL, T, v->dm.Dm, v->dm.Dm,
 			  v->stream);
-	kn_gelu_cuda(s->hb, s->hb, (long)T * v->Dm, KN_GELU_ERF, v->stream);
-	kn_gemm_bias_cuda(v->gemm, out, s->hb, m->fc2_w, m->fc2_b, NULL, T, v->D, v->Dm,
+	kn_gelu_cuda(s->hb, s->hb, (long)T * v->dm.Dm, KN_GELU_ERF, v->stream);
+	kn_gemm_bias_cuda(v->gemm, out, s->hb, m->fc2_w, m->fc2_b, NULL, T, v->dm.D, v->dm.Dm,
 			  v->stream);
 }
 
 int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
 		       int grid_w, void *scratch, size_t scratch_bytes, float *out, qerr *e)
 {
-	if (grid_t <= 0 || grid_h <= 0 || grid_w <= 0 || grid_h % v->merge || grid_w % v->merge)
+	if (grid_t <= 0 || grid_h <= 0 || grid_w <= 0 || grid_h % v->dm.merge || grid_w % v->dm.merge)
 		return qerr_set(e, QERR_INVALID, "vision: grid (%d, %d, %d) is not positive with h, w "
-				"multiples of %d", grid_t, grid_h, grid_w, v->merge);
+				"multiples of %d", grid_t, grid_h, grid_w, v->dm.merge);
 	int64_t N64 = (int64_t)grid_t * grid_h * grid_w;
 	if (N64 > VISION_CUDA_MAX_PATCHES)
 		return qerr_set(e, QERR_LIMIT, "vision: %lld patches exceed the limit of %d",
 				(long long)N64, VISION_CUDA_MAX_PATCHES);
-	size_t N = (size_t)N64, T = N / ((size_t)v->merge * v->merge), L = (size_t)grid_h * grid_w;
+	size_t N = (size_t)N64, T = N / ((size_t)v->dm.merge * v->dm.merge), L = (size_t)grid_h * grid_w;
 	vscratch s = scratch_layout(v, N, scratch);
 	if (!scratch || scratch_bytes < s.bytes)
 		return qerr_set(e, QERR_LIMIT, "vision: %lld patches need %zu bytes of scratch, "
 				"%zu given", (long long)N64, s.bytes, scratch_bytes);
-	int n = (int)N, Dv = v->Dv, stride = 1 + v->n_ds;
+	int n = (int)N, Dv = v->dm.Dv, stride = 1 + v->dm.n_ds;
 	cudaStream_t st = v->stream;
 
 	/* pixels: bf16 on the host (half the upload), as transformers casts them to the conv's
 	 * dtype before the patch embedding */
-	size_t npix = N * (size_t)v->K, nout = (size_t)stride * T * v->D;
+	size_t npix = N * (size_t)v->dm.K, nout = (size_t)stride * T * v->dm.D;
 	if (npix > v->cap_pix) {   /* pinned: the copies are real DMA, not staged by the driver */
 		CUDA_CHECK(cudaStreamSynchronize(st));
 		CUDA_CHECK(cudaFreeHost(v->hpix));
@@ -372,22 +344,22 @@ int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, in
 	CUDA_CHECK(cudaMemcpyAsync(s.pix, v->hpix, npix * sizeof(uint16_t), cudaMemcpyHostToDevice,
 				   st));
 
-	kn_gemm_bias_cuda(v->gemm, s.x, s.pix, v->pe_w, v->pe_b, NULL, n, Dv, v->K, st);
-	kn_vision_pos_embed_cuda(s.x, v->pos, v->side, Dv, v->merge, grid_t, grid_h, grid_w, st);
-	for (int b = 0; b < v->depth; b++) {
+	kn_gemm_bias_cuda(v->gemm, s.x, s.pix, v->pe_w, v->pe_b, NULL, n, Dv, v->dm.K, st);
+	kn_vision_pos_embed_cuda(s.x, v->pos, v->dm.side, Dv, v->dm.merge, grid_t, grid_h, grid_w, st);
+	for (int b = 0; b < v->dm.depth; b++) {
 		const vcblock *bl = &v->blk[b];
 		kn_layernorm_cuda(s.a, s.x, bl->n1w, bl->n1b, n, Dv, VISION_CUDA_LN_EPS, st);
 		kn_gemm_bias_cuda(v->gemm, s.qkv, s.a, bl->qkv_w, bl->qkv_b, NULL, n, 3 * Dv, Dv, st);
-		kn_vision_rope_cuda(s.qkv, n, v->H, v->hd, v->merge, grid_h, grid_w, st);
-		kn_vision_attention_cuda(s.a, s.qkv, grid_t, (int)L, v->H, v->hd, st);
+		kn_vision_rope_cuda(s.qkv, n, v->dm.H, v->dm.hd, v->dm.merge, grid_h, grid_w, st);
+		kn_vision_attention_cuda(s.a, s.qkv, grid_t, (int)L, v->dm.H, v->dm.hd, st);
 		kn_gemm_bias_cuda(v->gemm, s.x, s.a, bl->proj_w, bl->proj_b, s.x, n, Dv, Dv, st);
 		kn_layernorm_cuda(s.a, s.x, bl->n2w, bl->n2b, n, Dv, VISION_CUDA_LN_EPS, st);
-		kn_gemm_bias_cuda(v->gemm, s.hb, s.a, bl->fc1_w, bl->fc1_b, NULL, n, v->Iv, Dv, st);
-		kn_gelu_cuda(s.hb, s.hb, (long)n * v->Iv, v->act, st);
-		kn_gemm_bias_cuda(v->gemm, s.x, s.hb, bl->fc2_w, bl->fc2_b, s.x, n, Dv, v->Iv, st);
-		for (int k = 0; k < v->n_ds; k++)
-			if (v->ds_idx[k] == b)
-				merger(v, &v->ds[k], &s, N, true, s.outs + (size_t)(1 + k) * T * v->D);
+		kn_gemm_bias_cuda(v->gemm, s.hb, s.a, bl->fc1_w, bl->fc1_b, NULL, n, v->dm.Iv, Dv, st);
+		kn_gelu_cuda(s.hb, s.hb, (long)n * v->dm.Iv, v->act, st);
+		kn_gemm_bias_cuda(v->gemm, s.x, s.hb, bl->fc2_w, bl->fc2_b, s.x, n, Dv, v->dm.Iv, st);
+		for (int k = 0; k < v->dm.n_ds; k++)
+			if (v->dm.ds_idx[k] == b)
+				merger(v, &v->ds[k], &s, N, true, s.outs + (size_t)(1 + k) * T * v->dm.D);
 	}
 	merger(v, &v->main, &s, N, false, s.outs);
 
@@ -397,9 +369,9 @@ int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, in
 	/* (1+n_ds, T, D) bf16 → (T, 1+n_ds, D) fp32 */
 	for (int k = 0; k < stride; k++)
 		for (size_t j = 0; j < T; j++) {
-			const uint16_t *src = v->hout + ((size_t)k * T + j) * v->D;
-			float *dst = out + (j * stride + k) * v->D;
-			for (int d = 0; d < v->D; d++)
+			const uint16_t *src = v->hout + ((size_t)k * T + j) * v->dm.D;
+			float *dst = out + (j * stride + k) * v->dm.D;
+			for (int d = 0; d < v->dm.D; d++)
 				dst[d] = bf16_to_f32(src[d]);
 		}
 	return 0;
