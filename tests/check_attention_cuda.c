@@ -21,48 +21,16 @@
 
 #include "bf16.h"
 #include "cuda_check.h"
+#include "kernel_testutil.h"
 #include "paged_attention.h"
 #include "prefill_attention.h"
 
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-static uint64_t lcg = 0x9e3779b97f4a7c15ull;
-static float frand(float lo, float hi)
-{
-	lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
-	return lo + (hi - lo) * (float)(lcg >> 40) / (float)(1u << 24);
-}
-
-static void fill_bf16(uint16_t *p, size_t n, float lo, float hi)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = f32_to_bf16(frand(lo, hi));
-}
-
 static int small_mode(void)
 {
 	const char *s = getenv("QVL_TEST_SMALL");
 	return s && *s == '1';
-}
-
-/* ‖got − ref‖ / ‖ref‖ over n bf16 values; NaN anywhere in got gives +inf. Prints the first
- * mismatches beyond tol_abs. */
-static double rel_l2_bf16(const uint16_t *got, const uint16_t *ref, size_t n, double tol_abs)
-{
-	double num = 0, den = 0;
-	int shown = 0;
-	for (size_t i = 0; i < n; i++) {
-		double g = bf16_to_f32(got[i]), r = bf16_to_f32(ref[i]);
-		if (isnan(g)) {
-			fprintf(stderr, "  NaN at %zu (want %g)\n", i, r);
-			return INFINITY;
-		}
-		num += (g - r) * (g - r);
-		den += r * r;
-		if (fabs(g - r) > tol_abs && shown++ < 5)
-			fprintf(stderr, "  mismatch at %zu: got %g want %g\n", i, g, r);
-	}
-	return den > 0 ? sqrt(num / den) : sqrt(num);
 }
 
 static double max_abs_bf16(const uint16_t *got, const uint16_t *ref, size_t n)
@@ -372,18 +340,6 @@ START_TEST(test_attention_cuda_matches_decode)
 }
 END_TEST
 
-/* The median of n timings (sorts ms in place). */
-static double median_ms(float *ms, int n)
-{
-	for (int i = 1; i < n; i++)
-		for (int k = i; k > 0 && ms[k - 1] > ms[k]; k--) {
-			float t = ms[k];
-			ms[k] = ms[k - 1];
-			ms[k - 1] = t;
-		}
-	return n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-}
-
 /* Not an assertion: table lines for the 2B model's shape (Hq 16, KV 8, hd 128, bs 16). */
 START_TEST(test_attention_cuda_timing)
 {
@@ -449,6 +405,7 @@ END_TEST
 
 int main(void)
 {
+	kt_seed(0x9e3779b97f4a7c15ull);
 	int count = 0;
 	if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
 		fprintf(stderr, "no CUDA device visible: skipping\n");

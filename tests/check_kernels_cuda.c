@@ -16,40 +16,16 @@
 #include "bf16.h"
 #include "cuda_check.h"
 #include "embedding.h"
-#include "logits_topk.h"
 #include "gelu.h"
 #include "gemm.h"
+#include "kernel_testutil.h"
 #include "layernorm.h"
+#include "logits_topk.h"
 #include "paged_attention.h"
 #include "qk_norm_rope.h"
 #include "rmsnorm.h"
 #include "rows.h"
 #include "silu_mul.h"
-
-static uint64_t lcg = 88172645463325252ull;
-static float frand(float lo, float hi)
-{
-	lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
-	return lo + (hi - lo) * (float)(lcg >> 40) / (float)(1u << 24);
-}
-
-/* ‖got − ref‖ / ‖ref‖ over n bf16 values; NaN anywhere in got gives +inf. Prints the first
- * mismatches beyond tol_abs. */
-static double rel_l2_bf16(const uint16_t *got, const uint16_t *ref, size_t n, double tol_abs)
-{
-	double num = 0, den = 0;
-	int shown = 0;
-	for (size_t i = 0; i < n; i++) {
-		double g = bf16_to_f32(got[i]), r = bf16_to_f32(ref[i]);
-		if (isnan(g))
-			return INFINITY;
-		num += (g - r) * (g - r);
-		den += r * r;
-		if (fabs(g - r) > tol_abs && shown++ < 5)
-			fprintf(stderr, "  mismatch at %zu: got %g want %g\n", i, g, r);
-	}
-	return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 START_TEST(test_kernels_cuda_rmsnorm)
 {
@@ -105,12 +81,6 @@ static double exact_rate(const uint16_t *got, const uint16_t *ref, size_t n)
 	for (size_t i = 0; i < n; i++)
 		same += got[i] == ref[i];
 	return n ? (double)same / (double)n : 1.0;
-}
-
-static void fill_bf16(uint16_t *p, size_t n, float lo, float hi)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = f32_to_bf16(frand(lo, hi));
 }
 
 /* A device buffer of n bf16 plus one spare element (for the misaligned cases), filled with
@@ -620,19 +590,6 @@ START_TEST(test_kernels_cuda_paged_attention)
 }
 END_TEST
 
-/* Not an assertion: one table line for the 2B model's decode shape, B=128 at ctx 576. */
-/* The median of n timings (sorts ms in place). */
-static double median_ms(float *ms, int n)
-{
-	for (int i = 1; i < n; i++)
-		for (int k = i; k > 0 && ms[k - 1] > ms[k]; k--) {
-			float t = ms[k];
-			ms[k] = ms[k - 1];
-			ms[k - 1] = t;
-		}
-	return n % 2 ? ms[n / 2] : 0.5 * (ms[n / 2 - 1] + ms[n / 2]);
-}
-
 START_TEST(test_kernels_cuda_paged_attention_timing)
 {
 	enum { B = 128, CTX = 576, HQ = 16, KV = 8, HD = 128, BS = 16, REPS = 20 };
@@ -1001,6 +958,7 @@ END_TEST
 
 int main(void)
 {
+	kt_seed(88172645463325252ull);
 	int count = 0;
 	if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
 		fprintf(stderr, "no CUDA device visible: skipping\n");

@@ -27,6 +27,7 @@
 #include "bf16.h"
 #include "cuda_check.h"
 #include "gemm.h"
+#include "kernel_testutil.h"
 #include "mkmodel.h"
 #include "model_config.h"
 #include "model_weights.h"
@@ -36,37 +37,6 @@
 #include "vision_cuda.h"
 #include "vision_pos_embed.h"
 #include "vision_rope.h"
-
-static uint64_t lcg = 0x9E3779B97F4A7C15ull;
-static float frand(float lo, float hi)
-{
-	lcg = lcg * 6364136223846793005ull + 1442695040888963407ull;
-	return lo + (hi - lo) * (float)(lcg >> 40) / (float)(1u << 24);
-}
-
-static void fill_bf16(uint16_t *p, size_t n, float lo, float hi)
-{
-	for (size_t i = 0; i < n; i++)
-		p[i] = f32_to_bf16(frand(lo, hi));
-}
-
-/* ‖got − ref‖ / ‖ref‖ over n bf16 values; NaN anywhere in got gives +inf. Prints the first
- * mismatches beyond tol_abs. */
-static double rel_l2_bf16(const uint16_t *got, const uint16_t *ref, size_t n, double tol_abs)
-{
-	double num = 0, den = 0;
-	int shown = 0;
-	for (size_t i = 0; i < n; i++) {
-		double g = bf16_to_f32(got[i]), r = bf16_to_f32(ref[i]);
-		if (isnan(g))
-			return INFINITY;
-		num += (g - r) * (g - r);
-		den += r * r;
-		if (fabs(g - r) > tol_abs && shown++ < 5)
-			fprintf(stderr, "  mismatch at %zu: got %g want %g\n", i, g, r);
-	}
-	return den > 0 ? sqrt(num / den) : sqrt(num);
-}
 
 static double exact_rate(const uint16_t *got, const uint16_t *ref, size_t n)
 {
@@ -560,6 +530,7 @@ END_TEST
 
 int main(void)
 {
+	kt_seed(0x9E3779B97F4A7C15ull);
 	int count = 0;
 	if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
 		fprintf(stderr, "no CUDA device visible: skipping\n");
