@@ -38,7 +38,21 @@ int backend_n_blocks(const backend *b)
 int backend_encode(backend *b, const float *pixel_values, int grid_t, int grid_h, int grid_w,
 		   float *out, qerr *e)
 {
+	int rc = b->ops->encode(b->impl, pixel_values, grid_t, grid_h, grid_w, out, e);
+	backend_sync(b);
+	return rc;
+}
+
+int backend_encode_async(backend *b, const float *pixel_values, int grid_t, int grid_h,
+			 int grid_w, float *out, qerr *e)
+{
 	return b->ops->encode(b->impl, pixel_values, grid_t, grid_h, grid_w, out, e);
+}
+
+void backend_sync(backend *b)
+{
+	if (b->ops->sync)
+		b->ops->sync(b->impl);
 }
 
 int backend_step(backend *b, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)

@@ -87,6 +87,14 @@ int backend_n_blocks(const backend *b);
  * n_tokens = t·h·w / merge². */
 int backend_encode(backend *b, const float *pixel_values, int grid_t, int grid_h, int grid_w,
 		   float *out, qerr *e);
+/* The same, except that out may still be being written when it returns: it is complete once
+ * the next backend call on b returns (a step may already read it as vision rows), or after
+ * backend_sync. out must stay allocated until then. The cuda backend keeps the rows on the
+ * device for the step and widens out on the host while the step runs. */
+int backend_encode_async(backend *b, const float *pixel_values, int grid_t, int grid_h,
+			 int grid_w, float *out, qerr *e);
+/* Wait until every out of backend_encode_async is written. */
+void backend_sync(backend *b);
 
 /* logits: (Σ n_logits, vocab) fp32, in sequence order. */
 int backend_step(backend *b, const backend_seq *seqs, int n_seqs, float *logits, qerr *e);

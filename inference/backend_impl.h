@@ -13,8 +13,11 @@
 typedef struct backend_ops {
 	const char *name;      /* "cpu", "cuda" */
 	void (*free)(void *impl);
+	/* may return before out is written (backend_encode_async) */
 	int (*encode)(void *impl, const float *pixel_values, int grid_t, int grid_h, int grid_w,
 		      float *out, qerr *e);
+	/* NULL: encode is synchronous */
+	void (*sync)(void *impl);
 	int (*step)(void *impl, const backend_seq *seqs, int n_seqs, float *logits, qerr *e);
 	int (*n_blocks)(void *impl);
 	/* NULL: the backend does not sample (backend_samples) */

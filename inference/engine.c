@@ -97,6 +97,7 @@ struct engine {
 	bool cancel_all, woken;
 	int n_waiting_seen;            /* waiting sequences after the last step (for BUSY) */
 	int n_live_seen;
+	double t_last_step;            /* when the last engine_step ended (debug timings) */
 
 	pthread_mutex_t smu;           /* metrics */
 	metrics m;
@@ -765,6 +766,7 @@ static void guide_mask(const engine *en, const sched_req *r, const json_guide *g
 
 int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 {
+	double t_start = now_s();
 	take_inbox(en, emit, ctx);
 	refresh_gauges(en);            /* cancels show in STATS before a long step */
 	sched_plan p;
@@ -778,13 +780,18 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 			continue;
 		n_encoded++;
 		const sched_image *im = &p.encs[i].req->images[p.encs[i].image];
-		rc = backend_encode(en->b, im->pixel_values, im->grid_t, im->grid_h, im->grid_w,
-				    p.encs[i].rows, e);
+		rc = backend_encode_async(en->b, im->pixel_values, im->grid_t, im->grid_h,
+					  im->grid_w, p.encs[i].rows, e);
 		if (rc)
 			for (int j = i; j < p.n_encs; j++)
 				if (p.encs[j].encode)
 					encoder_cache_discard(en->ec, p.encs[j].req->images[p.encs[j].image].hash);
 	}
+	double t_encoded = now_s();
+	/* the encodes' host rows are written by the step below; without one, wait for them here
+	 * (the encoder cache may free them from now on) */
+	if (n_encoded && (rc || !p.n_items))
+		backend_sync(en->b);
 	if (!rc && !p.n_items) {
 		sched_step_done(en->s, &p);
 		refresh_gauges(en);
@@ -832,10 +839,6 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 	sched_step_done(en->s, &p);
 
 	double t = now_s();
-	if (log_get_level() >= LOG_LEVEL_DEBUG)
-		log_msg(LOG_LEVEL_DEBUG, "engine", "step: %d sequences, %lld tokens, %d images encoded; "
-			"%.2f ms from plan to results", p.n_items, (long long)p.n_tokens, n_encoded,
-			(t - t_plan) * 1e3);
 	pthread_mutex_lock(&en->smu);
 	metrics_hist_observe(&en->m.iteration_tokens, (double)p.n_tokens);
 	pthread_mutex_unlock(&en->smu);
@@ -901,6 +904,15 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 			release_if_done(en, req_of(r));
 	}
 	refresh_gauges(en);
+	double t_end = now_s();
+	if (log_get_level() >= LOG_LEVEL_DEBUG)
+		log_msg(LOG_LEVEL_DEBUG, "engine", "step: %d sequences, %lld tokens, %d images encoded; "
+			"%.2f ms: inbox and schedule %.2f, encode %.2f, batch and backend %.2f, "
+			"results %.2f; %.2f ms since the last step", p.n_items, (long long)p.n_tokens,
+			n_encoded, (t_end - t_start) * 1e3, (t_plan - t_start) * 1e3,
+			(t_encoded - t_plan) * 1e3, (t - t_encoded) * 1e3, (t_end - t) * 1e3,
+			en->t_last_step > 0 ? (t_start - en->t_last_step) * 1e3 : 0.0);
+	en->t_last_step = t_end;
 	return 0;
 }
 

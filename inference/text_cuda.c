@@ -22,9 +22,11 @@
  * the norm's two roundings, silu before the product (the kernels' headers say where).
  *
  * Step inputs: the host packs ids, positions, slots, block tables, logit and vision row indexes
- * and the vision rows (as bf16) into one pinned staging buffer, copied with one cudaMemcpyAsync
- * into its device twin at fixed offsets (the layout is fixed by the limits, so a captured graph
- * reads the same addresses every replay):
+ * and the vision rows (as bf16) into one pinned staging buffer, copied with a cudaMemcpyAsync
+ * per array into its device twin at fixed offsets (the layout is fixed by the limits, so a
+ * captured graph reads the same addresses every replay). Vision rows the backend still holds on
+ * the device from their encode (text_cuda_set_vis_find) skip the host: runs of them are copied
+ * device to device into the vis rows instead.
  *
  *   ids (T) │ pos (3, T) │ slot (T) │ q_start (S+1) │ n_cached (S) │ ctx_len (S) │
  *   block_table (S, max_blocks) │ logit_idx (T) │ vis_idx (T) │ vis rows (1+n_ds, nv, D) bf16
@@ -119,6 +121,17 @@ struct text_cuda {
 	int32_t *smp_ids_d, *smp_ids_h, *smp_top_ids_d, *smp_top_ids_h;
 	float *smp_lp_d, *smp_lp_h, *smp_top_lp_d, *smp_top_lp_h;
 	int32_t *smp_pen_ids, *smp_pen_counts;   /* owned host scratch (SAMPLE_PEN_CAP) */
+	/* vision rows already on the device (text_cuda_set_vis_find): runs of consecutive rows
+	 * copied device to device into the staged vis rows */
+	text_cuda_vis_find_fn vis_find;
+	void *vis_find_ctx;
+	struct vis_run {
+		const uint16_t *src;    /* plane 0 of the run's first row */
+		size_t plane;           /* elements between planes at src */
+		int row, n;             /* first vision row of the step, rows */
+	} *vruns;                       /* owned host (max_tokens) */
+	text_cuda_while_fn while_fn;    /* text_cuda_set_while_running */
+	void *while_ctx;
 };
 
 /* ---- weights ------------------------------------------------------------------------------- */
@@ -298,6 +311,7 @@ void text_cuda_free(text_cuda *t)
 	CUDA_CHECK(cudaFree(t->act));
 	CUDA_CHECK(cudaFreeHost(t->stage_h));
 	CUDA_CHECK(cudaFreeHost(t->logits_h));
+	free(t->vruns);
 	CUDA_CHECK(cudaFree(t->smp_d));
 	CUDA_CHECK(cudaFreeHost(t->smp_h));
 	free(t->smp_pen_ids);
@@ -455,6 +469,7 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	t->stage_d = (uint8_t *)t->act + st_off;
 	CUDA_CHECK(cudaHostAlloc((void **)&t->stage_h, t->sl.bytes, cudaHostAllocDefault));
 	memset(t->stage_h, 0, t->sl.bytes);
+	t->vruns = xcalloc((size_t)lim->max_tokens, sizeof(*t->vruns));
 	CUDA_CHECK(cudaHostAlloc((void **)&t->logits_h, (size_t)t->max_lrows * t->V * 2,
 				 cudaHostAllocDefault));
 	size_t soff[7], smp = smp_layout(lim->max_seqs, soff);
@@ -667,8 +682,11 @@ static int check_seq(const text_cuda *t, const backend_seq *s, int si, qerr *e)
 }
 
 /* Copy the used part of each staging array to the device: rows = positions (stride of pos),
- * S sequences with nb block-table entries each, n_lidx logit rows, nv vision rows. */
-static void stage_upload(text_cuda *t, int rows, int S, int nb, int n_lidx, int nv)
+ * S sequences with nb block-table entries each, n_lidx logit rows, nv vision rows (their rows
+ * themselves only when vis_rows: some were narrowed on the host; the rest come from the
+ * device, copied after this). */
+static void stage_upload(text_cuda *t, int rows, int S, int nb, int n_lidx, int nv,
+			 bool vis_rows)
 {
 	cudaStream_t st = t->stream;
 	const stage_layout *sl = &t->sl;
@@ -681,10 +699,10 @@ static void stage_upload(text_cuda *t, int rows, int S, int nb, int n_lidx, int 
 	UP(n_cached, (size_t)S * 4);
 	UP(ctx_len, (size_t)S * 4);
 	UP(logit_idx, (size_t)n_lidx * 4);
-	if (nv) {
+	if (nv)
 		UP(vis_idx, (size_t)nv * 4);
+	if (nv && vis_rows)
 		UP(vis, (size_t)(1 + t->n_ds) * nv * t->D * 2);
-	}
 #undef UP
 	size_t pitch = (size_t)t->max_blocks * 4;
 	CUDA_CHECK(cudaMemcpy2DAsync(t->stage_d + sl->block_table, pitch,
@@ -701,6 +719,42 @@ static void logits_out(text_cuda *t, int n, float *dst)
 	CUDA_CHECK(cudaStreamSynchronize(t->stream));
 	for (size_t i = 0; i < cnt; i++)
 		dst[i] = bf16_to_f32(t->logits_h[i]);
+}
+
+void text_cuda_set_while_running(text_cuda *t, text_cuda_while_fn fn, void *ctx)
+{
+	t->while_fn = fn;
+	t->while_ctx = ctx;
+}
+
+static void while_running(text_cuda *t)
+{
+	if (t->while_fn)
+		t->while_fn(t->while_ctx);
+}
+
+void text_cuda_set_vis_find(text_cuda *t, text_cuda_vis_find_fn find, void *ctx)
+{
+	t->vis_find = find;
+	t->vis_find_ctx = ctx;
+}
+
+/* Whether vision row `row` of the step (host pointer hrow) is on the device; if so it joins
+ * the last run when it continues it, else starts run *n_runs. */
+static bool vis_on_device(text_cuda *t, const float *hrow, int row, int *n_runs)
+{
+	size_t plane = 0;
+	const uint16_t *d = t->vis_find ? t->vis_find(t->vis_find_ctx, hrow, &plane) : NULL;
+	if (!d)
+		return false;
+	struct vis_run *last = *n_runs ? &t->vruns[*n_runs - 1] : NULL;
+	if (last && last->plane == plane && last->row + last->n == row &&
+	    last->src + (size_t)last->n * t->D == d) {
+		last->n++;
+		return true;
+	}
+	t->vruns[(*n_runs)++] = (struct vis_run){ .src = d, .plane = plane, .row = row, .n = 1 };
+	return true;
 }
 
 /* What prepare() found out about a step. */
@@ -748,7 +802,8 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 	uint16_t *vis = STH(t, vis, uint16_t);
 	const int bs = t->lim.block_size, D = t->D;
 	size_t r = 0, lr = 0, vr = 0;
-	int nb_max = 1;
+	int nb_max = 1, n_runs = 0;
+	bool host_rows = false;
 	for (int si = 0; si < n_seqs; si++) {
 		const backend_seq *s = &seqs[si];
 		qs[si] = (int32_t)r;
@@ -768,11 +823,14 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 			slot[r] = s->block_table[p / bs] * bs + p % bs;
 			if (s->vis && s->vis[i]) {
 				vidx[vr] = (int32_t)r;
-				for (int k = 0; k <= t->n_ds; k++) {
-					uint16_t *dst = vis + ((size_t)k * NV + vr) * D;
-					const float *src = s->vis[i] + (size_t)k * D;
-					for (int c = 0; c < D; c++)
-						dst[c] = f32_to_bf16(src[c]);
+				if (!vis_on_device(t, s->vis[i], (int)vr, &n_runs)) {
+					host_rows = true;
+					for (int k = 0; k <= t->n_ds; k++) {
+						uint16_t *dst = vis + ((size_t)k * NV + vr) * D;
+						const float *src = s->vis[i] + (size_t)k * D;
+						for (int c = 0; c < D; c++)
+							dst[c] = f32_to_bf16(src[c]);
+					}
 				}
 				vr++;
 			}
@@ -791,7 +849,15 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 			}
 	if (g)
 		pad_decode(t, (int)T, B);
-	stage_upload(t, B, g ? B : n_seqs, nb_max, g ? B : (int)NL, (int)NV);
+	stage_upload(t, B, g ? B : n_seqs, nb_max, g ? B : (int)NL, (int)NV, host_rows);
+	/* the device-resident vision rows: each plane of a run is one span of n rows */
+	for (int i = 0; i < n_runs; i++) {
+		const struct vis_run *vr_ = &t->vruns[i];
+		CUDA_CHECK(cudaMemcpy2DAsync(t->stage_d + t->sl.vis + (size_t)vr_->row * D * 2,
+					     NV * D * 2, vr_->src, vr_->plane * 2,
+					     (size_t)vr_->n * D * 2, (size_t)(1 + t->n_ds),
+					     cudaMemcpyDeviceToDevice, t->stream));
+	}
 	*si_out = (step_info){ .T = T, .NL = NL, .NV = NV, .n_seqs = n_seqs, .decode = decode,
 			       .g = g };
 	return 0;
@@ -821,6 +887,7 @@ int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *log
 		return qerr_set(e, QERR_INVALID, "text_cuda: %zu logit rows asked for but logits is "
 				"NULL", si.NL);
 	run(t, &si);
+	while_running(t);
 	for (size_t first = 0; first < si.NL; first += (size_t)t->max_lrows) {
 		int n = si.NL - first < (size_t)t->max_lrows ? (int)(si.NL - first) : t->max_lrows;
 		if (first)
@@ -912,6 +979,7 @@ int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 						   cudaMemcpyDeviceToHost, st));
 		}
 	}
+	while_running(t);
 	CUDA_CHECK(cudaStreamSynchronize(st));
 	for (size_t r = 0; r < NL; r++) {
 		ids[r] = t->smp_ids_h[r];

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <cuda_runtime_api.h>
 
@@ -69,6 +70,21 @@ int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *log
 int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 			  const backend_sample_row *rows, int32_t *ids, sampler_logprobs *lps,
 			  qerr *e);
+
+/* Where a vision row (backend_seq.vis[i], host fp32) already lives on the device as bf16, the
+ * same values rounded: the device row of its plane 0 (the main merger's), *plane_stride elements
+ * before the next plane (deepstack 0, 1, …); NULL when it does not. The backend keeps recent
+ * encodes on the device (backend_cuda.c), so a prefill copies their rows device to device
+ * instead of narrowing and uploading them. */
+typedef const uint16_t *(*text_cuda_vis_find_fn)(void *ctx, const float *row,
+						 size_t *plane_stride);
+void text_cuda_set_vis_find(text_cuda *t, text_cuda_vis_find_fn find, void *ctx);
+
+/* Host work to do while a step's kernels run: called once per step after everything is queued
+ * and before the step waits for its results (the backend finishes an encode's host rows there).
+ * It must not touch the GPU work of the step. */
+typedef void (*text_cuda_while_fn)(void *ctx);
+void text_cuda_set_while_running(text_cuda *t, text_cuda_while_fn fn, void *ctx);
 
 /* Decode graphs captured (0 when eager). */
 int text_cuda_n_graphs(const text_cuda *t);

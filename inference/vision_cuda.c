@@ -31,8 +31,9 @@
  *
  *   [ pix (N,K) | x (N,Dv) | a (N,Dv) | qkv (N,3Dv) | hb (N,max(Iv,Dv)) | outs (1+n_ds,T,D) ]
  *
- * the last one bf16 merger outputs, downloaded at the end and widened into the caller's fp32
- * (n_tokens, 1+n_ds, D) layout on the host.
+ * the last one bf16 merger outputs (or the caller's dev_out instead: the CUDA backend keeps
+ * recent images' rows on the device for the prefill that reads them), downloaded at the end
+ * and widened into the caller's fp32 (n_tokens, 1+n_ds, D) layout on the host.
  *
  * Measured (H100 80GB HBM3, tests/check_vision_cuda.c with QVL_VISION_BENCH=1): the 2B tower
  * on a 448x448 image (grid 1x28x28) takes 5.0-5.9 ms per encode end to end, of which ~1 ms is
@@ -97,6 +98,10 @@ struct vision_cuda {
 	size_t wbytes;                   /* their bytes */
 	uint16_t *hpix, *hout;           /* owned pinned host staging, cap_pix, cap_out elements */
 	size_t cap_pix, cap_out;
+	/* the last vision_cuda_encode_async whose host rows are not written yet */
+	cudaEvent_t out_ready;           /* owned: recorded after its download into hout */
+	float *pend_out;                 /* borrowed: its out; NULL when nothing is pending */
+	size_t pend_T;
 };
 
 /* ---- weights ---------------------------------------------------------------------------- */
@@ -222,6 +227,7 @@ int vision_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx 
 	for (int k = 0; k < v->dm.n_ds; k++)
 		if (load_merger(v, &v->ds[k], &w->deepstack[k], v->dm.Dm, "deepstack_merger_list", e) < 0)
 			goto fail;
+	CUDA_CHECK(cudaEventCreateWithFlags(&v->out_ready, cudaEventDisableTiming));
 	*out = v;
 	return 0;
 fail:
@@ -242,6 +248,8 @@ void vision_cuda_free(vision_cuda *v)
 	free(v->blk);
 	CUDA_CHECK(cudaFreeHost(v->hpix));
 	CUDA_CHECK(cudaFreeHost(v->hout));
+	if (v->out_ready)
+		CUDA_CHECK(cudaEventDestroy(v->out_ready));
 	free(v);
 }
 
@@ -307,9 +315,39 @@ static void merger(vision_cuda *v, const vcmerger *m, const vscratch *s, size_t 
 			  v->stream);
 }
 
-int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
-		       int grid_w, void *scratch, size_t scratch_bytes, float *out, qerr *e)
+void vision_cuda_finish(vision_cuda *v)
 {
+	if (!v->pend_out)
+		return;
+	CUDA_CHECK(cudaEventSynchronize(v->out_ready));
+	/* (1+n_ds, T, D) bf16 → (T, 1+n_ds, D) fp32 */
+	size_t T = v->pend_T;
+	int stride = 1 + v->dm.n_ds;
+	for (int k = 0; k < stride; k++)
+		for (size_t j = 0; j < T; j++) {
+			const uint16_t *src = v->hout + ((size_t)k * T + j) * v->dm.D;
+			float *dst = v->pend_out + (j * stride + k) * v->dm.D;
+			for (int d = 0; d < v->dm.D; d++)
+				dst[d] = bf16_to_f32(src[d]);
+		}
+	v->pend_out = NULL;
+}
+
+int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
+		       int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out, float *out,
+		       qerr *e)
+{
+	int rc = vision_cuda_encode_async(v, pixel_values, grid_t, grid_h, grid_w, scratch,
+					  scratch_bytes, dev_out, out, e);
+	vision_cuda_finish(v);
+	return rc;
+}
+
+int vision_cuda_encode_async(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
+			     int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out,
+			     float *out, qerr *e)
+{
+	vision_cuda_finish(v);   /* the staging buffers are free again */
 	if (grid_t <= 0 || grid_h <= 0 || grid_w <= 0 || grid_h % v->dm.merge || grid_w % v->dm.merge)
 		return qerr_set(e, QERR_INVALID, "vision: grid (%d, %d, %d) is not positive with h, w "
 				"multiples of %d", grid_t, grid_h, grid_w, v->dm.merge);
@@ -324,6 +362,7 @@ int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, in
 				"%zu given", (long long)N64, s.bytes, scratch_bytes);
 	int n = (int)N, Dv = v->dm.Dv, stride = 1 + v->dm.n_ds;
 	cudaStream_t st = v->stream;
+	uint16_t *outs = dev_out ? dev_out : s.outs;
 
 	/* pixels: bf16 on the host (half the upload), as transformers casts them to the conv's
 	 * dtype before the patch embedding */
@@ -359,20 +398,14 @@ int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, in
 		kn_gemm_bias_cuda(v->gemm, s.x, s.hb, bl->fc2_w, bl->fc2_b, s.x, n, Dv, v->dm.Iv, st);
 		for (int k = 0; k < v->dm.n_ds; k++)
 			if (v->dm.ds_idx[k] == b)
-				merger(v, &v->ds[k], &s, N, true, s.outs + (size_t)(1 + k) * T * v->dm.D);
+				merger(v, &v->ds[k], &s, N, true, outs + (size_t)(1 + k) * T * v->dm.D);
 	}
-	merger(v, &v->main, &s, N, false, s.outs);
+	merger(v, &v->main, &s, N, false, outs);
 
-	CUDA_CHECK(cudaMemcpyAsync(v->hout, s.outs, nout * sizeof(uint16_t), cudaMemcpyDeviceToHost,
+	CUDA_CHECK(cudaMemcpyAsync(v->hout, outs, nout * sizeof(uint16_t), cudaMemcpyDeviceToHost,
 				   st));
-	CUDA_CHECK(cudaStreamSynchronize(st));
-	/* (1+n_ds, T, D) bf16 → (T, 1+n_ds, D) fp32 */
-	for (int k = 0; k < stride; k++)
-		for (size_t j = 0; j < T; j++) {
-			const uint16_t *src = v->hout + ((size_t)k * T + j) * v->dm.D;
-			float *dst = out + (j * stride + k) * v->dm.D;
-			for (int d = 0; d < v->dm.D; d++)
-				dst[d] = bf16_to_f32(src[d]);
-		}
+	CUDA_CHECK(cudaEventRecord(v->out_ready, st));
+	v->pend_out = out;
+	v->pend_T = T;
 	return 0;
 }

@@ -46,13 +46,29 @@ size_t vision_cuda_scratch_bytes(const vision_cuda *v, int max_patches);
 
 /* Encode one image (or video) item, with the same contract as vision_cpu_encode:
  *   pixel_values  host (grid_t*grid_h*grid_w, C*Tp*P*P) fp32, rows in merge-window order
- *   out           host (n_tokens, 1 + n_ds, D) fp32, n_tokens = N / merge²: per token its
- *                 main-merger row, then deepstack rows 0..n_ds-1
+ *   dev_out       device (1 + n_ds, n_tokens, D) bf16, n_tokens = N / merge²: plane 0 the
+ *                 main-merger rows, plane 1+k deepstack k's; NULL: the scratch holds them only
+ *                 until the next encode
+ *   out           host (n_tokens, 1 + n_ds, D) fp32: per token its main-merger row, then
+ *                 deepstack rows 0..n_ds-1 — the same values widened
  *   scratch       device memory of scratch_bytes ≥ vision_cuda_scratch_bytes(v, N)
- * Returns when out is written (the stream is synchronised). Fails with QERR_INVALID for a grid
- * that is not positive or whose h, w are not multiples of the merge size, QERR_LIMIT when the
- * item is larger than 2^20 patches or the scratch is too small. */
+ * Returns when out (and dev_out) are written. Fails
+ * with QERR_INVALID for a grid that is not positive or whose h, w are not multiples of the
+ * merge size, QERR_LIMIT when the item is larger than 2^20 patches or the scratch is too
+ * small. */
 int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
-		       int grid_w, void *scratch, size_t scratch_bytes, float *out, qerr *e);
+		       int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out, float *out,
+		       qerr *e);
+
+/* The same, returning once the work is queued on the stream: dev_out is complete for later work
+ * on that stream, but out is written only by vision_cuda_finish — which the next encode calls
+ * first — so the host widening can run while the GPU does something else (the prefill). Until
+ * then out must stay allocated. */
+int vision_cuda_encode_async(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
+			     int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out,
+			     float *out, qerr *e);
+/* Write the out of the last vision_cuda_encode_async (waiting for its download only, not for
+ * later work on the stream); no-op when none is pending. */
+void vision_cuda_finish(vision_cuda *v);
 
 #endif

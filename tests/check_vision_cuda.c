@@ -312,8 +312,23 @@ static double compare_towers(const model *m, vision_cpu *vc, vision_cuda *vg, vo
 		got[i] = NAN;
 	qerr e = { 0 };
 	ck_assert_msg(vision_cpu_encode(vc, pv, gt, gh, gw, want, &e) == 0, "%s", e.msg);
-	ck_assert_msg(vision_cuda_encode(vg, pv, gt, gh, gw, scratch, scratch_bytes, got, &e) == 0,
-		      "%s", e.msg);
+	/* the rows also land in a device buffer of the caller's (the backend's encoder rows) */
+	uint16_t *dev = NULL, *dev_h = xmalloc(nout * sizeof(uint16_t));
+	ck_assert(cudaMalloc((void **)&dev, nout * sizeof(uint16_t)) == cudaSuccess);
+	ck_assert_msg(vision_cuda_encode(vg, pv, gt, gh, gw, scratch, scratch_bytes, dev, got,
+					 &e) == 0, "%s", e.msg);
+	ck_assert(cudaMemcpy(dev_h, dev, nout * sizeof(uint16_t), cudaMemcpyDeviceToHost) ==
+		  cudaSuccess);
+	size_t n_diff = 0;
+	for (int s = 0; s < S; s++)
+		for (size_t j = 0; j < T; j++)
+			for (int d = 0; d < D; d++)
+				n_diff += bf16_to_f32(dev_h[((size_t)s * T + j) * D + d]) !=
+					  got[(j * S + s) * D + d];
+	ck_assert_msg(n_diff == 0, "tower (%d,%d,%d): %zu device rows differ from the host rows",
+		      gt, gh, gw, n_diff);
+	ck_assert(cudaFree(dev) == cudaSuccess);
+	free(dev_h);
 	double worst = 0;
 	for (int s = 0; s < S; s++) {
 		double num = 0, den = 0;
@@ -406,14 +421,19 @@ START_TEST(test_vision_cuda_rejects_bad_input)
 	void *scratch;
 	CUDA_CHECK(cudaMalloc(&scratch, sb));
 	float pv[1] = { 0 }, out[1];
-	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 3, 4, scratch, sb, out, &e), -QERR_INVALID);
-	ck_assert_int_eq(vision_cuda_encode(vg, pv, 0, 2, 2, scratch, sb, out, &e), -QERR_INVALID);
-	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 2, -2, scratch, sb, out, &e), -QERR_INVALID);
-	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1 << 10, 1 << 6, 1 << 6, scratch, sb, out, &e),
+	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 3, 4, scratch, sb, NULL, out, &e),
+			 -QERR_INVALID);
+	ck_assert_int_eq(vision_cuda_encode(vg, pv, 0, 2, 2, scratch, sb, NULL, out, &e),
+			 -QERR_INVALID);
+	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 2, -2, scratch, sb, NULL, out, &e),
+			 -QERR_INVALID);
+	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1 << 10, 1 << 6, 1 << 6, scratch, sb, NULL, out,
+					    &e),
 			 -QERR_LIMIT);
 	/* 4x8 = 32 patches do not fit a scratch sized for 24 */
-	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 4, 8, scratch, sb, out, &e), -QERR_LIMIT);
-	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 4, 6, NULL, sb, out, &e), -QERR_LIMIT);
+	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 4, 8, scratch, sb, NULL, out, &e),
+			 -QERR_LIMIT);
+	ck_assert_int_eq(vision_cuda_encode(vg, pv, 1, 4, 6, NULL, sb, NULL, out, &e), -QERR_LIMIT);
 	CUDA_CHECK(cudaFree(scratch));
 	vision_cuda_free(vg);
 	kn_gemm_ctx_free(ctx);
@@ -481,7 +501,8 @@ START_TEST(test_vision_cuda_bench_2b)
 		struct timespec a, b;
 		clock_gettime(CLOCK_MONOTONIC, &a);
 		CUDA_CHECK(cudaEventRecord(e0, st));
-		ck_assert_int_eq(vision_cuda_encode(vg, pv, gt, gh, gw, scratch, sb, out, &e), 0);
+		ck_assert_int_eq(vision_cuda_encode(vg, pv, gt, gh, gw, scratch, sb, NULL, out, &e),
+				 0);
 		CUDA_CHECK(cudaEventRecord(e1, st));
 		CUDA_CHECK(cudaEventSynchronize(e1));
 		clock_gettime(CLOCK_MONOTONIC, &b);
