@@ -106,17 +106,33 @@ typedef struct backend_sample_row {
 	sampler_state *ss;
 } backend_sample_row;
 
-/* Whether b samples on its own device (backend_step_sample); the cpu backend does not. */
-bool backend_samples(const backend *b);
-
-/* backend_step, then the next token of each logit row chosen where the logits are, with
- * sampler_sample's semantics (kernels/sampling.h): ids (Σ n_logits), and lps[r] for rows whose
+/* backend_step, then the next token of each logit row chosen with sampler_sample's semantics
+ * (on the device for cuda: kernels/sampling.h): ids (Σ n_logits), and lps[r] for rows whose
  * sp->logprobs ≥ 0 (lps may be NULL when none asks). Guided rows must not come here (their
  * masks are the host's). QERR_LIMIT before anything runs when the rows exceed what the backend
  * samples at once (then backend_step and sampler_sample do it); the caller records the ids
- * with sampler_state_accept as usual. */
+ * with sampler_state_accept as usual. Nothing may be in flight (below). */
 int backend_step_sample(backend *b, const backend_seq *seqs, int n_seqs,
 			const backend_sample_row *rows, int32_t *ids, sampler_logprobs *lps,
 			qerr *e);
+
+/* The same in two halves, so that the host can plan the next step while this one runs (async
+ * scheduling): launch checks and queues the step and returns; wait returns the answers of the
+ * oldest launched step. At most BACKEND_MAX_IN_FLIGHT steps are launched and not waited for.
+ *
+ * Chained ids: in a launch, a sequence of one new position may give as its token id
+ * BACKEND_CHAINED_ID(r): the token the previous launch sampled for its logit row r, which the
+ * host need not have seen yet (on the GPU it never leaves the device before it is used).
+ *
+ * A launch that fails leaves nothing in flight; after a wait that fails, the backend is not to
+ * be trusted (the engine stops). Launched steps run in order. The draws of seeded rows happen
+ * at launch, in launch order — the same as one backend_step_sample after another. */
+#define BACKEND_MAX_IN_FLIGHT 2
+#define BACKEND_CHAINED_ID(r) ((int32_t)(-1 - (r)))
+int backend_step_sample_launch(backend *b, const backend_seq *seqs, int n_seqs,
+			       const backend_sample_row *rows, qerr *e);
+int backend_step_sample_wait(backend *b, int32_t *ids, sampler_logprobs *lps, qerr *e);
+/* Launched steps not yet waited for. */
+int backend_in_flight(const backend *b);
 
 #endif

@@ -70,6 +70,6 @@ int backend_cpu_new(const model_config *mc, const model_weights *w, const backen
 		cpu_free(c);
 		return rc;
 	}
-	*out = backend_wrap(&cpu_ops, c);
+	*out = backend_wrap(&cpu_ops, c, mc->text.vocab_size);
 	return 0;
 }

@@ -53,7 +53,7 @@
 #define DEFAULT_MAX_PATCHES 65536
 
 typedef enum job_kind {
-	JOB_NONE, JOB_INIT, JOB_ENCODE, JOB_SYNC, JOB_STEP, JOB_STEP_SAMPLE, JOB_QUIT
+	JOB_NONE, JOB_INIT, JOB_ENCODE, JOB_SYNC, JOB_STEP, JOB_LAUNCH, JOB_WAIT, JOB_QUIT
 } job_kind;
 
 typedef struct job {
@@ -66,7 +66,7 @@ typedef struct job {
 	const backend_seq *seqs;
 	int n_seqs;
 	float *logits;
-	/* step_sample */
+	/* launch, wait */
 	const backend_sample_row *rows;
 	int32_t *ids;
 	sampler_logprobs *lps;
@@ -357,9 +357,11 @@ static void *worker_main(void *arg)
 		case JOB_STEP:
 			j->rc = text_cuda_step(g->text, j->seqs, j->n_seqs, j->logits, &j->e);
 			break;
-		case JOB_STEP_SAMPLE:
-			j->rc = text_cuda_step_sample(g->text, j->seqs, j->n_seqs, j->rows, j->ids,
-						      j->lps, &j->e);
+		case JOB_LAUNCH:
+			j->rc = text_cuda_launch_sample(g->text, j->seqs, j->n_seqs, j->rows, &j->e);
+			break;
+		case JOB_WAIT:
+			j->rc = text_cuda_wait_sample(g->text, j->ids, j->lps, &j->e);
 			break;
 		case JOB_QUIT:
 			worker_deinit(g);
@@ -436,13 +438,18 @@ static int cuda_step(void *impl, const backend_seq *seqs, int n_seqs, float *log
 	return worker_run(&bc->worker, &j, e);
 }
 
-static int cuda_step_sample(void *impl, const backend_seq *seqs, int n_seqs,
-			    const backend_sample_row *rows, int32_t *ids, sampler_logprobs *lps,
-			    qerr *e)
+static int cuda_launch(void *impl, const backend_seq *seqs, int n_seqs,
+		       const backend_sample_row *rows, qerr *e)
 {
 	backend_cuda *bc = impl;
-	job j = { .kind = JOB_STEP_SAMPLE, .seqs = seqs, .n_seqs = n_seqs, .rows = rows,
-		  .ids = ids, .lps = lps };
+	job j = { .kind = JOB_LAUNCH, .seqs = seqs, .n_seqs = n_seqs, .rows = rows };
+	return worker_run(&bc->worker, &j, e);
+}
+
+static int cuda_wait(void *impl, int32_t *ids, sampler_logprobs *lps, qerr *e)
+{
+	backend_cuda *bc = impl;
+	job j = { .kind = JOB_WAIT, .ids = ids, .lps = lps };
 	return worker_run(&bc->worker, &j, e);
 }
 
@@ -454,7 +461,7 @@ static int cuda_n_blocks(void *impl)
 static const backend_ops cuda_ops = {
 	.name = "cuda", .free = cuda_free, .encode = cuda_encode, .sync = cuda_sync,
 	.step = cuda_step,
-	.n_blocks = cuda_n_blocks, .step_sample = cuda_step_sample,
+	.n_blocks = cuda_n_blocks, .launch = cuda_launch, .wait = cuda_wait,
 };
 
 bool backend_cuda_available(void)
@@ -497,7 +504,7 @@ int backend_cuda_new(const model_config *mc, const model_weights *w, const backe
 		cuda_free(bc);
 		return rc;
 	}
-	*out = backend_wrap(&cuda_ops, bc);
+	*out = backend_wrap(&cuda_ops, bc, mc->text.vocab_size);
 	return 0;
 }
 

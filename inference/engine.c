@@ -43,6 +43,8 @@ typedef struct ereq {
 	sched_seq *seqs;               /* owned: r.n */
 	json_guide *guides;            /* owned: r.n when guided, else NULL */
 	struct ereq *prev, *next;      /* the live list */
+	int n_inflight;                /* items of the launched step that are its sequences */
+	bool dead;                     /* finished and off the live list; freed when n_inflight is 0 */
 } ereq;
 
 /* The request a sched_req is the first member of. */
@@ -98,6 +100,13 @@ struct engine {
 	int n_waiting_seen;            /* waiting sequences after the last step (for BUSY) */
 	int n_live_seen;
 	double t_last_step;            /* when the last engine_step ended (debug timings) */
+
+	/* async scheduling: the launched step whose answers are not taken yet (fl_n items, a copy
+	 * of its plan's; fl_active), and the buffer the next launch's items are copied into */
+	sched_item *fl_items, *fl_next;
+	size_t cap_fl;
+	int fl_n;
+	bool fl_active;
 
 	pthread_mutex_t smu;           /* metrics */
 	metrics m;
@@ -194,10 +203,17 @@ static void ereq_free(ereq *q)
 	free(q);
 }
 
+static void fl_release(engine *en, const sched_item *items, int n);
+
 void engine_free(engine *en)
 {
 	if (!en)
 		return;
+	if (en->fl_active) {           /* its answers are dropped; the requests it names go */
+		qerr e = { 0 };
+		backend_step_sample_wait(en->b, en->sids, en->slps, &e);
+		fl_release(en, en->fl_items, en->fl_n);
+	}
 	for (ereq *q = en->live_head, *nx; q; q = nx) {
 		nx = q->next;
 		for (uint32_t i = 0; i < q->r.n; i++)
@@ -224,6 +240,8 @@ void engine_free(engine *en)
 	free(en->srows);
 	free(en->sids);
 	free(en->slps);
+	free(en->fl_items);
+	free(en->fl_next);
 	free(en->cancels.ids);
 	pthread_mutex_destroy(&en->mu);
 	pthread_cond_destroy(&en->cv);
@@ -474,6 +492,8 @@ static void finish_seq(engine *en, sched_seq *s, int reason, engine_output *out)
 {
 	double t = now_s();
 	const sched_req *r = s->req;
+	if (s->n_tokens > r->n_prompt && s->tokens[s->n_tokens - 1] < 0)
+		s->n_tokens--;         /* a placeholder for a token in flight that it will not get */
 	out->finished = true;
 	out->reason = reason;
 	out->prompt_tokens = r->n_prompt;
@@ -511,7 +531,10 @@ static void release_if_done(engine *en, ereq *q)
 	if (q->r.n_live)
 		return;
 	live_unlink(en, q);
-	ereq_free(q);
+	if (q->n_inflight)
+		q->dead = true;        /* the launched step still names its sequences */
+	else
+		ereq_free(q);
 }
 
 static void abort_req(engine *en, ereq *q, engine_emit_fn emit, void *ctx, int error,
@@ -764,6 +787,186 @@ static void guide_mask(const engine *en, const sched_req *r, const json_guide *g
 	}
 }
 
+/* ---- answers ---- */
+
+/* Token id for sequence s of request r: record it, emit it, and finish s when it stops. A
+ * placeholder at the end of s (BACKEND_CHAINED_ID: the launch that computed this token was
+ * planned before the id was known) is replaced, otherwise the id is appended. */
+static void take_token(engine *en, sched_seq *s, int32_t id, const sampler_logprobs *lp, double t,
+		       engine_emit_fn emit, void *ctx)
+{
+	sched_req *r = s->req;
+	json_guide *guide = r->sp.guided ? &req_of(r)->guides[s->index] : NULL;
+	if (guide && !en->tok_special[id])
+		json_guide_feed(guide, en->tok_bytes[id], en->tok_len[id]);
+	sampler_state_accept(&s->ss, &r->sp, id);
+	if (s->n_tokens > r->n_prompt && s->tokens[s->n_tokens - 1] < 0)
+		s->tokens[s->n_tokens - 1] = id;
+	else
+		sched_seq_append(s, id);
+	pthread_mutex_lock(&en->smu);
+	en->m.generation_tokens++;
+	if (s->t_first_token == 0) {
+		s->t_first_token = t;
+		en->m.prompt_tokens += (uint64_t)r->n_prompt;
+		metrics_hist_observe(&en->m.ttft, t - r->arrival);
+	} else {
+		metrics_hist_observe(&en->m.itl, t - s->t_last_token);
+	}
+	pthread_mutex_unlock(&en->smu);
+	s->t_last_token = t;
+
+	engine_output o = { .id = r->id, .owner = r->owner, .index = s->index, .n = 1, .ids = &id,
+			    .lp = lp, .stop_id = -1 };
+	int64_t n_out = s->n_tokens - r->n_prompt;
+	int reason = 0;
+	if ((!r->sp.ignore_eos && has_id(r->sp.eos_ids, r->sp.n_eos, id)) ||
+	    has_id(r->sp.stop_ids, r->sp.n_stop_ids, id)) {
+		reason = ENGINE_FINISH_STOP;
+		o.stop_id = id;
+	} else if (n_out >= r->max_tokens || s->n_tokens >= en->o.max_model_len) {
+		reason = ENGINE_FINISH_LENGTH;
+	}
+	if (reason) {
+		finish_seq(en, s, reason, &o);
+		r->n_live--;
+	}
+	if (emit)
+		emit(ctx, &o);
+	if (reason)
+		release_if_done(en, req_of(r));
+}
+
+/* The answers of a step run to the end: logit row k of p gives its sequence's token, sampled
+ * on the device (device: en->sids) or here from en->logits, a guide's masks first. */
+static void take_answers(engine *en, const sched_plan *p, bool device, double t,
+			 engine_emit_fn emit, void *ctx)
+{
+	int k = 0;
+	for (int i = 0; i < p->n_items; i++) {
+		if (!p->items[i].logits)
+			continue;
+		sched_seq *s = p->items[i].seq;
+		sched_req *r = s->req;
+		int row = k++;
+		sampler_logprobs lp;
+		const sampler_logprobs *lpp = NULL;
+		int32_t id;
+		if (device) {
+			id = en->sids[row];
+			lpp = r->sp.logprobs >= 0 ? &en->slps[row] : NULL;
+		} else {
+			float *logits = en->logits + (size_t)row * (size_t)en->V;
+			if (r->sp.guided) {
+				int64_t left = r->max_tokens - (s->n_tokens - r->n_prompt) - 1;
+				if (en->o.max_model_len - s->n_tokens - 1 < left)
+					left = en->o.max_model_len - s->n_tokens - 1;
+				guide_mask(en, r, &req_of(r)->guides[s->index], logits, left);
+			}
+			id = sampler_sample(&r->sp, &s->ss, logits, en->V, en->sc,
+					    r->sp.logprobs >= 0 ? &lp : NULL);
+			lpp = r->sp.logprobs >= 0 ? &lp : NULL;
+		}
+		take_token(en, s, id, lpp, t, emit, ctx);
+	}
+}
+
+/* Whether the token after this step can be sampled without the host having seen this step's:
+ * no penalties (their counts are the host's), no guide, no min_tokens still masking stops (the
+ * host's count of outputs lags by the token in flight). */
+static bool chainable(const sched_seq *s)
+{
+	const sampling_params *sp = &s->req->sp;
+	return !sp->guided && !sampler_penalised(sp) && s->ss.n_out >= sp->min_tokens;
+}
+
+/* The launched step's items no longer name their requests (answers taken, or dropped). */
+static void fl_release(engine *en, const sched_item *items, int n)
+{
+	(void)en;
+	for (int i = 0; i < n; i++) {
+		ereq *q = req_of(items[i].seq->req);
+		if (--q->n_inflight == 0 && q->dead)
+			ereq_free(q);
+	}
+}
+
+/* Take the answers of the launched step: each logit row's token to its sequence (rows of
+ * sequences finished or cancelled since the launch are dropped). */
+static int drain(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
+{
+	en->fl_active = false;
+	int rc = backend_step_sample_wait(en->b, en->sids, en->slps, e);
+	double t = now_s();
+	if (!rc) {
+		int k = 0;
+		for (int i = 0; i < en->fl_n; i++) {
+			if (!en->fl_items[i].logits)
+				continue;
+			sched_seq *s = en->fl_items[i].seq;
+			int row = k++;
+			if (s->state == SCHED_DONE)
+				continue;
+			take_token(en, s, en->sids[row], s->req->sp.logprobs >= 0 ? &en->slps[row] : NULL,
+				   t, emit, ctx);
+		}
+	}
+	fl_release(en, en->fl_items, en->fl_n);
+	en->fl_n = 0;
+	return rc;
+}
+
+/* Drop from p the items whose sequence finished (after a drain); recount its tokens. */
+static void plan_drop_done(sched_plan *p)
+{
+	int n = 0;
+	p->n_tokens = 0;
+	for (int i = 0; i < p->n_items; i++)
+		if (p->items[i].seq->state != SCHED_DONE) {
+			p->items[n++] = p->items[i];
+			p->n_tokens += p->items[i].n_new;
+		}
+	p->n_items = n;
+}
+
+/* Fill en->srows for p's logit rows; false when a row is guided (its masks are the host's). */
+static bool sample_rows(engine *en, const sched_plan *p, bool *chain)
+{
+	int k = 0;
+	*chain = !en->o.sync_scheduling;
+	for (int i = 0; i < p->n_items; i++) {
+		if (!p->items[i].logits)
+			continue;
+		sched_seq *s = p->items[i].seq;
+		if (s->req->sp.guided)
+			return false;
+		*chain = *chain && chainable(s);
+		en->srows[k].sp = &s->req->sp;
+		en->srows[k++].ss = &s->ss;
+	}
+	return true;
+}
+
+/* p was launched and the step before it drained: the scheduler advances p's sequences, and each
+ * that goes on gets a placeholder for the token p samples (the next plan sees a decode to
+ * launch; the backend fills the id in from p's answers, BACKEND_CHAINED_ID). */
+static void commit_launched(engine *en, sched_plan *p)
+{
+	int k = 0;
+	for (int i = 0; i < en->fl_n; i++) {
+		if (!en->fl_items[i].logits)
+			continue;
+		int row = k++;
+		sched_seq *s = en->fl_items[i].seq;
+		if (s->state == SCHED_DONE)
+			continue;
+		int64_t n_after = s->n_tokens + 1;   /* with p's token */
+		if (n_after - s->req->n_prompt < s->req->max_tokens && n_after < en->o.max_model_len)
+			sched_seq_append(s, BACKEND_CHAINED_ID(row));
+	}
+	(void)p;
+}
+
 int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 {
 	double t_start = now_s();
@@ -792,128 +995,105 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 	 * (the encoder cache may free them from now on) */
 	if (n_encoded && (rc || !p.n_items))
 		backend_sync(en->b);
-	if (!rc && !p.n_items) {
-		sched_step_done(en->s, &p);
-		refresh_gauges(en);
-		return 0;
-	}
-	size_t n_tok = (size_t)p.n_tokens;
-	grow_scratch(en, (size_t)p.n_items, n_tok);
-	/* Sampling where the logits are (the GPU) unless a guided row needs them on the host. */
-	bool on_device = false;
-	if (!rc) {
-		build_batch(en, &p);
-		on_device = backend_samples(en->b);
-		int k = 0;
-		for (int i = 0; on_device && i < p.n_items; i++) {
-			if (!p.items[i].logits)
-				continue;
-			sched_seq *s = p.items[i].seq;
-			if (s->req->sp.guided)
-				on_device = false;
-			en->srows[k].sp = &s->req->sp;
-			en->srows[k++].ss = &s->ss;
+	bool launched = false, done = false;   /* done: sched_step_done(p) was called */
+	if (!rc && p.n_items) {
+		grow_scratch(en, (size_t)p.n_items, (size_t)p.n_tokens);
+		bool chain = false, device = sample_rows(en, &p, &chain);
+		if (en->fl_active && !(device && chain)) {
+			/* this step needs the tokens in flight on the host: take them first */
+			rc = drain(en, emit, ctx, e);
+			plan_drop_done(&p);
+			device = device && p.n_items;
 		}
-		if (on_device) {
+		if (!rc && p.n_items)
+			build_batch(en, &p);
+		if (!rc && device && chain) {
+			rc = backend_step_sample_launch(en->b, en->bseqs, p.n_items, en->srows, e);
+			launched = !rc;
+		} else if (!rc && device) {
 			qerr se = { 0 };
+			sample_rows(en, &p, &chain);   /* p may have lost items in the drain */
 			rc = backend_step_sample(en->b, en->bseqs, p.n_items, en->srows, en->sids,
 						 en->slps, &se);
 			if (rc == -QERR_LIMIT && se.code == QERR_LIMIT) {
-				on_device = false;   /* more rows than the device samples at once */
+				device = false;   /* more rows than the device samples at once */
 				rc = 0;
 			} else if (rc && e) {
 				*e = se;
 			}
 		}
-		if (!on_device && !rc)
+		if (!rc && !device && p.n_items)
 			rc = backend_step(en->b, en->bseqs, p.n_items, en->logits, e);
+		if (!launched && !rc) {
+			double t = now_s();
+			sched_step_done(en->s, &p);
+			done = true;
+			take_answers(en, &p, device, t, emit, ctx);
+		}
 	}
-	if (rc) {
-		/* p's items keep their n_computed: they are failed and removed below */
+	if (launched) {
+		/* p runs on the device behind the step in flight: take that one's answers meanwhile,
+		 * then p becomes the step in flight */
+		if ((size_t)p.n_items > en->cap_fl) {
+			en->cap_fl = 2 * (size_t)p.n_items;
+			en->fl_items = xrealloc(en->fl_items, en->cap_fl * sizeof(*en->fl_items));
+			en->fl_next = xrealloc(en->fl_next, en->cap_fl * sizeof(*en->fl_next));
+		}
+		memcpy(en->fl_next, p.items, (size_t)p.n_items * sizeof(*p.items));
+		for (int i = 0; i < p.n_items; i++)
+			req_of(p.items[i].seq->req)->n_inflight++;
+		if (en->fl_active)
+			rc = drain(en, emit, ctx, e);
+		sched_item *tmp = en->fl_items;
+		en->fl_items = en->fl_next;
+		en->fl_next = tmp;
+		en->fl_n = p.n_items;
+		en->fl_active = true;
+		plan_drop_done(&p);
 		sched_step_done(en->s, &p);
+		commit_launched(en, &p);
+		if (rc) {
+			/* the backend failed a wait: nothing it runs is trusted (the engine stops) */
+			log_msg(LOG_LEVEL_ERR, "engine", "step failed: %s", e ? e->msg : "backend error");
+			en->fl_active = false;
+			fail_step(en, &p, emit, ctx, e);
+			fl_release(en, en->fl_items, en->fl_n);
+			en->fl_n = 0;
+		}
+	} else if (!rc && !done) {     /* nothing to run: the step in flight still answers */
+		sched_step_done(en->s, &p);
+		if (en->fl_active)
+			rc = drain(en, emit, ctx, e);
+		done = true;
+	}
+	if (rc && !launched) {
+		/* p's items keep their n_computed: they are failed and removed below */
+		if (en->fl_active) {
+			qerr ignored = { 0 };
+			drain(en, emit, ctx, &ignored);
+		}
+		if (!done)
+			sched_step_done(en->s, &p);
 		log_msg(LOG_LEVEL_ERR, "engine", "step failed: %s", e ? e->msg : "backend error");
 		fail_step(en, &p, emit, ctx, e);
-		refresh_gauges(en);
-		return rc;
 	}
-	sched_step_done(en->s, &p);
-
-	double t = now_s();
-	pthread_mutex_lock(&en->smu);
-	metrics_hist_observe(&en->m.iteration_tokens, (double)p.n_tokens);
-	pthread_mutex_unlock(&en->smu);
-	int k = 0;
-	for (int i = 0; i < p.n_items; i++) {
-		if (!p.items[i].logits)
-			continue;
-		sched_seq *s = p.items[i].seq;
-		sched_req *r = s->req;
-		float *row = en->logits + (size_t)k++ * (size_t)en->V;
-		json_guide *guide = r->sp.guided ? &req_of(r)->guides[s->index] : NULL;
-		if (guide) {
-			int64_t made = s->n_tokens - r->n_prompt;
-			int64_t left = r->max_tokens - made - 1;
-			if (en->o.max_model_len - s->n_tokens - 1 < left)
-				left = en->o.max_model_len - s->n_tokens - 1;
-			guide_mask(en, r, guide, row, left);
-		}
-		sampler_logprobs lp;
-		int32_t id;
-		if (on_device) {
-			id = en->sids[k - 1];
-			if (r->sp.logprobs >= 0)
-				lp = en->slps[k - 1];
-		} else {
-			id = sampler_sample(&r->sp, &s->ss, row, en->V, en->sc,
-					    r->sp.logprobs >= 0 ? &lp : NULL);
-		}
-		if (guide && !en->tok_special[id])
-			json_guide_feed(guide, en->tok_bytes[id], en->tok_len[id]);
-		sampler_state_accept(&s->ss, &r->sp, id);
-		sched_seq_append(s, id);
+	if (!rc && p.n_items) {
 		pthread_mutex_lock(&en->smu);
-		en->m.generation_tokens++;
-		if (s->t_first_token == 0) {
-			s->t_first_token = t;
-			en->m.prompt_tokens += (uint64_t)r->n_prompt;
-			metrics_hist_observe(&en->m.ttft, t - r->arrival);
-		} else {
-			metrics_hist_observe(&en->m.itl, t - s->t_last_token);
-		}
+		metrics_hist_observe(&en->m.iteration_tokens, (double)p.n_tokens);
 		pthread_mutex_unlock(&en->smu);
-		s->t_last_token = t;
-
-		engine_output o = { .id = r->id, .owner = r->owner, .index = s->index, .n = 1,
-				    .ids = &id, .lp = r->sp.logprobs >= 0 ? &lp : NULL, .stop_id = -1 };
-		int64_t n_out = s->n_tokens - r->n_prompt;
-		int reason = 0;
-		if ((!r->sp.ignore_eos && has_id(r->sp.eos_ids, r->sp.n_eos, id)) ||
-		    has_id(r->sp.stop_ids, r->sp.n_stop_ids, id)) {
-			reason = ENGINE_FINISH_STOP;
-			o.stop_id = id;
-		} else if (n_out >= r->max_tokens || s->n_tokens >= en->o.max_model_len) {
-			reason = ENGINE_FINISH_LENGTH;
-		}
-		if (reason) {
-			finish_seq(en, s, reason, &o);
-			r->n_live--;
-		}
-		if (emit)
-			emit(ctx, &o);
-		if (reason)
-			release_if_done(en, req_of(r));
 	}
 	refresh_gauges(en);
 	double t_end = now_s();
 	if (log_get_level() >= LOG_LEVEL_DEBUG)
-		log_msg(LOG_LEVEL_DEBUG, "engine", "step: %d sequences, %lld tokens, %d images encoded; "
-			"%.2f ms: inbox and schedule %.2f, encode %.2f, batch and backend %.2f, "
-			"results %.2f; %.2f ms since the last step", p.n_items, (long long)p.n_tokens,
-			n_encoded, (t_end - t_start) * 1e3, (t_plan - t_start) * 1e3,
-			(t_encoded - t_plan) * 1e3, (t - t_encoded) * 1e3, (t_end - t) * 1e3,
+		log_msg(LOG_LEVEL_DEBUG, "engine", "step: %d sequences, %lld tokens, %d images encoded%s; "
+			"%.2f ms: inbox and schedule %.2f, encode %.2f, the rest %.2f; %.2f ms since "
+			"the last step", p.n_items, (long long)p.n_tokens, n_encoded,
+			launched ? ", launched" : "", (t_end - t_start) * 1e3,
+			(t_plan - t_start) * 1e3, (t_encoded - t_plan) * 1e3,
+			(t_end - t_encoded) * 1e3,
 			en->t_last_step > 0 ? (t_start - en->t_last_step) * 1e3 : 0.0);
 	en->t_last_step = t_end;
-	return 0;
+	return rc;
 }
 
 json_object *engine_stats_json(engine *en)

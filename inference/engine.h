@@ -10,6 +10,15 @@
  *                   sched_step_done ─► sampler_sample per sequence that reached its end ─►
  *                   stop checks ─► emit(engine_output) per sequence that made a token or ended
  *
+ * Async scheduling (the default; engine_opts.sync_scheduling turns it off): the step is launched
+ * (backend_step_sample_launch) and engine_step returns only after taking the answers of the
+ * step launched before it — so the host streams step N's tokens, checks its stops and plans
+ * step N+2 while the device runs step N+1. Each sequence that goes on gets a placeholder token
+ * (BACKEND_CHAINED_ID) for the id in flight; the next launch passes it, the backend fills it in
+ * on the device, and the answer replaces it. A sequence that stopped in step N still computes
+ * one dropped token in N+1. Steps whose sampling needs the host's view of the latest token
+ * (penalties, min_tokens still masking, guided rows) first take the answers in flight.
+ *
  * A request is validated completely in engine_submit, on the caller's thread: token ids in the
  * vocabulary, image runs consistent with their grids (MRoPE positions are computed there too),
  * the prompt plus max_tokens within max_model_len and within the KV pool, each image within the
@@ -61,6 +70,9 @@ typedef struct engine_opts {
 	const tokenizer *tok;          /* borrowed, optional: the token bytes guided decoding
 					* (sampling_params.guided) needs; without it such requests are
 					* refused */
+	bool sync_scheduling;          /* wait for every step before planning the next, instead of
+					* planning and launching step N+1 while step N runs (async
+					* scheduling, the default: engine.c) */
 } engine_opts;
 
 typedef struct engine_request {

@@ -213,7 +213,8 @@ int main(int argc, char **argv)
 				   .max_model_len = max_len, .block_size = c.block_size,
 				   .n_blocks = n_blocks, .enable_prefix_caching = c.enable_prefix_caching,
 				   .encoder_cache_tokens = c.encoder_cache_tokens,
-				   .max_waiting = c.max_waiting, .tok = m.tok };
+				   .max_waiting = c.max_waiting, .tok = m.tok,
+				   .sync_scheduling = !c.async_scheduling };
 		rc = engine_new(b, &m.mc, &m.gc, &eo, &en, &e);
 	}
 	if (!rc) {

@@ -120,6 +120,7 @@ static const opt opts[] = {
 	{ "gpu-memory-utilization", OPT_CUSTOM, 0, 0, 0, false, set_gpu_util },
 	{ "tensor-parallel-size", OPT_INT, F(tensor_parallel_size), 1, 64, false, NULL },
 	{ "enforce-eager", OPT_BOOL, F(enforce_eager), 0, 0, false, NULL },
+	{ "async-scheduling", OPT_BOOL, F(async_scheduling), 0, 0, false, NULL },
 	{ "generation-config", OPT_STRING, F(generation_config), 0, 0, false, NULL },
 	{ "max-waiting-requests", OPT_INT, F(max_waiting), 0, 1 << 24, false, NULL },
 	{ "shutdown-timeout", OPT_CUSTOM, 0, 0, 0, false, set_shutdown },
@@ -159,6 +160,7 @@ static const char usage_text[] =
 	"  --gpu-memory-utilization F      fraction of GPU memory to use, 0 < F <= 1 (0.9)\n"
 	"  --tensor-parallel-size N        GPUs per model (1)\n"
 	"  --[no-]enforce-eager            no CUDA graphs (off)\n"
+	"  --[no-]async-scheduling         plan step N+1 while step N runs (on)\n"
 	"  --generation-config auto|vllm|DIR\n"
 	"                                  sampling defaults: the model's, vLLM's or DIR's (auto)\n"
 	"  --max-waiting-requests N        queued requests before SUBMIT is refused BUSY (1024)\n"
@@ -793,6 +795,7 @@ static void set_defaults(qvld_config *c)
 	c->max_num_batched_tokens = DEF_MAX_NUM_BATCHED_TOKENS;
 	c->block_size = DEF_BLOCK_SIZE;
 	c->enable_prefix_caching = true;
+	c->async_scheduling = true;
 	c->gpu_memory_utilization = DEF_GPU_MEMORY_UTILIZATION;
 	c->tensor_parallel_size = 1;
 	c->generation_config = xstrdup("auto");

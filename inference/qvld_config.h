@@ -58,6 +58,7 @@ typedef struct qvld_config {
 	double gpu_memory_utilization; /* --gpu-memory-utilization (0.9) */
 	int tensor_parallel_size;      /* --tensor-parallel-size (1) */
 	bool enforce_eager;            /* --enforce-eager */
+	bool async_scheduling;         /* --async-scheduling / --no-async-scheduling (on) */
 	char *generation_config;       /* owned: --generation-config auto|vllm|DIR (default "auto") */
 	int max_waiting;               /* --max-waiting-requests (1024): beyond, SUBMIT gets BUSY */
 	double shutdown_timeout;       /* --shutdown-timeout seconds (30): SIGTERM grace period */

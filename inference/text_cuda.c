@@ -59,6 +59,7 @@
 #include "rows.h"
 #include "sampling.h"
 #include "silu_mul.h"
+#include "token_chain.h"
 
 #define TEXT_CUDA_MAX_GRAPHS 64
 /* Penalty entries (ids of prompt ∪ output) of one sampled step, all rows together. */
@@ -73,7 +74,7 @@ typedef struct layer16 {
 
 /* Offsets (bytes) of the step inputs inside the staging buffers. */
 typedef struct stage_layout {
-	size_t ids, pos, slot, q_start, n_cached, ctx_len, block_table, logit_idx, vis_idx, vis;
+	size_t ids, pos, slot, q_start, n_cached, ctx_len, block_table, logit_idx, vis_idx, vis, chain;
 	size_t bytes;
 } stage_layout;
 
@@ -112,7 +113,7 @@ struct text_cuda {
 	int max_lrows;                  /* logit rows per LM head pass: max_seqs */
 	decode_graph graphs[TEXT_CUDA_MAX_GRAPHS];
 	int n_graphs;
-	/* sampling on the device (text_cuda_step_sample): device arrays in smp_d, their pinned host
+	/* sampling on the device (text_cuda_launch_sample): device arrays in smp_d, their pinned host
 	 * twins in smp_h, both owned */
 	void *smp_d, *smp_h;
 	kn_sample_row *smp_rows_d, *smp_rows_h;
@@ -120,6 +121,22 @@ struct text_cuda {
 	int32_t *smp_mask_d, *smp_mask_h;
 	int32_t *smp_ids_d, *smp_ids_h, *smp_top_ids_d, *smp_top_ids_h;
 	float *smp_lp_d, *smp_lp_h, *smp_top_lp_d, *smp_top_lp_h;
+	/* launched sampling steps (text_cuda_launch_sample): answers land in a slot's pinned
+	 * buffers (slot 0: smp_h's, slot 1: smp_h2's), waited for oldest first */
+	void *smp_h2;                   /* owned pinned host, smp_h's layout */
+	struct out_slot {
+		int32_t *ids, *top_ids;
+		float *lp, *top_lp;
+		int *n_lp;              /* owned host (max_seqs): each row's sp->logprobs */
+		cudaEvent_t done;       /* owned: after its downloads */
+		int NL;
+		bool any_lp;
+	} slots[2];
+	int slot_head, n_flight;
+	int last_NL;                    /* logit rows of the last launch: what a chained id may
+					 * name (0: none, e.g. after text_cuda_step) */
+	cudaEvent_t staged;             /* owned: after the last launch's uploads from staging */
+	bool staged_pending;
 	int32_t *smp_pen_ids, *smp_pen_counts;   /* owned host scratch (SAMPLE_PEN_CAP) */
 	/* vision rows already on the device (text_cuda_set_vis_find): runs of consecutive rows
 	 * copied device to device into the staged vis rows */
@@ -314,6 +331,14 @@ void text_cuda_free(text_cuda *t)
 	free(t->vruns);
 	CUDA_CHECK(cudaFree(t->smp_d));
 	CUDA_CHECK(cudaFreeHost(t->smp_h));
+	CUDA_CHECK(cudaFreeHost(t->smp_h2));
+	for (int i = 0; i < 2; i++) {
+		free(t->slots[i].n_lp);
+		if (t->slots[i].done)
+			CUDA_CHECK(cudaEventDestroy(t->slots[i].done));
+	}
+	if (t->staged)
+		CUDA_CHECK(cudaEventDestroy(t->staged));
 	free(t->smp_pen_ids);
 	free(t->smp_pen_counts);
 	free(t->layers);
@@ -358,6 +383,7 @@ static stage_layout stage_layout_of(const text_cuda *t, const text_cuda_limits *
 	TAKE(logit_idx, T * 4);
 	TAKE(vis_idx, T * 4);
 	TAKE(vis, t->has_vision ? (size_t)(1 + t->n_ds) * T * (size_t)t->D * 2 : 0);
+	TAKE(chain, 2 * S * 4);
 #undef TAKE
 	s.bytes = o;
 	return s;
@@ -489,6 +515,18 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	SMP(5, smp_top_ids, int32_t);
 	SMP(6, smp_top_lp, float);
 #undef SMP
+	CUDA_CHECK(cudaHostAlloc(&t->smp_h2, smp, cudaHostAllocDefault));
+	for (int i = 0; i < 2; i++) {
+		uint8_t *h = (uint8_t *)(i ? t->smp_h2 : t->smp_h);
+		struct out_slot *o = &t->slots[i];
+		o->ids = (int32_t *)(h + soff[3]);
+		o->lp = (float *)(h + soff[4]);
+		o->top_ids = (int32_t *)(h + soff[5]);
+		o->top_lp = (float *)(h + soff[6]);
+		o->n_lp = xcalloc((size_t)lim->max_seqs, sizeof(int));
+		CUDA_CHECK(cudaEventCreateWithFlags(&o->done, cudaEventDisableTiming));
+	}
+	CUDA_CHECK(cudaEventCreateWithFlags(&t->staged, cudaEventDisableTiming));
 	t->smp_pen_ids = xmalloc((size_t)SAMPLE_PEN_CAP * sizeof(int32_t));
 	t->smp_pen_counts = xmalloc((size_t)SAMPLE_PEN_CAP * sizeof(int32_t));
 	const size_t per_layer = (size_t)n_blocks * lim->block_size * t->KV * t->hd;
@@ -672,9 +710,10 @@ static int capture_graphs(text_cuda *t, qerr *e)
 
 /* ---- the step -------------------------------------------------------------------------------- */
 
-static int check_seq(const text_cuda *t, const backend_seq *s, int si, qerr *e)
+static int check_seq(const text_cuda *t, const backend_seq *s, int si, int chain_rows, qerr *e)
 {
-	const backend_seq_limits lim = { .who = "text_cuda", .vocab = t->V, .n_blocks = t->n_blocks,
+	const backend_seq_limits lim = { .who = "text_cuda", .vocab = t->V, .chain_rows = chain_rows,
+					 .n_blocks = t->n_blocks,
 					 .block_size = t->lim.block_size,
 					 .max_positions = t->lim.max_ctx,
 					 .max_what = "the longest sequence", .has_vision = t->has_vision };
@@ -765,8 +804,20 @@ typedef struct step_info {
 	const decode_graph *g;   /* the graph that runs it, or NULL: eager */
 } step_info;
 
-/* Check the step, pack its inputs into staging and copy them to the device. */
-static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info *si_out, qerr *e)
+/* Wait until the uploads of the last launch have read the staging buffers (they run first in
+ * their step, so this is short even while that step computes). */
+static void staging_free(text_cuda *t)
+{
+	if (t->staged_pending)
+		CUDA_CHECK(cudaEventSynchronize(t->staged));
+	t->staged_pending = false;
+}
+
+/* Check the step, pack its inputs into staging and copy them to the device; chained ids
+ * (BACKEND_CHAINED_ID(r), r < chain_rows) are filled in on the device from the last launch's
+ * sampled ids. */
+static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, int chain_rows,
+		   step_info *si_out, qerr *e)
 {
 	if (!t->allocated)
 		return qerr_set(e, QERR_INVALID, "text_cuda: step before text_cuda_alloc");
@@ -778,7 +829,7 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 	size_t T = 0, NL = 0, NV = 0;
 	bool decode = true;
 	for (int si = 0; si < n_seqs; si++) {
-		int rc = check_seq(t, &seqs[si], si, e);
+		int rc = check_seq(t, &seqs[si], si, chain_rows, e);
 		if (rc)
 			return rc;
 		T += (size_t)seqs[si].n_new;
@@ -798,11 +849,11 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 	int32_t *slot = STH(t, slot, int32_t), *qs = STH(t, q_start, int32_t);
 	int32_t *nc = STH(t, n_cached, int32_t), *ctx = STH(t, ctx_len, int32_t);
 	int32_t *bt = STH(t, block_table, int32_t), *lidx = STH(t, logit_idx, int32_t);
-	int32_t *vidx = STH(t, vis_idx, int32_t);
+	int32_t *vidx = STH(t, vis_idx, int32_t), *chain = STH(t, chain, int32_t);
 	uint16_t *vis = STH(t, vis, uint16_t);
 	const int bs = t->lim.block_size, D = t->D;
 	size_t r = 0, lr = 0, vr = 0;
-	int nb_max = 1, n_runs = 0;
+	int nb_max = 1, n_runs = 0, n_chain = 0;
 	bool host_rows = false;
 	for (int si = 0; si < n_seqs; si++) {
 		const backend_seq *s = &seqs[si];
@@ -817,6 +868,12 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 			lidx[lr++] = (int32_t)r + s->logit_rows[i];
 		for (int i = 0; i < s->n_new; i++, r++) {
 			ids[r] = s->ids[i];
+			if (s->ids[i] < 0) {   /* chained (check_seq allowed it) */
+				ids[r] = 0;
+				chain[2 * n_chain] = (int32_t)r;
+				chain[2 * n_chain + 1] = -1 - s->ids[i];
+				n_chain++;
+			}
 			for (int a = 0; a < 3; a++)
 				pos[(size_t)a * T + r] = s->pos[(size_t)a * s->n_new + i];
 			int p = s->n_cached + i;
@@ -850,6 +907,12 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, step_info 
 	if (g)
 		pad_decode(t, (int)T, B);
 	stage_upload(t, B, g ? B : n_seqs, nb_max, g ? B : (int)NL, (int)NV, host_rows);
+	if (n_chain) {
+		CUDA_CHECK(cudaMemcpyAsync(t->stage_d + t->sl.chain, chain, (size_t)n_chain * 8,
+					   cudaMemcpyHostToDevice, t->stream));
+		kn_token_chain_cuda(ST(t, ids, int32_t), t->smp_ids_d, ST(t, chain, int32_t), n_chain,
+				    t->stream);
+	}
 	/* the device-resident vision rows: each plane of a run is one span of n rows */
 	for (int i = 0; i < n_runs; i++) {
 		const struct vis_run *vr_ = &t->vruns[i];
@@ -880,9 +943,11 @@ static void run(text_cuda *t, const step_info *si)
 int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)
 {
 	step_info si;
-	int rc = prepare(t, seqs, n_seqs, &si, e);
+	staging_free(t);
+	int rc = prepare(t, seqs, n_seqs, 0, &si, e);
 	if (rc)
 		return rc;
+	t->last_NL = 0;   /* nothing to chain from: its ids are not sampled here */
 	if (si.NL > 0 && !logits)
 		return qerr_set(e, QERR_INVALID, "text_cuda: %zu logit rows asked for but logits is "
 				"NULL", si.NL);
@@ -901,16 +966,18 @@ int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *log
 
 /* ---- sampling on the device ------------------------------------------------------------------ */
 
-int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
-			  const backend_sample_row *rows, int32_t *ids, sampler_logprobs *lps,
-			  qerr *e)
+int text_cuda_launch_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
+			    const backend_sample_row *rows, qerr *e)
 {
+	if (t->n_flight == 2)
+		return qerr_set(e, QERR_INVALID, "text_cuda: two sampling steps in flight already");
 	size_t NL = 0;
 	for (int i = 0; i < n_seqs && seqs; i++)
 		NL += seqs[i].n_logits > 0 ? (size_t)seqs[i].n_logits : 0;
 	if (NL > (size_t)t->max_lrows)
 		return qerr_set(e, QERR_LIMIT, "text_cuda: %zu rows to sample, at most %d at once", NL,
 				t->max_lrows);
+	staging_free(t);
 	/* the rows' parameters and lists, before anything runs (a refusal leaves no trace) */
 	kn_sample_row *kr = t->smp_rows_h;
 	kn_sample_pen *pen = t->smp_pen_h;
@@ -945,7 +1012,7 @@ int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 		kr[r].mask_count = (int32_t)n_mask - kr[r].mask_start;
 	}
 	step_info si;
-	int rc = prepare(t, seqs, n_seqs, &si, e);
+	int rc = prepare(t, seqs, n_seqs, t->last_NL, &si, e);
 	if (rc)
 		return rc;
 	/* the draws last: a refusal above must not have advanced any generator */
@@ -958,7 +1025,14 @@ int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 					   cudaMemcpyHostToDevice, st));
 	if (n_mask)
 		CUDA_CHECK(cudaMemcpyAsync(t->smp_mask_d, mask, n_mask * 4, cudaMemcpyHostToDevice, st));
+	CUDA_CHECK(cudaEventRecord(t->staged, st));
+	t->staged_pending = true;
 	run(t, &si);
+	struct out_slot *o = &t->slots[(t->slot_head + t->n_flight) % 2];
+	o->NL = (int)NL;
+	o->any_lp = any_lp;
+	for (size_t r = 0; r < NL; r++)
+		o->n_lp[r] = rows[r].sp->logprobs;
 	if (NL) {
 		const int K = KN_SAMPLE_MAX_LOGPROBS;
 		if (kn_sample_cuda(t->smp_ids_d, any_lp ? t->smp_lp_d : NULL,
@@ -968,31 +1042,42 @@ int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 			log_msg(LOG_LEVEL_CRIT, "text_cuda", "sampling refused a vocabulary of %d", t->V);
 			abort();
 		}
-		CUDA_CHECK(cudaMemcpyAsync(t->smp_ids_h, t->smp_ids_d, NL * 4, cudaMemcpyDeviceToHost,
-					   st));
+		CUDA_CHECK(cudaMemcpyAsync(o->ids, t->smp_ids_d, NL * 4, cudaMemcpyDeviceToHost, st));
 		if (any_lp) {
-			CUDA_CHECK(cudaMemcpyAsync(t->smp_lp_h, t->smp_lp_d, NL * 4,
+			CUDA_CHECK(cudaMemcpyAsync(o->lp, t->smp_lp_d, NL * 4, cudaMemcpyDeviceToHost,
+						   st));
+			CUDA_CHECK(cudaMemcpyAsync(o->top_ids, t->smp_top_ids_d, NL * K * 4,
 						   cudaMemcpyDeviceToHost, st));
-			CUDA_CHECK(cudaMemcpyAsync(t->smp_top_ids_h, t->smp_top_ids_d, NL * K * 4,
-						   cudaMemcpyDeviceToHost, st));
-			CUDA_CHECK(cudaMemcpyAsync(t->smp_top_lp_h, t->smp_top_lp_d, NL * K * 4,
+			CUDA_CHECK(cudaMemcpyAsync(o->top_lp, t->smp_top_lp_d, NL * K * 4,
 						   cudaMemcpyDeviceToHost, st));
 		}
 	}
+	CUDA_CHECK(cudaEventRecord(o->done, st));
+	t->n_flight++;
+	t->last_NL = (int)NL;
 	while_running(t);
-	CUDA_CHECK(cudaStreamSynchronize(st));
-	for (size_t r = 0; r < NL; r++) {
-		ids[r] = t->smp_ids_h[r];
-		const sampling_params *p = rows[r].sp;
-		if (p->logprobs < 0 || !lps)
+	return 0;
+}
+
+int text_cuda_wait_sample(text_cuda *t, int32_t *ids, sampler_logprobs *lps, qerr *e)
+{
+	if (!t->n_flight)
+		return qerr_set(e, QERR_INVALID, "text_cuda: no sampling step in flight");
+	struct out_slot *o = &t->slots[t->slot_head];
+	t->slot_head = (t->slot_head + 1) % 2;
+	t->n_flight--;
+	CUDA_CHECK(cudaEventSynchronize(o->done));
+	for (int r = 0; r < o->NL; r++) {
+		ids[r] = o->ids[r];
+		if (o->n_lp[r] < 0 || !lps)
 			continue;
 		sampler_logprobs *lp = &lps[r];
 		lp->id = ids[r];
-		lp->logprob = t->smp_lp_h[r];
-		lp->n_top = p->logprobs > 0 ? (p->logprobs < t->V ? p->logprobs : t->V) : 0;
+		lp->logprob = o->lp[r];
+		lp->n_top = o->n_lp[r] > 0 ? (o->n_lp[r] < t->V ? o->n_lp[r] : t->V) : 0;
 		for (int k = 0; k < lp->n_top; k++) {
-			lp->top_ids[k] = t->smp_top_ids_h[r * KN_SAMPLE_MAX_LOGPROBS + k];
-			lp->top_logprobs[k] = t->smp_top_lp_h[r * KN_SAMPLE_MAX_LOGPROBS + k];
+			lp->top_ids[k] = o->top_ids[r * KN_SAMPLE_MAX_LOGPROBS + k];
+			lp->top_logprobs[k] = o->top_lp[r * KN_SAMPLE_MAX_LOGPROBS + k];
 		}
 	}
 	return 0;

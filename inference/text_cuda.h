@@ -65,11 +65,15 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
  * are the bf16 logits widened. */
 int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *logits, qerr *e);
 
-/* text_cuda_step without logits: each logit row's next token chosen on the device
- * (kernels/sampling.h) with sampler_sample's semantics — backend_step_sample (backend.h). */
-int text_cuda_step_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
-			  const backend_sample_row *rows, int32_t *ids, sampler_logprobs *lps,
-			  qerr *e);
+/* text_cuda_step without logits, in two halves (backend_step_sample_launch / _wait, backend.h):
+ * the launch checks the step, stages it and queues it with the choice of each logit row's
+ * next token on the device (kernels/sampling.h, sampler_sample's semantics); the wait returns
+ * the oldest launch's ids and logprobs. At most two launches are in flight; a launch may chain
+ * ids from the one before it (token ids BACKEND_CHAINED_ID(r), filled in on the device by
+ * kernels/token_chain.h). text_cuda_step in between ends the chain. */
+int text_cuda_launch_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
+			    const backend_sample_row *rows, qerr *e);
+int text_cuda_wait_sample(text_cuda *t, int32_t *ids, sampler_logprobs *lps, qerr *e);
 
 /* Where a vision row (backend_seq.vis[i], host fp32) already lives on the device as bf16, the
  * same values rounded: the device row of its plane 0 (the main merger's), *plane_stride elements

@@ -3,7 +3,9 @@
  * on random-weight checkpoints made by mkmodel (bf16, so both read the same weights): the text
  * prompt, one image and several images, a ragged batch of sequences with chunked prefill and a
  * cached prefix, and decode steps through the CUDA graphs and eagerly; sampling on the device
- * against the host sampler. Compared: the vision rows (relative L2 ≤ 3e-2), the logits of every
+ * against the host sampler; chained launches (async scheduling: step N+1 launched with ids it
+ * takes from step N on the device) against one step after another, and the token_chain kernel
+ * against its reference. Compared: the vision rows (relative L2 ≤ 3e-2), the logits of every
  * row asked for (relative L2 ≤ 2e-2), and the greedy id wherever the reference's top-1 margin
  * exceeds 0.05.
  *
@@ -28,6 +30,7 @@
 #include "model_weights.h"
 #include "sampler.h"
 #include "testutil.h"
+#include "token_chain.h"
 
 #define BLOCK 16
 #define N_BLOCKS 512
@@ -541,6 +544,127 @@ START_TEST(test_backend_cuda_samples_like_the_host)
 }
 END_TEST
 
+/* token_chain: random pairs over a staged id array, against the reference. */
+START_TEST(test_backend_cuda_token_chain_kernel)
+{
+	enum { T = 301, R = 97, N = 61 };
+	int32_t ids[T], want[T], prev[R], pairs[2 * N];
+	for (int i = 0; i < T; i++)
+		ids[i] = want[i] = (int32_t)urand();
+	for (int i = 0; i < R; i++)
+		prev[i] = (int32_t)(urand() % 151936);
+	for (int i = 0; i < N; i++) {   /* distinct destinations: every fifth row */
+		pairs[2 * i] = 5 * i;
+		pairs[2 * i + 1] = (int32_t)(urand() % R);
+	}
+	kn_token_chain_ref(want, prev, pairs, N);
+	int32_t *d_ids, *d_prev, *d_pairs;
+	ck_assert(cudaMalloc((void **)&d_ids, sizeof(ids)) == cudaSuccess);
+	ck_assert(cudaMalloc((void **)&d_prev, sizeof(prev)) == cudaSuccess);
+	ck_assert(cudaMalloc((void **)&d_pairs, sizeof(pairs)) == cudaSuccess);
+	ck_assert(cudaMemcpy(d_ids, ids, sizeof(ids), cudaMemcpyHostToDevice) == cudaSuccess);
+	ck_assert(cudaMemcpy(d_prev, prev, sizeof(prev), cudaMemcpyHostToDevice) == cudaSuccess);
+	ck_assert(cudaMemcpy(d_pairs, pairs, sizeof(pairs), cudaMemcpyHostToDevice) == cudaSuccess);
+	kn_token_chain_cuda(d_ids, d_prev, d_pairs, N, 0);
+	kn_token_chain_cuda(d_ids, d_prev, d_pairs, 0, 0);   /* nothing to do */
+	ck_assert(cudaMemcpy(ids, d_ids, sizeof(ids), cudaMemcpyDeviceToHost) == cudaSuccess);
+	ck_assert(!memcmp(ids, want, sizeof(ids)));
+	ck_assert(cudaFree(d_ids) == cudaSuccess && cudaFree(d_prev) == cudaSuccess &&
+		  cudaFree(d_pairs) == cudaSuccess);
+}
+END_TEST
+
+/* Decode launched one step ahead, each step's ids chained from the one before on the device,
+ * gives exactly the ids of waiting for every step (a twin backend); the draws of the seeded
+ * row happen at launch, in the same order. Graph sizes 3 → 4 (padded) are used. */
+START_TEST(test_backend_cuda_chained_launches)
+{
+	backend *a = make_cuda(&tiny, false), *b = make_cuda(&tiny, false);
+	enum { NS = 3, STEPS = 7 };
+	seq *ss[NS];
+	sampling_params sp[NS];
+	sampler_state sa[NS], sb[NS];
+	memset(sp, 0, sizeof(sp));
+	for (int i = 0; i < NS; i++) {
+		ss[i] = xmalloc(sizeof(seq));
+		seq_text(ss[i], 30 + 11 * i, i * 32, &tiny);
+		sp[i].temperature = i == 1 ? 0.9 : 0;
+		sp[i].top_p = 1;
+		sp[i].repetition_penalty = 1;
+		sp[i].has_seed = i == 1;
+		sp[i].seed = 7;
+		sp[i].logprobs = i == 2 ? 2 : -1;
+		sampler_state_init(&sa[i], &sp[i], 0, ss[i]->ids, (size_t)ss[i]->n);
+		sampler_state_init(&sb[i], &sp[i], 0, ss[i]->ids, (size_t)ss[i]->n);
+	}
+	backend_sample_row ra[NS], rb[NS];
+	for (int i = 0; i < NS; i++) {
+		ra[i] = (backend_sample_row){ &sp[i], &sa[i] };
+		rb[i] = (backend_sample_row){ &sp[i], &sb[i] };
+	}
+	qerr e = { 0 };
+	/* the prompts, on both (one step each, waited) */
+	backend_seq q[NS];
+	int32_t pb[NS][3 * 128], lr[NS], first[NS], first_b[NS];
+	sampler_logprobs lps[NS];
+	for (int i = 0; i < NS; i++)
+		q[i] = chunk(ss[i], 0, ss[i]->n, false, pb[i], &lr[i]);
+	ck_assert_msg(backend_step_sample(a, q, NS, ra, first, lps, &e) == 0, "%s", e.msg);
+	ck_assert_msg(backend_step_sample(b, q, NS, rb, first_b, lps, &e) == 0, "%s", e.msg);
+	ck_assert(!memcmp(first, first_b, sizeof(first)));
+	/* b: one step after another with the ids it was given */
+	int32_t want[STEPS][NS], got[STEPS][NS], tok[NS];
+	memcpy(tok, first, sizeof(tok));
+	for (int t = 0; t < STEPS; t++) {
+		for (int i = 0; i < NS; i++) {
+			int p = ss[i]->n + t;
+			pb[i][0] = pb[i][1] = pb[i][2] = p;
+			q[i] = (backend_seq){ .n_new = 1, .ids = &tok[i], .pos = pb[i], .n_cached = p,
+					     .block_table = ss[i]->table, .n_logits = 1,
+					     .logit_rows = &lr[i] };
+			lr[i] = 0;
+		}
+		ck_assert_msg(backend_step_sample(b, q, NS, rb, want[t], lps, &e) == 0, "%s", e.msg);
+		memcpy(tok, want[t], sizeof(tok));
+	}
+	/* a: step t+1 launched (ids chained) before step t is waited for */
+	int32_t chained[NS];
+	for (int t = 0; t <= STEPS; t++) {
+		if (t < STEPS) {
+			for (int i = 0; i < NS; i++) {
+				int p = ss[i]->n + t;
+				pb[i][0] = pb[i][1] = pb[i][2] = p;
+				chained[i] = t ? BACKEND_CHAINED_ID(i) : first[i];
+				lr[i] = 0;
+				q[i] = (backend_seq){ .n_new = 1, .ids = &chained[i], .pos = pb[i],
+						     .n_cached = p, .block_table = ss[i]->table,
+						     .n_logits = 1, .logit_rows = &lr[i] };
+			}
+			ck_assert_msg(backend_step_sample_launch(a, q, NS, ra, &e) == 0, "%s", e.msg);
+		}
+		if (t > 0)
+			ck_assert_msg(backend_step_sample_wait(a, got[t - 1], lps, &e) == 0, "%s", e.msg);
+		ck_assert_int_eq(backend_in_flight(a), t < STEPS ? 1 : 0);
+	}
+	for (int t = 0; t < STEPS; t++)
+		for (int i = 0; i < NS; i++)
+			ck_assert_msg(got[t][i] == want[t][i], "step %d sequence %d: chained %d, waited %d",
+				      t, i, got[t][i], want[t][i]);
+	ck_assert_int_eq(lps[2].id, got[STEPS - 1][2]);
+	/* a chained id naming a row the last launch did not have is refused */
+	int32_t bad = BACKEND_CHAINED_ID(NS);
+	q[0].ids = &bad;
+	ck_assert_int_eq(backend_step_sample_launch(a, q, 1, ra, &e), -QERR_INVALID);
+	for (int i = 0; i < NS; i++) {
+		sampler_state_deinit(&sa[i]);
+		sampler_state_deinit(&sb[i]);
+		free(ss[i]);
+	}
+	backend_free(a);
+	backend_free(b);
+}
+END_TEST
+
 /* Bad steps are refused with a message naming what was wrong, and the backend still works. */
 START_TEST(test_backend_cuda_refuses_bad_steps)
 {
@@ -584,6 +708,8 @@ int main(void)
 	tcase_add_test(tc, test_backend_cuda_several_images);
 	tcase_add_test(tc, test_backend_cuda_samples_like_the_host);
 	tcase_add_test(tc, test_backend_cuda_refuses_bad_steps);
+	tcase_add_test(tc, test_backend_cuda_token_chain_kernel);
+	tcase_add_test(tc, test_backend_cuda_chained_launches);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_set_fork_status(sr, CK_NOFORK);

@@ -6,7 +6,10 @@
  * request samples the same tokens alone and in a crowd, and choice i of an n > 1 request equals
  * a single request seeded with seed + i; a repeated prompt is served from the prefix cache
  * (cached_tokens) with the same output; a repeated image is served from the encoder cache;
- * cancel frees every block at once; submit refuses what cannot be served, naming why.
+ * cancel frees every block at once; submit refuses what cannot be served, naming why; async
+ * scheduling (the default: step N+1 planned and launched before step N's tokens are taken)
+ * gives exactly the outputs of waiting for every step, over a mix of greedy, seeded, penalised
+ * (which must wait), stopped and n > 1 requests.
  *
  * The model is made once in an unchecked fixture (the parent process) and shared by the forks.
  */
@@ -31,6 +34,7 @@
 #define MAX_CHOICES 4
 
 static char *model_dir;
+static bool sync_scheduling;   /* harness_init's engines wait for every step */
 static model_config mc;
 static generation_config gc;
 static preprocessor_config pc;
@@ -106,7 +110,8 @@ static void harness_init(harness *h, int n_blocks, int max_seqs, int budget)
 	ck_assert_msg(backend_cpu_new(&mc, &w, &bo, &h->b, &e) == 0, "%s", e.msg);
 	engine_opts eo = { .max_num_seqs = max_seqs, .max_num_batched_tokens = budget,
 			   .max_model_len = 4096, .block_size = 16, .n_blocks = n_blocks,
-			   .enable_prefix_caching = true, .encoder_cache_tokens = 4096, .tok = tok };
+			   .enable_prefix_caching = true, .encoder_cache_tokens = 4096, .tok = tok,
+			   .sync_scheduling = sync_scheduling };
 	ck_assert_msg(engine_new(h->b, &mc, &gc, &eo, &h->en, &e) == 0, "%s", e.msg);
 }
 
@@ -394,6 +399,72 @@ START_TEST(test_engine_cancel_frees_blocks)
 }
 END_TEST
 
+/* The mix of test_engine_async_equals_sync on one engine; stop[k] is a token that request k
+ * (k % 4 == 3) stops at. */
+enum { MIX_N = 12 };
+
+static void run_mix(const int32_t stop[MIX_N], result *out)
+{
+	harness *h = xcalloc(1, sizeof(*h));
+	harness_init(h, 256, 8, 48);
+	qerr e = { 0 };
+	for (int k = 0; k < MIX_N; k++) {
+		int32_t ids[128];
+		int n = 5 + (k * 53) % 90;
+		prompt(300 + k, n, ids);
+		sampling_params sp = greedy();
+		uint32_t choices = 1;
+		if (k % 4 == 1) {                      /* seeded sampling, chained on the device */
+			sp.temperature = 0.9;
+			sp.top_p = 0.9;
+			sp.has_seed = true;
+			sp.seed = 100 + (uint64_t)k;
+			choices = k == 5 ? 2 : 1;
+		} else if (k % 4 == 2) {               /* penalties: the host's counts, no chaining */
+			sp.presence_penalty = 0.5;
+		} else if (k % 4 == 3) {               /* stops while its next step is in flight */
+			sp.n_stop_ids = 1;
+			sp.stop_ids[0] = stop[k];
+		}
+		ck_assert_msg(submit(h, (uint64_t)k, ids, n, sp, 4 + k % 7, choices, &e) == 0, "%s",
+			      e.msg);
+	}
+	run_all(h);
+	memcpy(out, h->res, MIX_N * sizeof(*out));
+	harness_deinit(h);
+	free(h);
+}
+
+START_TEST(test_engine_async_equals_sync)
+{
+	/* the stop tokens: the third greedy token of each stopping request, alone */
+	int32_t stop[MIX_N] = { 0 };
+	for (int k = 3; k < MIX_N; k += 4) {
+		int32_t ids[128];
+		int n = 5 + (k * 53) % 90;
+		prompt(300 + k, n, ids);
+		result r;
+		run_alone(ids, n, greedy(), 8, &r);
+		ck_assert_int_ge(r.n[0], 3);
+		stop[k] = r.ids[0][2];
+	}
+	result *sync = xcalloc(MIX_N, sizeof(*sync)), *async = xcalloc(MIX_N, sizeof(*async));
+	sync_scheduling = true;
+	run_mix(stop, sync);
+	sync_scheduling = false;
+	run_mix(stop, async);
+	for (int k = 0; k < MIX_N; k++)
+		for (int c = 0; c < (k == 5 ? 2 : 1); c++) {
+			ck_assert(sync[k].finished[c] && async[k].finished[c]);
+			assert_same(&async[k], c, &sync[k], c);
+			if (k % 4 == 3)
+				ck_assert_int_eq(sync[k].ids[c][sync[k].n[c] - 1], stop[k]);
+		}
+	free(sync);
+	free(async);
+}
+END_TEST
+
 START_TEST(test_engine_stop_ids_and_max_tokens)
 {
 	int32_t ids[20];
@@ -548,6 +619,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, test_engine_encoder_cache_hit);
 	tcase_add_test(tc, test_engine_cancel_frees_blocks);
 	tcase_add_test(tc, test_engine_stop_ids_and_max_tokens);
+	tcase_add_test(tc, test_engine_async_equals_sync);
 	tcase_add_test(tc, test_engine_submit_refusals);
 	tcase_add_test(tc, test_engine_busy_when_queue_full);
 	tcase_add_test(tc, test_engine_guided_json_is_valid);

@@ -85,6 +85,7 @@ static void assert_defaults_except_model(const qvld_config *c)
 	ck_assert(c->gpu_memory_utilization == 0.9);
 	ck_assert_int_eq(c->tensor_parallel_size, 1);
 	ck_assert(!c->enforce_eager);
+	ck_assert(c->async_scheduling);
 	ck_assert_str_eq(c->generation_config, "auto");
 	ck_assert_int_eq(c->max_waiting, 1024);
 	ck_assert(c->shutdown_timeout == 30);
@@ -190,9 +191,11 @@ START_TEST(test_qvld_config_boolean_switches)
 {
 	qvld_config c;
 	assert_parses(ARGS("--model", "m", "--no-enable-prefix-caching", "--enable-prefix-caching",
-			   "--enforce-eager", "--no-enforce-eager", "--batch-invariant"), &c);
+			   "--enforce-eager", "--no-enforce-eager", "--batch-invariant",
+			   "--no-async-scheduling"), &c);
 	ck_assert(c.enable_prefix_caching);
 	ck_assert(!c.enforce_eager);
+	ck_assert(!c.async_scheduling);
 	ck_assert(c.batch_invariant);
 	qvld_config_deinit(&c);
 	assert_parses(ARGS("--model", "m", "--enable-prefix-caching=FALSE", "--batch-invariant=on",
