@@ -16,6 +16,16 @@
  * no token comes, a streaming response gets an SSE comment every heartbeat_ms, so that a
  * vanished client is noticed during a long prefill too.
  *
+ * Image bodies: a chat body is mostly base64 (a 448x448 PNG is 800 KB of it), and json-c
+ * copies a string a byte at a time (~1 ms for that much). So before parsing, each
+ * "url": "data:image/…;base64,PAYLOAD" value is cut out of the text (body_media) and replaced
+ * by a short placeholder that fetch_media resolves, decoding PAYLOAD in place. Only what the
+ * JSON means is unchanged is taken this way: the payload holds no quote or backslash, so the
+ * text's strings begin and end where they did, and the value must be consumed as an image URL
+ * by chat_request_parse_media. Anything else (a placeholder left unused, a request that fails to
+ * parse or to decode) sends the request down the plain path: the whole text parsed as it came,
+ * so a client sees exactly what it would without the shortcut.
+ *
  * State: api_ctx holds what every thread shares (options, the model's tokenizer and
  * preprocessor settings, loaded once from the model directory the daemon announces, under a
  * mutex); api_thread holds one thread's connection to qvld, re-made by the next request when it
@@ -31,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -54,6 +65,10 @@
 #define CONNECT_TIMEOUT_MS 2000
 #define MAX_BACKOFF_MS 5000
 #define MAX_CHOICES 128
+/* Request bodies are read READ_CHUNK bytes or more at a time, into a buffer sized up front from
+ * CONTENT_LENGTH up to BODY_RESERVE_MAX (a larger body grows as it comes). */
+#define READ_CHUNK 65536
+#define BODY_RESERVE_MAX ((size_t)16 << 20)
 
 /* ---- shared and per-thread state ---- */
 
@@ -365,15 +380,15 @@ static bool content_type_json(const char *ct)
 	       (n > 5 && !strncasecmp(ct + n - 5, "+json", 5));
 }
 
-/* Read and parse the JSON body; on failure the error response is sent and NULL returned. */
-static json_object *read_body(req *r)
+/* Read the body into b; on failure the error response is sent, b is empty and false returned. */
+static bool read_text(req *r, strbuf *b)
 {
 	const api_io *io = r->io;
 	size_t max = r->t->a->o.max_request_bytes;
 	if (!content_type_json(io->param(io->ctx, "CONTENT_TYPE"))) {
 		api_fail(r, 415, NULL, "the request body must be JSON (Content-Type: application/json), "
 			 "not %s", io->param(io->ctx, "CONTENT_TYPE"));
-		return NULL;
+		return false;
 	}
 	const char *cl = io->param(io->ctx, "CONTENT_LENGTH");
 	if (cl && *cl) {
@@ -382,45 +397,202 @@ static json_object *read_body(req *r)
 		if (*end || n > max) {
 			api_fail(r, 413, NULL, "the request body (%s bytes) is over the limit of %zu "
 				 "bytes", cl, max);
-			return NULL;
+			return false;
 		}
+		/* the announced size at once (a body with an image is ~1 MB: no regrowing) */
+		strbuf_reserve(b, n < BODY_RESERVE_MAX ? (size_t)n : BODY_RESERVE_MAX);
 	}
-	strbuf b = { 0 };
-	char buf[65536];
+	/* read straight into b, never more than max + 1 bytes in all */
 	for (;;) {
-		long got = io->read(io->ctx, buf, sizeof(buf));
+		strbuf_reserve(b, READ_CHUNK);
+		b->s[b->len] = 0;          /* a fresh buffer's first byte */
+		size_t room = b->cap - b->len - 1;
+		if (room > max + 1 - b->len)
+			room = max + 1 - b->len;
+		long got = io->read(io->ctx, b->s + b->len, room);
 		if (got < 0) {
-			strbuf_deinit(&b);
+			strbuf_deinit(b);
 			r->client_gone = true;
-			return NULL;
+			return false;
 		}
 		if (got == 0)
 			break;
-		if (b.len + (size_t)got > max) {
-			strbuf_deinit(&b);
+		if (b->len + (size_t)got > max) {
+			strbuf_deinit(b);
 			api_fail(r, 413, NULL, "the request body is over the limit of %zu bytes", max);
-			return NULL;
+			return false;
 		}
-		strbuf_add(&b, buf, (size_t)got);
+		b->len += (size_t)got;
+		b->s[b->len] = 0;
 	}
-	if (!b.len) {
+	if (!b->len) {
+		strbuf_deinit(b);
 		api_fail(r, 400, NULL, "the request body is empty; a JSON object is expected");
-		return NULL;
+		return false;
 	}
+	return true;
+}
+
+/* Parse a body read by read_text; on failure the error response is sent and NULL returned. */
+static json_object *parse_body(req *r, const char *text, size_t len)
+{
 	qerr e = { 0 };
 	json_object *o = NULL;
-	if (jsonx_parse(b.s, b.len, "request body", &o, &e)) {
-		strbuf_deinit(&b);
+	if (jsonx_parse(text, len, "request body", &o, &e)) {
 		api_fail(r, 400, NULL, "%s", e.msg);
 		return NULL;
 	}
-	strbuf_deinit(&b);
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
 		api_fail(r, 400, NULL, "the request body must be a JSON object");
 		return NULL;
 	}
 	return o;
+}
+
+/* ---- data URLs cut out of a chat body (see the top of the file) ---- */
+
+/* Payloads shorter than this stay in the text: cutting them out saves nothing. */
+#define BODY_MEDIA_MIN 4096
+
+typedef struct body_media {
+	char prefix[48];               /* "qvl-body:<nonce>:", then the run's index */
+	size_t prefix_len;
+	size_t n;
+	struct {
+		const char *p;         /* borrowed from the body text: the base64 payload */
+		size_t len;
+		bool used;             /* resolved by fetch_media */
+	} run[CHAT_REQUEST_MAX_IMAGES];
+} body_media;
+
+static bool json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* If the ";base64," at text[at] ends the header of a "url" value
+ *   "url" ws : ws "data:image/TYPE;base64,PAYLOAD"
+ * (the header without '"', '\\' or ','; PAYLOAD without '"' or '\\', at least BODY_MEDIA_MIN
+ * bytes), set [*vs, *ve) to the value's text between its quotes and [*ps, *ps + *pl) to PAYLOAD. */
+static bool data_url_at(const char *text, size_t len, size_t at, size_t *vs, size_t *ve,
+			size_t *ps, size_t *pl)
+{
+	/* back over the header to the value's opening quote */
+	size_t q = at;
+	while (q > 0 && at - q < 256 && text[q - 1] != '"' && text[q - 1] != '\\' &&
+	       text[q - 1] != ',')
+		q--;
+	if (q < 1 || text[q - 1] != '"' || at - q < 11 || memcmp(text + q, "data:image/", 11))
+		return false;
+	/* ws : ws "url", the key's opening quote not escaped */
+	size_t k = q - 1;
+	while (k > 0 && json_space(text[k - 1]))
+		k--;
+	if (k < 1 || text[k - 1] != ':')
+		return false;
+	k--;
+	while (k > 0 && json_space(text[k - 1]))
+		k--;
+	if (k < 6 || text[k - 5] != '"' || memcmp(text + k - 4, "url\"", 4) || text[k - 6] == '\\')
+		return false;
+	size_t p0 = at + 8;
+	const char *end = memchr(text + p0, '"', len - p0);
+	if (!end || (size_t)(end - text) - p0 < BODY_MEDIA_MIN ||
+	    memchr(text + p0, '\\', (size_t)(end - text) - p0))
+		return false;
+	*vs = q;
+	*ve = (size_t)(end - text);
+	*ps = p0;
+	*pl = *ve - p0;
+	return true;
+}
+
+/* The chat body text with its data URL payloads cut out into m (placeholders in their place),
+ * or NULL when there is none to cut (m->n == 0). */
+static char *body_media_cut(const char *text, size_t len, body_media *m, size_t *out_len)
+{
+	memset(m, 0, sizeof(*m));
+	static const char key[] = ";base64,";
+	strbuf b = { 0 };
+	size_t from = 0, at = 0;
+	while (m->n < CHAT_REQUEST_MAX_IMAGES && at < len) {
+		const char *hit = memmem(text + at, len - at, key, sizeof(key) - 1);
+		if (!hit)
+			break;
+		at = (size_t)(hit - text);
+		size_t vs, ve, ps, pl;
+		if (!data_url_at(text, len, at, &vs, &ve, &ps, &pl)) {
+			at += sizeof(key) - 1;
+			continue;
+		}
+		if (!m->n) {
+			uint64_t nonce = (uint64_t)mono_ms() * 0x9e3779b97f4a7c15ull ^ (uintptr_t)&b;
+			if (getrandom(&nonce, sizeof(nonce), GRND_NONBLOCK) != (ssize_t)sizeof(nonce)) {
+				/* the time and an address will do: a guessed nonce only lets a client
+				 * name its own payloads */
+			}
+			m->prefix_len = (size_t)snprintf(m->prefix, sizeof(m->prefix), "qvl-body:%016llx:",
+							 (unsigned long long)nonce);
+		}
+		strbuf_add(&b, text + from, vs - from);
+		strbuf_addf(&b, "%s%zu", m->prefix, m->n);
+		m->run[m->n].p = text + ps;
+		m->run[m->n].len = pl;
+		m->n++;
+		from = ve;
+		at = ve;
+	}
+	if (!m->n) {
+		strbuf_deinit(&b);
+		return NULL;
+	}
+	strbuf_add(&b, text + from, len - from);
+	*out_len = b.len;
+	return strbuf_detach(&b, NULL);
+}
+
+/* Decode the payload a placeholder names: 1 when url is one of m's (*data, *len set, or the
+ * decoder's error), 0 when it is not. */
+static int body_media_fetch(body_media *m, const char *url, char **data, size_t *len, int *rc,
+			    qerr *e)
+{
+	if (!m || !m->n || strncmp(url, m->prefix, m->prefix_len))
+		return 0;
+	char *end = NULL;
+	unsigned long long i = strtoull(url + m->prefix_len, &end, 10);
+	if (*end || i >= m->n)
+		return 0;
+	m->run[i].used = true;
+	*rc = chat_base64_decode(m->run[i].p, m->run[i].len, CHAT_REQUEST_MAX_IMAGE_BYTES, data, len,
+				 e);
+	return 1;
+}
+
+static bool body_media_all_used(const body_media *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		if (!m->run[i].used)
+			return false;
+	return true;
+}
+
+/* A chat body: parsed with its data URLs cut out into m when that parses to an object, else
+ * (m->n = 0) as parse_body parses it. */
+static json_object *parse_chat_body(req *r, const strbuf *text, body_media *m)
+{
+	size_t cut_len = 0;
+	char *cut = body_media_cut(text->s, text->len, m, &cut_len);
+	if (cut) {
+		json_object *o = NULL;
+		int rc = jsonx_parse(cut, cut_len, "request body", &o, NULL);
+		free(cut);
+		if (!rc && json_object_is_type(o, json_type_object))
+			return o;
+		json_object_put(o);
+		m->n = 0;
+	}
+	return parse_body(r, text->s, text->len);
 }
 
 /* Constant-time comparison of the bearer token with the key. */
@@ -867,11 +1039,15 @@ static void execute(run *u, wire_submit *s)
 typedef struct fetch_ctx {
 	api_ctx *a;
 	const char *local_media;       /* borrowed: the daemon's, when the responder has none */
+	body_media *bm;                /* borrowed: payloads cut out of the body, or NULL */
 } fetch_ctx;
 
 static int fetch_media(void *ctx, const char *url, char **data, size_t *len, qerr *e)
 {
 	fetch_ctx *f = ctx;
+	int rc;
+	if (body_media_fetch(f->bm, url, data, len, &rc, e))
+		return rc;
 	media_opts mo;
 	media_opts_init(&mo);
 	mo.allowed_domains = f->a->o.allowed_media_domains;
@@ -958,14 +1134,19 @@ static void fill_submit(wire_submit *s, const prompt *p, sampling_params sp, int
 	s->arrival = now_real();
 }
 
-static void handle_chat(req *r, json_object *body)
+/* handle_chat's answer when the body must be parsed again without its payloads cut out (bm):
+ * nothing has been sent. */
+#define CHAT_RETRY 1
+
+static int handle_chat(req *r, json_object *body, body_media *bm)
 {
 	api_thread *t = r->t;
 	qerr e = { 0 };
 	if (thread_conn(t, &e)) {
 		api_fail(r, 503, NULL, "the inference daemon is not available: %s", e.msg);
-		return;
+		return 0;
 	}
+	int ret = 0;
 	model_view v;
 	view_of(t->a, &v);
 	bool stream, usage, guided;
@@ -973,11 +1154,17 @@ static void handle_chat(req *r, json_object *body)
 	memset(&cr, 0, sizeof(cr));
 	prompt p;
 	memset(&p, 0, sizeof(p));
-	fetch_ctx fc = { .a = t->a, .local_media = v.local_media };
+	fetch_ctx fc = { .a = t->a, .local_media = v.local_media, .bm = bm };
 	chat_media cm = { .fetch = fetch_media, .ctx = &fc };
 	if (stream_opts(r, body, &stream, &usage) || response_format(r, body, &guided))
 		goto out;
 	int rc = chat_request_parse_media(body, &cm, &cr, &e);
+	if (bm && (rc || !body_media_all_used(bm))) {
+		/* a failure is reported from the body as sent; a payload not taken as an image
+		 * URL was a string of some other meaning */
+		ret = CHAT_RETRY;
+		goto out;
+	}
 	if (rc) {
 		api_fail(r, 400, NULL, "%s", e.msg);
 		goto out;
@@ -1025,6 +1212,7 @@ out:
 	prompt_deinit(&p);
 	chat_request_deinit(&cr);
 	view_deinit(&v);
+	return ret;
 }
 
 /* /v1/completions: "prompt" as a string or an array of token ids. */
@@ -1338,8 +1526,17 @@ void api_handle(api_thread *t, const api_io *io)
 		}
 	}
 	json_object *body = NULL;
+	strbuf text = { 0 };
+	body_media bm;
+	bm.n = 0;
 	if (!strcmp(rt->method, "POST")) {
-		body = read_body(&r);
+		if (!read_text(&r, &text)) {
+			out_flush(&r);
+			return;
+		}
+		body = rt->id == R_CHAT ? parse_chat_body(&r, &text, &bm) : parse_body(&r, text.s, text.len);
+		if (!body || rt->id != R_CHAT)
+			strbuf_deinit(&text);   /* a chat body's text is kept: bm points into it */
 		if (!body) {
 			out_flush(&r);
 			return;
@@ -1347,7 +1544,14 @@ void api_handle(api_thread *t, const api_io *io)
 	}
 	switch (rt->id) {
 	case R_MODELS: handle_models(&r); break;
-	case R_CHAT: handle_chat(&r, body); break;
+	case R_CHAT:
+		if (handle_chat(&r, body, bm.n ? &bm : NULL) == CHAT_RETRY) {
+			json_object_put(body);
+			body = parse_body(&r, text.s, text.len);
+			if (body)
+				handle_chat(&r, body, NULL);
+		}
+		break;
 	case R_COMPLETIONS: handle_completions(&r, body); break;
 	case R_HEALTH: handle_health(&r); break;
 	case R_VERSION: handle_version(&r); break;
@@ -1357,5 +1561,6 @@ void api_handle(api_thread *t, const api_io *io)
 	case R_NONE: break;
 	}
 	json_object_put(body);
+	strbuf_deinit(&text);
 	out_flush(&r);
 }

@@ -55,6 +55,10 @@
  * struct owned by its caller; everything allocated is reachable from that struct, so the
  * caller frees it on either path and no local needs to be volatile.
  *
+ * Rows as they come: img_decode_rows tells a sink of every final row (PNG without interlacing,
+ * JPEG: after each row is converted to RGB; otherwise all at the end), so that a consumer can
+ * work on the top of an image while the bottom is decoded.
+ *
  * Threads: no globals; every call owns its decoder state.
  */
 #include "img_decode.h"
@@ -220,6 +224,7 @@ typedef struct png_dec {
 	int have_header;           /* png_on_info ran and passed */
 	uint8_t *raw;              /* owned: interlaced only, h*rowbytes, combined by libpng */
 	img_rgb *out;              /* borrowed; out->px owned by out once allocated */
+	const img_row_sink *sink;  /* borrowed; NULL: none */
 	/* failure */
 	int err_code;              /* QERR_* set by a callback, 0 for a libpng error */
 	int stopped;               /* probe: longjmp after the header, not an error */
@@ -358,10 +363,14 @@ static void png_on_row(png_structp png, png_bytep row, png_uint_32 y, int pass)
 	png_dec *d = png_get_progressive_ptr(png);
 	if (!row || y >= d->h)
 		return;
-	if (d->interlaced)
+	if (d->interlaced) {
 		png_progressive_combine_row(png, d->raw + (size_t)y * d->rowbytes, row);
-	else
+	} else {
 		png_row_rgb(d, row, d->out->px + (size_t)y * d->w * 3);
+		/* rows come in order, each once: rows [0, y] are final */
+		if (d->sink)
+			d->sink->rows(d->sink->ctx, d->out, (int)y + 1);
+	}
 }
 
 /* Every row of every pass decoded? libpng counts rows (row number reaches the height) and,
@@ -400,9 +409,10 @@ static int png_run(png_dec *d)
 }
 
 static int png_decode(const uint8_t *p, size_t n, uint64_t max_pixels, img_rgb *out,
-		      uint32_t *w, uint32_t *h, qerr *e)
+		      const img_row_sink *sink, uint32_t *w, uint32_t *h, qerr *e)
 {
 	png_dec *d = xcalloc(1, sizeof(*d));   /* 1 KB of palette: keep it off small stacks */
+	d->sink = sink;
 	d->data = p;
 	d->len = n;
 	d->max_pixels = max_pixels;
@@ -461,6 +471,7 @@ typedef struct jpeg_dec {
 	int rows_done;             /* every scanline read: running out of input is fine now */
 	uint8_t *row;              /* owned: one gray or CMYK scanline */
 	img_rgb *out;              /* borrowed */
+	const img_row_sink *sink;  /* borrowed; NULL: none */
 	int err_code;
 	char msg[DEC_MSG_MAX];
 } jpeg_dec;
@@ -591,6 +602,8 @@ static int jpeg_run(jpeg_dec *d)
 				o[3 * x] = o[3 * x + 1] = o[3 * x + 2] = d->row[x];
 		else if (nc == 4)
 			cmyk_row_rgb(d->row, o, d->w);
+		if (d->sink)
+			d->sink->rows(d->sink->ctx, d->out, (int)ci->output_scanline);
 	}
 	d->rows_done = 1;
 	jpeg_finish_decompress(ci);
@@ -598,9 +611,10 @@ static int jpeg_run(jpeg_dec *d)
 }
 
 static int jpeg_decode(const uint8_t *p, size_t n, uint64_t max_pixels, img_rgb *out,
-		       uint32_t *w, uint32_t *h, qerr *e)
+		       const img_row_sink *sink, uint32_t *w, uint32_t *h, qerr *e)
 {
 	jpeg_dec *d = xcalloc(1, sizeof(*d));
+	d->sink = sink;
 	d->data = p;
 	d->len = n;
 	d->max_pixels = max_pixels;
@@ -681,22 +695,35 @@ static int webp_decode(const uint8_t *p, size_t n, uint64_t max_pixels, img_rgb 
 
 int img_decode(const void *data, size_t len, const img_limits *lim, img_rgb *out, qerr *e)
 {
+	return img_decode_rows(data, len, lim, out, NULL, e);
+}
+
+int img_decode_rows(const void *data, size_t len, const img_limits *lim, img_rgb *out,
+		    const img_row_sink *sink, qerr *e)
+{
 	out->w = out->h = 0;
 	out->px = NULL;
 	uint64_t max_pixels = lim && lim->max_pixels ? lim->max_pixels : IMG_DEFAULT_MAX_PIXELS;
 	size_t max_bytes = lim && lim->max_bytes ? lim->max_bytes : IMG_DEFAULT_MAX_BYTES;
-	if (len > max_bytes)
-		return qerr_set(e, QERR_LIMIT, "image data of %zu bytes exceeds the limit of %zu "
-				"bytes", len, max_bytes);
 	enum img_fmt fmt;
-	int rc = sniff(data, len, &fmt, e);
-	if (rc)
-		return rc;
+	int rc;
+	if (len > max_bytes)
+		rc = qerr_set(e, QERR_LIMIT, "image data of %zu bytes exceeds the limit of %zu bytes",
+			      len, max_bytes);
+	else
+		rc = sniff(data, len, &fmt, e);
 	uint32_t w = 0, h = 0;
-	switch (fmt) {
-	case FMT_PNG: rc = png_decode(data, len, max_pixels, out, &w, &h, e); break;
-	case FMT_JPEG: rc = jpeg_decode(data, len, max_pixels, out, &w, &h, e); break;
-	default: rc = webp_decode(data, len, max_pixels, out, &w, &h, e); break;
+	if (!rc) {
+		switch (fmt) {
+		case FMT_PNG: rc = png_decode(data, len, max_pixels, out, sink, &w, &h, e); break;
+		case FMT_JPEG: rc = jpeg_decode(data, len, max_pixels, out, sink, &w, &h, e); break;
+		default: rc = webp_decode(data, len, max_pixels, out, &w, &h, e); break;
+		}
+	}
+	if (sink) {
+		if (!rc)
+			sink->rows(sink->ctx, out, out->h);
+		sink->end(sink->ctx, rc == 0);
 	}
 	if (rc)
 		img_rgb_deinit(out);
@@ -718,8 +745,8 @@ int img_probe(const void *data, size_t len, int *w, int *h, const char **format,
 	uint32_t pw = 0, ph = 0;
 	const char *name;
 	switch (fmt) {
-	case FMT_PNG: rc = png_decode(data, len, 0, NULL, &pw, &ph, e); name = "png"; break;
-	case FMT_JPEG: rc = jpeg_decode(data, len, 0, NULL, &pw, &ph, e); name = "jpeg"; break;
+	case FMT_PNG: rc = png_decode(data, len, 0, NULL, NULL, &pw, &ph, e); name = "png"; break;
+	case FMT_JPEG: rc = jpeg_decode(data, len, 0, NULL, NULL, &pw, &ph, e); name = "jpeg"; break;
 	default: rc = webp_decode(data, len, 0, NULL, &pw, &ph, e); name = "webp"; break;
 	}
 	if (rc)

@@ -17,6 +17,7 @@
 #ifndef QVL_IMG_DECODE_H
 #define QVL_IMG_DECODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "img.h"
@@ -31,6 +32,25 @@
  * caller: img_rgb_deinit) holds h*w*3 bytes. On failure returns -QERR_FORMAT, -QERR_UNSUPPORTED
  * or -QERR_LIMIT with the reason in e, and *out is {0, 0, NULL}. */
 int img_decode(const void *data, size_t len, const img_limits *lim, img_rgb *out, qerr *e);
+
+/* A consumer of rows while they are decoded (the responder hashes an image's first rows while
+ * its last ones are still being decoded). Both calls come on the decoding thread:
+ *   rows(ctx, img, n)  rows [0, n) of img are final; n only grows. PNG (not interlaced) and
+ *                      JPEG call it after every row; on success every format ends with
+ *                      n = img->h. img->w, img->h and img->px do not change until end.
+ *   end(ctx, ok)       decoding is over (ok: it succeeded); called before img_decode_rows
+ *                      returns or frees anything: once end returns, the sink must not read
+ *                      img (a consumer thread is stopped or joined here). */
+typedef struct img_row_sink {
+	void (*rows)(void *ctx, const img_rgb *img, int n);
+	void (*end)(void *ctx, bool ok);
+	void *ctx;
+} img_row_sink;
+
+/* img_decode, telling sink (NULL: none) of the rows as they are decoded. The pixels and errors
+ * are img_decode's. */
+int img_decode_rows(const void *data, size_t len, const img_limits *lim, img_rgb *out,
+		    const img_row_sink *sink, qerr *e);
 
 /* Read only the header: *w, *h as the header states them and *format ("png", "jpeg", "webp",
  * a static string). No limits are applied (the caller compares), but the header must be

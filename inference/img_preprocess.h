@@ -6,12 +6,14 @@
 #ifndef QVL_IMG_PREPROCESS_H
 #define QVL_IMG_PREPROCESS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "img.h"
 #include "model_config.h"
 #include "qerr.h"
+#include "sha256.h"
 
 /* The most floats one image's pixel_values may hold: what the Qwen3-VL default max_pixels
  * (4096 x 4096) needs, 16777216 * 6 = 96 Mi floats (384 MiB). A request whose resized image
@@ -68,6 +70,17 @@ int img_preprocess_patches(const img_rgb *resized, const preprocessor_config *pc
  * img_preprocess_patches would accept them); the result equals what img_preprocess_patches
  * writes to out->hash for the same arguments. */
 void img_preprocess_hash(const img_rgb *resized, const preprocessor_config *pc, uint8_t out[32]);
+
+/* The same hash fed a row at a time, for a caller that has the rows before the whole image
+ * (the responder hashes while it decodes): img_preprocess_hash_begin with the resized size,
+ * then sha256_update with the w*3 bytes of every row in order, then sha256_final. */
+void img_preprocess_hash_begin(sha256_ctx *h, int w, int hgt, const preprocessor_config *pc);
+
+/* Whether img_preprocess_resize of a w x h image with these bounds (as it takes them) would
+ * keep the size, and so give the input's pixels unchanged. False also for anything it would
+ * refuse for its settings or bounds. */
+bool img_preprocess_keeps_size(int w, int h, const preprocessor_config *pc, int64_t min_pixels,
+			       int64_t max_pixels);
 
 /* Free pixel_values and zero *p (NULL or a zeroed struct is fine). */
 void img_patches_deinit(img_patches *p);

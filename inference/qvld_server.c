@@ -41,6 +41,8 @@
 #include "wire.h"
 
 #define READ_CHUNK 65536
+/* The largest frame whose whole size is reserved when its header arrives (conn_read). */
+#define READ_RESERVE_MAX ((size_t)32 << 20)
 /* Queued output a connection may hold: a responder that stops reading (stuck, or a bug) must
  * not grow the daemon without bound; past this its connection is closed and its requests
  * cancelled. Generous: a step writes a few dozen bytes per sequence. */
@@ -455,7 +457,20 @@ static void conn_read(qvld_server *s, conn *c)
 			memmove(c->in, c->in + off, c->in_len - off);
 			c->in_len -= off;
 		}
-		if (c->in_cap > 4 * READ_CHUNK && c->in_len < READ_CHUNK) {
+		/* A frame begun: room for all of it at once (a SUBMIT with a 448x448 image is
+		 * 600 KB), so that each recv can take all the socket holds rather than a chunk, and
+		 * the buffer is not regrown on the way. Up to READ_RESERVE_MAX only: a header alone
+		 * must not reserve WIRE_MAX_PAYLOAD; a larger frame grows as it arrives. */
+		size_t want = 0;
+		if (c->in_len >= WIRE_HEADER_SIZE) {
+			wire_header h;
+			if (!wire_header_parse(c->in, &h, NULL) && h.length <= READ_RESERVE_MAX)
+				want = WIRE_HEADER_SIZE + (size_t)h.length + READ_CHUNK;
+		}
+		if (want > c->in_cap) {
+			c->in_cap = want;
+			c->in = xrealloc(c->in, c->in_cap);
+		} else if (c->in_cap > 4 * READ_CHUNK && c->in_len < READ_CHUNK && want <= 2 * READ_CHUNK) {
 			c->in_cap = 2 * READ_CHUNK;
 			c->in = xrealloc(c->in, c->in_cap);
 		}
