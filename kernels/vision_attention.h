@@ -15,8 +15,10 @@
  * reference does everything in double and rounds only the output, so the two differ by the
  * bf16 rounding of the probabilities (relative L2 a few 1e-3).
  *
- * Requirements (CUDA): hd ∈ {16, 32, 48, 64, 80, 96, 128} and qkv/out 16-byte aligned; other
- * shapes abort with a message (a programming error). No workspace.
+ * Requirements (CUDA): hd ∈ {16, 32, 48, 64, 80, 96, 128}, qkv/out 16-byte aligned, H and n_seg
+ * ≤ 65535; other shapes abort with a message (a programming error). No workspace. The launch
+ * configuration is the kernel's own choice (vision_attention.cu); QVL_VISION_ATTN_BM=64|128 and
+ * QVL_VISION_ATTN_SPLIT=1|2 in the environment force one (tests, tuning).
  *
  * kn_vision_attention_ref is the plain-C reference (always built); kn_vision_attention_cuda takes
  * the same arguments in the same order plus a stream, with device pointers.
