@@ -16,14 +16,37 @@
  *
  * Small M (decode of a few sequences, M ≤ GEMV_MAX_M = 4, no bias): cuBLASLt's kernels reach only
  * 1.3–2.4 TB/s on these weight-streaming shapes, so our own kernel runs them instead — the whole
- * product is one read of W, and that is what it is built to do at full bandwidth: a CTA of 8
- * warps owns GEMV_ROWS rows of W (N/4 CTAs: enough to fill the GPU even for N = 2048), its
- * warps split K, each lane streams 16-byte pieces of the rows (ROWS × UNROLL loads in flight)
- * and takes the matching pieces of the M rows of x from L1 (x is at most 4 rows: it stays
- * cached; at 8 rows the FMAs on CUDA cores and the L1 traffic of x made it slower than
- * cuBLASLt's tensor-core kernels, 3.25 against 2.60 ms per 8-sequence step on an H100); fp32 sums reduced across the warp (shuffles) and the warps (shared memory), the
- * residual added before the one rounding. Needs
- * K % 8 == 0 and 16-byte aligned x and W (true for the model); otherwise cuBLASLt runs it.
+ * product is one read of W, and that is what it is built to do at full bandwidth:
+ *
+ *   W (N, K) in row groups of ROWS rows; CTA b of G owns groups b, b+G, b+2G, …
+ *   a CTA = 8 warps = 256 lanes; lane t takes the 16-byte pieces k = t, t+256, t+512, … of
+ *   each of its group's rows (UNROLL × ROWS loads in flight), and the same pieces of the M
+ *   rows of x from L1 (x is at most 4 rows: it stays cached; at 8 rows the FMAs on CUDA
+ *   cores and the L1 traffic of x made it slower than cuBLASLt's tensor-core kernels, 3.25
+ *   against 2.60 ms per 8-sequence step on an H100)
+ *   fp32 sums: one fmaf chain per lane in k order, reduced across the warp (shuffles) and
+ *   the warps (shared memory), the residual added before the one rounding
+ *
+ * The grid is capped at ctas_per_sm × SMs (and at the CTAs that fit at once), each CTA looping
+ * over its groups, so that every CTA is resident from the start. Then the ramp of a small
+ * projection (N = 2048: 8 MB, ~3 µs of DRAM time) can hide under its predecessor: under PDL
+ * (pdl.cuh) the CTAs start while the previous kernel still runs and, before kn_pdl_wait, ask the
+ * L2 for their first pf groups (cp.async.bulk.prefetch.L2) and load their first pieces of W into
+ * registers; only x and the residual, which the predecessor may write, are read after the wait.
+ * While looping, each CTA keeps prefetching pf groups ahead. The configuration per shape
+ * (gemv_pick) came from a sweep on an H100 (bench_decode_cuda table 2, B = 1, graph µs, before
+ * → after this design): qkv 8.01 → 6.10, o 4.66 → 3.31, gate_up 20.65 → 17.53, down 10.34 →
+ * 9.05, LM head 228.7 → 199.7 (2.1–2.7 TB/s → 2.5–3.1 TB/s). No configuration changes the
+ * order of the sums, so all give the same bits (and the same as the kernel before them).
+ * Needs K % 8 == 0 and 16-byte aligned x and W (true for the model); otherwise cuBLASLt runs it.
+ *
+ * Fused SiLU (kn_gemm_silu_cuda, gemm.h): the same kernel with x = silu_mul(gu) computed by each
+ * lane for its own pieces of k (K ≤ 8192: at most 4 pieces a row of x, kept in registers), with
+ * silu_mul.cu's expression, so its bits are those of kn_silu_mul_cuda + kn_gemm_cuda. Every CTA
+ * computes all of x, which costs each lane 24 silu per row of x at F = 6144: on an H100 the
+ * fused down projection took 11.09 µs at B = 1 against 1.48 + 9.05 for silu_mul and the GEMV
+ * apart, and more at B = 2–4. Spreading the SiLU over a cluster's CTAs (shared through
+ * distributed shared memory) would remove that; until then the separate pair is faster.
  *
  * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
  * type; the bias pointer is a per-call attribute of the cached descriptor, set before each
@@ -31,12 +54,14 @@
  * call). The bias vector has one entry per row of the column-major D, i.e. per output feature n.
  */
 #include <cublasLt.h>
+#include <cuda_bf16.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cuda_check.h"
 #include "gemm.h"
 #include "pdl.cuh"
+#include "silu_mul.h"
 
 #define CUBLAS_CHECK(call)                                                                 \
 	do {                                                                               \
@@ -189,9 +214,16 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 /* ---- small M: our own weight-streaming kernel ---- */
 
 #define GEMV_MAX_M 4
-#define GEMV_ROWS 4
 #define GEMV_WARPS 8
-#define GEMV_UNROLL 2
+#define GEMV_THREADS (GEMV_WARPS * 32)
+#define GEMV_SILU_MAX_K (4 * 8 * GEMV_THREADS)   /* fused SiLU: x held in ≤ 4 uint4 a lane */
+
+/* One launch configuration of the GEMV: rows per group and 16-byte loads per lane and row in
+ * flight (template instances: rows 2, 4 or 8; unroll 2, 3 or 4), CTAs per multiprocessor (the
+ * grid cap; never more than fit at once) and row groups prefetched into L2 ahead of use. */
+struct gemv_cfg {
+	int rows, unroll, ctas_per_sm, pf;
+};
 
 static __device__ __forceinline__ void bf16x8_f32(uint4 u, float f[8])
 {
@@ -212,101 +244,293 @@ static __device__ __forceinline__ uint16_t f32_bf16_rn(float f)
 	return (uint16_t)(u >> 16);
 }
 
-template <int M>
-static __global__ void __launch_bounds__(GEMV_WARPS * 32)
-gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residual, int N, int K)
+/* Eight outputs of silu_mul: bf16( bf16(silu(g)) · u ), the very expression (and so the very
+ * bits) of silu_mul.cu's silu_mul1: fp32, accurate expf, IEEE division, two roundings. */
+static __device__ __forceinline__ uint4 silu_mul8(uint4 g, uint4 u)
 {
+	const __nv_bfloat16 *g8 = (const __nv_bfloat16 *)&g, *u8 = (const __nv_bfloat16 *)&u;
+	uint4 o;
+	__nv_bfloat16 *o8 = (__nv_bfloat16 *)&o;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		float gf = __bfloat162float(g8[i]);
+		float s = __bfloat162float(__float2bfloat16(gf / (1.0f + expf(-gf))));
+		o8[i] = __float2bfloat16(s * __bfloat162float(u8[i]));
+	}
+	return o;
+}
+
+/* L2 prefetch of row group g (rows g·ROWS … , clipped at N) of W; kv = K/8 uint4 per row. */
+template <int ROWS>
+static __device__ __forceinline__ void gemv_prefetch(const uint4 *W, int g, int N, int kv)
+{
+	int n0 = g * ROWS, nr = N - n0 < ROWS ? N - n0 : ROWS;
+	kn_prefetch_l2(W + (size_t)n0 * kv, (unsigned)nr * (unsigned)kv * 16u);
+}
+
+/* The lane's UNROLL × ROWS pieces of row group n0 at k0, k0 + 256, …; zeros past K or N. */
+template <int ROWS, int UNROLL>
+static __device__ __forceinline__ void gemv_load(uint4 (&w)[UNROLL][ROWS], const uint4 *W, int n0,
+						 int k0, int N, int kv)
+{
+#pragma unroll
+	for (int u = 0; u < UNROLL; u++)
+#pragma unroll
+		for (int r = 0; r < ROWS; r++) {
+			int k = k0 + u * GEMV_THREADS;
+			w[u][r] = k < kv && n0 + r < N ? __ldcs(W + (size_t)(n0 + r) * kv + k) :
+							 make_uint4(0, 0, 0, 0);
+		}
+}
+
+/*
+ * y (M, N) = x (M, K) · Wᵀ (+ residual). With SILU the x pointer holds gu (M, 2K) = [gate | up]
+ * and x = silu_mul(gu); then K ≤ UNROLL · 256 · 8, so that a lane's pieces of x (k = its index
+ * + u·256) are UNROLL uint4 per row of x, computed once into registers and used for every row
+ * group. CTA b owns row groups b, b + gridDim.x, …
+ *
+ * Order of events: the L2 prefetch of the first pf groups and the loads of the first group's
+ * first pieces of W into registers come before kn_pdl_wait (W is not written by the step's
+ * kernels, pdl.cuh); x, gu and the residual are read after it. The sums run over k in the same
+ * order with or without SILU (one fmaf chain per lane, k ascending, then the same shuffle and
+ * warp trees), which is what makes the fused form bit-equal to silu_mul + GEMV.
+ */
+template <int M, int ROWS, int UNROLL, bool SILU>
+static __global__ void __launch_bounds__(GEMV_THREADS)
+gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residual, int N, int K,
+	    int pf)
+{
+	__shared__ float part[2][GEMV_WARPS][M * ROWS];
+	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+	const int kv = K / 8;   /* uint4 per row */
+	const int step = GEMV_THREADS;
+	const int groups = (N + ROWS - 1) / ROWS;
+
+	if ((int)threadIdx.x < pf) {
+		int g = blockIdx.x + threadIdx.x * gridDim.x;
+		if (g < groups)
+			gemv_prefetch<ROWS>(W, g, N, kv);
+	}
+	uint4 w[UNROLL][ROWS];
+	if ((int)blockIdx.x < groups)
+		gemv_load<ROWS, UNROLL>(w, W, blockIdx.x * ROWS, threadIdx.x, N, kv);
 	kn_pdl_wait();
 	kn_pdl_trigger();
-	__shared__ float part[GEMV_WARPS][M * GEMV_ROWS];
-	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	const int n0 = blockIdx.x * GEMV_ROWS;
-	const int kv = K / 8;   /* uint4 per row */
-	const int step = 32 * GEMV_WARPS;
-	float acc[M][GEMV_ROWS];
+	uint4 xr[SILU ? M : 1][SILU ? UNROLL : 1];   /* SILU: the lane's pieces of x */
+	if (SILU) {
 #pragma unroll
-	for (int m = 0; m < M; m++)
+		for (int m = 0; m < M; m++)
 #pragma unroll
-		for (int r = 0; r < GEMV_ROWS; r++)
-			acc[m][r] = 0.f;
-	for (int k0 = warp * 32 + lane; k0 < kv; k0 += step * GEMV_UNROLL) {
-		uint4 w[GEMV_UNROLL][GEMV_ROWS];
+			for (int u = 0; u < UNROLL; u++) {
+				int k = threadIdx.x + u * step;
+				const uint4 *row = x + (size_t)m * 2 * kv;
+				xr[SILU ? m : 0][SILU ? u : 0] =
+					k < kv ? silu_mul8(__ldg(row + k), __ldg(row + kv + k)) :
+						 make_uint4(0, 0, 0, 0);
+			}
+	}
+
+	bool loaded = true;   /* w holds the first pieces of the CTA's first group */
+	int par = 0;
+	for (int g = blockIdx.x; g < groups; g += gridDim.x, par ^= 1) {
+		if (pf && threadIdx.x == 0 && g + pf * gridDim.x < groups)
+			gemv_prefetch<ROWS>(W, g + pf * gridDim.x, N, kv);
+		const int n0 = g * ROWS;
+		float acc[M][ROWS];
 #pragma unroll
-		for (int u = 0; u < GEMV_UNROLL; u++)
+		for (int m = 0; m < M; m++)
 #pragma unroll
-			for (int r = 0; r < GEMV_ROWS; r++) {
+			for (int r = 0; r < ROWS; r++)
+				acc[m][r] = 0.f;
+		for (int k0 = threadIdx.x; k0 < kv; k0 += step * UNROLL) {
+			if (!loaded)
+				gemv_load<ROWS, UNROLL>(w, W, n0, k0, N, kv);
+			loaded = false;
+#pragma unroll
+			for (int u = 0; u < UNROLL; u++) {
 				int k = k0 + u * step;
-				w[u][r] = k < kv && n0 + r < N ?
-					  __ldcs(W + (size_t)(n0 + r) * kv + k) : make_uint4(0, 0, 0, 0);
+				if (k >= kv)
+					break;
+				float wf[ROWS][8];
+#pragma unroll
+				for (int r = 0; r < ROWS; r++)
+					bf16x8_f32(w[u][r], wf[r]);
+#pragma unroll
+				for (int m = 0; m < M; m++) {
+					float xf[8];
+					bf16x8_f32(SILU ? xr[SILU ? m : 0][SILU ? u : 0] :
+							  __ldg(x + (size_t)m * kv + k),
+						   xf);
+#pragma unroll
+					for (int r = 0; r < ROWS; r++)
+#pragma unroll
+						for (int i = 0; i < 8; i++)
+							acc[m][r] = fmaf(xf[i], wf[r][i], acc[m][r]);
+				}
 			}
+		}
+		/* part[] alternates between groups: a warp that runs ahead into the next group
+		 * writes the other half while warp 0 may still read this one, and it cannot get two
+		 * groups ahead past the __syncthreads below. */
 #pragma unroll
-		for (int u = 0; u < GEMV_UNROLL; u++) {
-			int k = k0 + u * step;
-			if (k >= kv)
-				break;
-			float wf[GEMV_ROWS][8];
+		for (int m = 0; m < M; m++)
 #pragma unroll
-			for (int r = 0; r < GEMV_ROWS; r++)
-				bf16x8_f32(w[u][r], wf[r]);
+			for (int r = 0; r < ROWS; r++) {
 #pragma unroll
-			for (int m = 0; m < M; m++) {
-				float xf[8];
-				bf16x8_f32(__ldg(x + (size_t)m * kv + k), xf);
+				for (int o = 16; o > 0; o >>= 1)
+					acc[m][r] += __shfl_xor_sync(0xffffffffu, acc[m][r], o);
+				if (lane == 0)
+					part[par][warp][m * ROWS + r] = acc[m][r];
+			}
+		__syncthreads();
+		if (threadIdx.x < M * ROWS) {
+			const int m = threadIdx.x / ROWS, n = n0 + threadIdx.x % ROWS;
+			float v = 0.f;
 #pragma unroll
-				for (int r = 0; r < GEMV_ROWS; r++)
-#pragma unroll
-					for (int i = 0; i < 8; i++)
-						acc[m][r] = fmaf(xf[i], wf[r][i], acc[m][r]);
+			for (int w8 = 0; w8 < GEMV_WARPS; w8++)
+				v += part[par][w8][threadIdx.x];
+			if (n < N) {
+				size_t at = (size_t)m * N + n;
+				if (residual)
+					v += __uint_as_float((unsigned)residual[at] << 16);
+				y[at] = f32_bf16_rn(v);
 			}
 		}
 	}
-#pragma unroll
-	for (int m = 0; m < M; m++)
-#pragma unroll
-		for (int r = 0; r < GEMV_ROWS; r++) {
-#pragma unroll
-			for (int o = 16; o > 0; o >>= 1)
-				acc[m][r] += __shfl_xor_sync(0xffffffffu, acc[m][r], o);
-			if (lane == 0)
-				part[warp][m * GEMV_ROWS + r] = acc[m][r];
-		}
-	__syncthreads();
-	if (threadIdx.x < M * GEMV_ROWS) {
-		const int m = threadIdx.x / GEMV_ROWS, n = n0 + threadIdx.x % GEMV_ROWS;
-		float v = 0.f;
-#pragma unroll
-		for (int w8 = 0; w8 < GEMV_WARPS; w8++)
-			v += part[w8][threadIdx.x];
-		if (n < N) {
-			size_t at = (size_t)m * N + n;
-			if (residual)
-				v += __uint_as_float((unsigned)residual[at] << 16);
-			y[at] = f32_bf16_rn(v);
-		}
+}
+
+/* Whether the GEMV can run y = x·Wᵀ for this shape and these pointers (x: the (M, K) input, or
+ * gu for the fused SiLU form: then gate/up rows start at multiples of 2K, also 16-byte). */
+static bool gemv_fits(const void *x, const void *W, int M, int K)
+{
+	return M >= 1 && M <= GEMV_MAX_M && K >= 8 && K % 8 == 0 &&
+	       ((uintptr_t)x | (uintptr_t)W) % 16 == 0;
+}
+
+static int gemv_sms(void)
+{
+	static int sms;   /* the device's; all devices of one host are alike here */
+	if (!sms) {
+		int dev, n;
+		CUDA_CHECK(cudaGetDevice(&dev));
+		CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+		sms = n;
 	}
+	return sms;
+}
+
+template <int M, int ROWS, int UNROLL, bool SILU>
+static void gemv_launch_t(const struct gemv_cfg *c, uint16_t *y, const uint4 *x, const uint4 *W,
+			  const uint16_t *residual, int N, int K, cudaStream_t stream)
+{
+	void (*kernel)(uint16_t *, const uint4 *, const uint4 *, const uint16_t *, int, int, int) =
+		gemv_kernel<M, ROWS, UNROLL, SILU>;
+	static int fit;   /* CTAs of this instance that fit on a multiprocessor (a race repeats it) */
+	if (!fit) {
+		int n;
+		CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, GEMV_THREADS, 0));
+		fit = n > 0 ? n : 1;
+	}
+	int groups = (N + ROWS - 1) / ROWS;
+	int cap = (c->ctas_per_sm < fit ? c->ctas_per_sm : fit) * gemv_sms();
+	int per = (groups + cap - 1) / cap;         /* groups per CTA; then as few CTAs as */
+	int grid = (groups + per - 1) / per;        /* give each of them exactly that many */
+	kn_launch(kernel, grid, GEMV_THREADS, 0, stream, y, x, W, residual, N, K, c->pf);
+}
+
+/* The (rows, unroll) instances built, per M: those gemv_pick and gemv_silu_run choose (a
+ * tuning build may define longer lists before including this file). */
+#ifndef GEMV_INSTANCES
+#define GEMV_INSTANCES(m) GEMV_CASE(m, 2, 2) GEMV_CASE(m, 4, 2) GEMV_CASE(m, 8, 2)
+#define GEMV_SILU_INSTANCES(m)                                                               \
+	GEMV_CASE(m, 2, 2) GEMV_CASE(m, 4, 3) GEMV_CASE(m, 8, 3) GEMV_CASE(m, 2, 4)
+#endif
+
+template <bool SILU>
+static void gemv_launch(const struct gemv_cfg *c, uint16_t *y, const uint16_t *x,
+			const uint16_t *W, const uint16_t *residual, int M, int N, int K,
+			cudaStream_t stream)
+{
+	const uint4 *xv = (const uint4 *)x, *Wv = (const uint4 *)W;
+#define GEMV_CASE(m, r, u)                                                                   \
+	if (M == m && c->rows == r && c->unroll == u) {                                      \
+		gemv_launch_t<m, r, u, SILU>(c, y, xv, Wv, residual, N, K, stream);          \
+		KN_CHECK_LAUNCH();                                                           \
+		return;                                                                      \
+	}
+	if constexpr (SILU) {
+		GEMV_SILU_INSTANCES(1)
+		GEMV_SILU_INSTANCES(2)
+		GEMV_SILU_INSTANCES(3)
+		GEMV_SILU_INSTANCES(4)
+	} else {
+		GEMV_INSTANCES(1)
+		GEMV_INSTANCES(2)
+		GEMV_INSTANCES(3)
+		GEMV_INSTANCES(4)
+	}
+#undef GEMV_CASE
+	fprintf(stderr, "<2>[cuda] gemv: no kernel for M=%d rows=%d unroll=%d\n", M, c->rows,
+		c->unroll);
+	abort();
+}
+
+/* The configuration for a shape, from a sweep over rows {2, 4, 8} × unroll {2, 3} × CTAs per
+ * multiprocessor {2, 4, 8} × pf {0, 1, 2} on an H100 SXM, each projection timed after a one-CTA
+ * kernel as in a decode step (graph µs, old kernel → this one). M = 1: rows 8, 4 CTAs per SM, no
+ * L2 prefetch were within 0.1 µs of the best for o, gate_up, down and the LM head; qkv (N 4096)
+ * liked 4 rows with one group prefetched. M = 2, 4 (swept less; batch 1 is the target): 2 rows,
+ * 8 CTAs, pf 1 for the K = 2048 projections (qkv 7.2 → 7.7 and 10.5 → 9.7, o 4.5 → 4.2 and
+ * 6.5 → 5.3, gate_up 18.0 → 18.5 and 25.2 → 24.2); down 8 rows at M = 2 (10.1 → 9.2), 4 rows
+ * and 4 CTAs above (12.2 → 10.9); the LM head 8 rows at M = 2 (198 → 204: the one loss), 4
+ * rows with pf 1 above (273 → 254). */
+static struct gemv_cfg gemv_pick(int M, int N, int K)
+{
+	struct gemv_cfg c = { 8, 2, 4, 0 };
+	if (M == 1) {
+		if (K <= 2048 && N > 2048 && N <= 8192) {
+			c.rows = 4;
+			c.pf = 1;
+		}
+	} else if (N > 65536) {               /* the LM head */
+		c.rows = M == 2 ? 8 : 4;
+		c.ctas_per_sm = 8;
+		c.pf = M == 2 ? 0 : 1;
+	} else if (K > 4096) {                /* down: fewer, longer rows */
+		c.rows = M == 2 ? 8 : 4;
+		c.ctas_per_sm = M == 2 ? 8 : 4;
+	} else {
+		c.rows = 2;
+		c.ctas_per_sm = 8;
+		c.pf = 1;
+	}
+	return c;
 }
 
 /* Runs y = x·Wᵀ (+ residual) for M ≤ GEMV_MAX_M when the layout allows; false otherwise. */
 static bool gemv_run(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *residual,
 		     int M, int N, int K, cudaStream_t stream)
 {
-	if (M < 1 || M > GEMV_MAX_M || K < 8 || K % 8 || ((uintptr_t)x | (uintptr_t)W) % 16)
+	if (!gemv_fits(x, W, M, K))
 		return false;
-	dim3 grid((unsigned)((N + GEMV_ROWS - 1) / GEMV_ROWS));
-	const uint4 *xv = (const uint4 *)x, *Wv = (const uint4 *)W;
-	switch (M) {
-#define GEMV_CASE(m)                                                                         \
-	case m:                                                                              \
-		kn_launch(gemv_kernel<m>, grid, GEMV_WARPS * 32, 0, stream, y, xv, Wv, residual, \
-			  N, K);                                                             \
-		break;
-	GEMV_CASE(1)
-	GEMV_CASE(2)
-	GEMV_CASE(3)
-	GEMV_CASE(4)
-#undef GEMV_CASE
-	}
-	KN_CHECK_LAUNCH();
+	struct gemv_cfg c = gemv_pick(M, N, K);
+	gemv_launch<false>(&c, y, x, W, residual, M, N, K, stream);
+	return true;
+}
+
+/* The fused SiLU form: y = silu_mul(gu)·Wᵀ (+ residual) for M ≤ GEMV_MAX_M; false otherwise. */
+static bool gemv_silu_run(uint16_t *y, const uint16_t *gu, const uint16_t *W,
+			  const uint16_t *residual, int M, int N, int F, cudaStream_t stream)
+{
+	if (!gemv_fits(gu, W, M, F) || F > GEMV_SILU_MAX_K)
+		return false;
+	struct gemv_cfg c = gemv_pick(M, N, F);
+	/* x lives in registers, so unroll covers F; rows and pf as measured for F = 6144 */
+	c.unroll = F <= 2 * 8 * GEMV_THREADS ? 2 : F <= 3 * 8 * GEMV_THREADS ? 3 : 4;
+	c.rows = c.unroll != 3 ? 2 : M == 1 ? 8 : 4;
+	c.ctas_per_sm = 8;   /* capped: each CTA computes all of x once */
+	c.pf = 1;
+	gemv_launch<true>(&c, y, gu, W, residual, M, N, F, stream);
 	return true;
 }
 
@@ -361,4 +585,16 @@ extern "C" void kn_gemm_bias_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t 
 				  int M, int N, int K, cudaStream_t stream)
 {
 	gemm_run(ctx, y, x, W, bias, residual, M, N, K, stream);
+}
+
+extern "C" void kn_gemm_silu_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *gu,
+				  const uint16_t *W, const uint16_t *residual, uint16_t *scratch,
+				  int M, int N, int F, cudaStream_t stream)
+{
+	if (M <= 0 || N <= 0)
+		return;
+	if (F > 0 && gemv_silu_run(y, gu, W, residual, M, N, F, stream))
+		return;
+	kn_silu_mul_cuda(scratch, gu, M, F, stream);
+	gemm_run(ctx, y, scratch, W, NULL, residual, M, N, F, stream);
 }

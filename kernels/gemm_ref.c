@@ -1,11 +1,13 @@
 /*
  * gemm reference: y = x · Wᵀ (+ residual), each output a double sum over k of the exact products
  * of the bf16 inputs, plus the residual (and the bias in kn_gemm_bias_ref), rounded once to float
- * and then to bf16. See gemm.h.
+ * and then to bf16. kn_gemm_silu_ref is kn_silu_mul_ref into the scratch, then kn_gemm_ref.
+ * See gemm.h.
  */
 #include "gemm.h"
 
 #include "bf16.h"
+#include "silu_mul.h"
 
 void kn_gemm_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *residual,
 		 int M, int N, int K)
@@ -41,4 +43,11 @@ void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const u
 			y[o] = f32_to_bf16((float)s);
 		}
 	}
+}
+
+void kn_gemm_silu_ref(uint16_t *y, const uint16_t *gu, const uint16_t *W, const uint16_t *residual,
+		      uint16_t *scratch, int M, int N, int F)
+{
+	kn_silu_mul_ref(scratch, gu, M, F);
+	kn_gemm_ref(y, scratch, W, residual, M, N, F);
 }

@@ -20,20 +20,24 @@
  *   positions  0 1 2 3 | 4 5 6 7 | 8 9 . .
  *   pool block    7    |    2    |    5        rows of (KV, hd) each; '.' is never read
  *
- * Precision: scores, softmax (max-subtracted, running max across chunks) and the weighted sum
- * in fp32 on the GPU; everything in double in the reference. bf16 output, so the two agree to
- * bf16 rounding (relative L2 ~1e-3).
+ * Precision: scores, softmax (max-subtracted, running max across pieces and the CTAs of a
+ * split) and the weighted sum in fp32 on the GPU; everything in double in the reference. bf16
+ * output, so the two agree to bf16 rounding (relative L2 ~1e-3).
  *
- * Limits of the CUDA kernel: hd ∈ {32, 64, 128, 256}; 1 ≤ g ≤ 8; block_size a power of two;
- * q, k_cache, v_cache 16-byte aligned. ctx_len values the kernel trusts (they come from the
- * scheduler) but clamps to [0, max_blocks_per_seq·block_size]; a sequence of 0 positions gets
- * a zero output.
+ * Limits of the CUDA kernel: hd ∈ {32, 64, 128, 256}; 1 ≤ g ≤ 8; B, KV ≤ 65535; block_size a
+ * power of two; q, k_cache, v_cache 16-byte aligned. ctx_len values the kernel trusts (they
+ * come from the scheduler) but clamps to [0, max_blocks_per_seq·block_size]; a sequence of 0
+ * positions gets a zero output.
  *
  * kn_paged_attention_ref is the plain-C reference (always built; hd ≤ KN_PAGED_ATTENTION_MAX_HD);
  * kn_paged_attention_cuda takes the same arguments in the same order plus a device workspace
  * of kn_paged_attention_workspace_bytes(B, Hq, hd, max_ctx) bytes (allocate it once at
  * start-up, for the largest batch and max_ctx ≥ max_blocks_per_seq·block_size) and a stream,
- * with device pointers.
+ * with device pointers. The CUDA kernel is one launch (split-KV inside a thread-block cluster,
+ * sm_90; paged_attention.cu) and launches with PDL: it may read ctx_len, block_table and the
+ * cached positions < ctx_len − 1 before its predecessor in the stream has finished, so none of
+ * those may be written by the kernel launched just before it (the new position ctx_len − 1,
+ * q and everything else may).
  */
 #ifndef QVL_KERNELS_PAGED_ATTENTION_H
 #define QVL_KERNELS_PAGED_ATTENTION_H
@@ -47,10 +51,6 @@ extern "C" {
 
 #define KN_PAGED_ATTENTION_MAX_HD 256
 
-/* The longest split-KV chunk (big batches); small batches use shorter chunks spread over more
- * CTAs (paged_attention.cu). */
-#define KN_PAGED_ATTENTION_CHUNK 256
-
 void kn_paged_attention_ref(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
 			    const uint16_t *v_cache, const int32_t *block_table,
 			    const int32_t *ctx_len, int B, int Hq, int KV, int hd, int block_size,
@@ -58,9 +58,9 @@ void kn_paged_attention_ref(uint16_t *out, const uint16_t *q, const uint16_t *k_
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
-/* Bytes of workspace kn_paged_attention_cuda needs for any batch of up to B sequences
- * (partial max, sum and fp32 output per (sequence, query head, split)); it no longer grows
- * with max_ctx, which is kept for the callers' sake. */
+/* Bytes of workspace kn_paged_attention_cuda needs for any batch of up to B sequences: a
+ * small constant (the kernel merges its splits in shared memory and uses none); it does not
+ * grow with B or max_ctx, which are kept for the callers' sake. 0 for a non-positive argument. */
 size_t kn_paged_attention_workspace_bytes(int B, int Hq, int hd, int max_ctx);
 
 /* Returns 0, or -1 (nothing launched) when the shape is outside the limits above or

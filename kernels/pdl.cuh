@@ -7,7 +7,16 @@
  * predecessor's last CTAs still run: every kernel here first waits for its predecessor to
  * complete (kn_pdl_wait, griddepcontrol.wait: full completion and memory visibility, so the
  * order of reads and writes is exactly the stream's), then lets its own successor be scheduled
- * (kn_pdl_trigger). What overlaps is only launch and CTA start-up, never memory traffic.
+ * (kn_pdl_trigger).
+ *
+ * What may overlap: launch and CTA start-up, and reads of memory that no kernel of the step
+ * writes. Before its kn_pdl_wait a kernel may read only such memory (the weights: the GEMV of
+ * gemm.cu asks the L2 for its first rows of W with kn_prefetch_l2 and loads its first pieces of
+ * them into registers there, so that its DRAM ramp hides under the predecessor; gemm.h states
+ * the contract that this puts on W); everything a predecessor may have written (activations,
+ * residuals, KV) is read, and anything at all is written, only after the wait, so the results
+ * are exactly those of plain stream order. A kernel that keeps a whole wave of CTAs resident
+ * leaves no room for its successor's CTAs; the GEMV caps its grid for that reason.
  *
  * A kernel launched this way after a kernel that never triggers (cuBLASLt's, a memcpy) simply
  * starts when that one ends. QVL_PDL=0 in the environment launches without the attribute (for
@@ -33,6 +42,16 @@ static __device__ __forceinline__ void kn_pdl_trigger(void)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 	asm volatile("griddepcontrol.launch_dependents;" :::);
+#endif
+}
+
+/* Asks the L2 to fetch bytes (a multiple of 16) at p (16-byte aligned, global memory) without
+ * waiting for them (cp.async.bulk.prefetch.L2, sm_90; a no-op elsewhere). Only a hint: nothing
+ * is written and no later load depends on it for correctness. */
+static __device__ __forceinline__ void kn_prefetch_l2(const void *p, unsigned bytes)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+	asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
 #endif
 }
 

@@ -519,20 +519,25 @@ static void *pa_dev(const void *src, size_t n)
 
 START_TEST(test_kernels_cuda_paged_attention)
 {
-	/* ctx lengths 1, 15, 16, 17, 1000, 4096 mixed in every batch */
+	/* ctx lengths 1, 15, 16, 17, 1000, 4096 mixed in every batch, starting at lens[o]; the
+	 * batch sizes give 16 CTAs per (sequence, kv head) (B ≤ 2), 8 (B = 3), 4 (B = 6, 7),
+	 * 2 (B = 13) and 1 (B ≥ 64) */
 	static const int32_t lens[] = { 1, 15, 16, 17, 1000, 4096 };
-	static const int cfg[][5] = { /* B, Hq, KV, hd, bs */
-				      { 64, 16, 8, 128, 16 }, { 64, 4, 2, 32, 16 },
-				      { 13, 8, 2, 64, 64 },   { 7, 6, 2, 64, 32 },
-				      { 6, 8, 1, 128, 1 },    { 6, 2, 2, 256, 8 } };
+	static const int cfg[][6] = { /* B, Hq, KV, hd, bs, o */
+				      { 64, 16, 8, 128, 16, 0 }, { 64, 4, 2, 32, 16, 0 },
+				      { 13, 8, 2, 64, 64, 0 },   { 7, 6, 2, 64, 32, 0 },
+				      { 6, 8, 1, 128, 1, 0 },    { 6, 2, 2, 256, 8, 0 },
+				      { 1, 16, 8, 128, 16, 4 },  { 1, 16, 8, 128, 16, 5 },
+				      { 2, 12, 4, 128, 16, 1 },  { 3, 16, 2, 256, 16, 3 },
+				      { 130, 4, 2, 64, 16, 2 },  { 600, 2, 1, 32, 16, 0 } };
 	for (size_t ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
 		const int B = cfg[ci][0], Hq = cfg[ci][1], KV = cfg[ci][2], hd = cfg[ci][3],
-			  bs = cfg[ci][4];
+			  bs = cfg[ci][4], o = cfg[ci][5];
 		const int max_blocks = (4096 + bs - 1) / bs + 1;
 		int32_t *ctx = malloc((size_t)B * sizeof(*ctx));
 		int need = 0;
 		for (int b = 0; b < B; b++) {
-			ctx[b] = lens[(b + b / 6) % 6];
+			ctx[b] = lens[(b + o + b / 6) % 6];
 			need += (ctx[b] + bs - 1) / bs;
 		}
 		const int n_blocks = need + 7;
@@ -834,7 +839,9 @@ START_TEST(test_kernels_cuda_gemm)
 					{ 300, 4096, 2048, 0 }, { 1, 151936, 2048, 0 },
 					{ 5, 17, 13, 0 },      { 5, 17, 13, 1 },
 					{ 7, 6144, 2048, 1 },  { 33, 2048, 6144, 2 },
-					{ 1, 1, 1, 2 } };
+					{ 1, 1, 1, 2 },        { 2, 12289, 2048, 0 },
+					{ 3, 1001, 2048, 1 },  { 4, 4099, 6144, 2 },
+					{ 4, 3, 8, 0 } };
 	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
 	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
 		int M = cases[s][0], N = cases[s][1], K = cases[s][2], res = cases[s][3];
@@ -884,6 +891,87 @@ START_TEST(test_kernels_cuda_gemm)
 		free(r);
 		free(ref);
 		free(got);
+	}
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
+/* The fused SiLU·down form against kn_gemm_silu_ref, and for M ≤ 4 with F % 8 == 0 bit for bit
+ * against kn_silu_mul_cuda + kn_gemm_cuda, whose rounding and summation order it shares. Cases
+ * {M, N, F, residual (0 none, 1 separate, 2 in place)}: odd N; F = 8, 2048 and 6144 (x in 1, 2
+ * or 3 pieces a lane); the fallback through the scratch for F = 13 (F % 8), F = 16384 (past
+ * 8192), M = 7 and 33; the model's 2048 × 6144. */
+START_TEST(test_kernels_cuda_gemm_silu)
+{
+	static const int cases[][4] = { { 1, 2048, 6144, 0 }, { 2, 2047, 6144, 1 },
+					{ 3, 1001, 2048, 2 }, { 4, 2049, 6144, 1 },
+					{ 1, 1, 8, 0 },       { 4, 17, 13, 1 },
+					{ 7, 2048, 6144, 0 }, { 33, 515, 1000, 2 },
+					{ 4, 5, 16384, 0 } };
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		int M = cases[s][0], N = cases[s][1], F = cases[s][2], res = cases[s][3];
+		size_t ng = (size_t)M * 2 * F, na = (size_t)M * F, nw = (size_t)N * F,
+		       ny = (size_t)M * N;
+		uint16_t *gu = malloc(ng * 2), *w = malloc(nw * 2), *r = malloc(ny * 2),
+			 *act = malloc(na * 2), *ref = malloc(ny * 2), *got = malloc(ny * 2),
+			 *two = malloc(ny * 2);
+		fill_bf16(gu, ng, -4.f, 4.f);
+		fill_bf16(w, nw, -0.05f, 0.05f);
+		fill_bf16(r, ny, -1.f, 1.f);
+		kn_gemm_silu_ref(ref, gu, w, res ? r : NULL, act, M, N, F);
+
+		uint16_t *dg = dev_bf16(gu, ng, 0), *dw = dev_bf16(w, nw, 0), *dy = dev_bf16(NULL, ny, 0),
+			 *dsc = dev_bf16(NULL, na, 0), *dr = NULL;
+		if (res == 1)
+			dr = dev_bf16(r, ny, 0);
+		if (res == 2) {
+			CUDA_CHECK(cudaMemcpy(dy, r, ny * 2, cudaMemcpyHostToDevice));
+			dr = dy;
+		}
+		kn_gemm_silu_cuda(ctx, dy, dg, dw, dr, dsc, M, N, F, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy, ny * 2, cudaMemcpyDeviceToHost));
+		double e = rel_l2_bf16(got, ref, ny, 0.05);
+		fprintf(stderr, "gemm_silu M=%d N=%d F=%d residual=%s: rel L2 %.3g, exact %.4f\n", M, N,
+			F, res == 0 ? "none" : res == 1 ? "separate" : "in place", e,
+			exact_rate(got, ref, ny));
+		ck_assert_msg(e <= 1e-2, "gemm_silu M=%d N=%d F=%d res=%d: rel L2 %g", M, N, F, res, e);
+
+		/* the unfused pair on the same inputs */
+		if (res == 2)
+			CUDA_CHECK(cudaMemcpy(dy, r, ny * 2, cudaMemcpyHostToDevice));
+		else
+			CUDA_CHECK(cudaMemset(dy, 0xff, ny * 2));
+		kn_silu_mul_cuda(dsc, dg, M, F, 0);
+		kn_gemm_cuda(ctx, dy, dsc, dw, dr, M, N, F, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(two, dy, ny * 2, cudaMemcpyDeviceToHost));
+		double same = exact_rate(got, two, ny);
+		if (M <= 4 && F % 8 == 0) {
+			for (size_t i = 0, shown = 0; i < ny && shown < 5; i++)
+				if (got[i] != two[i]) {
+					fprintf(stderr, "  [%zu] fused %04x, silu_mul + gemm %04x\n", i,
+						got[i], two[i]);
+					shown++;
+				}
+			ck_assert_msg(same == 1.0,
+				      "gemm_silu M=%d N=%d F=%d: %.6f bit-equal to silu_mul + gemm",
+				      M, N, F, same);
+		}
+		CUDA_CHECK(cudaFree(dg));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dy));
+		CUDA_CHECK(cudaFree(dsc));
+		if (res == 1)
+			CUDA_CHECK(cudaFree(dr));
+		free(gu);
+		free(w);
+		free(r);
+		free(act);
+		free(ref);
+		free(got);
+		free(two);
 	}
 	kn_gemm_ctx_free(ctx);
 }
@@ -979,6 +1067,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_logits_topk);
 	tcase_add_test(tc, test_kernels_cuda_logits_topk_timing);
 	tcase_add_test(tc, test_kernels_cuda_gemm);
+	tcase_add_test(tc, test_kernels_cuda_gemm_silu);
 	tcase_add_test(tc, test_kernels_cuda_gemm_timing);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

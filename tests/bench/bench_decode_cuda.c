@@ -27,7 +27,10 @@
  *   are cold; activations are single buffers (in a step they come warm from the last kernel).
  *   Bytes moved = weights + KV + activations read and written once (a lower bound of traffic);
  *   GB/s = bytes / graph time. Share = count × graph time / the sum of one whole step
- *   (embedding + first norm + 28 × per-layer kernels + gather + LM head + sampling).
+ *   (embedding + first norm + 28 × per-layer kernels + gather + LM head + sampling). The MLP's
+ *   down projection counts as the faster of silu_mul + gemm down and gemm_silu
+ *   (kn_gemm_silu_cuda: SiLU·mul fused into the GEMV for B ≤ 4); the other form is still timed
+ *   and shown with count 0, and the step sum with it instead is printed too.
  *   Then the floor (weight bytes [+ KV bytes] / 3.35 TB/s, H100 SXM HBM3) and the sum of kernel
  *   times against the measured graph step of table 1 (the gap: launch gaps inside the graph,
  *   host work of the step, input upload and ids download). Table 1 decodes at contexts
@@ -300,14 +303,28 @@ enum { D = 2048, F = 6144, HQ = 16, KVH = 8, HD = 128, V_ = 151936, L = 28, BS =
 #define MAX_ROT 64
 
 enum {
-	K_EMBED, K_RMSNORM, K_QKV, K_QKNR, K_ATTN, K_O, K_ADDRMS, K_GU, K_SILU, K_DOWN, K_GATHER,
-	K_LM, K_SAMPLE, K_N
+	K_EMBED, K_RMSNORM, K_QKV, K_QKNR, K_ATTN, K_O, K_ADDRMS, K_GU, K_SILU, K_DOWN, K_SILU_DOWN,
+	K_GATHER, K_LM, K_SAMPLE, K_N
 };
 static const char *K_NAME[K_N] = { "embedding", "rmsnorm (first)", "gemm qkv 4096x2048",
 	"qk_norm_rope", "paged_attention", "gemm o 2048x2048", "add_rmsnorm", "gemm gate_up 12288x2048",
-	"silu_mul", "gemm down 2048x6144", "rows_gather", "gemm lm_head 151936x2048",
-	"sample (greedy)" };
-static const int K_COUNT[K_N] = { 1, 1, L, L, L, L, 2 * L, L, L, L, 1, 1, 1 };
+	"silu_mul", "gemm down 2048x6144", "gemm_silu (silu+down)", "rows_gather",
+	"gemm lm_head 151936x2048", "sample (greedy)" };
+/* Per step; the MLP's down projection is either silu_mul + gemm down or gemm_silu (the fused
+ * kn_gemm_silu_cuda), whichever is faster for the B at hand (count_of). */
+static const int K_COUNT[K_N] = { 1, 1, L, L, L, L, 2 * L, L, L, L, L, 1, 1, 1 };
+
+/* The count of kernel k in a step, given the graph times: the slower form of the down
+ * projection counts 0. */
+static int count_of(int k, const double *usg)
+{
+	bool fused = usg[K_SILU_DOWN] < usg[K_SILU] + usg[K_DOWN];
+	if (k == K_SILU || k == K_DOWN)
+		return fused ? 0 : K_COUNT[k];
+	if (k == K_SILU_DOWN)
+		return fused ? K_COUNT[k] : 0;
+	return K_COUNT[k];
+}
 
 typedef struct rot {
 	void *p[MAX_ROT];
@@ -497,6 +514,10 @@ static void launch(kctx *c, int k, int i, cudaStream_t s)
 	case K_DOWN:
 		kn_gemm_cuda(c->gemm, c->tmp, c->mlp, c->wd.p[i % c->wd.n], NULL, B, D, F, s);
 		break;
+	case K_SILU_DOWN:
+		kn_gemm_silu_cuda(c->gemm, c->tmp, c->gu, c->wd.p[i % c->wd.n], NULL, c->mlp, B, D, F,
+				  s);
+		break;
 	case K_GATHER:
 		kn_rows_gather_cuda(c->hl, c->h, c->gidx, B, D, s);
 		break;
@@ -528,6 +549,7 @@ static double k_bytes(int k, int B, int CTX)
 	case K_GU: return 2.0 * F * D * e + b * D * e + b * 2 * F * e;
 	case K_SILU: return b * 3 * F * e;
 	case K_DOWN: return (double)D * F * e + b * F * e + b * D * e;
+	case K_SILU_DOWN: return (double)D * F * e + b * 2 * F * e + b * D * e;
 	case K_GATHER: return 2 * b * D * e + 4 * b;
 	case K_LM: return (double)V_ * D * e + b * D * e + b * V_ * e;
 	case K_SAMPLE: return b * V_ * e + b * (sizeof(kn_sample_row) + 4);
@@ -596,9 +618,9 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	}
 	double sum_g = 0, sum_1 = 0, bytes_all = 0;
 	for (int k = 0; k < K_N; k++) {
-		sum_g += K_COUNT[k] * usg[k];
-		sum_1 += K_COUNT[k] * us1[k];
-		bytes_all += K_COUNT[k] * k_bytes(k, B, ctx);
+		sum_g += count_of(k, usg) * usg[k];
+		sum_1 += count_of(k, usg) * us1[k];
+		bytes_all += count_of(k, usg) * k_bytes(k, B, ctx);
 	}
 	double kvbytes = (double)B * ctx * L * KVH * HD * 2 * 2;
 	if (quiet) {
@@ -616,13 +638,22 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	       "bytes", "GB/s", "share");
 	for (int k = 0; k < K_N; k++) {
 		double by = k_bytes(k, B, ctx);
-		printf("%-26s %5d %10.2f %10.2f %12.0f %9.0f %7.1f%%\n", K_NAME[k], K_COUNT[k], us1[k],
-		       usg[k], by, by / (usg[k] * 1e3), 100.0 * K_COUNT[k] * usg[k] / sum_g);
+		printf("%-26s %5d %10.2f %10.2f %12.0f %9.0f %7.1f%%\n", K_NAME[k], count_of(k, usg),
+		       us1[k], usg[k], by, by / (usg[k] * 1e3),
+		       100.0 * count_of(k, usg) * usg[k] / sum_g);
 	}
 	double wbytes = (double)L * ((double)QKVW * D + (double)D * HQ * HD + 2.0 * F * D +
 				     (double)D * F) * 2 + (double)V_ * D * 2;
 	printf("sum of kernels (graph)   %9.3f ms   (single launches: %.3f ms)\n", sum_g / 1e3,
 	       sum_1 / 1e3);
+	{
+		/* µs per step that the unfused form costs more than the fused one */
+		double d = L * (usg[K_SILU] + usg[K_DOWN] - usg[K_SILU_DOWN]);
+		bool fused = count_of(K_SILU_DOWN, usg) > 0;
+		printf("  down projection counted as %s; with %s instead: %.3f ms\n",
+		       fused ? "gemm_silu" : "silu_mul + gemm down",
+		       fused ? "silu_mul + gemm down" : "gemm_silu", (sum_g + (fused ? d : -d)) / 1e3);
+	}
 	printf("bytes of one step        %9.3f GB    -> %.0f GB/s at the graph sum\n",
 	       bytes_all / 1e9, bytes_all / (sum_g * 1e3));
 	printf("floor: weights %.3f GB / %.2f TB/s = %.3f ms; + KV %.3f GB = %.3f ms\n", wbytes / 1e9,
