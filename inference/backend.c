@@ -70,6 +70,12 @@ void backend_sync(backend *b)
 		b->ops->sync(b->impl);
 }
 
+void backend_forget_rows(backend *b, const float *rows)
+{
+	if (b->ops->forget)
+		b->ops->forget(b->impl, rows);
+}
+
 int backend_step(backend *b, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)
 {
 	return b->ops->step(b->impl, seqs, n_seqs, logits, e);

@@ -87,14 +87,17 @@ int backend_n_blocks(const backend *b);
  * n_tokens = t·h·w / merge². */
 int backend_encode(backend *b, const float *pixel_values, int grid_t, int grid_h, int grid_w,
 		   float *out, qerr *e);
-/* The same, except that out may still be being written when it returns: it is complete once
- * the next backend call on b returns (a step may already read it as vision rows), or after
- * backend_sync. out must stay allocated until then. The cuda backend keeps the rows on the
- * device for the step and widens out on the host while the step runs. */
+/* The same, except that out may not be written yet when it returns: steps may read it as
+ * vision rows at once (the cuda backend keeps the rows on the device and serves them from
+ * there), and its host copy is written only when the backend is about to drop its own (its
+ * ring of encoder rows is full) or by backend_sync. Before out is freed, backend_forget_rows
+ * must say so (it is then never written). */
 int backend_encode_async(backend *b, const float *pixel_values, int grid_t, int grid_h,
 			 int grid_w, float *out, qerr *e);
-/* Wait until every out of backend_encode_async is written. */
+/* Write every out of backend_encode_async not yet written (and not forgotten). */
 void backend_sync(backend *b);
+/* rows (an out of backend_encode_async) is about to be freed: the backend forgets it. */
+void backend_forget_rows(backend *b, const float *rows);
 
 /* logits: (Σ n_logits, vocab) fp32, in sequence order. */
 int backend_step(backend *b, const backend_seq *seqs, int n_seqs, float *logits, qerr *e);

@@ -5,8 +5,8 @@
  * Threads: one worker thread per GPU owns that GPU's context, stream, cuBLASLt context and
  * model shard; the engine thread hands it one job at a time (encode or step) and waits for the
  * answer. An encode answers once the tower is queued: its rows stay on the device (enc_ring) for
- * the prefill that reads them, and their host copy (the engine's encoder cache) is written while
- * the next step's kernels run — off the image request's critical path. With one GPU that is a hand-off per step; it is the shape tensor parallelism needs
+ * the prefill that reads them, and their host copy (the engine's encoder cache) is written only
+ * if the ring must let them go first — off the image request's critical path. With one GPU that is a hand-off per step; it is the shape tensor parallelism needs
  * (every worker runs its shard of the same step, NCCL between them), so the engine will not
  * change when a second GPU arrives.
  *
@@ -34,6 +34,7 @@
 
 #include "alloc.h"
 #include "backend_impl.h"
+#include "bf16.h"
 #include "log.h"
 
 #ifdef QVL_HAVE_CUDA
@@ -53,7 +54,8 @@
 #define DEFAULT_MAX_PATCHES 65536
 
 typedef enum job_kind {
-	JOB_NONE, JOB_INIT, JOB_ENCODE, JOB_SYNC, JOB_STEP, JOB_LAUNCH, JOB_WAIT, JOB_QUIT
+	JOB_NONE, JOB_INIT, JOB_ENCODE, JOB_SYNC, JOB_FORGET, JOB_STEP, JOB_LAUNCH, JOB_WAIT,
+	JOB_QUIT
 } job_kind;
 
 typedef struct job {
@@ -76,15 +78,18 @@ typedef struct job {
 } job;
 
 /* The rows of recent encodes, kept on the device for the prefill that reads them: a ring over
- * one allocation, an entry per encode keyed by the host rows it also wrote (the engine's
- * encoder-cache entry, which the step's backend_seq.vis points into). An entry dies when a
- * later encode's device rows overwrite it or its host rows are written again (a new encode
- * into the same host memory, after the encoder cache freed and reused it); until then the
- * device rows are exactly the host rows rounded back to bf16, so a step may read either. */
+ * one allocation, an entry per encode keyed by the host rows the encode was given (the engine's
+ * encoder-cache entry, which the step's backend_seq.vis points into). The host rows are not
+ * written at encode time — widening 6.4 MB of fp32 per 448x448 image into fresh memory took
+ * 4-5 ms on the H100 host, longer than the prefill — but only when the entry must leave the
+ * ring while its host rows live (a later encode needs the space) or at backend_sync. An entry
+ * leaves without a host copy when the engine forgets its rows (the encoder cache frees them) or
+ * a new encode is given the same host memory. Until it leaves, a step reads the device rows. */
 typedef struct enc_entry {
-	const float *host;     /* (n_tok, 1 + n_ds, D) fp32 */
+	float *host;           /* (n_tok, 1 + n_ds, D) fp32, written only once host_written */
 	size_t off;            /* elements into the ring: (1 + n_ds, n_tok, D) bf16 */
 	int n_tok;
+	bool host_written;
 } enc_entry;
 
 typedef struct enc_ring {
@@ -132,10 +137,34 @@ static void enc_drop(enc_ring *r, int i)
 	r->e[i] = r->e[--r->n];
 }
 
-/* Device rows for an encode of n_tok tokens whose host rows go to host: entries overlapping
- * either range are dropped. NULL when the ring is too small (the step then narrows the host
- * rows as before). */
-static uint16_t *enc_place(enc_ring *r, const float *host, int64_t n_tok)
+/* Write entry i's host rows from its device rows (bf16 widened), unless written already. */
+static void enc_widen(enc_ring *r, int i, cudaStream_t st)
+{
+	enc_entry *en = &r->e[i];
+	if (en->host_written)
+		return;
+	size_t T = (size_t)en->n_tok, n = T * r->tok_elems, planes = r->tok_elems / (size_t)r->D;
+	uint16_t *tmp = xmalloc(n * sizeof(uint16_t));
+	CUDA_CHECK(cudaMemcpyAsync(tmp, r->base + en->off, n * sizeof(uint16_t),
+				   cudaMemcpyDeviceToHost, st));
+	CUDA_CHECK(cudaStreamSynchronize(st));
+	/* (1+n_ds, T, D) → (T, 1+n_ds, D) */
+	for (size_t k = 0; k < planes; k++)
+		for (size_t j = 0; j < T; j++) {
+			const uint16_t *src = tmp + (k * T + j) * (size_t)r->D;
+			float *dst = en->host + (j * planes + k) * (size_t)r->D;
+			for (int d = 0; d < r->D; d++)
+				dst[d] = bf16_to_f32(src[d]);
+		}
+	free(tmp);
+	en->host_written = true;
+}
+
+/* Device rows for an encode of n_tok tokens given host rows at host: an entry on the same host
+ * memory is dropped (that memory is being reused), one on the device range chosen leaves after
+ * its host rows are written. NULL when the ring is too small (the encode then writes the host
+ * rows at once and steps narrow them as before). */
+static uint16_t *enc_place(enc_ring *r, const float *host, int64_t n_tok, cudaStream_t st)
 {
 	uintptr_t h = (uintptr_t)host, hend = h + (size_t)n_tok * r->tok_elems * sizeof(float);
 	for (int i = r->n - 1; i >= 0; i--) {
@@ -152,13 +181,15 @@ static uint16_t *enc_place(enc_ring *r, const float *host, int64_t n_tok)
 	size_t lo = r->head, hi = lo + need;
 	for (int i = r->n - 1; i >= 0; i--) {
 		size_t a = r->e[i].off, b = a + (size_t)r->e[i].n_tok * r->tok_elems;
-		if (a < hi && lo < b)
+		if (a < hi && lo < b) {
+			enc_widen(r, i, st);
 			enc_drop(r, i);
+		}
 	}
 	return r->base + lo;
 }
 
-static void enc_record(enc_ring *r, const float *host, const uint16_t *dev, int n_tok)
+static void enc_record(enc_ring *r, float *host, const uint16_t *dev, int n_tok)
 {
 	if (r->n == r->cap_e) {
 		r->cap_e = r->cap_e ? 2 * r->cap_e : 16;
@@ -167,6 +198,14 @@ static void enc_record(enc_ring *r, const float *host, const uint16_t *dev, int 
 	size_t off = (size_t)(dev - r->base);
 	r->e[r->n++] = (enc_entry){ .host = host, .off = off, .n_tok = n_tok };
 	r->head = off + (size_t)n_tok * r->tok_elems;
+}
+
+/* The engine frees rows: their entry leaves without a host copy. */
+static void enc_forget(enc_ring *r, const float *rows)
+{
+	for (int i = r->n - 1; i >= 0; i--)
+		if (r->e[i].host == rows)
+			enc_drop(r, i);
 }
 
 /* text_cuda_vis_find_fn over the ring. */
@@ -185,13 +224,6 @@ static const uint16_t *enc_find(void *ctx, const float *row, size_t *plane_strid
 		return r->base + en->off + d / r->tok_elems * (size_t)r->D;
 	}
 	return NULL;
-}
-
-/* text_cuda_while_fn: the last encode's host rows, written while the step that reads its
- * device rows runs. */
-static void finish_encode(void *vision)
-{
-	vision_cuda_finish(vision);
 }
 
 /* Load, plan, allocate: runs on the worker thread. */
@@ -243,7 +275,6 @@ static int worker_init(backend_cuda *bc, gpu_worker *g, qerr *e)
 		}
 		vbytes += r->cap * 2;
 		text_cuda_set_vis_find(g->text, enc_find, r);
-		text_cuda_set_while_running(g->text, finish_encode, g->vision);
 	}
 	text_cuda_limits lim = { .max_tokens = o->max_num_batched_tokens,
 				 .max_seqs = o->max_num_seqs, .max_ctx = o->max_model_len,
@@ -324,11 +355,14 @@ static int worker_encode(const backend_cuda *bc, gpu_worker *g, job *j)
 		return qerr_set(&j->e, QERR_UNSUPPORTED, "this model has no vision tower");
 	int m = bc->mc->vision.spatial_merge_size;
 	int64_t n_tok = (int64_t)j->grid_t * j->grid_h * j->grid_w / ((int64_t)m * m);
-	uint16_t *dev = enc_place(&g->enc, j->out, n_tok > 0 ? n_tok : 0);
+	uint16_t *dev = enc_place(&g->enc, j->out, n_tok > 0 ? n_tok : 0, g->stream);
+	if (!dev)
+		return vision_cuda_encode(g->vision, j->pixel_values, j->grid_t, j->grid_h, j->grid_w,
+					  g->vis_scratch, g->vis_scratch_bytes, NULL, j->out, &j->e);
 	int rc = vision_cuda_encode_async(g->vision, j->pixel_values, j->grid_t, j->grid_h,
-					  j->grid_w, g->vis_scratch, g->vis_scratch_bytes, dev, j->out,
+					  j->grid_w, g->vis_scratch, g->vis_scratch_bytes, dev, NULL,
 					  &j->e);
-	if (!rc && dev)
+	if (!rc)
 		enc_record(&g->enc, j->out, dev, (int)n_tok);
 	return rc;
 }
@@ -353,6 +387,11 @@ static void *worker_main(void *arg)
 			j->rc = worker_encode(bc, g, j);
 			break;
 		case JOB_SYNC:
+			for (int i = 0; i < g->enc.n; i++)
+				enc_widen(&g->enc, i, g->stream);
+			break;
+		case JOB_FORGET:
+			enc_forget(&g->enc, j->out);
 			break;
 		case JOB_STEP:
 			j->rc = text_cuda_step(g->text, j->seqs, j->n_seqs, j->logits, &j->e);
@@ -431,6 +470,13 @@ static void cuda_sync(void *impl)
 	worker_run(&bc->worker, &j, NULL);
 }
 
+static void cuda_forget(void *impl, const float *rows)
+{
+	backend_cuda *bc = impl;
+	job j = { .kind = JOB_FORGET, .out = (float *)rows };
+	worker_run(&bc->worker, &j, NULL);
+}
+
 static int cuda_step(void *impl, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)
 {
 	backend_cuda *bc = impl;
@@ -460,6 +506,7 @@ static int cuda_n_blocks(void *impl)
 
 static const backend_ops cuda_ops = {
 	.name = "cuda", .free = cuda_free, .encode = cuda_encode, .sync = cuda_sync,
+	.forget = cuda_forget,
 	.step = cuda_step,
 	.n_blocks = cuda_n_blocks, .launch = cuda_launch, .wait = cuda_wait,
 };

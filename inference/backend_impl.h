@@ -16,8 +16,9 @@ typedef struct backend_ops {
 	/* may return before out is written (backend_encode_async) */
 	int (*encode)(void *impl, const float *pixel_values, int grid_t, int grid_h, int grid_w,
 		      float *out, qerr *e);
-	/* NULL: encode is synchronous */
+	/* NULL: encode is synchronous (and forget a no-op) */
 	void (*sync)(void *impl);
+	void (*forget)(void *impl, const float *rows);
 	int (*step)(void *impl, const backend_seq *seqs, int n_seqs, float *logits, qerr *e);
 	int (*n_blocks)(void *impl);
 	/* Sampling steps on the backend's own device (backend_step_sample_launch / _wait). NULL:

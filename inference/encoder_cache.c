@@ -39,6 +39,8 @@ struct encoder_cache {
 	int n_entries, n_referenced;
 	ec_entry *lru_head, *lru_tail; /* borrowed (the entries belong to the buckets) */
 	uint64_t queries, hits, evictions;
+	encoder_cache_drop_fn drop;    /* told before rows are freed */
+	void *drop_ctx;
 };
 
 static size_t bucket_of(const encoder_cache *c, const uint8_t hash[32])
@@ -111,6 +113,8 @@ static void evict(encoder_cache *c, ec_entry *e)
 	c->used -= e->n_floats;
 	c->n_entries--;
 	c->evictions++;
+	if (c->drop)
+		c->drop(c->drop_ctx, e->rows);
 	free(e->rows);
 	free(e);
 }
@@ -124,6 +128,12 @@ encoder_cache *encoder_cache_new(size_t budget_floats)
 	return c;
 }
 
+void encoder_cache_set_drop(encoder_cache *c, encoder_cache_drop_fn fn, void *ctx)
+{
+	c->drop = fn;
+	c->drop_ctx = ctx;
+}
+
 void encoder_cache_free(encoder_cache *c)
 {
 	if (!c)
@@ -131,6 +141,8 @@ void encoder_cache_free(encoder_cache *c)
 	for (size_t i = 0; i <= c->mask; i++) {
 		for (ec_entry *e = c->buckets[i], *next; e; e = next) {
 			next = e->chain;
+			if (c->drop)
+				c->drop(c->drop_ctx, e->rows);
 			free(e->rows);
 			free(e);
 		}

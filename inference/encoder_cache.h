@@ -66,4 +66,9 @@ void encoder_cache_discard(encoder_cache *c, const uint8_t hash[32]);
 
 void encoder_cache_get_stats(const encoder_cache *c, encoder_cache_stats *out);
 
+/* fn(ctx, rows) is called just before an entry's rows are freed (evicted, discarded, or the
+ * cache freed): whoever still holds a copy of them (the CUDA backend's device rows) lets go. */
+typedef void (*encoder_cache_drop_fn)(void *ctx, const float *rows);
+void encoder_cache_set_drop(encoder_cache *c, encoder_cache_drop_fn fn, void *ctx);
+
 #endif

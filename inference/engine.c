@@ -122,6 +122,12 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* encoder_cache_drop_fn: rows the backend may hold a copy of are being freed. */
+static void forget_rows(void *backend_, const float *rows)
+{
+	backend_forget_rows(backend_, rows);
+}
+
 int engine_new(backend *b, const model_config *mc, const generation_config *gc,
 	       const engine_opts *o, engine **out, qerr *e)
 {
@@ -148,8 +154,10 @@ int engine_new(backend *b, const model_config *mc, const generation_config *gc,
 	int64_t cache_tokens = o->encoder_cache_tokens > en->encoder_budget ? o->encoder_cache_tokens
 									     : en->encoder_budget;
 	en->kb = kv_blocks_new(o->n_blocks, o->block_size, o->enable_prefix_caching);
-	if (mc->has_vision)
+	if (mc->has_vision) {
 		en->ec = encoder_cache_new((size_t)cache_tokens * (size_t)en->row_floats);
+		encoder_cache_set_drop(en->ec, forget_rows, b);
+	}
 	sched_opts so = { .max_num_seqs = o->max_num_seqs,
 			  .max_num_batched_tokens = o->max_num_batched_tokens,
 			  .encoder_budget = en->encoder_budget, .row_floats = en->row_floats };
@@ -810,6 +818,10 @@ static void take_token(engine *en, sched_seq *s, int32_t id, const sampler_logpr
 		s->t_first_token = t;
 		en->m.prompt_tokens += (uint64_t)r->n_prompt;
 		metrics_hist_observe(&en->m.ttft, t - r->arrival);
+		if (log_get_level() >= LOG_LEVEL_DEBUG)
+			log_msg(LOG_LEVEL_DEBUG, "engine", "request %llu: first token %.2f ms after its "
+				"arrival, %.2f ms after the engine took it", (unsigned long long)r->id,
+				(t - r->arrival) * 1e3, (t - r->t_added) * 1e3);
 	} else {
 		metrics_hist_observe(&en->m.itl, t - s->t_last_token);
 	}
@@ -991,10 +1003,6 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 					encoder_cache_discard(en->ec, p.encs[j].req->images[p.encs[j].image].hash);
 	}
 	double t_encoded = now_s();
-	/* the encodes' host rows are written by the step below; without one, wait for them here
-	 * (the encoder cache may free them from now on) */
-	if (n_encoded && (rc || !p.n_items))
-		backend_sync(en->b);
 	bool launched = false, done = false;   /* done: sched_step_done(p) was called */
 	if (!rc && p.n_items) {
 		grow_scratch(en, (size_t)p.n_items, (size_t)p.n_tokens);

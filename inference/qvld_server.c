@@ -104,6 +104,13 @@ static void on_signal(int signo)
 	errno = saved;
 }
 
+static long long mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static long long mono_ms(void)
 {
 	struct timespec ts;
@@ -342,7 +349,16 @@ static void on_submit(qvld_server *s, conn *c, uint64_t id, const uint8_t *p, si
 	engine_request r = { .id = q->eng_id, .owner = q, .n_ids = w.n_ids, .sp = w.sp,
 			     .max_tokens = w.max_tokens, .n = w.n, .arrival = w.arrival };
 	sched_image *im = NULL;
+	long long t0 = mono_us();
 	rc = submit_images(s, &w, &im, &e);
+	if (w.n_images && log_get_level() >= LOG_LEVEL_DEBUG) {
+		struct timespec now;
+		clock_gettime(CLOCK_REALTIME, &now);
+		log_msg(LOG_LEVEL_DEBUG, "qvld", "SUBMIT %llu: %u images to patches in %.2f ms, %.2f ms "
+			"after its arrival at the responder", (unsigned long long)q->eng_id, w.n_images,
+			(double)(mono_us() - t0) * 1e-3,
+			((double)now.tv_sec + (double)now.tv_nsec * 1e-9 - w.arrival) * 1e3);
+	}
 	if (!rc) {
 		r.ids = w.ids_buf;
 		w.ids_buf = NULL;

@@ -147,8 +147,6 @@ struct text_cuda {
 		size_t plane;           /* elements between planes at src */
 		int row, n;             /* first vision row of the step, rows */
 	} *vruns;                       /* owned host (max_tokens) */
-	text_cuda_while_fn while_fn;    /* text_cuda_set_while_running */
-	void *while_ctx;
 };
 
 /* ---- weights ------------------------------------------------------------------------------- */
@@ -760,18 +758,6 @@ static void logits_out(text_cuda *t, int n, float *dst)
 		dst[i] = bf16_to_f32(t->logits_h[i]);
 }
 
-void text_cuda_set_while_running(text_cuda *t, text_cuda_while_fn fn, void *ctx)
-{
-	t->while_fn = fn;
-	t->while_ctx = ctx;
-}
-
-static void while_running(text_cuda *t)
-{
-	if (t->while_fn)
-		t->while_fn(t->while_ctx);
-}
-
 void text_cuda_set_vis_find(text_cuda *t, text_cuda_vis_find_fn find, void *ctx)
 {
 	t->vis_find = find;
@@ -952,7 +938,6 @@ int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *log
 		return qerr_set(e, QERR_INVALID, "text_cuda: %zu logit rows asked for but logits is "
 				"NULL", si.NL);
 	run(t, &si);
-	while_running(t);
 	for (size_t first = 0; first < si.NL; first += (size_t)t->max_lrows) {
 		int n = si.NL - first < (size_t)t->max_lrows ? (int)(si.NL - first) : t->max_lrows;
 		if (first)
@@ -1055,7 +1040,6 @@ int text_cuda_launch_sample(text_cuda *t, const backend_seq *seqs, int n_seqs,
 	CUDA_CHECK(cudaEventRecord(o->done, st));
 	t->n_flight++;
 	t->last_NL = (int)NL;
-	while_running(t);
 	return 0;
 }
 

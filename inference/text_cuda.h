@@ -84,12 +84,6 @@ typedef const uint16_t *(*text_cuda_vis_find_fn)(void *ctx, const float *row,
 						 size_t *plane_stride);
 void text_cuda_set_vis_find(text_cuda *t, text_cuda_vis_find_fn find, void *ctx);
 
-/* Host work to do while a step's kernels run: called once per step after everything is queued
- * and before the step waits for its results (the backend finishes an encode's host rows there).
- * It must not touch the GPU work of the step. */
-typedef void (*text_cuda_while_fn)(void *ctx);
-void text_cuda_set_while_running(text_cuda *t, text_cuda_while_fn fn, void *ctx);
-
 /* Decode graphs captured (0 when eager). */
 int text_cuda_n_graphs(const text_cuda *t);
 

@@ -63,7 +63,7 @@ int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, in
 /* The same, returning once the work is queued on the stream: dev_out is complete for later work
  * on that stream, but out is written only by vision_cuda_finish — which the next encode calls
  * first — so the host widening can run while the GPU does something else (the prefill). Until
- * then out must stay allocated. */
+ * then out must stay allocated. out may be NULL (dev_out then required): no host copy. */
 int vision_cuda_encode_async(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
 			     int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out,
 			     float *out, qerr *e);

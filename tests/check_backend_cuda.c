@@ -380,7 +380,7 @@ static void image_case(int n_img, const int (*grids)[3])
 		ck_assert_msg(backend_encode(cpu, px, gt, gh, gw, vc[im], &e) == 0, "%s", e.msg);
 		ck_assert_msg(backend_encode(gpu, px, gt, gh, gw, vg[im], &e) == 0, "%s", e.msg);
 		/* the same pixels once more, as the engine encodes: the GPU prompt reads these rows,
-		 * the last image's still NaN on the host when its step starts (device rows only) */
+		 * still NaN on the host (the steps use the backend's device copy) */
 		ck_assert_msg(backend_encode_async(gpu, px, gt, gh, gw, va[im], &e) == 0, "%s", e.msg);
 		double err = rel_l2(vg[im], vc[im], (size_t)nt * row);
 		if (err > worst_vision)
@@ -422,7 +422,8 @@ static void image_case(int n_img, const int (*grids)[3])
 	snprintf(what, sizeof(what), "%d image(s)", n_img);
 	step_both(cpu, gpu, &s, &a, &k, 1, what, &first);
 	decode_both(cpu, gpu, &s, 1, 4, &first, what);
-	/* the steps wrote the deferred host rows: the same as the synchronous encode's */
+	/* backend_sync writes the deferred host rows: the same as the synchronous encode's */
+	backend_sync(gpu);
 	for (int im = 0; im < n_img; im++) {
 		int nt = grids[im][0] * grids[im][1] * grids[im][2] / (m * m);
 		ck_assert_msg(!memcmp(va[im], vg[im], sizeof(float) * (size_t)nt * row),
@@ -541,6 +542,49 @@ START_TEST(test_backend_cuda_samples_like_the_host)
 	free(l);
 	backend_free(a);
 	backend_free(h);
+}
+END_TEST
+
+/* The device ring of encoder rows: five images of 1024 tokens in a ring of 4096 (twice the
+ * 2048 batched tokens): placing the fifth writes the first's host rows before reusing its
+ * space; the others stay unwritten until backend_sync, and forgotten rows never are. */
+START_TEST(test_backend_cuda_encoder_rows_ring)
+{
+	backend *a = make_cuda(&tiny, true), *ref = make_cuda(&tiny, true);
+	const model_config *mc = &tiny.mc;
+	const int K = 3 * mc->vision.temporal_patch_size * mc->vision.patch_size *
+		      mc->vision.patch_size;
+	const int m = mc->vision.spatial_merge_size, side = 32 * m, N = side * side;
+	const size_t rows = (size_t)(N / (m * m)) * (1 + mc->vision.n_deepstack) *
+			    mc->text.hidden_size;
+	enum { NI = 5 };
+	float *px = xmalloc(sizeof(float) * (size_t)N * K), *want[NI], *got[NI];
+	qerr e = { 0 };
+	for (int i = 0; i < NI; i++) {
+		for (size_t k = 0; k < (size_t)N * K; k++)
+			px[k] = (float)(urand() % 2000) / 1000.0f - 1.0f;
+		want[i] = xmalloc(sizeof(float) * rows);
+		got[i] = xmalloc(sizeof(float) * rows);
+		for (size_t k = 0; k < rows; k++)
+			got[i][k] = NAN;
+		ck_assert_msg(backend_encode(ref, px, 1, side, side, want[i], &e) == 0, "%s", e.msg);
+		ck_assert_msg(backend_encode_async(a, px, 1, side, side, got[i], &e) == 0, "%s", e.msg);
+	}
+	ck_assert(!memcmp(got[0], want[0], sizeof(float) * rows));   /* written when evicted */
+	for (int i = 1; i < NI; i++)
+		ck_assert_msg(isnan(got[i][0]) && isnan(got[i][rows - 1]), "image %d written early", i);
+	backend_forget_rows(a, got[1]);
+	backend_sync(a);
+	ck_assert(isnan(got[1][0]) && isnan(got[1][rows / 2]));   /* forgotten: never written */
+	for (int i = 2; i < NI; i++)
+		ck_assert_msg(!memcmp(got[i], want[i], sizeof(float) * rows), "image %d", i);
+	for (int i = 0; i < NI; i++) {
+		free(want[i]);
+		free(got[i]);
+	}
+	free(px);
+	backend_free(a);
+	backend_free(ref);
 }
 END_TEST
 
@@ -709,6 +753,7 @@ int main(void)
 	tcase_add_test(tc, test_backend_cuda_samples_like_the_host);
 	tcase_add_test(tc, test_backend_cuda_refuses_bad_steps);
 	tcase_add_test(tc, test_backend_cuda_token_chain_kernel);
+	tcase_add_test(tc, test_backend_cuda_encoder_rows_ring);
 	tcase_add_test(tc, test_backend_cuda_chained_launches);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);

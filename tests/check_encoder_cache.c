@@ -1,7 +1,8 @@
 /*
  * Tests of the encoder-output cache: queries and hits are counted; a referenced entry is never
  * evicted; unreferenced entries go least recently released first; can_insert and insert agree,
- * and a failed insert evicts nothing; an entry exactly the budget fits. A randomized run
+ * and a failed insert evicts nothing; an entry exactly the budget fits; the drop callback hears
+ * of every entry's rows before they are freed (eviction, discard, the cache freed), once. A randomized run
  * against a shadow model checks residency, eviction order, the stats and the stored rows.
  */
 #include <check.h>
@@ -288,6 +289,42 @@ START_TEST(test_encoder_cache_discard_drops_referenced_entry)
 }
 END_TEST
 
+typedef struct drops {
+	const float *rows[8];
+	int n;
+} drops;
+
+static void on_drop(void *ctx, const float *rows)
+{
+	drops *d = ctx;
+	ck_assert_int_lt(d->n, 8);
+	d->rows[d->n++] = rows;
+}
+
+START_TEST(test_encoder_cache_drop_callback)
+{
+	encoder_cache *c = encoder_cache_new(100);
+	drops d = { .n = 0 };
+	encoder_cache_set_drop(c, on_drop, &d);
+	uint8_t a[32], b[32], x[32];
+	key(a, 1);
+	key(b, 2);
+	key(x, 3);
+	float *ra = encoder_cache_insert(c, a, 60);
+	encoder_cache_release(c, a);
+	float *rb = encoder_cache_insert(c, b, 60);              /* evicts a */
+	ck_assert_int_eq(d.n, 1);
+	ck_assert_ptr_eq(d.rows[0], ra);
+	encoder_cache_discard(c, b);                             /* referenced, dropped anyway */
+	ck_assert_int_eq(d.n, 2);
+	ck_assert_ptr_eq(d.rows[1], rb);
+	float *rx = encoder_cache_insert(c, x, 10);
+	encoder_cache_free(c);                                   /* the last one goes too */
+	ck_assert_int_eq(d.n, 3);
+	ck_assert_ptr_eq(d.rows[2], rx);
+}
+END_TEST
+
 START_TEST(test_encoder_cache_many_entries)
 {
 	/* enough entries to grow the map several times; every one keeps its rows */
@@ -460,6 +497,7 @@ int main(void)
 	tcase_add_test(tc, test_encoder_cache_misuse_is_harmless);
 	tcase_add_test(tc, test_encoder_cache_discard_drops_referenced_entry);
 	tcase_add_test(tc, test_encoder_cache_many_entries);
+	tcase_add_test(tc, test_encoder_cache_drop_callback);
 	tcase_add_test(tc, test_encoder_cache_random_ops_match_a_shadow_model);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
