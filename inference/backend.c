@@ -32,7 +32,6 @@ void backend_free(backend *b)
 		free(b->ans[i].ids);
 		free(b->ans[i].lps);
 	}
-	free(b->last_ids);
 	free(b->logits);
 	sampler_scratch_free(b->sc);
 	free(b->tmp_seqs);
@@ -102,6 +101,10 @@ static const backend_seq *resolve_chained(backend *b, const backend_seq *seqs, i
 		n_chained += seqs[i].n_new >= 1 && seqs[i].ids && seqs[i].ids[0] < 0;
 	if (!n_chained)
 		return seqs;
+	/* the last launch's answers: its slot stays in the ring until a later launch reuses it */
+	const backend_answers *last =
+		&b->ans[(b->ans_head + b->n_in_flight + BACKEND_MAX_IN_FLIGHT - 1) %
+			BACKEND_MAX_IN_FLIGHT];
 	if ((size_t)n_seqs > b->cap_tmp) {
 		b->cap_tmp = 2 * (size_t)n_seqs;
 		b->tmp_seqs = xrealloc(b->tmp_seqs, b->cap_tmp * sizeof(*b->tmp_seqs));
@@ -112,13 +115,13 @@ static const backend_seq *resolve_chained(backend *b, const backend_seq *seqs, i
 		if (seqs[i].n_new < 1 || !seqs[i].ids || seqs[i].ids[0] >= 0)
 			continue;
 		int64_t r = -1 - (int64_t)seqs[i].ids[0];
-		if (seqs[i].n_new != 1 || r >= b->n_last) {
+		if (seqs[i].n_new != 1 || r >= last->n) {
 			qerr_set(e, QERR_INVALID, "%s: sequence %d: chained id %d with %d new positions; "
 				 "the last launch answered %d rows", b->ops->name, i, seqs[i].ids[0],
-				 seqs[i].n_new, b->n_last);
+				 seqs[i].n_new, last->n);
 			return NULL;
 		}
-		b->tmp_ids[i] = b->last_ids[r];
+		b->tmp_ids[i] = last->ids[r];
 		b->tmp_seqs[i].ids = &b->tmp_ids[i];
 	}
 	return b->tmp_seqs;
@@ -153,12 +156,6 @@ static int emulated_launch(backend *b, const backend_seq *seqs, int n_seqs,
 		a->ids[r] = sampler_sample(rows[r].sp, rows[r].ss, b->logits + r * (size_t)b->vocab,
 					   b->vocab, b->sc, rows[r].sp->logprobs >= 0 ? &a->lps[r] : NULL);
 	a->n = (int)n;
-	if (n > b->cap_last) {
-		b->cap_last = 2 * n;
-		b->last_ids = xrealloc(b->last_ids, b->cap_last * sizeof(*b->last_ids));
-	}
-	memcpy(b->last_ids, a->ids, n * sizeof(*a->ids));
-	b->n_last = (int)n;
 	return 0;
 }
 

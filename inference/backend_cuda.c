@@ -34,7 +34,6 @@
 
 #include "alloc.h"
 #include "backend_impl.h"
-#include "bf16.h"
 #include "log.h"
 
 #ifdef QVL_HAVE_CUDA
@@ -143,19 +142,12 @@ static void enc_widen(enc_ring *r, int i, cudaStream_t st)
 	enc_entry *en = &r->e[i];
 	if (en->host_written)
 		return;
-	size_t T = (size_t)en->n_tok, n = T * r->tok_elems, planes = r->tok_elems / (size_t)r->D;
+	size_t T = (size_t)en->n_tok, n = T * r->tok_elems;
 	uint16_t *tmp = xmalloc(n * sizeof(uint16_t));
 	CUDA_CHECK(cudaMemcpyAsync(tmp, r->base + en->off, n * sizeof(uint16_t),
 				   cudaMemcpyDeviceToHost, st));
 	CUDA_CHECK(cudaStreamSynchronize(st));
-	/* (1+n_ds, T, D) → (T, 1+n_ds, D) */
-	for (size_t k = 0; k < planes; k++)
-		for (size_t j = 0; j < T; j++) {
-			const uint16_t *src = tmp + (k * T + j) * (size_t)r->D;
-			float *dst = en->host + (j * planes + k) * (size_t)r->D;
-			for (int d = 0; d < r->D; d++)
-				dst[d] = bf16_to_f32(src[d]);
-		}
+	vision_cuda_rows_to_host(en->host, tmp, T, (int)(r->tok_elems / (size_t)r->D), r->D);
 	free(tmp);
 	en->host_written = true;
 }
@@ -359,9 +351,8 @@ static int worker_encode(const backend_cuda *bc, gpu_worker *g, job *j)
 	if (!dev)
 		return vision_cuda_encode(g->vision, j->pixel_values, j->grid_t, j->grid_h, j->grid_w,
 					  g->vis_scratch, g->vis_scratch_bytes, NULL, j->out, &j->e);
-	int rc = vision_cuda_encode_async(g->vision, j->pixel_values, j->grid_t, j->grid_h,
-					  j->grid_w, g->vis_scratch, g->vis_scratch_bytes, dev, NULL,
-					  &j->e);
+	int rc = vision_cuda_encode(g->vision, j->pixel_values, j->grid_t, j->grid_h, j->grid_w,
+				    g->vis_scratch, g->vis_scratch_bytes, dev, NULL, &j->e);
 	if (!rc)
 		enc_record(&g->enc, j->out, dev, (int)n_tok);
 	return rc;
@@ -408,10 +399,6 @@ static void *worker_main(void *arg)
 		case JOB_NONE:
 			break;
 		}
-		/* an encode's host rows are written before any later job returns (a step writes
-		 * them while its kernels run; this catches a step that failed before that) */
-		if (g->vision && j->kind != JOB_ENCODE && j->kind != JOB_QUIT)
-			vision_cuda_finish(g->vision);
 		job_kind k = j->kind;
 		pthread_mutex_lock(&g->mu);
 		g->done = true;

@@ -45,9 +45,6 @@ struct backend {
 	/* backend.c's launch/wait when ops->launch is NULL */
 	backend_answers ans[BACKEND_MAX_IN_FLIGHT];   /* ring: the oldest at ans_head */
 	int ans_head;
-	int32_t *last_ids;         /* owned: the last launch's ids (chained rows read them) */
-	int n_last;
-	size_t cap_last;
 	float *logits;             /* owned: (cap_logits rows, vocab) */
 	size_t cap_logits;
 	sampler_scratch *sc;       /* owned */

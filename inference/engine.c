@@ -211,7 +211,7 @@ static void ereq_free(ereq *q)
 	free(q);
 }
 
-static void fl_release(engine *en, const sched_item *items, int n);
+static void fl_release(const sched_item *items, int n);
 
 void engine_free(engine *en)
 {
@@ -220,7 +220,7 @@ void engine_free(engine *en)
 	if (en->fl_active) {           /* its answers are dropped; the requests it names go */
 		qerr e = { 0 };
 		backend_step_sample_wait(en->b, en->sids, en->slps, &e);
-		fl_release(en, en->fl_items, en->fl_n);
+		fl_release(en->fl_items, en->fl_n);
 	}
 	for (ereq *q = en->live_head, *nx; q; q = nx) {
 		nx = q->next;
@@ -893,9 +893,8 @@ static bool chainable(const sched_seq *s)
 }
 
 /* The launched step's items no longer name their requests (answers taken, or dropped). */
-static void fl_release(engine *en, const sched_item *items, int n)
+static void fl_release(const sched_item *items, int n)
 {
-	(void)en;
 	for (int i = 0; i < n; i++) {
 		ereq *q = req_of(items[i].seq->req);
 		if (--q->n_inflight == 0 && q->dead)
@@ -923,7 +922,7 @@ static int drain(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 				   t, emit, ctx);
 		}
 	}
-	fl_release(en, en->fl_items, en->fl_n);
+	fl_release(en->fl_items, en->fl_n);
 	en->fl_n = 0;
 	return rc;
 }
@@ -959,10 +958,10 @@ static bool sample_rows(engine *en, const sched_plan *p, bool *chain)
 	return true;
 }
 
-/* p was launched and the step before it drained: the scheduler advances p's sequences, and each
- * that goes on gets a placeholder for the token p samples (the next plan sees a decode to
- * launch; the backend fills the id in from p's answers, BACKEND_CHAINED_ID). */
-static void commit_launched(engine *en, sched_plan *p)
+/* The step just launched (fl_items), after the one before it drained: each of its sequences
+ * that goes on gets a placeholder for the token it samples (the next plan sees a decode to
+ * launch; the backend fills the id in from those answers, BACKEND_CHAINED_ID). */
+static void commit_launched(engine *en)
 {
 	int k = 0;
 	for (int i = 0; i < en->fl_n; i++) {
@@ -976,7 +975,6 @@ static void commit_launched(engine *en, sched_plan *p)
 		if (n_after - s->req->n_prompt < s->req->max_tokens && n_after < en->o.max_model_len)
 			sched_seq_append(s, BACKEND_CHAINED_ID(row));
 	}
-	(void)p;
 }
 
 int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
@@ -1012,6 +1010,9 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 			rc = drain(en, emit, ctx, e);
 			plan_drop_done(&p);
 			device = device && p.n_items;
+			bool unused;
+			if (device)
+				sample_rows(en, &p, &unused);   /* the rows of what is left */
 		}
 		if (!rc && p.n_items)
 			build_batch(en, &p);
@@ -1020,7 +1021,6 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 			launched = !rc;
 		} else if (!rc && device) {
 			qerr se = { 0 };
-			sample_rows(en, &p, &chain);   /* p may have lost items in the drain */
 			rc = backend_step_sample(en->b, en->bseqs, p.n_items, en->srows, en->sids,
 						 en->slps, &se);
 			if (rc == -QERR_LIMIT && se.code == QERR_LIMIT) {
@@ -1059,13 +1059,13 @@ int engine_step(engine *en, engine_emit_fn emit, void *ctx, qerr *e)
 		en->fl_active = true;
 		plan_drop_done(&p);
 		sched_step_done(en->s, &p);
-		commit_launched(en, &p);
+		commit_launched(en);
 		if (rc) {
 			/* the backend failed a wait: nothing it runs is trusted (the engine stops) */
 			log_msg(LOG_LEVEL_ERR, "engine", "step failed: %s", e ? e->msg : "backend error");
 			en->fl_active = false;
 			fail_step(en, &p, emit, ctx, e);
-			fl_release(en, en->fl_items, en->fl_n);
+			fl_release(en->fl_items, en->fl_n);
 			en->fl_n = 0;
 		}
 	} else if (!rc && !done) {     /* nothing to run: the step in flight still answers */

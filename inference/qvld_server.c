@@ -113,9 +113,7 @@ static long long mono_us(void)
 
 static long long mono_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return mono_us() / 1000;
 }
 
 static void wake_io(qvld_server *s)

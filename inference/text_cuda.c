@@ -113,14 +113,14 @@ struct text_cuda {
 	int max_lrows;                  /* logit rows per LM head pass: max_seqs */
 	decode_graph graphs[TEXT_CUDA_MAX_GRAPHS];
 	int n_graphs;
-	/* sampling on the device (text_cuda_launch_sample): device arrays in smp_d, their pinned host
-	 * twins in smp_h, both owned */
+	/* sampling on the device (text_cuda_launch_sample): device arrays in smp_d, the inputs'
+	 * pinned host twins in smp_h (the answers' in the slots below), both owned */
 	void *smp_d, *smp_h;
 	kn_sample_row *smp_rows_d, *smp_rows_h;
 	kn_sample_pen *smp_pen_d, *smp_pen_h;
 	int32_t *smp_mask_d, *smp_mask_h;
-	int32_t *smp_ids_d, *smp_ids_h, *smp_top_ids_d, *smp_top_ids_h;
-	float *smp_lp_d, *smp_lp_h, *smp_top_lp_d, *smp_top_lp_h;
+	int32_t *smp_ids_d, *smp_top_ids_d;
+	float *smp_lp_d, *smp_top_lp_d;
 	/* launched sampling steps (text_cuda_launch_sample): answers land in a slot's pinned
 	 * buffers (slot 0: smp_h's, slot 1: smp_h2's), waited for oldest first */
 	void *smp_h2;                   /* owned pinned host, smp_h's layout */
@@ -508,11 +508,11 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	SMP(0, smp_rows, kn_sample_row);
 	SMP(1, smp_pen, kn_sample_pen);
 	SMP(2, smp_mask, int32_t);
-	SMP(3, smp_ids, int32_t);
-	SMP(4, smp_lp, float);
-	SMP(5, smp_top_ids, int32_t);
-	SMP(6, smp_top_lp, float);
 #undef SMP
+	t->smp_ids_d = (int32_t *)((uint8_t *)t->smp_d + soff[3]);
+	t->smp_lp_d = (float *)((uint8_t *)t->smp_d + soff[4]);
+	t->smp_top_ids_d = (int32_t *)((uint8_t *)t->smp_d + soff[5]);
+	t->smp_top_lp_d = (float *)((uint8_t *)t->smp_d + soff[6]);
 	CUDA_CHECK(cudaHostAlloc(&t->smp_h2, smp, cudaHostAllocDefault));
 	for (int i = 0; i < 2; i++) {
 		uint8_t *h = (uint8_t *)(i ? t->smp_h2 : t->smp_h);

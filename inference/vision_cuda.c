@@ -101,11 +101,7 @@ struct vision_cuda {
 	size_t wbytes;                   /* their bytes */
 	uint16_t *hpix, *hout;           /* owned pinned host staging, cap_pix, cap_out elements */
 	size_t cap_pix, cap_out;
-	/* the last vision_cuda_encode_async whose host rows are not written yet */
-	cudaEvent_t out_ready;           /* owned: recorded after its download into hout */
 	cudaEvent_t pix_read;            /* owned: recorded after the last pixel upload from hpix */
-	float *pend_out;                 /* borrowed: its out; NULL when nothing is pending */
-	size_t pend_T;
 };
 
 /* ---- weights ---------------------------------------------------------------------------- */
@@ -231,7 +227,6 @@ int vision_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx 
 	for (int k = 0; k < v->dm.n_ds; k++)
 		if (load_merger(v, &v->ds[k], &w->deepstack[k], v->dm.Dm, "deepstack_merger_list", e) < 0)
 			goto fail;
-	CUDA_CHECK(cudaEventCreateWithFlags(&v->out_ready, cudaEventDisableTiming));
 	CUDA_CHECK(cudaEventCreateWithFlags(&v->pix_read, cudaEventDisableTiming));
 	*out = v;
 	return 0;
@@ -253,8 +248,6 @@ void vision_cuda_free(vision_cuda *v)
 	free(v->blk);
 	CUDA_CHECK(cudaFreeHost(v->hpix));
 	CUDA_CHECK(cudaFreeHost(v->hout));
-	if (v->out_ready)
-		CUDA_CHECK(cudaEventDestroy(v->out_ready));
 	if (v->pix_read)
 		CUDA_CHECK(cudaEventDestroy(v->pix_read));
 	free(v);
@@ -368,44 +361,21 @@ static double mono_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
-void vision_cuda_finish(vision_cuda *v)
+void vision_cuda_rows_to_host(float *out, const uint16_t *planes, size_t T, int n_planes, int D)
 {
-	if (!v->pend_out)
-		return;
-	double t0 = mono_ms();
-	CUDA_CHECK(cudaEventSynchronize(v->out_ready));
-	double t1 = mono_ms();
-	/* (1+n_ds, T, D) bf16 → (T, 1+n_ds, D) fp32 */
-	size_t T = v->pend_T;
-	int stride = 1 + v->dm.n_ds;
-	for (int k = 0; k < stride; k++)
+	for (int k = 0; k < n_planes; k++)
 		for (size_t j = 0; j < T; j++) {
-			const uint16_t *src = v->hout + ((size_t)k * T + j) * v->dm.D;
-			float *dst = v->pend_out + (j * stride + k) * v->dm.D;
-			for (int d = 0; d < v->dm.D; d++)
+			const uint16_t *src = planes + ((size_t)k * T + j) * (size_t)D;
+			float *dst = out + (j * (size_t)n_planes + (size_t)k) * (size_t)D;
+			for (int d = 0; d < D; d++)
 				dst[d] = bf16_to_f32(src[d]);
 		}
-	v->pend_out = NULL;
-	if (log_get_level() >= LOG_LEVEL_DEBUG)
-		log_msg(LOG_LEVEL_DEBUG, "vision", "host rows of %zu tokens: %.2f ms waiting for the "
-			"tower, %.2f ms widening", T, t1 - t0, mono_ms() - t1);
 }
 
 int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
 		       int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out, float *out,
 		       qerr *e)
 {
-	int rc = vision_cuda_encode_async(v, pixel_values, grid_t, grid_h, grid_w, scratch,
-					  scratch_bytes, dev_out, out, e);
-	vision_cuda_finish(v);
-	return rc;
-}
-
-int vision_cuda_encode_async(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
-			     int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out,
-			     float *out, qerr *e)
-{
-	vision_cuda_finish(v);   /* the staging buffers are free again */
 	if (!out && !dev_out)
 		return qerr_set(e, QERR_INVALID, "vision: an encode with neither host nor device "
 				"output");
@@ -466,15 +436,14 @@ int vision_cuda_encode_async(vision_cuda *v, const float *pixel_values, int grid
 	}
 	merger(v, &v->main, &s, N, false, outs);
 
-	if (out) {
-		CUDA_CHECK(cudaMemcpyAsync(v->hout, outs, nout * sizeof(uint16_t),
-					   cudaMemcpyDeviceToHost, st));
-		CUDA_CHECK(cudaEventRecord(v->out_ready, st));
-	}
 	if (log_get_level() >= LOG_LEVEL_DEBUG)
 		log_msg(LOG_LEVEL_DEBUG, "vision", "encode of %zu patches: %.2f ms rounding the pixels, "
 			"%.2f ms queueing the tower", N, t1 - t0, mono_ms() - t1);
-	v->pend_out = out;
-	v->pend_T = T;
+	if (out) {
+		CUDA_CHECK(cudaMemcpyAsync(v->hout, outs, nout * sizeof(uint16_t),
+					   cudaMemcpyDeviceToHost, st));
+		CUDA_CHECK(cudaStreamSynchronize(st));
+		vision_cuda_rows_to_host(out, v->hout, T, stride, v->dm.D);
+	}
 	return 0;
 }

@@ -50,25 +50,19 @@ size_t vision_cuda_scratch_bytes(const vision_cuda *v, int max_patches);
  *                 main-merger rows, plane 1+k deepstack k's; NULL: the scratch holds them only
  *                 until the next encode
  *   out           host (n_tokens, 1 + n_ds, D) fp32: per token its main-merger row, then
- *                 deepstack rows 0..n_ds-1 — the same values widened
+ *                 deepstack rows 0..n_ds-1 — the same values widened; NULL (dev_out then
+ *                 required): no host copy
  *   scratch       device memory of scratch_bytes ≥ vision_cuda_scratch_bytes(v, N)
- * Returns when out (and dev_out) are written. Fails
- * with QERR_INVALID for a grid that is not positive or whose h, w are not multiples of the
- * merge size, QERR_LIMIT when the item is larger than 2^20 patches or the scratch is too
- * small. */
+ * Returns when out is written; without out, once the work is queued on the stream (dev_out is
+ * complete for later work on that stream). Fails with QERR_INVALID for a grid that is not
+ * positive or whose h, w are not multiples of the merge size, or neither output; QERR_LIMIT
+ * when the item is larger than 2^20 patches or the scratch is too small. */
 int vision_cuda_encode(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
 		       int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out, float *out,
 		       qerr *e);
 
-/* The same, returning once the work is queued on the stream: dev_out is complete for later work
- * on that stream, but out is written only by vision_cuda_finish — which the next encode calls
- * first — so the host widening can run while the GPU does something else (the prefill). Until
- * then out must stay allocated. out may be NULL (dev_out then required): no host copy. */
-int vision_cuda_encode_async(vision_cuda *v, const float *pixel_values, int grid_t, int grid_h,
-			     int grid_w, void *scratch, size_t scratch_bytes, uint16_t *dev_out,
-			     float *out, qerr *e);
-/* Write the out of the last vision_cuda_encode_async (waiting for its download only, not for
- * later work on the stream); no-op when none is pending. */
-void vision_cuda_finish(vision_cuda *v);
+/* Encoder rows as the device holds them, planes (n_planes, T, D) bf16 (host memory), into the
+ * host layout (T, n_planes, D) fp32 of out. */
+void vision_cuda_rows_to_host(float *out, const uint16_t *planes, size_t T, int n_planes, int D);
 
 #endif
