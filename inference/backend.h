@@ -47,6 +47,7 @@ typedef struct backend_opts {
 	double gpu_memory_utilization; /* (0, 1]: share of the card's memory this process may use;
 					* n_blocks == 0 plans the KV pool from it */
 	int64_t kv_cache_memory_bytes; /* > 0: the KV pool's size instead (n_blocks == 0) */
+	bool kv_cache_fp8;             /* the KV pool in fp8 E4M3 (scale 1) instead of bf16 */
 	int max_num_batched_tokens;    /* most new positions in one step (activation buffers) */
 	int max_num_seqs;              /* most sequences in one step */
 	int max_model_len;             /* longest sequence (attention workspace) */

@@ -235,7 +235,7 @@ static int worker_init(backend_cuda *bc, gpu_worker *g, qerr *e)
 	CUDA_CHECK(cudaGetDeviceProperties(&prop, g->device));
 	CUDA_CHECK(cudaStreamCreateWithFlags(&g->stream, cudaStreamNonBlocking));
 	g->gemm = kn_gemm_ctx_new(GEMM_WORKSPACE);
-	int rc = text_cuda_new(bc->mc, bc->w, g->gemm, g->stream, &g->text, e);
+	int rc = text_cuda_new(bc->mc, bc->w, g->gemm, g->stream, o->kv_cache_fp8, &g->text, e);
 	if (!rc && bc->mc->has_vision)
 		rc = vision_cuda_new(bc->mc, bc->w, g->gemm, g->stream, &g->vision, e);
 	if (rc)
@@ -317,9 +317,10 @@ static int worker_init(backend_cuda *bc, gpu_worker *g, qerr *e)
 		"rows %.2f GiB",
 		gib(wt + wv), gib(wt), gib(wv), gib(act), lim.max_tokens, lim.max_seqs, lim.max_ctx,
 		gib(vbytes));
-	log_msg(LOG_LEVEL_INFO, "cuda", "KV cache %.2f GiB = %lld blocks of %d = %lld tokens in "
-		"flight (%.1f sequences of %d); %d decode graphs%s; %.2f GiB in use, %.2f GiB free",
-		gib(block * (size_t)n_blocks), (long long)n_blocks, o->block_size,
+	log_msg(LOG_LEVEL_INFO, "cuda", "KV cache %.2f GiB (%s) = %lld blocks of %d = %lld tokens "
+		"in flight (%.1f sequences of %d); %d decode graphs%s; %.2f GiB in use, %.2f GiB free",
+		gib(block * (size_t)n_blocks), o->kv_cache_fp8 ? "fp8_e4m3" : "bfloat16",
+		(long long)n_blocks, o->block_size,
 		(long long)n_blocks * o->block_size,
 		(double)n_blocks * o->block_size / (double)o->max_model_len, o->max_model_len,
 		text_cuda_n_graphs(g->text), o->enforce_eager ? " (--enforce-eager)" : "",

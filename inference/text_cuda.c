@@ -1,25 +1,32 @@
 /*
- * text_cuda: the Qwen3-VL text decoder on one GPU in bf16 (see text_cuda.h).
+ * text_cuda: the Qwen3-VL text decoder on one GPU (see text_cuda.h).
  *
- * One step, T = Σ n_new rows of the ragged batch flattened, as transformers computes it in bf16:
+ * Precision: bf16 only where the tensor cores need it — the GEMM inputs (the normed rows h, the
+ * attention output, silu·up), q and the KV cache (bf16, or fp8 E4M3 with --kv-cache-dtype fp8)
+ * — and fp32 everywhere else: the residual stream x, the projections' outputs (qkv, gate/up)
+ * and the residual adds, which the o and down projections do in their epilogue (cuBLASLt's
+ * C = residual, beta 1; the GEMV adds it before writing). Each value is rounded to bf16 once,
+ * where it becomes a GEMM or attention operand. This is not where transformers in bf16 rounds
+ * (it keeps the residual stream and every Linear output in bf16): the reference is the fp32
+ * model, and keeping x in fp32 halves the distance to it (2b, whole vocabulary, relative L2:
+ * 1.9e-2 → 9e-3 in a CPU emulation of both roundings; the bf16 transformers model is itself
+ * 1.9e-2 from fp32).
  *
- *   x  = embed[ids]; x[vision rows] = vision row 0                 kn_embedding, kn_rows_scatter
- *   h  = RMSNorm(x; layer 0 input norm)                            kn_rmsnorm
+ * One step, T = Σ n_new rows of the ragged batch flattened:
+ *
+ *   x  = embed[ids]; x[vision rows] = vision row 0     (fp32)      kn_embedding, kn_rows_scatter
  *   for each layer l:
- *     qkv = h · Wqkvᵀ                                              kn_gemm (q,k,v rows stacked)
- *     q, K/V pool ← q/k RMSNorm + MRoPE, K and V written at slots  kn_qk_norm_rope
+ *     h   = RMSNorm(x; input norm)                     (bf16)      kn_rmsnorm
+ *     qkv = h · Wqkvᵀ                                  (fp32)      kn_gemm_f32 (q,k,v stacked)
+ *     q, K/V pool ← q/k RMSNorm + MRoPE, K and V written at slots  kn_qk_norm_rope(_fp8)
  *     att = attention(q, pool)   decode step: kn_paged_attention   (split-KV, one row a sequence)
  *                                otherwise:   kn_prefill_attention (causal, cached prefix too)
- *     x += att · Woᵀ;  h = RMSNorm(x; post norm)                   kn_gemm, kn_add_rmsnorm
- *     x += down(silu(gate)·up);  h = RMSNorm(x; next norm)         kn_gemm, kn_silu_mul, kn_gemm,
- *                                                                  kn_add_rmsnorm
- *     l < n_ds and vision rows: x[vision rows] += deepstack row l, kn_rows_scatter_add, then h
- *                               h = RMSNorm(x; next norm) again    recomputed by kn_rmsnorm
- *   logits = gather(h, logit rows) · lm_headᵀ                     (the last "next norm" is the
- *                                                                  final norm)
- *
- * Each bf16 rounding of transformers happens here too: a projection's output, the residual sum,
- * the norm's two roundings, silu before the product (the kernels' headers say where).
+ *     x  += att · Woᵀ                                              kn_gemm_f32, residual x
+ *     h   = RMSNorm(x; post norm)                                  kn_rmsnorm
+ *     gu  = h · Wguᵀ                                   (fp32)      kn_gemm_f32
+ *     x  += silu(gate)·up · Wdᵀ                                    kn_silu_mul, kn_gemm_f32
+ *     l < n_ds and vision rows: x[vision rows] += deepstack row l  kn_rows_scatter_add
+ *   h = RMSNorm(x; final norm); logits = gather(h, logit rows) · lm_headᵀ (bf16 logits)
  *
  * Step inputs: the host packs ids, positions, slots, block tables, logit and vision row indexes
  * and the vision rows (as bf16) into one pinned staging buffer, copied with a cudaMemcpyAsync
@@ -45,12 +52,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "add_rmsnorm.h"
 #include "alloc.h"
 #include "backend_impl.h"
 #include "bf16.h"
 #include "cuda_check.h"
 #include "embedding.h"
+#include "gemm.h"
 #include "log.h"
 #include "paged_attention.h"
 #include "prefill_attention.h"
@@ -69,7 +76,7 @@
 typedef struct layer16 {
 	uint16_t *in_norm, *wqkv, *q_norm, *k_norm, *wo, *post_norm, *wgu, *wd;   /* device, borrowed
 										    * from t->wbuf */
-	uint16_t *k_cache, *v_cache;   /* device, borrowed from t->pool */
+	void *k_cache, *v_cache;       /* device, borrowed from t->pool: bf16, or fp8 (kv_fp8) */
 } layer16;
 
 /* Offsets (bytes) of the step inputs inside the staging buffers. */
@@ -88,6 +95,7 @@ struct text_cuda {
 	bool has_vision;
 	float eps, scale, theta;
 	int section[3];
+	bool kv_fp8;                    /* the KV pool in fp8 E4M3, scale 1 (else bf16) */
 	kn_gemm_ctx *gemm;              /* borrowed */
 	cudaStream_t stream;            /* borrowed */
 	/* weights */
@@ -103,7 +111,8 @@ struct text_cuda {
 	void *pool;                     /* owned device: KV */
 	void *act;                      /* owned device: activations */
 	size_t act_bytes;
-	uint16_t *x, *h, *qkv, *q, *att, *tmp, *gu, *mlp, *hl, *logits16;
+	float *x, *qkv, *gu;            /* fp32: residual stream, projection outputs */
+	uint16_t *h, *q, *att, *mlp, *hl, *logits16;
 	void *attn_ws;                  /* borrowed from act: attention workspace */
 	size_t attn_ws_bytes;
 	stage_layout sl;
@@ -201,7 +210,7 @@ typedef struct wplan {
 } wplan;
 
 int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *gemm,
-		  cudaStream_t stream, text_cuda **out, qerr *e)
+		  cudaStream_t stream, bool kv_fp8, text_cuda **out, qerr *e)
 {
 	*out = NULL;
 	const text_config *tc = &mc->text;
@@ -235,6 +244,7 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	}
 	t->gemm = gemm;
 	t->stream = stream;
+	t->kv_fp8 = kv_fp8;
 
 	const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, hd = (uint64_t)t->hd;
 	const uint64_t qd = (uint64_t)t->Hq * hd, kd = (uint64_t)t->KV * hd, V = (uint64_t)t->V;
@@ -348,9 +358,15 @@ size_t text_cuda_weight_bytes(const text_cuda *t)
 	return t->wbytes;
 }
 
+/* Bytes of one K or V element in the pool. */
+static size_t kv_elem(const text_cuda *t)
+{
+	return t->kv_fp8 ? 1 : 2;
+}
+
 size_t text_cuda_block_bytes(const text_cuda *t, int block_size)
 {
-	return (size_t)t->L * 2 * (size_t)block_size * (size_t)t->KV * (size_t)t->hd * 2;
+	return (size_t)t->L * 2 * (size_t)block_size * (size_t)t->KV * (size_t)t->hd * kv_elem(t);
 }
 
 int text_cuda_n_graphs(const text_cuda *t)
@@ -395,24 +411,23 @@ static size_t attn_ws_bytes_of(const text_cuda *t, const text_cuda_limits *lim)
 	return a > b ? a : b;
 }
 
-/* Activation arrays in order; sizes in bf16 elements. */
-enum { A_X, A_H, A_QKV, A_Q, A_ATT, A_TMP, A_GU, A_MLP, A_HL, A_LOGITS, A_N };
+/* Activation arrays in order; sizes in bytes. */
+enum { A_X, A_H, A_QKV, A_Q, A_ATT, A_GU, A_MLP, A_HL, A_LOGITS, A_N };
 
 static void act_sizes(const text_cuda *t, const text_cuda_limits *lim, size_t n[A_N])
 {
 	const size_t T = (size_t)lim->max_tokens, D = (size_t)t->D, F = (size_t)t->F;
 	const size_t qd = (size_t)t->Hq * t->hd, kd = (size_t)t->KV * t->hd;
 	const size_t R = (size_t)lim->max_seqs;
-	n[A_X] = T * D;
-	n[A_H] = T * D;
-	n[A_QKV] = T * (qd + 2 * kd);
-	n[A_Q] = T * qd;
-	n[A_ATT] = T * qd;
-	n[A_TMP] = T * D;
-	n[A_GU] = T * 2 * F;
-	n[A_MLP] = T * F;
-	n[A_HL] = R * D;
-	n[A_LOGITS] = R * (size_t)t->V;
+	n[A_X] = T * D * 4;
+	n[A_H] = T * D * 2;
+	n[A_QKV] = T * (qd + 2 * kd) * 4;
+	n[A_Q] = T * qd * 2;
+	n[A_ATT] = T * qd * 2;
+	n[A_GU] = T * 2 * F * 4;
+	n[A_MLP] = T * F * 2;
+	n[A_HL] = R * D * 2;
+	n[A_LOGITS] = R * (size_t)t->V * 2;
 }
 
 /* The sampling arrays of R rows, in order; returns the total bytes (each part 256-aligned). */
@@ -436,7 +451,7 @@ size_t text_cuda_act_bytes(const text_cuda *t, const text_cuda_limits *lim)
 	size_t n[A_N], total = 0;
 	act_sizes(t, lim, n);
 	for (int i = 0; i < A_N; i++)
-		total += al256(n[i] * 2);
+		total += al256(n[i]);
 	return total + al256(attn_ws_bytes_of(t, lim)) + stage_layout_of(t, lim).bytes + smp;
 }
 
@@ -463,7 +478,7 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	act_sizes(t, lim, n);
 	for (int i = 0; i < A_N; i++) {
 		off[i] = total;
-		total += al256(n[i] * 2);
+		total += al256(n[i]);
 	}
 	size_t ws_off = total;
 	t->attn_ws_bytes = attn_ws_bytes_of(t, lim);
@@ -485,10 +500,18 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 				"GPU memory that is not free", n_blocks, (double)pool_bytes / (1 << 30));
 	}
 	t->act_bytes = total;
-	uint16_t **arr[A_N] = { &t->x, &t->h, &t->qkv, &t->q, &t->att, &t->tmp, &t->gu, &t->mlp,
-				&t->hl, &t->logits16 };
+	void *base[A_N];
 	for (int i = 0; i < A_N; i++)
-		*arr[i] = (uint16_t *)((uint8_t *)t->act + off[i]);
+		base[i] = (uint8_t *)t->act + off[i];
+	t->x = base[A_X];
+	t->h = base[A_H];
+	t->qkv = base[A_QKV];
+	t->q = base[A_Q];
+	t->att = base[A_ATT];
+	t->gu = base[A_GU];
+	t->mlp = base[A_MLP];
+	t->hl = base[A_HL];
+	t->logits16 = base[A_LOGITS];
 	t->attn_ws = (uint8_t *)t->act + ws_off;
 	t->stage_d = (uint8_t *)t->act + st_off;
 	CUDA_CHECK(cudaHostAlloc((void **)&t->stage_h, t->sl.bytes, cudaHostAllocDefault));
@@ -527,13 +550,13 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	CUDA_CHECK(cudaEventCreateWithFlags(&t->staged, cudaEventDisableTiming));
 	t->smp_pen_ids = xmalloc((size_t)SAMPLE_PEN_CAP * sizeof(int32_t));
 	t->smp_pen_counts = xmalloc((size_t)SAMPLE_PEN_CAP * sizeof(int32_t));
-	const size_t per_layer = (size_t)n_blocks * lim->block_size * t->KV * t->hd;
+	const size_t per_layer = (size_t)n_blocks * lim->block_size * t->KV * t->hd * kv_elem(t);
 	for (int l = 0; l < t->L; l++) {
-		t->layers[l].k_cache = (uint16_t *)t->pool + (2 * (size_t)l) * per_layer;
-		t->layers[l].v_cache = (uint16_t *)t->pool + (2 * (size_t)l + 1) * per_layer;
+		t->layers[l].k_cache = (uint8_t *)t->pool + (2 * (size_t)l) * per_layer;
+		t->layers[l].v_cache = (uint8_t *)t->pool + (2 * (size_t)l + 1) * per_layer;
 	}
 	/* Zero the pool once: padding rows of a decode graph read one position of block 0, and
-	 * uninitialised bf16 may hold NaN patterns that sanitizers and softmax both dislike. */
+	 * uninitialised bf16 or fp8 may hold NaN patterns that sanitizers and softmax dislike. */
 	CUDA_CHECK(cudaMemsetAsync(t->pool, 0, pool_bytes, t->stream));
 	CUDA_CHECK(cudaMemsetAsync(t->stage_d, 0, t->sl.bytes, t->stream));
 	CUDA_CHECK(cudaStreamSynchronize(t->stream));
@@ -558,17 +581,29 @@ typedef struct fwd_shape {
 static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 {
 	int rc;
-	if (sh->decode)
-		rc = kn_paged_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache,
-					     ST(t, block_table, int32_t), ST(t, ctx_len, int32_t), sh->S,
-					     t->Hq, t->KV, t->hd, t->lim.block_size, t->max_blocks,
-					     t->scale, t->attn_ws, t->attn_ws_bytes, t->stream);
+	const int32_t *bt = ST(t, block_table, int32_t);
+	if (sh->decode && t->kv_fp8)
+		rc = kn_paged_attention_fp8_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
+						 ST(t, ctx_len, int32_t), sh->S, t->Hq, t->KV, t->hd,
+						 t->lim.block_size, t->max_blocks, t->scale, 1.0f,
+						 1.0f, t->attn_ws, t->attn_ws_bytes, t->stream);
+	else if (sh->decode)
+		rc = kn_paged_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
+					     ST(t, ctx_len, int32_t), sh->S, t->Hq, t->KV, t->hd,
+					     t->lim.block_size, t->max_blocks, t->scale, t->attn_ws,
+					     t->attn_ws_bytes, t->stream);
+	else if (t->kv_fp8)
+		rc = kn_prefill_attention_fp8_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
+						   ST(t, q_start, int32_t), ST(t, n_cached, int32_t),
+						   sh->S, sh->T, t->Hq, t->KV, t->hd,
+						   t->lim.block_size, t->max_blocks, t->scale, 1.0f,
+						   1.0f, t->attn_ws, t->attn_ws_bytes, t->stream);
 	else
-		rc = kn_prefill_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache,
-					       ST(t, block_table, int32_t), ST(t, q_start, int32_t),
-					       ST(t, n_cached, int32_t), sh->S, sh->T, t->Hq, t->KV,
-					       t->hd, t->lim.block_size, t->max_blocks, t->scale,
-					       t->attn_ws, t->attn_ws_bytes, t->stream);
+		rc = kn_prefill_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
+					       ST(t, q_start, int32_t), ST(t, n_cached, int32_t),
+					       sh->S, sh->T, t->Hq, t->KV, t->hd, t->lim.block_size,
+					       t->max_blocks, t->scale, t->attn_ws, t->attn_ws_bytes,
+					       t->stream);
 	if (rc) {
 		/* the shapes were checked at text_cuda_new and the workspace sized for the limits:
 		 * a refusal here is a programming error */
@@ -578,8 +613,7 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 	}
 }
 
-/* Everything up to the final norm, then the LM head on the first n_logits gathered rows. Only
- * stream work: capturable. */
+/* Everything up to the final norm (h holds the normed rows). Only stream work: capturable. */
 static void forward(text_cuda *t, const fwd_shape *sh)
 {
 	const int T = sh->T, D = t->D, F = t->F, hd = t->hd;
@@ -590,27 +624,30 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 	const size_t vis_plane = (size_t)sh->n_vis * D;
 	if (sh->n_vis)
 		kn_rows_scatter_cuda(t->x, vis, ST(t, vis_idx, int32_t), sh->n_vis, D, st);
-	kn_rmsnorm_cuda(t->h, t->x, t->layers[0].in_norm, T, D, t->eps, st);
 	for (int l = 0; l < t->L; l++) {
 		const layer16 *lw = &t->layers[l];
-		kn_gemm_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
-		kn_qk_norm_rope_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm, lw->k_norm,
-				     ST(t, pos, int32_t), ST(t, slot, int32_t), T, t->Hq, t->KV, hd,
-				     t->section, t->theta, t->eps, st);
+		kn_rmsnorm_cuda(t->h, t->x, lw->in_norm, T, D, t->eps, st);
+		kn_gemm_f32_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
+		if (t->kv_fp8)
+			kn_qk_norm_rope_fp8_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm,
+						 lw->k_norm, ST(t, pos, int32_t), ST(t, slot, int32_t),
+						 T, t->Hq, t->KV, hd, t->section, t->theta, t->eps,
+						 1.0f, 1.0f, st);
+		else
+			kn_qk_norm_rope_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm,
+					     lw->k_norm, ST(t, pos, int32_t), ST(t, slot, int32_t), T,
+					     t->Hq, t->KV, hd, t->section, t->theta, t->eps, st);
 		attention(t, lw, sh);
-		kn_gemm_cuda(t->gemm, t->tmp, t->att, lw->wo, NULL, T, D, qd, st);
-		kn_add_rmsnorm_cuda(t->h, t->x, t->tmp, lw->post_norm, T, D, t->eps, st);
-		kn_gemm_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
+		kn_gemm_f32_cuda(t->gemm, t->x, t->att, lw->wo, t->x, T, D, qd, st);
+		kn_rmsnorm_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
+		kn_gemm_f32_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
 		kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
-		kn_gemm_cuda(t->gemm, t->tmp, t->mlp, lw->wd, NULL, T, D, F, st);
-		const uint16_t *next = l + 1 < t->L ? t->layers[l + 1].in_norm : t->norm;
-		kn_add_rmsnorm_cuda(t->h, t->x, t->tmp, next, T, D, t->eps, st);
-		if (l < t->n_ds && sh->n_vis) {
+		kn_gemm_f32_cuda(t->gemm, t->x, t->mlp, lw->wd, t->x, T, D, F, st);
+		if (l < t->n_ds && sh->n_vis)
 			kn_rows_scatter_add_cuda(t->x, vis + (size_t)(1 + l) * vis_plane,
 						 ST(t, vis_idx, int32_t), sh->n_vis, D, st);
-			kn_rmsnorm_cuda(t->h, t->x, next, T, D, t->eps, st);
-		}
 	}
+	kn_rmsnorm_cuda(t->h, t->x, t->norm, T, D, t->eps, st);
 }
 
 /* LM head over logit rows [first, first + n) of the step's logit_idx. */

@@ -40,10 +40,11 @@ typedef struct text_cuda_limits {
 } text_cuda_limits;
 
 /* Upload the text weights of w (bound for mc; borrowed during the call only). gemm (borrowed,
- * used from this thread only) and stream are the GPU worker's. QERR_INVALID for a tensor whose
- * size or dtype does not fit the config. */
+ * used from this thread only) and stream are the GPU worker's. kv_fp8: the KV pool holds fp8
+ * E4M3 (kernels/fp8.h, scale 1) instead of bf16. QERR_INVALID for a tensor whose size or dtype
+ * does not fit the config. */
 int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *gemm,
-		  cudaStream_t stream, text_cuda **out, qerr *e);
+		  cudaStream_t stream, bool kv_fp8, text_cuda **out, qerr *e);
 void text_cuda_free(text_cuda *t);
 
 /* Device bytes of the weights (already allocated). */

@@ -1,12 +1,17 @@
 /*
- * embedding reference: plain C row copies (see embedding.h for shapes and the id contract).
+ * embedding reference: plain C, each bf16 table element widened to float (exact; see
+ * embedding.h for shapes and the id contract).
  */
 #include "embedding.h"
 
-#include <string.h>
+#include "bf16.h"
 
-void kn_embedding_ref(uint16_t *out, const uint16_t *table, const int32_t *ids, int T, int D)
+void kn_embedding_ref(float *out, const uint16_t *table, const int32_t *ids, int T, int D)
 {
-	for (int t = 0; t < T; t++)
-		memcpy(out + (long)t * D, table + (long)ids[t] * D, (size_t)D * sizeof(uint16_t));
+	for (int t = 0; t < T; t++) {
+		const uint16_t *row = table + (long)ids[t] * D;
+		float *o = out + (long)t * D;
+		for (int c = 0; c < D; c++)
+			o[c] = bf16_to_f32(row[c]);
+	}
 }

@@ -9,7 +9,12 @@
  * and D = op(A)·op(B) = W·xᵀ = (x·Wᵀ)ᵀ, i.e. y row-major. The TN form is the one cuBLASLt's
  * Hopper kernels prefer.
  *
- * Algorithm choice: the first call for a (M, N, K, residual?, alignment) key builds the matmul
+ * Output type: kn_gemm_cuda and kn_gemm_bias_cuda write bf16 (C and D layouts CUDA_R_16BF),
+ * kn_gemm_f32_cuda fp32 (CUDA_R_32F, the residual then fp32 too); A and B are bf16 and the
+ * compute type CUBLAS_COMPUTE_32F either way.
+ *
+ * Algorithm choice: the first call for a (M, N, K, residual?, bias?, output type, alignment) key
+ * builds the matmul
  * descriptor and layouts, asks cublasLtMatmulAlgoGetHeuristic for its best algorithm within the
  * ctx's workspace, and keeps all of it in a small table (linear search, round-robin eviction);
  * later calls with the key only call cublasLtMatmul.
@@ -38,15 +43,10 @@
  * → after this design): qkv 8.01 → 6.10, o 4.66 → 3.31, gate_up 20.65 → 17.53, down 10.34 →
  * 9.05, LM head 228.7 → 199.7 (2.1–2.7 TB/s → 2.5–3.1 TB/s). No configuration changes the
  * order of the sums, so all give the same bits (and the same as the kernel before them).
+ * The kernel is a template on the output (and residual) type: bf16 (kn_gemm_cuda: the residual
+ * widened, added, one rounding) or fp32 (kn_gemm_f32_cuda: the same sum stored as it is), so
+ * the bf16 instances are the very code they were and the fp32 ones differ only in the store.
  * Needs K % 8 == 0 and 16-byte aligned x and W (true for the model); otherwise cuBLASLt runs it.
- *
- * Fused SiLU (kn_gemm_silu_cuda, gemm.h): the same kernel with x = silu_mul(gu) computed by each
- * lane for its own pieces of k (K ≤ 8192: at most 4 pieces a row of x, kept in registers), with
- * silu_mul.cu's expression, so its bits are those of kn_silu_mul_cuda + kn_gemm_cuda. Every CTA
- * computes all of x, which costs each lane 24 silu per row of x at F = 6144: on an H100 the
- * fused down projection took 11.09 µs at B = 1 against 1.48 + 9.05 for silu_mul and the GEMV
- * apart, and more at B = 2–4. Spreading the SiLU over a cluster's CTAs (shared through
- * distributed shared memory) would remove that; until then the separate pair is faster.
  *
  * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
  * type; the bias pointer is a per-call attribute of the cached descriptor, set before each
@@ -54,14 +54,12 @@
  * call). The bias vector has one entry per row of the column-major D, i.e. per output feature n.
  */
 #include <cublasLt.h>
-#include <cuda_bf16.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "cuda_check.h"
 #include "gemm.h"
 #include "pdl.cuh"
-#include "silu_mul.h"
 
 #define CUBLAS_CHECK(call)                                                                 \
 	do {                                                                               \
@@ -78,6 +76,7 @@
 struct gemm_plan {
 	int used;
 	int M, N, K, has_res, has_bias;
+	cudaDataType_t out;             /* of C and D: CUDA_R_16BF or CUDA_R_32F */
 	unsigned align;                 /* min alignment in bytes of the four pointers, ≤ 256 */
 	cublasLtMatmulDesc_t desc;
 	cublasLtMatrixLayout_t a, b, c; /* c is the layout of both C and D */
@@ -140,9 +139,10 @@ static unsigned ptr_align(const void *p)
 }
 
 static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int K, int has_res,
-		       int has_bias, unsigned align)
+		       int has_bias, cudaDataType_t out, unsigned align)
 {
-	p->M = M, p->N = N, p->K = K, p->has_res = has_res, p->has_bias = has_bias, p->align = align;
+	p->M = M, p->N = N, p->K = K, p->has_res = has_res, p->has_bias = has_bias, p->out = out;
+	p->align = align;
 	CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
 	cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
 	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
@@ -159,7 +159,7 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 	}
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, K, N, K));
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, K, M, K));
-	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_16BF, N, M, N));
+	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, out, N, M, N));
 
 	cublasLtMatmulPreference_t pref;
 	CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
@@ -190,12 +190,12 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 }
 
 static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has_res,
-				  int has_bias, unsigned align)
+				  int has_bias, cudaDataType_t out, unsigned align)
 {
 	for (int i = 0; i < GEMM_CACHE; i++) {
 		struct gemm_plan *p = &ctx->plans[i];
 		if (p->used && p->M == M && p->N == N && p->K == K && p->has_res == has_res &&
-		    p->has_bias == has_bias && p->align == align)
+		    p->has_bias == has_bias && p->out == out && p->align == align)
 			return p;
 	}
 	struct gemm_plan *p = NULL;
@@ -207,7 +207,7 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 		ctx->next_evict = (ctx->next_evict + 1) % GEMM_CACHE;
 		plan_release(p);
 	}
-	plan_build(ctx, p, M, N, K, has_res, has_bias, align);
+	plan_build(ctx, p, M, N, K, has_res, has_bias, out, align);
 	return p;
 }
 
@@ -216,10 +216,9 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 #define GEMV_MAX_M 4
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
-#define GEMV_SILU_MAX_K (4 * 8 * GEMV_THREADS)   /* fused SiLU: x held in ≤ 4 uint4 a lane */
 
 /* One launch configuration of the GEMV: rows per group and 16-byte loads per lane and row in
- * flight (template instances: rows 2, 4 or 8; unroll 2, 3 or 4), CTAs per multiprocessor (the
+ * flight (template instances: rows 2, 4 or 8; unroll 2), CTAs per multiprocessor (the
  * grid cap; never more than fit at once) and row groups prefetched into L2 ahead of use. */
 struct gemv_cfg {
 	int rows, unroll, ctas_per_sm, pf;
@@ -244,20 +243,23 @@ static __device__ __forceinline__ uint16_t f32_bf16_rn(float f)
 	return (uint16_t)(u >> 16);
 }
 
-/* Eight outputs of silu_mul: bf16( bf16(silu(g)) · u ), the very expression (and so the very
- * bits) of silu_mul.cu's silu_mul1: fp32, accurate expf, IEEE division, two roundings. */
-static __device__ __forceinline__ uint4 silu_mul8(uint4 g, uint4 u)
+/* The GEMV's output element: bf16 (the sum plus the widened residual, rounded once) or fp32
+ * (the sum plus the residual, stored as it is). */
+static __device__ __forceinline__ float gemv_widen(uint16_t r)
 {
-	const __nv_bfloat16 *g8 = (const __nv_bfloat16 *)&g, *u8 = (const __nv_bfloat16 *)&u;
-	uint4 o;
-	__nv_bfloat16 *o8 = (__nv_bfloat16 *)&o;
-#pragma unroll
-	for (int i = 0; i < 8; i++) {
-		float gf = __bfloat162float(g8[i]);
-		float s = __bfloat162float(__float2bfloat16(gf / (1.0f + expf(-gf))));
-		o8[i] = __float2bfloat16(s * __bfloat162float(u8[i]));
-	}
-	return o;
+	return __uint_as_float((unsigned)r << 16);
+}
+static __device__ __forceinline__ float gemv_widen(float r)
+{
+	return r;
+}
+static __device__ __forceinline__ void gemv_store(uint16_t *y, float v)
+{
+	*y = f32_bf16_rn(v);
+}
+static __device__ __forceinline__ void gemv_store(float *y, float v)
+{
+	*y = v;
 }
 
 /* L2 prefetch of row group g (rows g·ROWS … , clipped at N) of W; kv = K/8 uint4 per row. */
@@ -284,21 +286,18 @@ static __device__ __forceinline__ void gemv_load(uint4 (&w)[UNROLL][ROWS], const
 }
 
 /*
- * y (M, N) = x (M, K) · Wᵀ (+ residual). With SILU the x pointer holds gu (M, 2K) = [gate | up]
- * and x = silu_mul(gu); then K ≤ UNROLL · 256 · 8, so that a lane's pieces of x (k = its index
- * + u·256) are UNROLL uint4 per row of x, computed once into registers and used for every row
- * group. CTA b owns row groups b, b + gridDim.x, …
+ * y (M, N) = x (M, K) · Wᵀ (+ residual), y and residual of type T (uint16_t: bf16, or float).
+ * CTA b owns row groups b, b + gridDim.x, …
  *
  * Order of events: the L2 prefetch of the first pf groups and the loads of the first group's
  * first pieces of W into registers come before kn_pdl_wait (W is not written by the step's
- * kernels, pdl.cuh); x, gu and the residual are read after it. The sums run over k in the same
- * order with or without SILU (one fmaf chain per lane, k ascending, then the same shuffle and
- * warp trees), which is what makes the fused form bit-equal to silu_mul + GEMV.
+ * kernels, pdl.cuh); x and the residual are read after it. The sums run over k in the same
+ * order for either T (one fmaf chain per lane, k ascending, then the same shuffle and warp
+ * trees), so the fp32 output rounded to bf16 is the bf16 output.
  */
-template <int M, int ROWS, int UNROLL, bool SILU>
+template <int M, int ROWS, int UNROLL, typename T>
 static __global__ void __launch_bounds__(GEMV_THREADS)
-gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residual, int N, int K,
-	    int pf)
+gemv_kernel(T *y, const uint4 *x, const uint4 *W, const T *residual, int N, int K, int pf)
 {
 	__shared__ float part[2][GEMV_WARPS][M * ROWS];
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -316,26 +315,18 @@ gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residua
 		gemv_load<ROWS, UNROLL>(w, W, blockIdx.x * ROWS, threadIdx.x, N, kv);
 	kn_pdl_wait();
 	kn_pdl_trigger();
-	uint4 xr[SILU ? M : 1][SILU ? UNROLL : 1];   /* SILU: the lane's pieces of x */
-	if (SILU) {
-#pragma unroll
-		for (int m = 0; m < M; m++)
-#pragma unroll
-			for (int u = 0; u < UNROLL; u++) {
-				int k = threadIdx.x + u * step;
-				const uint4 *row = x + (size_t)m * 2 * kv;
-				xr[SILU ? m : 0][SILU ? u : 0] =
-					k < kv ? silu_mul8(__ldg(row + k), __ldg(row + kv + k)) :
-						 make_uint4(0, 0, 0, 0);
-			}
-	}
-
 	bool loaded = true;   /* w holds the first pieces of the CTA's first group */
 	int par = 0;
 	for (int g = blockIdx.x; g < groups; g += gridDim.x, par ^= 1) {
 		if (pf && threadIdx.x == 0 && g + pf * gridDim.x < groups)
 			gemv_prefetch<ROWS>(W, g + pf * gridDim.x, N, kv);
 		const int n0 = g * ROWS;
+		/* the residual of the element this thread writes at the end of the group, loaded
+		 * now so that its latency hides under the sums */
+		float res = 0.f;
+		if (residual && (int)threadIdx.x < M * ROWS && n0 + (int)threadIdx.x % ROWS < N)
+			res = gemv_widen(residual[(size_t)(threadIdx.x / ROWS) * N + n0 +
+						  threadIdx.x % ROWS]);
 		float acc[M][ROWS];
 #pragma unroll
 		for (int m = 0; m < M; m++)
@@ -358,9 +349,7 @@ gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residua
 #pragma unroll
 				for (int m = 0; m < M; m++) {
 					float xf[8];
-					bf16x8_f32(SILU ? xr[SILU ? m : 0][SILU ? u : 0] :
-							  __ldg(x + (size_t)m * kv + k),
-						   xf);
+					bf16x8_f32(__ldg(x + (size_t)m * kv + k), xf);
 #pragma unroll
 					for (int r = 0; r < ROWS; r++)
 #pragma unroll
@@ -392,15 +381,14 @@ gemv_kernel(uint16_t *y, const uint4 *x, const uint4 *W, const uint16_t *residua
 			if (n < N) {
 				size_t at = (size_t)m * N + n;
 				if (residual)
-					v += __uint_as_float((unsigned)residual[at] << 16);
-				y[at] = f32_bf16_rn(v);
+					v += res;
+				gemv_store(y + at, v);
 			}
 		}
 	}
 }
 
-/* Whether the GEMV can run y = x·Wᵀ for this shape and these pointers (x: the (M, K) input, or
- * gu for the fused SiLU form: then gate/up rows start at multiples of 2K, also 16-byte). */
+/* Whether the GEMV can run y = x·Wᵀ for this shape and these pointers. */
 static bool gemv_fits(const void *x, const void *W, int M, int K)
 {
 	return M >= 1 && M <= GEMV_MAX_M && K >= 8 && K % 8 == 0 &&
@@ -419,12 +407,12 @@ static int gemv_sms(void)
 	return sms;
 }
 
-template <int M, int ROWS, int UNROLL, bool SILU>
-static void gemv_launch_t(const struct gemv_cfg *c, uint16_t *y, const uint4 *x, const uint4 *W,
-			  const uint16_t *residual, int N, int K, cudaStream_t stream)
+template <int M, int ROWS, int UNROLL, typename T>
+static void gemv_launch_t(const struct gemv_cfg *c, T *y, const uint4 *x, const uint4 *W,
+			  const T *residual, int N, int K, cudaStream_t stream)
 {
-	void (*kernel)(uint16_t *, const uint4 *, const uint4 *, const uint16_t *, int, int, int) =
-		gemv_kernel<M, ROWS, UNROLL, SILU>;
+	void (*kernel)(T *, const uint4 *, const uint4 *, const T *, int, int, int) =
+		gemv_kernel<M, ROWS, UNROLL, T>;
 	static int fit;   /* CTAs of this instance that fit on a multiprocessor (a race repeats it) */
 	if (!fit) {
 		int n;
@@ -438,37 +426,27 @@ static void gemv_launch_t(const struct gemv_cfg *c, uint16_t *y, const uint4 *x,
 	kn_launch(kernel, grid, GEMV_THREADS, 0, stream, y, x, W, residual, N, K, c->pf);
 }
 
-/* The (rows, unroll) instances built, per M: those gemv_pick and gemv_silu_run choose (a
- * tuning build may define longer lists before including this file). */
+/* The (rows, unroll) instances built, per M: those gemv_pick chooses (a tuning build may define
+ * a longer list before including this file). */
 #ifndef GEMV_INSTANCES
 #define GEMV_INSTANCES(m) GEMV_CASE(m, 2, 2) GEMV_CASE(m, 4, 2) GEMV_CASE(m, 8, 2)
-#define GEMV_SILU_INSTANCES(m)                                                               \
-	GEMV_CASE(m, 2, 2) GEMV_CASE(m, 4, 3) GEMV_CASE(m, 8, 3) GEMV_CASE(m, 2, 4)
 #endif
 
-template <bool SILU>
-static void gemv_launch(const struct gemv_cfg *c, uint16_t *y, const uint16_t *x,
-			const uint16_t *W, const uint16_t *residual, int M, int N, int K,
-			cudaStream_t stream)
+template <typename T>
+static void gemv_launch(const struct gemv_cfg *c, T *y, const uint16_t *x, const uint16_t *W,
+			const T *residual, int M, int N, int K, cudaStream_t stream)
 {
 	const uint4 *xv = (const uint4 *)x, *Wv = (const uint4 *)W;
 #define GEMV_CASE(m, r, u)                                                                   \
 	if (M == m && c->rows == r && c->unroll == u) {                                      \
-		gemv_launch_t<m, r, u, SILU>(c, y, xv, Wv, residual, N, K, stream);          \
+		gemv_launch_t<m, r, u, T>(c, y, xv, Wv, residual, N, K, stream);             \
 		KN_CHECK_LAUNCH();                                                           \
 		return;                                                                      \
 	}
-	if constexpr (SILU) {
-		GEMV_SILU_INSTANCES(1)
-		GEMV_SILU_INSTANCES(2)
-		GEMV_SILU_INSTANCES(3)
-		GEMV_SILU_INSTANCES(4)
-	} else {
-		GEMV_INSTANCES(1)
-		GEMV_INSTANCES(2)
-		GEMV_INSTANCES(3)
-		GEMV_INSTANCES(4)
-	}
+	GEMV_INSTANCES(1)
+	GEMV_INSTANCES(2)
+	GEMV_INSTANCES(3)
+	GEMV_INSTANCES(4)
 #undef GEMV_CASE
 	fprintf(stderr, "<2>[cuda] gemv: no kernel for M=%d rows=%d unroll=%d\n", M, c->rows,
 		c->unroll);
@@ -508,41 +486,28 @@ static struct gemv_cfg gemv_pick(int M, int N, int K)
 }
 
 /* Runs y = x·Wᵀ (+ residual) for M ≤ GEMV_MAX_M when the layout allows; false otherwise. */
-static bool gemv_run(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *residual,
-		     int M, int N, int K, cudaStream_t stream)
+template <typename T>
+static bool gemv_run(T *y, const uint16_t *x, const uint16_t *W, const T *residual, int M, int N,
+		     int K, cudaStream_t stream)
 {
 	if (!gemv_fits(x, W, M, K))
 		return false;
 	struct gemv_cfg c = gemv_pick(M, N, K);
-	gemv_launch<false>(&c, y, x, W, residual, M, N, K, stream);
+	gemv_launch<T>(&c, y, x, W, residual, M, N, K, stream);
 	return true;
 }
 
-/* The fused SiLU form: y = silu_mul(gu)·Wᵀ (+ residual) for M ≤ GEMV_MAX_M; false otherwise. */
-static bool gemv_silu_run(uint16_t *y, const uint16_t *gu, const uint16_t *W,
-			  const uint16_t *residual, int M, int N, int F, cudaStream_t stream)
-{
-	if (!gemv_fits(gu, W, M, F) || F > GEMV_SILU_MAX_K)
-		return false;
-	struct gemv_cfg c = gemv_pick(M, N, F);
-	/* x lives in registers, so unroll covers F; rows and pf as measured for F = 6144 */
-	c.unroll = F <= 2 * 8 * GEMV_THREADS ? 2 : F <= 3 * 8 * GEMV_THREADS ? 3 : 4;
-	c.rows = c.unroll != 3 ? 2 : M == 1 ? 8 : 4;
-	c.ctas_per_sm = 8;   /* capped: each CTA computes all of x once */
-	c.pf = 1;
-	gemv_launch<true>(&c, y, gu, W, residual, M, N, F, stream);
-	return true;
-}
-
-/* The common path of kn_gemm_cuda and kn_gemm_bias_cuda (bias NULL: no epilogue). */
-static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
-		     const uint16_t *bias, const uint16_t *residual, int M, int N, int K,
+/* The common path of the three entry points: T is the output and residual type (uint16_t: bf16,
+ * float: fp32); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output only). */
+template <typename T>
+static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *W,
+		     const uint16_t *bias, const T *residual, int M, int N, int K,
 		     cudaStream_t stream)
 {
 	if (M <= 0 || N <= 0)
 		return;
 	if (K <= 0 && !bias) { /* empty sum: y = residual or 0 */
-		size_t bytes = (size_t)M * N * sizeof(uint16_t);
+		size_t bytes = (size_t)M * N * sizeof(T);
 		if (residual && residual != y)
 			CUDA_CHECK(cudaMemcpyAsync(y, residual, bytes, cudaMemcpyDeviceToDevice,
 						   stream));
@@ -554,7 +519,7 @@ static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uin
 		fprintf(stderr, "<2>[cuda] gemm: bias with K = %d is not supported\n", K);
 		abort();
 	}
-	if (!bias && gemv_run(y, x, W, residual, M, N, K, stream))
+	if (!bias && gemv_run<T>(y, x, W, residual, M, N, K, stream))
 		return;
 	unsigned align = ptr_align(y);
 	unsigned a2 = ptr_align(x), a3 = ptr_align(W), a4 = residual ? ptr_align(residual) : 256;
@@ -564,7 +529,8 @@ static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uin
 		align = a3;
 	if (a4 < align)
 		align = a4;
-	struct gemm_plan *p = plan_get(ctx, M, N, K, residual != NULL, bias != NULL, align);
+	const cudaDataType_t out = sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_16BF;
+	struct gemm_plan *p = plan_get(ctx, M, N, K, residual != NULL, bias != NULL, out, align);
 	if (bias)
 		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
 			p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -577,24 +543,18 @@ static void gemm_run(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uin
 extern "C" void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
 			     const uint16_t *residual, int M, int N, int K, cudaStream_t stream)
 {
-	gemm_run(ctx, y, x, W, NULL, residual, M, N, K, stream);
+	gemm_run<uint16_t>(ctx, y, x, W, NULL, residual, M, N, K, stream);
 }
 
 extern "C" void kn_gemm_bias_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,
 				  const uint16_t *W, const uint16_t *bias, const uint16_t *residual,
 				  int M, int N, int K, cudaStream_t stream)
 {
-	gemm_run(ctx, y, x, W, bias, residual, M, N, K, stream);
+	gemm_run<uint16_t>(ctx, y, x, W, bias, residual, M, N, K, stream);
 }
 
-extern "C" void kn_gemm_silu_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *gu,
-				  const uint16_t *W, const uint16_t *residual, uint16_t *scratch,
-				  int M, int N, int F, cudaStream_t stream)
+extern "C" void kn_gemm_f32_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
+				 const float *residual, int M, int N, int K, cudaStream_t stream)
 {
-	if (M <= 0 || N <= 0)
-		return;
-	if (F > 0 && gemv_silu_run(y, gu, W, residual, M, N, F, stream))
-		return;
-	kn_silu_mul_cuda(scratch, gu, M, F, stream);
-	gemm_run(ctx, y, scratch, W, NULL, residual, M, N, F, stream);
+	gemm_run<float>(ctx, y, x, W, NULL, residual, M, N, K, stream);
 }

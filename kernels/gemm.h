@@ -1,5 +1,7 @@
 /*
- * gemm: the projections of the model, y = x · Wᵀ (+ residual), bf16 in and out, fp32 accumulation.
+ * gemm: the projections of the model, y = x · Wᵀ (+ residual), bf16 in, fp32 accumulation, bf16
+ * out (kn_gemm, kn_gemm_bias: the vision tower and the LM head) or fp32 out (kn_gemm_f32: the
+ * text decoder's layers).
  *
  *   x (M, K) bf16 row-major    W (N, K) bf16 row-major, as the checkpoint stores a Linear weight
  *   residual (M, N) bf16 or NULL                         y (M, N) bf16 row-major
@@ -13,37 +15,34 @@
  *
  * kn_gemm_cuda goes through cuBLASLt with CUBLAS_COMPUTE_32F. A kn_gemm_ctx holds the cuBLASLt
  * handle, one workspace allocated at creation, and a small table of the algorithms chosen by
- * cublasLtMatmulAlgoGetHeuristic per (M, N, K, residual?, pointer alignment), so a repeated shape
- * does not query again. A ctx is not thread-safe: one per thread (or per stream owner). The
- * workspace is shared by every call on the ctx, so calls on one ctx must go to one stream (or be
- * ordered between streams by the caller).
+ * cublasLtMatmulAlgoGetHeuristic per (M, N, K, residual?, bias?, output type, pointer alignment),
+ * so a repeated shape does not query again. A ctx is not thread-safe: one per thread (or per
+ * stream owner). The workspace is shared by every call on the ctx, so calls on one ctx must go
+ * to one stream (or be ordered between streams by the caller).
  *
- * For M ≤ 4 kn_gemm_cuda runs its own GEMV (gemm.cu), launched with PDL (pdl.cuh): it starts
- * while the previous kernel of the stream still runs and reads its first rows of W before
- * waiting for it (x and residual only after). So W must not be written by the kernel just
- * before the call on the same stream; the model's weights, written once at start-up, never are.
- * (A copy, an event wait or a kernel launched without PDL in between makes it safe again.)
+ * For M ≤ 4 kn_gemm_cuda (and kn_gemm_f32_cuda) runs its own GEMV (gemm.cu), launched with PDL
+ * (pdl.cuh): it starts while the previous kernel of the stream still runs and reads its first
+ * rows of W before waiting for it (x and residual only after). So W must not be written by the
+ * kernel just before the call on the same stream; the model's weights, written once at
+ * start-up, never are. (A copy, an event wait or a kernel launched without PDL in between makes
+ * it safe again.)
  *
  * kn_gemm_ref is the plain-C reference (always built); kn_gemm_cuda takes the same arguments in
  * the same order after the ctx, plus a stream, with device pointers.
  *
- * kn_gemm_silu: the MLP's down projection with its SwiGLU producer fused in (silu_mul.h):
+ * kn_gemm_f32: the decoder's projections, whose outputs feed fp32 elementwise work (qkv →
+ * qk_norm_rope, gate_up → silu_mul) or the fp32 residual stream itself (o_proj, down_proj add
+ * into x in place). The decoder keeps x in fp32 and rounds to bf16 only the GEMM inputs, the KV
+ * cache and attention (text_cuda.c):
  *
- *   gu (M, 2F) bf16 = [ gate | up ]   W (N, F)   residual (M, N) or NULL   y (M, N)
- *   act = silu_mul(gu) (M, F), rounded exactly as kn_silu_mul_* round it
- *   y   = gemm(act, W, residual), as kn_gemm_*
+ *   x (M, K) bf16    W (N, K) bf16    residual (M, N) fp32 or NULL    y (M, N) fp32
+ *   y[m][n] = Σ_k x[m][k]·W[n][k]  +  residual[m][n]       fp32 accumulation on the GPU (double
+ *                                                          in the ref), NO rounding to bf16
  *
- * scratch (M, F) bf16 is the caller's (device memory for the CUDA form, host for the ref): the
- * ref writes act there; the CUDA form writes it only when it cannot fuse (M > 4, F % 8 ≠ 0,
- * F > 8192, a pointer not 16-byte aligned), running kn_silu_mul_cuda into it and then
- * kn_gemm_cuda. Its contents afterwards are unspecified. For M ≤ 4 the fused kernel computes act
- * itself (each lane its own pieces, in registers) and sums in the same order as kn_gemm_cuda's
- * GEMV, so its y is bit for bit that of kn_silu_mul_cuda followed by kn_gemm_cuda (and so the
- * two are interchangeable). y must not alias gu, W or scratch.
- *
- * Speed (H100, B = 1, F = 6144, N = 2048): 11.09 µs fused against 1.48 + 9.05 µs for
- * kn_silu_mul_cuda + kn_gemm_cuda, because every CTA of the fused kernel recomputes all of act
- * (gemm.cu). bench_decode_cuda times both forms and counts the faster one in a step.
+ * Same aliasing (y may alias residual: in place y += x·Wᵀ), same paths (cuBLASLt with fp32 C/D;
+ * the GEMV for M ≤ 4, with the same sums as kn_gemm_cuda's, so bf16(y) there is bit for bit
+ * kn_gemm_cuda's y when the residual holds bf16 values) and the same PDL contract on W.
+ * kn_gemm_f32_ref rounds the double sum once, to float.
  */
 #ifndef QVL_KERNELS_GEMM_H
 #define QVL_KERNELS_GEMM_H
@@ -67,8 +66,8 @@ void kn_gemm_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16
 void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *bias,
 		      const uint16_t *residual, int M, int N, int K);
 
-void kn_gemm_silu_ref(uint16_t *y, const uint16_t *gu, const uint16_t *W, const uint16_t *residual,
-		      uint16_t *scratch, int M, int N, int F);
+void kn_gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual, int M,
+		     int N, int K);
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -86,9 +85,8 @@ void kn_gemm_bias_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const u
 		       const uint16_t *bias, const uint16_t *residual, int M, int N, int K,
 		       cudaStream_t stream);
 
-void kn_gemm_silu_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *gu, const uint16_t *W,
-		       const uint16_t *residual, uint16_t *scratch, int M, int N, int F,
-		       cudaStream_t stream);
+void kn_gemm_f32_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
+		      const float *residual, int M, int N, int K, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

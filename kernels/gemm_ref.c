@@ -1,13 +1,20 @@
 /*
  * gemm reference: y = x · Wᵀ (+ residual), each output a double sum over k of the exact products
  * of the bf16 inputs, plus the residual (and the bias in kn_gemm_bias_ref), rounded once to float
- * and then to bf16. kn_gemm_silu_ref is kn_silu_mul_ref into the scratch, then kn_gemm_ref.
- * See gemm.h.
+ * and then to bf16 (kn_gemm_f32_ref: to float only). See gemm.h.
  */
 #include "gemm.h"
 
 #include "bf16.h"
-#include "silu_mul.h"
+
+/* Σ_k x[k]·w[k] of two bf16 rows, in double. */
+static double dot_bf16(const uint16_t *x, const uint16_t *w, int K)
+{
+	double s = 0;
+	for (int k = 0; k < K; k++)
+		s += (double)bf16_to_f32(x[k]) * bf16_to_f32(w[k]);
+	return s;
+}
 
 void kn_gemm_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16_t *residual,
 		 int M, int N, int K)
@@ -15,10 +22,7 @@ void kn_gemm_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const uint16
 	for (int m = 0; m < M; m++) {
 		const uint16_t *xr = x + (size_t)m * K;
 		for (int n = 0; n < N; n++) {
-			const uint16_t *wr = W + (size_t)n * K;
-			double s = 0;
-			for (int k = 0; k < K; k++)
-				s += (double)bf16_to_f32(xr[k]) * bf16_to_f32(wr[k]);
+			double s = dot_bf16(xr, W + (size_t)n * K, K);
 			size_t o = (size_t)m * N + n;
 			if (residual)
 				s += bf16_to_f32(residual[o]);
@@ -33,10 +37,7 @@ void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const u
 	for (int m = 0; m < M; m++) {
 		const uint16_t *xr = x + (size_t)m * K;
 		for (int n = 0; n < N; n++) {
-			const uint16_t *wr = W + (size_t)n * K;
-			double s = bf16_to_f32(bias[n]);
-			for (int k = 0; k < K; k++)
-				s += (double)bf16_to_f32(xr[k]) * bf16_to_f32(wr[k]);
+			double s = bf16_to_f32(bias[n]) + dot_bf16(xr, W + (size_t)n * K, K);
 			size_t o = (size_t)m * N + n;
 			if (residual)
 				s += bf16_to_f32(residual[o]);
@@ -45,9 +46,17 @@ void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const u
 	}
 }
 
-void kn_gemm_silu_ref(uint16_t *y, const uint16_t *gu, const uint16_t *W, const uint16_t *residual,
-		      uint16_t *scratch, int M, int N, int F)
+void kn_gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual, int M,
+		     int N, int K)
 {
-	kn_silu_mul_ref(scratch, gu, M, F);
-	kn_gemm_ref(y, scratch, W, residual, M, N, F);
+	for (int m = 0; m < M; m++) {
+		const uint16_t *xr = x + (size_t)m * K;
+		for (int n = 0; n < N; n++) {
+			double s = dot_bf16(xr, W + (size_t)n * K, K);
+			size_t o = (size_t)m * N + n;
+			if (residual)   /* read before y[o] is written: y may alias residual */
+				s += residual[o];
+			y[o] = (float)s;
+		}
+	}
 }

@@ -15,10 +15,24 @@
  *       CTA (rank)    0   |   1   |   2   | 3          each: (m, l, acc) per query head
  *                   └────── DSMEM merge: out = bf16(Σ w·acc / Σ w·l) ──────┘
  *
- *   A CTA walks its slice in pieces of PIECE rows (64 for hd 128, g ≤ 2). For a piece every
- *   thread first reads the block-table entries of its rows, then issues all its K and V loads
- *   (U 16-byte vectors of each, in registers), so a piece costs one DRAM round trip instead of
- *   one per row group:
+ *   A CTA walks its slice in pieces of PIECE rows (U row groups of RPS rows; 64 rows for hd
+ *   128, g ≤ 2, in registers, 32 in the ring, below). Each thread holds U 16-byte vectors of K
+ *   and of V of a piece (hd/8 lanes a row), fetched in one of two ways:
+ *     registers (bf16, B < PA_PIPE_MIN_B): for a piece every thread first reads the block-table
+ *              entries of its rows, then issues all its K and V loads into registers, so a
+ *              piece costs one DRAM round trip instead of one per row group, but nothing is
+ *              fetched ahead: piece i + 1's round trip starts after piece i's math.
+ *     ring (bf16 from B = PA_PIPE_MIN_B, fp8 always; PIPE): the pieces stream through a ring
+ *              of NST stages (PA_STAGES, PA_STAGES_FP8) in dynamic shared memory, filled with
+ *              cp.async, so pieces i + 1 … i + NST − 1 are in flight while piece i is computed,
+ *              and the block-table entries of a piece are read a piece before its copies are
+ *              issued.
+ *              Stages are lane-major (thread t's vector of row group u at (u·128 + t)·VB bytes,
+ *              K then V): a thread copies and later reads only its own vectors, so its
+ *              cp.async.wait_group orders copy before use with no barrier (and no bank
+ *              conflicts), and the piece loop's last __syncthreads orders every thread's reads
+ *              of a stage before its refill. After the last piece the ring holds `red`.
+ *   Then, per piece:
  *     scores:  a K row of hd bf16 is hd/8 lanes × one 16-byte load; the dot products with the g
  *              queries (registers, fp32) are reduced across the row's lanes with shuffles and
  *              land in shared memory, s (g, PIECE), already times scale.
@@ -36,15 +50,18 @@
  *   the merge used to be a separate launch and a drain between the two.
  *
  * PDL (pdl.cuh): before griddepcontrol.wait a CTA reads ctx_len, the block table and the K/V
- *   rows of its first piece at positions < ctx − 1, overlapping those DRAM round trips with
- *   the predecessor (qk_norm_rope) instead of following it. That is safe because:
+ *   rows of its first piece (ring: of its first NST − 1 pieces, and the block table of
+ *   the next) at positions < ctx − 1, overlapping those DRAM round trips with the predecessor
+ *   (qk_norm_rope) instead of following it. That is safe because:
  *     - ctx_len and block_table come from the step's input upload (text_cuda.c stage_upload, a
  *       cudaMemcpyAsync before the step's first kernel; no kernel writes them), and a kernel
  *       cannot start early across a memcpy;
  *     - the only cache slot written in this step for sequence b is its new position ctx − 1
  *       (qk_norm_rope, the predecessor): positions < ctx − 1 were written by earlier steps.
- *   q and the row at ctx − 1 are read after the wait. Padded rows of a graph (ctx 1, block 0)
- *   read only position 0 = ctx − 1, so also after the wait.
+ *   q and the row at ctx − 1 are read after the wait (ring: if it lies in a piece copied before
+ *   the wait, whose copy left it out, by a plain load and a store into its place in the stage;
+ *   in a later piece, by that piece's copy, issued after the wait anyway). Padded rows of a
+ *   graph (ctx 1, block 0) read only position 0 = ctx − 1, so also after the wait.
  *
  * S follows the batch (pa_plan): 16 for B ≤ 2 (B = 1 spreads a sequence over 16·KV CTAs),
  *   8, 4, 2, and 1 from B = 64. Clusters of more than 8 CTAs need the non-portable cluster
@@ -59,14 +76,58 @@
  *   barriers, the cluster barrier and DSMEM merge), not bandwidth.
  *
  * Memory-bound for big batches: 2·ctx·KV·hd·2 bytes of K and V per sequence, read once. Shared
- *   memory per CTA (static): s (GM, PIECE) + red (4 warps, GM, hd) + 3·GM fp32, at most 33 KB.
- *   Long contexts at small batch walk ⌈ctx/(S·PIECE)⌉ pieces in series per CTA.
+ *   memory per CTA: registers: static s (GM, PIECE) + red (4 warps, GM, hd) + 3·GM fp32, at
+ *   most 33 KB; ring: NST stages of 2·U·128 vectors (3 × 16 KB for bf16, 2 × 16 KB for fp8
+ *   with g ≤ 2), red inside them, plus s and the statistics. Long contexts at small batch walk
+ *   ⌈ctx/(S·PIECE)⌉ pieces per CTA.
+ *
+ * fp8 cache (kn_paged_attention_fp8_cuda): the same kernel, instantiated for one-byte E4M3
+ *   elements, always through the ring. The stages hold the raw bytes (half a bf16 row's) and
+ *   each thread turns its own vectors into floats while computing, exactly (fp8.cuh: E4M3 →
+ *   half2 → float2); the score is d · (scale·k_scale) and the merged output is multiplied by
+ *   v_scale before its single rounding; softmax, merge and PDL are shared with bf16. Lanes are
+ *   16 bytes of 16 elements (hd/16 lanes a row, fewer shuffles) for g ≤ 2, 8 bytes of 8
+ *   above; with no K/V vectors held across a piece the 16-byte lanes take 111 registers.
+ *   (Before the ring: register pieces of up to 128 rows and two lane widths, no faster than
+ *   bf16 at any batch: nothing fetched ahead, so latency-bound. An integer-op E4M3 decoder
+ *   instead of the conversion instructions measured 10-20 % slower still.)
+ *
+ * Ring shape (measured, H200, hd 128, g 2, table below's method): the CTAs an SM holds matter
+ *   more than the prefetch depth, because the per-piece barriers and softmax need other CTAs
+ *   to cover them. µs at B = 128, ctx 576, bf16 / fp8: pieces of 8 row groups (64 bf16 rows,
+ *   32 KB a stage), 3 stages (2 CTAs an SM): 122.9 / 83.2; 2 stages (3 an SM): 96.7 / 65.5;
+ *   4 row groups (16 KB a stage), 4 stages: 112.0 / 71.3; 3 stages (4 an SM): 85.6 / 56.7;
+ *   2 stages: 99.8 / 54.6 (bf16 uneven: 53.2 at B = 64 against 42.9 with 3); 2 row groups,
+ *   3 or 4 stages: 90.0 / 66.2, 107.3 / 66.6. Hence 4 row groups, 3 stages for bf16 (48 KB)
+ *   and 2 for fp8 (32 KB; 4 CTAs an SM either way, fp8 by its registers). Below B = 8 the
+ *   bf16 slices are one or two pieces and the ring only adds its detour: B = 1, ctx 640: 6.26
+ *   (registers) against 6.9-7.1 (ring); B = 2: 7.55 / 7.7-8.7; B = 8: 15.35 / 13.5, so
+ *   PA_PIPE_MIN_B = 8. fp8 takes the ring at every batch (B = 1: 5.8 against 6.8 before).
+ *   Summation order: the ring's bf16 pieces are 32 rows, the register kernel's 64, so the
+ *   running softmax rescales at other rows and results differ in the last bits between the
+ *   two kernels (tests and tolerances unchanged; rel L2 ≤ 3.3e-5 against the reference).
+ *
+ *   Measured (H200 141 GB, hd 128, Hq 16, KV 8, bs 16; graph of 20 launches / 20, K/V copies
+ *   rotated past L2, median of 10; test_kernels_cuda_paged_attention_timing), µs per launch
+ *   and GB/s of K+V, before (registers only) → after:
+ *        B   ctx |  bf16 before → after (GB/s)  |  fp8 before → after (GB/s)
+ *        1   640 |   6.28 →   6.26  (419)       |   6.82 →   5.80  (226)
+ *        2   640 |   7.57 →   7.55  (695)       |   8.50 →   7.35  (357)
+ *        8   640 |  15.35 →  13.51 (1552)       |  12.36 →  10.82  (969)
+ *       32   576 |  27.08 →  24.86 (3037)       |  29.10 →  17.62 (2142)
+ *       64   576 |  47.79 →  42.90 (3519)       |  48.81 →  27.96 (2700)
+ *      128   576 |  92.48 →  85.43 (3535)       |  97.57 →  54.58 (2766)
+ *      256   576 | 181.57 → 168.38 (3587)       | 194.92 → 106.65 (2832)
+ *   bf16 now streams at ~3.5-3.6 of the H200's 4.8 TB/s (75 %), fp8 at 0.63-0.71 of bf16's
+ *   time from B = 32. What is left is not the DRAM round trip but the CTA's serial per-piece
+ *   work (3 barriers, the softmax warps) that 4 CTAs an SM cover only in part.
  */
 #include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <stdint.h>
 
 #include "cuda_check.h"
+#include "fp8.cuh"
 #include "paged_attention.h"
 #include "pdl.cuh"
 
@@ -102,6 +163,29 @@ static __device__ __forceinline__ void bf16x8_to_f32(uint4 u, float f[8])
 	}
 }
 
+/* 16 E4M3 bytes (or, with N = 8, the first 8) to float, exactly. */
+template <int N>
+static __device__ __forceinline__ void fp8xN_to_f32(uint4 u, float f[N])
+{
+	const uint16_t *h = (const uint16_t *)&u;
+#pragma unroll
+	for (int i = 0; i < N / 2; i++) {
+		float2 t = fp8x2_to_float2(h[i]);
+		f[2 * i] = t.x;
+		f[2 * i + 1] = t.y;
+	}
+}
+
+/* A lane's EPL cache elements (a 16- or 8-byte vector in u) to float. */
+template <bool FP8, int EPL>
+static __device__ __forceinline__ void elems_to_f32(uint4 u, float f[EPL])
+{
+	if constexpr (FP8)
+		fp8xN_to_f32<EPL>(u, f);
+	else
+		bf16x8_to_f32(u, f);
+}
+
 /* p's element in the shared memory of cluster CTA `rank` (DSMEM). 32-bit shared::cluster
  * addresses: cluster.map_shared_rank's 64-bit generic pointers cost registers enough to drop
  * a CTA per SM when the merge keeps 3·S loads in flight. */
@@ -126,41 +210,124 @@ static __device__ __forceinline__ uint4 ld_nc(const uint4 *p)
 	return v;
 }
 
-/* Row groups per piece: the K and V vectors a thread holds in registers at once (2·U uint4),
- * fewer when the g queries and accumulators (16·GM registers) already take many. */
-template <int HD, int GM>
+/* 8-byte read-only load, for the fp8 shape with 8 elements per lane (into u.x, u.y). */
+static __device__ __forceinline__ uint4 ld_nc8(const uint2 *p)
+{
+	uint4 v = make_uint4(0, 0, 0, 0);
+	asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0, %1}, [%2];"
+		     : "=r"(v.x), "=r"(v.y)
+		     : "l"(p));
+	return v;
+}
+
+/* Asynchronous copy of VB (16 or 8) bytes of global memory at src into shared memory at dst
+ * (cp.async; 16 bytes bypass L1, 8 bytes may not), the K/V ring of the pipelined kernel. */
+template <int VB>
+static __device__ __forceinline__ void cp_async(void *dst, const void *src)
+{
+	const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+	if constexpr (VB == 16)
+		asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(d), "l"(src)
+			     : "memory");
+	else
+		asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" ::"r"(d), "l"(src)
+			     : "memory");
+}
+
+static __device__ __forceinline__ void cp_async_commit(void)
+{
+	asm volatile("cp.async.commit_group;" ::: "memory");
+}
+
+/* Until at most N of this thread's most recent cp.async groups are still in flight. */
+template <int N>
+static __device__ __forceinline__ void cp_async_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* Cache element types of the kernel's instances: bf16 (16-byte lanes, 8 elements); fp8 with
+ * 16-byte lanes (16 elements a lane, for g ≤ 2; 8-byte lanes of 8 elements above, where 16
+ * queries and accumulators per head would not fit in registers). */
+enum { PA_BF16 = 0, PA_FP8 = 1 };
+
+/* The pipelined kernel (PIPE): pieces of PA_PIPE_U row groups, PA_STAGES of them (bf16;
+ * PA_STAGES_FP8 for fp8) in a ring in shared memory: the piece being computed and the rest in
+ * flight. Overridable for tuning builds only; the values are the measured choice (top of the
+ * file). */
+#ifndef PA_PIPE_U
+#define PA_PIPE_U 4
+#endif
+#ifndef PA_STAGES
+#define PA_STAGES 3
+#endif
+#ifndef PA_STAGES_FP8
+#define PA_STAGES_FP8 2
+#endif
+/* Smallest batch that takes the pipelined kernel with a bf16 cache (pa_pipe). */
+#ifndef PA_PIPE_MIN_B
+#define PA_PIPE_MIN_B 8
+#endif
+
+/* How a piece maps onto the CTA. A lane loads VB bytes of a row (EPL elements); row groups per
+ * piece U: the K and V vectors a thread holds in registers at once (2·U of them), fewer when
+ * the g queries and accumulators (2·EPL·GM registers) already take many; with 8-byte fp8
+ * lanes, twice the U (the same registers for K and V). fp8 pieces are up to 128 rows.
+ * PIPE: the pieces come from the shared-memory ring of NST stages, U = PA_PIPE_U row groups
+ * (half that for g > 4), a stage of STAGE bytes (K then V, lane-major: the VB bytes of row
+ * group u for thread t at (u·PA_THREADS + t)·VB), and the (warps, g, HD) reduction buffer
+ * `red` reuses the ring after the last piece: DYN bytes of dynamic shared memory. */
+template <int HD, int GM, int KT, bool PIPE = false>
 struct pa_shape {
-	static constexpr int LPK = HD / 8;               /* lanes per row: one 16-byte load each */
+	static constexpr int ESZ = KT != PA_BF16 ? 1 : 2;    /* bytes per element */
+	static constexpr int EPL =                           /* elements per lane and row */
+		KT == PA_FP8 && GM > 2 ? 8 : 16 / ESZ;
+	static constexpr int VB = EPL * ESZ;                 /* bytes per load: 16 or 8 */
+	static constexpr int LPK = HD / EPL;             /* lanes per row: one load each */
 	static constexpr int RPW = 32 / LPK;             /* rows per warp and row group */
 	static constexpr int RPS = RPW * PA_WARPS;       /* rows per CTA and row group */
-	static constexpr int U_REG = GM <= 2 ? 8 : GM <= 4 ? 4 : 2;
-	static constexpr int U_MAX = 64 / RPS > 0 ? 64 / RPS : 1;
-	static constexpr int U = U_REG < U_MAX ? U_REG : U_MAX;
+	static constexpr int U_REG = (GM <= 2 ? 8 : GM <= 4 ? 4 : 2) * (16 / VB);
+	static constexpr int MAX_PIECE = KT != PA_BF16 ? 128 : 64;
+	static constexpr int U_MAX = MAX_PIECE / RPS > 0 ? MAX_PIECE / RPS : 1;
+	static constexpr int U_PIPE = GM <= 4 ? PA_PIPE_U : PA_PIPE_U / 2 > 0 ? PA_PIPE_U / 2 : 1;
+	static constexpr int U = PIPE ? U_PIPE : U_REG < U_MAX ? U_REG : U_MAX;
 	static constexpr int PIECE = U * RPS;            /* rows per piece */
+	static constexpr int STAGE = 2 * U * PA_THREADS * VB;
+	static constexpr int NST = KT == PA_BF16 ? PA_STAGES : PA_STAGES_FP8;   /* ring stages */
+	static constexpr int RED = PA_WARPS * GM * HD * (int)sizeof(float);
+	static constexpr int DYN = !PIPE ? 0 : NST * STAGE > RED ? NST * STAGE : RED;
 };
 
 /*
  * HD: head dim; GM: a compile-time bound on g (register arrays are GM long, heads j ≥ g are
- * skipped). Static shared memory, see the top of the file.
+ * skipped); KT: the cache type (the lane width follows, pa_shape); PIPE: the K/V rows stream
+ * through the shared-memory ring instead of registers. scale_k multiplies the dot
+ * products (scale, or scale·k_scale for fp8), v_scale the merged output (fp8 only). Static
+ * shared memory, plus pa_shape::DYN bytes of dynamic for PIPE; see the top of the file.
  */
-template <int HD, int GM>
+template <int HD, int GM, int KT, bool PIPE>
 static __global__ void __launch_bounds__(PA_THREADS)
-pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
-	  const uint4 *v_cache, const int32_t *block_table, const int32_t *ctx_len, int Hq, int KV,
-	  int g, int log2_bs, int max_blocks_per_seq, float scale)
+pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint8_t *k_cache,
+	  const uint8_t *v_cache, const int32_t *block_table, const int32_t *ctx_len, int Hq, int KV,
+	  int g, int log2_bs, int max_blocks_per_seq, float scale_k, float v_scale)
 {
-	typedef pa_shape<HD, GM> sh;
+	constexpr bool FP8 = KT != PA_BF16;
+	typedef pa_shape<HD, GM, KT, PIPE> sh;
 	constexpr int LPK = sh::LPK, RPW = sh::RPW, RPS = sh::RPS, U = sh::U, PIECE = sh::PIECE;
-	constexpr int ROW_VECS = HD / 8;   /* uint4 per row */
+	constexpr int EPL = sh::EPL, VB = sh::VB, STAGE = sh::STAGE, NST = sh::NST;
+	constexpr int ROW_BYTES = HD * sh::ESZ;
 	__shared__ float s[GM * PIECE];                        /* (g, PIECE) scores, then weights */
-	__shared__ __align__(16) float red[PA_WARPS * GM * HD]; /* (warps, g, HD); [0] the result */
+	/* (warps, g, HD); [0] the result. PIPE: in the dynamic shared memory, over the ring */
+	__shared__ __align__(16) float red_s[PIPE ? 4 : PA_WARPS * GM * HD];
+	extern __shared__ __align__(16) unsigned char pa_ring[];
+	float *const red = PIPE ? (float *)pa_ring : red_s;
 	__shared__ float run_m[GM], run_l[GM], alpha[GM];
 	__shared__ float wn[GM * PA_MAX_CLUSTER];               /* merge weights (g, S) */
 
 	cg::cluster_group cluster = cg::this_cluster();
 	const int split = blockIdx.x, n_split = gridDim.x, kvh = blockIdx.y, b = blockIdx.z;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-	const int sub = lane % LPK;                       /* which 8 dims of the row this lane holds */
+	const int sub = lane % LPK;                       /* which EPL dims of the row this lane holds */
 	const int r_lane = warp * RPW + lane / LPK;       /* this lane's row in a row group */
 	const int bs_mask = (1 << log2_bs) - 1;
 
@@ -175,6 +342,10 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 		run_m[threadIdx.x] = -INFINITY;
 		run_l[threadIdx.x] = 0.f;
 	}
+	/* byte offset of this lane's vector of position p in k_cache / v_cache (pool block blk) */
+	auto row_off = [&](int blk, int p) -> long {
+		return ((((long)blk << log2_bs) + (p & bs_mask)) * KV + kvh) * ROW_BYTES + sub * VB;
+	};
 
 	/* K and V of the piece's rows r = u·RPS + r_lane with pmin ≤ start + r < pmax, r < n */
 	uint4 kv[U], vv[U];
@@ -192,10 +363,14 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 		for (int u = 0; u < U; u++) {
 			const int p = start + u * RPS + r_lane;
 			if (ok[u]) {
-				long off = ((((long)blk[u] << log2_bs) + (p & bs_mask)) * KV + kvh) *
-					   ROW_VECS + sub;
-				kv[u] = ld_nc(k_cache + off);
-				vv[u] = ld_nc(v_cache + off);
+				const long off = row_off(blk[u], p);
+				if constexpr (VB == 16) {
+					kv[u] = ld_nc((const uint4 *)(k_cache + off));
+					vv[u] = ld_nc((const uint4 *)(v_cache + off));
+				} else {
+					kv[u] = ld_nc8((const uint2 *)(k_cache + off));
+					vv[u] = ld_nc8((const uint2 *)(v_cache + off));
+				}
 			}
 		}
 	};
@@ -206,35 +381,116 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 			vv[u] = make_uint4(0, 0, 0, 0);
 		}
 	};
-	clear();
-	issue(lo, min(PIECE, hi - lo), 0, ctx - 1);   /* cached rows: not written this step */
+
+	/* PIPE: piece i (rows lo + i·PIECE …) lives in ring stage i % NST, its K at the stage's
+	 * start and its V STAGE/2 on; this thread's vector of row group u at (u·PA_THREADS + t)·VB.
+	 * Each thread copies and reads only its own vectors, so cp.async.wait_group alone orders a
+	 * stage's copy before its reads, and the piece loop's last barrier orders the reads of
+	 * stage i % NST before its refill with piece i + NST (issued in iteration i + 1). */
+	unsigned char *const ring = pa_ring + threadIdx.x * VB;
+	auto bt_read = [&](int i, int blk[U]) {   /* the pool blocks of piece i's rows */
+#pragma unroll
+		for (int u = 0; u < U; u++) {
+			const int p = lo + i * PIECE + u * RPS + r_lane;
+			blk[u] = p < hi ? __ldg(bt + (p >> log2_bs)) : 0;
+		}
+	};
+	auto issue_ring = [&](int i, const int blk[U], int pmax) {   /* rows p < pmax, one group */
+		unsigned char *st = ring + (i % NST) * STAGE;
+#pragma unroll
+		for (int u = 0; u < U; u++) {
+			const int p = lo + i * PIECE + u * RPS + r_lane;
+			if (p < pmax) {
+				const long off = row_off(blk[u], p);
+				cp_async<VB>(st + u * PA_THREADS * VB, k_cache + off);
+				cp_async<VB>(st + STAGE / 2 + u * PA_THREADS * VB, v_cache + off);
+			}
+		}
+		cp_async_commit();
+	};
+	int blk_next[U];   /* PIPE: the pool blocks of the next piece to issue, read ahead */
+
+	if constexpr (PIPE) {
+		/* the first NST − 1 pieces' cached rows (not written this step), one group each */
+		int blk0[NST - 1][U];
+#pragma unroll
+		for (int i = 0; i < NST - 1; i++)
+			bt_read(i, blk0[i]);
+#pragma unroll
+		for (int i = 0; i < NST - 1; i++)
+			issue_ring(i, blk0[i], min(hi, ctx - 1));
+		bt_read(NST - 1, blk_next);
+	} else {
+		clear();
+		issue(lo, min(PIECE, hi - lo), 0, ctx - 1);   /* cached rows: not written this step */
+	}
 	kn_pdl_wait();
 	kn_pdl_trigger();
 
-	/* this lane's 8 dims of each of the group's queries */
-	float qf[GM][8];
+	/* this lane's EPL dims of each of the group's queries */
+	float qf[GM][EPL];
 #pragma unroll
 	for (int j = 0; j < GM; j++) {
 		if (j < g) {
 			const uint4 *qv = (const uint4 *)(q + ((long)b * Hq + (long)kvh * g + j) * HD);
-			bf16x8_to_f32(qv[sub], qf[j]);
+#pragma unroll
+			for (int c = 0; c < EPL / 8; c++)
+				bf16x8_to_f32(qv[sub * (EPL / 8) + c], qf[j] + 8 * c);
 		} else {
 #pragma unroll
-			for (int i = 0; i < 8; i++)
+			for (int i = 0; i < EPL; i++)
 				qf[j][i] = 0.f;
 		}
 	}
-	issue(lo, min(PIECE, hi - lo), ctx - 1, ctx); /* the new position, written by the predecessor */
-	float acc[GM][8];
+	/* the new position, written by the predecessor */
+	if constexpr (PIPE) {
+		/* if its piece is already in the ring: this thread's vectors of it, by plain loads
+		 * and stores into the place the ring's copy left out (pieces ≥ NST − 1 get it from
+		 * issue_ring, after the wait) */
+		const int r = ctx - 1 - lo;
+		if (ctx >= 1 && r >= 0 && ctx - 1 < hi && r < (NST - 1) * PIECE &&
+		    r % RPS == r_lane) {
+			const int i = r / PIECE, u = (r % PIECE) / RPS;
+			const long off = row_off(bt[(ctx - 1) >> log2_bs], ctx - 1);
+			unsigned char *st = ring + i * STAGE + u * PA_THREADS * VB;
+			if constexpr (VB == 16) {
+				*(uint4 *)st = ld_nc((const uint4 *)(k_cache + off));
+				*(uint4 *)(st + STAGE / 2) = ld_nc((const uint4 *)(v_cache + off));
+			} else {
+				*(uint2 *)st = *(const uint2 *)(k_cache + off);
+				*(uint2 *)(st + STAGE / 2) = *(const uint2 *)(v_cache + off);
+			}
+		}
+	} else {
+		issue(lo, min(PIECE, hi - lo), ctx - 1, ctx);
+	}
+	float acc[GM][EPL];
 #pragma unroll
 	for (int j = 0; j < GM; j++)
 #pragma unroll
-		for (int i = 0; i < 8; i++)
+		for (int i = 0; i < EPL; i++)
 			acc[j][i] = 0.f;
 
-	for (int start = lo; start < hi; start += PIECE) {
+	for (int start = lo, i = 0; start < hi; start += PIECE, i++) {
 		const int n = min(PIECE, hi - start);
-		if (start != lo) {
+		const unsigned char *st = ring + (i % NST) * STAGE;
+		if constexpr (PIPE) {
+			/* piece i + NST − 1 into the stage piece i − 1 left (every thread is past
+			 * its reads: the barrier at the end of the loop), the block table a piece
+			 * ahead; then wait for piece i (all but the NST − 1 newest groups) */
+			issue_ring(i + NST - 1, blk_next, hi);
+			bt_read(i + NST, blk_next);
+			cp_async_wait<NST - 1>();
+#pragma unroll
+			for (int u = 0; u < U; u++) {
+				if constexpr (VB == 16) {
+					kv[u] = *(const uint4 *)(st + u * PA_THREADS * VB);
+				} else {
+					const uint2 t = *(const uint2 *)(st + u * PA_THREADS * VB);
+					kv[u] = make_uint4(t.x, t.y, 0, 0);
+				}
+			}
+		} else if (start != lo) {
 			clear();
 			issue(start, n, 0, ctx);
 		}
@@ -242,19 +498,19 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 #pragma unroll
 		for (int u = 0; u < U; u++) {
 			const int r = u * RPS + r_lane;
-			float kf[8];
-			bf16x8_to_f32(kv[u], kf);
+			float kf[EPL];
+			elems_to_f32<FP8, EPL>(kv[u], kf);
 #pragma unroll
 			for (int j = 0; j < GM; j++) {
 				float d = 0.f;
 #pragma unroll
-				for (int i = 0; i < 8; i++)
+				for (int i = 0; i < EPL; i++)
 					d = fmaf(qf[j][i], kf[i], d);
 #pragma unroll
 				for (int o = LPK / 2; o > 0; o >>= 1)
 					d += __shfl_xor_sync(0xffffffffu, d, o);
 				if (j < g && sub == 0 && r < n)
-					s[j * PIECE + r] = d * scale;
+					s[j * PIECE + r] = d * scale_k;
 			}
 		}
 		__syncthreads();
@@ -284,14 +540,14 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 		}
 		__syncthreads();
 
-		/* P·V: each lane accumulates its 8 dims over the rows of its lane group */
+		/* P·V: each lane accumulates its EPL dims over the rows of its lane group */
 #pragma unroll
 		for (int j = 0; j < GM; j++) {
 			if (j >= g)
 				continue;
 			const float a = alpha[j];
 #pragma unroll
-			for (int i = 0; i < 8; i++)
+			for (int i = 0; i < EPL; i++)
 				acc[j][i] *= a;
 		}
 #pragma unroll
@@ -299,26 +555,37 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 			const int r = u * RPS + r_lane;
 			if (r >= n)
 				continue;
-			float vf[8];
-			bf16x8_to_f32(vv[u], vf);
+			if constexpr (PIPE) {
+				const unsigned char *sv = st + STAGE / 2 + u * PA_THREADS * VB;
+				if constexpr (VB == 16) {
+					vv[u] = *(const uint4 *)sv;
+				} else {
+					const uint2 t = *(const uint2 *)sv;
+					vv[u] = make_uint4(t.x, t.y, 0, 0);
+				}
+			}
+			float vf[EPL];
+			elems_to_f32<FP8, EPL>(vv[u], vf);
 #pragma unroll
 			for (int j = 0; j < GM; j++) {
 				if (j >= g)
 					continue;
 				const float w = s[j * PIECE + r];
 #pragma unroll
-				for (int i = 0; i < 8; i++)
+				for (int i = 0; i < EPL; i++)
 					acc[j][i] = fmaf(w, vf[i], acc[j][i]);
 			}
 		}
-		__syncthreads();   /* s and alpha are rewritten by the next piece */
+		__syncthreads();   /* s and alpha are rewritten by the next piece, PIPE: the stage */
 	}
-
+	if constexpr (PIPE)
+		cp_async_wait<0>();   /* nothing is left in flight (later groups are empty): red may
+				       * reuse the ring, whose last reads the loop's barrier ended */
 	/* across the lane groups of the warp (lanes with equal sub hold the same dims) ... */
 #pragma unroll
 	for (int j = 0; j < GM; j++)
 #pragma unroll
-		for (int i = 0; i < 8; i++)
+		for (int i = 0; i < EPL; i++)
 #pragma unroll
 			for (int o = LPK; o < 32; o <<= 1)
 				acc[j][i] += __shfl_xor_sync(0xffffffffu, acc[j][i], o);
@@ -328,9 +595,11 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 		for (int j = 0; j < GM; j++) {
 			if (j >= g)
 				continue;
-			float4 *dst = (float4 *)(red + ((long)warp * GM + j) * HD + sub * 8);
-			dst[0] = make_float4(acc[j][0], acc[j][1], acc[j][2], acc[j][3]);
-			dst[1] = make_float4(acc[j][4], acc[j][5], acc[j][6], acc[j][7]);
+			float4 *dst = (float4 *)(red + ((long)warp * GM + j) * HD + sub * EPL);
+#pragma unroll
+			for (int c = 0; c < EPL / 4; c++)
+				dst[c] = make_float4(acc[j][4 * c], acc[j][4 * c + 1],
+						     acc[j][4 * c + 2], acc[j][4 * c + 3]);
 		}
 	}
 	__syncthreads();
@@ -387,6 +656,8 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint4 *k_cache,
 		float v = av[k] * wn[j * S + x];
 		for (int d = S / 2; d > 0; d >>= 1)
 			v += __shfl_xor_sync(0xffffffffu, v, d);
+		if constexpr (FP8)
+			v *= v_scale;
 		if (x == 0)
 			out[((long)b * Hq + (long)kvh * g + j) * HD + o % HD] = __float2bfloat16(v);
 	}
@@ -402,6 +673,15 @@ static int pa_plan(int B)
 	return B <= 2 ? 16 : B <= 4 ? 8 : B <= 8 ? 4 : B < 64 ? 2 : 1;
 }
 
+/* The pipelined kernel (K/V through the shared-memory ring) for a bf16 cache and a batch of
+ * B. Below PA_PIPE_MIN_B the slices are one or two pieces, nothing is left to overlap, and
+ * the register kernel's shorter path from load to use (no shared-memory hop, pieces of 64
+ * rows) keeps the batch-1 latency (measured, top of the file). fp8 always takes the ring. */
+static bool pa_pipe(int B)
+{
+	return B >= PA_PIPE_MIN_B;
+}
+
 extern "C" size_t kn_paged_attention_workspace_bytes(int B, int Hq, int hd, int max_ctx)
 {
 	if (B <= 0 || Hq <= 0 || hd <= 0 || max_ctx <= 0)
@@ -411,16 +691,17 @@ extern "C" size_t kn_paged_attention_workspace_bytes(int B, int Hq, int hd, int 
 	return 256;
 }
 
-template <int HD, int GM>
-static void pa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
-		      const uint16_t *v_cache, const int32_t *block_table, const int32_t *ctx_len,
-		      int B, int Hq, int KV, int log2_bs, int max_blocks_per_seq, float scale,
-		      cudaStream_t stream)
+template <int HD, int GM, int KT, bool PIPE>
+static void pa_launch(uint16_t *out, const uint16_t *q, const void *k_cache,
+		      const void *v_cache, const int32_t *block_table, const int32_t *ctx_len,
+		      int B, int Hq, int KV, int log2_bs, int max_blocks_per_seq, float scale_k,
+		      float v_scale, cudaStream_t stream)
 {
 	const int g = Hq / KV, n_split = pa_plan(B);
-	void (*kernel)(__nv_bfloat16 *, const __nv_bfloat16 *, const uint4 *, const uint4 *,
-		       const int32_t *, const int32_t *, int, int, int, int, int, float) =
-		pa_kernel<HD, GM>;
+	void (*kernel)(__nv_bfloat16 *, const __nv_bfloat16 *, const uint8_t *, const uint8_t *,
+		       const int32_t *, const int32_t *, int, int, int, int, int, float, float) =
+		pa_kernel<HD, GM, KT, PIPE>;
+	constexpr int DYN = pa_shape<HD, GM, KT, PIPE>::DYN;
 	/* clusters over 8 CTAs need the attribute, set once per device and instance (host work
 	 * that need not repeat on every decode step) */
 	static unsigned long long non_portable_set;   /* bit d: device d */
@@ -432,6 +713,17 @@ static void pa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
 		if (dev < 64)
 			non_portable_set |= 1ull << dev;
 	}
+	/* the ring's dynamic shared memory (over 48 KB needs the opt-in), with the most of the
+	 * SM's unified L1 given to shared memory (the K/V loads bypass L1), likewise once */
+	static unsigned long long dyn_set;
+	if (PIPE && cudaGetDevice(&dev) == cudaSuccess && (dev >= 64 || !(dyn_set >> dev & 1))) {
+		CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+						DYN));
+		CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+						(int)cudaSharedmemCarveoutMaxShared));
+		if (dev < 64)
+			dyn_set |= 1ull << dev;
+	}
 	cudaLaunchAttribute attr[2];
 	attr[0].id = cudaLaunchAttributeClusterDimension;
 	attr[0].val.clusterDim.x = n_split;
@@ -442,26 +734,27 @@ static void pa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
 	cudaLaunchConfig_t cfg = {};
 	cfg.gridDim = dim3(n_split, KV, B);
 	cfg.blockDim = dim3(PA_THREADS);
-	cfg.dynamicSmemBytes = 0;
+	cfg.dynamicSmemBytes = DYN;
 	cfg.stream = stream;
 	cfg.attrs = attr;
 	cfg.numAttrs = 2;
 	CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, (__nv_bfloat16 *)out, (const __nv_bfloat16 *)q,
-				      (const uint4 *)k_cache, (const uint4 *)v_cache, block_table,
-				      ctx_len, Hq, KV, g, log2_bs, max_blocks_per_seq, scale));
+				      (const uint8_t *)k_cache, (const uint8_t *)v_cache, block_table,
+				      ctx_len, Hq, KV, g, log2_bs, max_blocks_per_seq, scale_k,
+				      v_scale));
 	KN_CHECK_LAUNCH();
 }
 
-template <int HD>
-static int pa_dispatch_g(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
-			 const uint16_t *v_cache, const int32_t *block_table, const int32_t *ctx_len,
-			 int B, int Hq, int KV, int log2_bs, int max_blocks_per_seq, float scale,
-			 cudaStream_t stream)
+template <int HD, int KT, bool PIPE>
+static int pa_dispatch_g(uint16_t *out, const uint16_t *q, const void *k_cache,
+			 const void *v_cache, const int32_t *block_table, const int32_t *ctx_len,
+			 int B, int Hq, int KV, int log2_bs, int max_blocks_per_seq, float scale_k,
+			 float v_scale, cudaStream_t stream)
 {
 	const int g = Hq / KV;
-#define PA_G(GM)                                                                            \
-	pa_launch<HD, GM>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq, KV, log2_bs, \
-			  max_blocks_per_seq, scale, stream)
+#define PA_G(GM)                                                                               \
+	pa_launch<HD, GM, KT, PIPE>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq, KV, log2_bs, \
+			       max_blocks_per_seq, scale_k, v_scale, stream)
 	if (g == 1)
 		PA_G(1);
 	else if (g == 2)
@@ -476,11 +769,12 @@ static int pa_dispatch_g(uint16_t *out, const uint16_t *q, const uint16_t *k_cac
 	return 0;
 }
 
-extern "C" int kn_paged_attention_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
-				       const uint16_t *v_cache, const int32_t *block_table,
-				       const int32_t *ctx_len, int B, int Hq, int KV, int hd,
-				       int block_size, int max_blocks_per_seq, float scale,
-				       void *workspace, size_t workspace_bytes, cudaStream_t stream)
+/* Shape checks shared by both cache types, then the instance for hd and g. */
+template <int KT, bool PIPE>
+static int pa_run(uint16_t *out, const uint16_t *q, const void *k_cache, const void *v_cache,
+		  const int32_t *block_table, const int32_t *ctx_len, int B, int Hq, int KV, int hd,
+		  int block_size, int max_blocks_per_seq, float scale_k, float v_scale,
+		  void *workspace, size_t workspace_bytes, cudaStream_t stream)
 {
 	if (B <= 0)
 		return 0;
@@ -497,9 +791,9 @@ extern "C" int kn_paged_attention_cuda(uint16_t *out, const uint16_t *q, const u
 	int cap = max_blocks_per_seq << log2_bs;
 	if (!workspace || workspace_bytes < kn_paged_attention_workspace_bytes(B, Hq, hd, cap))
 		return -1;
-#define PA_HD(HD)                                                                          \
-	pa_dispatch_g<HD>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq, KV, log2_bs, \
-			  max_blocks_per_seq, scale, stream)
+#define PA_HD(HD)                                                                        \
+	pa_dispatch_g<HD, KT, PIPE>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq, KV, \
+			       log2_bs, max_blocks_per_seq, scale_k, v_scale, stream)
 	switch (hd) {
 	case 32:
 		return PA_HD(32);
@@ -513,4 +807,33 @@ extern "C" int kn_paged_attention_cuda(uint16_t *out, const uint16_t *q, const u
 		return -1;
 	}
 #undef PA_HD
+}
+
+extern "C" int kn_paged_attention_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
+				       const uint16_t *v_cache, const int32_t *block_table,
+				       const int32_t *ctx_len, int B, int Hq, int KV, int hd,
+				       int block_size, int max_blocks_per_seq, float scale,
+				       void *workspace, size_t workspace_bytes, cudaStream_t stream)
+{
+	if (pa_pipe(B))
+		return pa_run<PA_BF16, true>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq,
+					     KV, hd, block_size, max_blocks_per_seq, scale, 1.0f,
+					     workspace, workspace_bytes, stream);
+	return pa_run<PA_BF16, false>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq, KV,
+				      hd, block_size, max_blocks_per_seq, scale, 1.0f, workspace,
+				      workspace_bytes, stream);
+}
+
+/* The score factor scale·k_scale is one fp32 product, taken here once. */
+extern "C" int kn_paged_attention_fp8_cuda(uint16_t *out, const uint16_t *q,
+					   const uint8_t *k_cache, const uint8_t *v_cache,
+					   const int32_t *block_table, const int32_t *ctx_len, int B,
+					   int Hq, int KV, int hd, int block_size,
+					   int max_blocks_per_seq, float scale, float k_scale,
+					   float v_scale, void *workspace, size_t workspace_bytes,
+					   cudaStream_t stream)
+{
+	return pa_run<PA_FP8, true>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq, KV,
+				    hd, block_size, max_blocks_per_seq, scale * k_scale, v_scale,
+				    workspace, workspace_bytes, stream);
 }

@@ -47,6 +47,25 @@
  * ~255 (RW 2, two CTAs per SM).
  * BM is 128 (RW 2) when the batch has at least a full wave of 128-row CTAs, else 64;
  * QVL_PREFILL_ATTN_BM=64|128 overrides it. H100 numbers: tests/check_attention_cuda.c, timing.
+ *
+ * fp8 cache (kn_prefill_attention_fp8_cuda): the same kernel, pfa_kernel<HD, RW, uint8_t>. The
+ * math after the K/V tile is in shared memory is the bf16 code unchanged: every E4M3 value is
+ * a bf16, so the tile is widened exactly and k_scale is folded into the score scale (scale_log2
+ * = scale · k_scale · log2 e) and v_scale into the final 1 / l (or into the split partials).
+ * Only the tile pipeline differs, one bf16 buffer and an fp8 staging area:
+ *
+ *   smem  K (BN, hd+8) | V (BN, hd+8) bf16 [| Q (128, hd+8) for RW 2] | K8 (BN, hd) | V8 (BN, hd)
+ *         (RW 1 stages Q in the bf16 buffer; hd 128: 50 KB at RW 1, 84 KB at RW 2, so the
+ *         occupancy stays three and two CTAs per SM, which two bf16 buffers plus staging
+ *         would not allow at RW 1)
+ *   per tile j: wait for tile j's bytes; sync (every warp is done with tile j-1's buffer);
+ *         each thread widens the 16-byte chunks of K8/V8 that it copied itself (so no barrier
+ *         is needed between the copy and the widening, nor before re-filling them) into the
+ *         bf16 buffer and issues tile j+1's cp.async into those chunks; sync; compute tile j.
+ *   The widening is bit arithmetic (pfa_fp8x4_to_bf16x4: four E4M3 bytes, two PRMT, shifts and
+ *   masks, one bf16x2 multiply by 2^120 per pair), equal to fp8x2_to_bf162 (fp8.cuh) on all
+ *   codes but the two NaNs, at a fraction of the cost of the cvt path through half and float
+ *   (tests/check_attention_cuda.c reads every code back against fp8e4m3_to_f32).
  */
 #include <cuda_bf16.h>
 #include <stdint.h>
@@ -113,29 +132,62 @@ pfa_tiles_kernel(int32_t *prefix, const int32_t *q_start, int n_seqs, int bm)
 /* ---- 2. attention ----------------------------------------------------------------------- */
 
 /*
- * HD: head dim; RW: 16-row blocks per warp (4 warps, BM = 64·RW query rows).
+ * Four E4M3 bytes (x, the lowest byte first) to four bf16 (lo: bytes 0, 1; hi: bytes 2, 3),
+ * exact. A byte b = s.eeee.mmm placed as bf16 bits s.0000eeee.mmm0000 is the bf16 of exponent
+ * field e and mantissa m/8, i.e. value · 2^-120 — subnormals included (e = 0: m·2^-3 · 2^-126
+ * = m·2^-9 · 2^-120) — so one multiply by 2^120 (exact, no overflow: |value| ≤ 448) finishes.
+ * Only the NaN codes differ from fp8x2_to_bf162: they come out as ±480.
+ */
+static __device__ __forceinline__ void pfa_fp8x4_to_bf16x4(uint32_t x, uint32_t &lo, uint32_t &hi)
+{
+	/* each byte into the high byte of a 16-bit half: t = b1 << 24 | b0 << 8 */
+	const uint32_t t0 = __byte_perm(x, 0u, 0x1404), t1 = __byte_perm(x, 0u, 0x3424);
+	/* sign stays at bit 15; eeee.mmm moves down four bits (its old sign bit masked off) */
+	const uint32_t w0 = (t0 & 0x80008000u) | ((t0 >> 4) & 0x07f007f0u);
+	const uint32_t w1 = (t1 & 0x80008000u) | ((t1 >> 4) & 0x07f007f0u);
+	const __nv_bfloat162 two120 = __halves2bfloat162(__ushort_as_bfloat16(0x7b80),
+							 __ushort_as_bfloat16(0x7b80));
+	__nv_bfloat162 b0 = __hmul2(*(const __nv_bfloat162 *)&w0, two120);
+	__nv_bfloat162 b1 = __hmul2(*(const __nv_bfloat162 *)&w1, two120);
+	lo = *(uint32_t *)&b0;
+	hi = *(uint32_t *)&b1;
+}
+
+/*
+ * HD: head dim; RW: 16-row blocks per warp (4 warps, BM = 64·RW query rows); KVT: the cache
+ * element, uint16_t (bf16) or uint8_t (fp8 E4M3, widened to bf16 in shared memory).
  *   RW 1: the warp's Q fragments live in registers (staged in buffer 1, read once);
  *         168 registers, three CTAs per SM.
  *   RW 2: each K/V fragment read from shared memory feeds two MMAs (half the shared-memory
  *         traffic per FLOP); Q has its own region and its fragments are re-read per 32-dim
  *         slice; ~255 registers, two CTAs per SM.
- * Dynamic shared memory: pfa_smem_bytes<HD, RW>().
+ * Dynamic shared memory: pfa_smem_bytes<HD, RW, KVT>().
+ * scale_log2 = scale · k_scale · log2 e; v_scale multiplies the output (fp8 only; the bf16
+ * instantiation ignores it and its code is the bf16-only kernel's).
  */
-template <int HD, int RW>
+template <int HD, int RW, typename KVT>
 static __global__ void __launch_bounds__(PFA_THREADS, RW == 1 ? 3 : 2)
-pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const uint16_t *k_cache,
-	   const uint16_t *v_cache, const int32_t *block_table, const int32_t *q_start,
-	   const int32_t *n_cached, const int32_t *tile_prefix, int n_seqs, int T, int Hq, int KV,
-	   int log2_bs, int max_blocks_per_seq, float scale_log2, float *ws_o, float2 *ws_ml)
+pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT *v_cache,
+	   const int32_t *block_table, const int32_t *q_start, const int32_t *n_cached,
+	   const int32_t *tile_prefix, int n_seqs, int T, int Hq, int KV, int log2_bs,
+	   int max_blocks_per_seq, float scale_log2, float v_scale, float *ws_o, float2 *ws_ml)
 {
+	constexpr bool FP8 = sizeof(KVT) == 1;
 	constexpr int NW = PFA_THREADS / 32, BM = 16 * RW * NW, BN = PFA_BN, NT = PFA_THREADS;
 	constexpr int LD = HD + 8;             /* smem row stride in bf16 */
-	constexpr int CPR = HD / 8;            /* 16-byte chunks per row */
+	constexpr int CPR = HD / 8;            /* 16-byte chunks per bf16 row */
+	constexpr int CPR8 = HD / 16;          /* 16-byte chunks per fp8 row */
 	extern __shared__ uint4 pfa_smem[];
-	/* buffer b: K (BN, LD) then V (BN, LD); Q: buffer 1 (RW 1) or after both buffers (RW 2) */
+	/* bf16: buffer b: K (BN, LD) then V (BN, LD); Q: buffer 1 (RW 1) or after both buffers
+	 * (RW 2). fp8: one buffer, Q in it (RW 1) or after it (RW 2), then the fp8 staging
+	 * K8 (BN, HD) | V8 (BN, HD) bytes, chunk c of a tile at byte 16·c of each. */
 	uint16_t *sbuf = (uint16_t *)pfa_smem;
-	uint16_t *sQ = sbuf + (RW == 1 ? 2 : 4) * BN * LD;
+	uint16_t *sQ = sbuf + (FP8 ? (RW == 1 ? 0 : 2) : (RW == 1 ? 2 : 4)) * BN * LD;
+	uint8_t *sK8 = (uint8_t *)(sbuf + (RW == 1 ? 2 : 4) * BN * LD);   /* fp8 only */
+	uint8_t *sV8 = sK8 + BN * HD;
 	static_assert(RW == 2 || BM <= 2 * BN, "Q must fit in one K+V buffer");
+	static_assert(sizeof(KVT) == 1 || sizeof(KVT) == 2, "bf16 or fp8 cache");
+	static_assert(BN * CPR8 % NT == 0, "whole fp8 chunks per thread");
 
 	const int h = blockIdx.x, t = blockIdx.y;
 	if (t >= tile_prefix[n_seqs])
@@ -174,20 +226,76 @@ pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const uint16_t *k_cache,
 		const uint16_t *src = ok ? q + ((long)(row0 + m0 + r) * Hq + h) * HD + cc * 8 : q;
 		cp_async16(sQ + r * LD + cc * 8, src, ok);
 	}
-	/* K/V tile j into buffer b, gathered through the block table */
+	/* fp8 chunk c of a tile → (row, 16-byte column). At hd 128 a group of 8 threads takes
+	 * columns 0-3 or 4-7 of two rows, so that the widened 16-byte stores of the group fall
+	 * on 8 distinct bank groups of the padded bf16 rows (row stride 17 groups, column 2). */
+	auto chunk8 = [](int c, int &r, int &cc) {
+		if (CPR8 == 8) {
+			const int g8 = c >> 3, w = c & 7;
+			r = ((g8 >> 1) << 1) | (w >> 2);
+			cc = ((g8 & 1) << 2) | (w & 3);
+		} else {
+			r = c / CPR8;
+			cc = c % CPR8;
+		}
+	};
+	/* K/V tile j into buffer b (bf16) or into the staging area (fp8, b unused), gathered
+	 * through the block table */
 	auto load_kv = [&](int j, int b) {
-		uint16_t *dk = sbuf + b * 2 * BN * LD, *dv = dk + BN * LD;
-		for (int c = tid; c < BN * CPR; c += NT) {
-			int r = c / CPR, cc = c % CPR;
-			int p = j * BN + r;
-			bool ok = p < kv_len;
-			long off = 0;
-			if (ok) {
-				long slot = ((long)bt[p >> log2_bs] << log2_bs) + (p & bs_mask);
-				off = (slot * KV + kvh) * HD + cc * 8;
+		if constexpr (FP8) {
+			/* not unrolled (also below): per-chunk addresses hoisted out of the tile loop
+			 * would hold registers through the MMAs and spill at RW 2 */
+#pragma unroll 1
+			for (int i = 0; i < BN * CPR8 / NT; i++) {
+				const int c = tid + i * NT;
+				int r, cc;
+				chunk8(c, r, cc);
+				int p = j * BN + r;
+				bool ok = p < kv_len;
+				long off = 0;
+				if (ok) {
+					long slot = ((long)bt[p >> log2_bs] << log2_bs) + (p & bs_mask);
+					off = (slot * KV + kvh) * HD + cc * 16;
+				}
+				cp_async16(sK8 + c * 16, k_cache + off, ok);
+				cp_async16(sV8 + c * 16, v_cache + off, ok);
 			}
-			cp_async16(dk + r * LD + cc * 8, k_cache + off, ok);
-			cp_async16(dv + r * LD + cc * 8, v_cache + off, ok);
+		} else {
+			uint16_t *dk = sbuf + b * 2 * BN * LD, *dv = dk + BN * LD;
+			for (int c = tid; c < BN * CPR; c += NT) {
+				int r = c / CPR, cc = c % CPR;
+				int p = j * BN + r;
+				bool ok = p < kv_len;
+				long off = 0;
+				if (ok) {
+					long slot = ((long)bt[p >> log2_bs] << log2_bs) + (p & bs_mask);
+					off = (slot * KV + kvh) * HD + cc * 8;
+				}
+				cp_async16(dk + r * LD + cc * 8, k_cache + off, ok);
+				cp_async16(dv + r * LD + cc * 8, v_cache + off, ok);
+			}
+		}
+	};
+	/* fp8: the staged chunks this thread copied (its own cp.async has completed) → the bf16
+	 * buffer; rows past the sequence were zero-filled and stay zero */
+	auto widen_kv = [&]() {
+#pragma unroll 1
+		for (int i = 0; i < BN * CPR8 / NT; i++) {
+			const int c = tid + i * NT;
+			int r, cc;
+			chunk8(c, r, cc);
+#pragma unroll
+			for (int kv = 0; kv < 2; kv++) {
+				const uint4 x = *(const uint4 *)((kv ? sV8 : sK8) + c * 16);
+				uint4 a, b;
+				pfa_fp8x4_to_bf16x4(x.x, a.x, a.y);
+				pfa_fp8x4_to_bf16x4(x.y, a.z, a.w);
+				pfa_fp8x4_to_bf16x4(x.z, b.x, b.y);
+				pfa_fp8x4_to_bf16x4(x.w, b.z, b.w);
+				uint16_t *d = sbuf + kv * BN * LD + r * LD + cc * 16;
+				*(uint4 *)d = a;
+				*(uint4 *)(d + 8) = b;
+			}
 		}
 	};
 	if (j0 < j1)
@@ -224,20 +332,33 @@ pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const uint16_t *k_cache,
 	}
 
 	for (int j = j0; j < j1; j++) {
-		const int buf = (j - j0) & 1;
+		const int buf = (j - j0) & 1;   /* bf16 only */
 		cp_async_wait_all();
 		__syncthreads();     /* tile j visible to all; everyone is done with tile j-1 */
 		if (RW == 1 && j == j0) {
 #pragma unroll
 			for (int kk = 0; kk < HD / 16; kk++)
 				ldsm_q(qf[RW == 1 ? kk : 0], 0, kk * 16);
-			__syncthreads();   /* every warp has its Q: buffer 1 may take tile 1 */
+			__syncthreads();   /* every warp has its Q: its buffer may take a tile */
 		}
-		if (j + 1 < j1)
-			load_kv(j + 1, buf ^ 1);
-		cp_async_commit();
-
-		const uint16_t *tk = sbuf + buf * 2 * BN * LD, *tv = tk + BN * LD;
+		const uint16_t *tk;
+		if constexpr (FP8) {
+			widen_kv();
+			/* the compiler must not move the widening's shared loads past the copies
+			 * that overwrite the same staging chunks */
+			asm volatile("" ::: "memory");
+			if (j + 1 < j1)
+				load_kv(j + 1, 0);
+			cp_async_commit();
+			__syncthreads();   /* the widened tile j is visible to every warp */
+			tk = sbuf;
+		} else {
+			if (j + 1 < j1)
+				load_kv(j + 1, buf ^ 1);
+			cp_async_commit();
+			tk = sbuf + buf * 2 * BN * LD;
+		}
+		const uint16_t *tv = tk + BN * LD;
 		float sc[RW][BN / 8][4];
 #pragma unroll
 		for (int rb = 0; rb < RW; rb++)
@@ -355,7 +476,9 @@ pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const uint16_t *k_cache,
 		}
 		const int r_lo = wrow + rb * 16 + g, r_hi = r_lo + 8;
 		if (nsplit > 1) {
-			/* partial result of this split: unnormalised O, and (m, l) in the log2 domain */
+			/* partial result of this split: unnormalised O (times v_scale for fp8), and
+			 * (m, l) in the log2 domain */
+			const float vs = FP8 ? v_scale : 1.f;
 			const long o_lo = ((long)z * T + row0 + m0 + r_lo) * Hq + h;
 			const long o_hi = o_lo + 8L * Hq;
 			if (tq == 0 && r_lo < rows)
@@ -366,13 +489,22 @@ pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const uint16_t *k_cache,
 			for (int i = 0; i < HD / 8; i++) {
 				const int d = i * 8 + 2 * tq;
 				if (r_lo < rows)
-					*(float2 *)(ws_o + o_lo * HD + d) = make_float2(o[rb][i][0], o[rb][i][1]);
+					*(float2 *)(ws_o + o_lo * HD + d) =
+						make_float2(o[rb][i][0] * vs, o[rb][i][1] * vs);
 				if (r_hi < rows)
-					*(float2 *)(ws_o + o_hi * HD + d) = make_float2(o[rb][i][2], o[rb][i][3]);
+					*(float2 *)(ws_o + o_hi * HD + d) =
+						make_float2(o[rb][i][2] * vs, o[rb][i][3] * vs);
 			}
 			continue;
 		}
-		const float inv0 = 1.f / l_r[rb][0], inv1 = 1.f / l_r[rb][1];
+		float inv0, inv1;
+		if constexpr (FP8) {
+			inv0 = v_scale / l_r[rb][0];
+			inv1 = v_scale / l_r[rb][1];
+		} else {
+			inv0 = 1.f / l_r[rb][0];
+			inv1 = 1.f / l_r[rb][1];
+		}
 #pragma unroll
 		for (int i = 0; i < HD / 8; i++) {
 			const int d = i * 8 + 2 * tq;
@@ -488,17 +620,22 @@ static int pfa_choose_split(int T, int n_seqs, int Hq, int bm, int cap)
 	return n < 1 ? 1 : n > PFA_MAX_SPLIT ? PFA_MAX_SPLIT : n;
 }
 
-template <int HD, int RW>
+/* bf16: two K+V buffers (and Q for RW 2); fp8: one K+V buffer (and Q for RW 2) and the fp8
+ * staging of one tile. */
+template <int HD, int RW, typename KVT>
 static constexpr size_t pfa_smem_bytes(void)
 {
-	return (size_t)((RW == 1 ? 4 : 6) * PFA_BN) * (HD + 8) * sizeof(uint16_t);
+	return sizeof(KVT) == 1
+		       ? (size_t)((RW == 1 ? 2 : 4) * PFA_BN) * (HD + 8) * sizeof(uint16_t) +
+				 2 * (size_t)PFA_BN * HD
+		       : (size_t)((RW == 1 ? 4 : 6) * PFA_BN) * (HD + 8) * sizeof(uint16_t);
 }
 
-template <int HD, int RW>
-static int pfa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
-		      const uint16_t *v_cache, const int32_t *block_table, const int32_t *q_start,
-		      const int32_t *n_cached, int n_seqs, int T, int Hq, int KV, int log2_bs,
-		      int max_blocks_per_seq, float scale, void *ws, cudaStream_t stream)
+template <int HD, int RW, typename KVT>
+static int pfa_launch(uint16_t *out, const uint16_t *q, const KVT *k_cache, const KVT *v_cache,
+		      const int32_t *block_table, const int32_t *q_start, const int32_t *n_cached,
+		      int n_seqs, int T, int Hq, int KV, int log2_bs, int max_blocks_per_seq,
+		      float scale_log2, float v_scale, void *ws, cudaStream_t stream)
 {
 	constexpr int BM = 64 * RW;
 	const long max_tiles = pfa_max_tiles(T, n_seqs, BM);
@@ -508,19 +645,19 @@ static int pfa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
 	int32_t *tile_prefix = (int32_t *)ws;
 	float *ws_o = (float *)((char *)ws + pfa_prefix_bytes(n_seqs));
 	float2 *ws_ml = (float2 *)(ws_o + (size_t)pfa_split_rh(T, Hq) * PFA_MAX_SPLIT * HD);
-	const size_t shm = pfa_smem_bytes<HD, RW>();
+	const size_t shm = pfa_smem_bytes<HD, RW, KVT>();
 	static bool attr_set = false;   /* per instantiation; setting it twice is harmless */
 	if (!attr_set) {
-		CUDA_CHECK(cudaFuncSetAttribute(pfa_kernel<HD, RW>,
+		CUDA_CHECK(cudaFuncSetAttribute(pfa_kernel<HD, RW, KVT>,
 						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
 		attr_set = true;
 	}
 	pfa_tiles_kernel<<<1, PFA_SCAN_THREADS, 0, stream>>>(tile_prefix, q_start, n_seqs, BM);
 	KN_CHECK_LAUNCH();
-	pfa_kernel<HD, RW><<<dim3(Hq, (unsigned)max_tiles, nsplit), PFA_THREADS, shm, stream>>>(
+	pfa_kernel<HD, RW, KVT><<<dim3(Hq, (unsigned)max_tiles, nsplit), PFA_THREADS, shm, stream>>>(
 		(__nv_bfloat16 *)out, q, k_cache, v_cache, block_table, q_start, n_cached,
-		tile_prefix, n_seqs, T, Hq, KV, log2_bs, max_blocks_per_seq,
-		scale * 1.4426950408889634f, ws_o, ws_ml);
+		tile_prefix, n_seqs, T, Hq, KV, log2_bs, max_blocks_per_seq, scale_log2, v_scale,
+		ws_o, ws_ml);
 	KN_CHECK_LAUNCH();
 	if (nsplit > 1) {
 		pfa_combine_kernel<<<(unsigned)((long)T * Hq), HD, 0, stream>>>(
@@ -530,17 +667,17 @@ static int pfa_launch(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
 	return 0;
 }
 
-extern "C" int kn_prefill_attention_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
-					 const uint16_t *v_cache, const int32_t *block_table,
-					 const int32_t *q_start, const int32_t *n_cached, int n_seqs,
-					 int T, int Hq, int KV, int hd, int block_size,
-					 int max_blocks_per_seq, float scale, void *workspace,
-					 size_t workspace_bytes, cudaStream_t stream)
+/* The shape checks and the dispatch both entry points share: 0 (launched) or -1 (outside the
+ * limits, nothing launched). The caller has handled an empty batch and checked the scales. */
+template <typename KVT>
+static int pfa_dispatch(uint16_t *out, const uint16_t *q, const KVT *k_cache, const KVT *v_cache,
+			const int32_t *block_table, const int32_t *q_start,
+			const int32_t *n_cached, int n_seqs, int T, int Hq, int KV, int hd,
+			int block_size, int max_blocks_per_seq, float scale_log2, float v_scale,
+			void *workspace, size_t workspace_bytes, cudaStream_t stream)
 {
-	if (n_seqs <= 0 || T <= 0)
-		return 0;
 	if (Hq <= 0 || KV <= 0 || Hq % KV != 0 || max_blocks_per_seq <= 0 || block_size <= 0 ||
-	    !(scale > 0.f) || (block_size & (block_size - 1)) != 0 || Hq > 65535)
+	    (block_size & (block_size - 1)) != 0 || Hq > 65535)
 		return -1;
 	if ((((uintptr_t)q | (uintptr_t)k_cache | (uintptr_t)v_cache | (uintptr_t)out) & 15) != 0)
 		return -1;
@@ -556,8 +693,9 @@ extern "C" int kn_prefill_attention_cuda(uint16_t *out, const uint16_t *q, const
 		return -1;
 	const int bm = pfa_choose_bm(T, Hq);
 #define PFA_GO(HD, RW)                                                                         \
-	pfa_launch<HD, RW>(out, q, k_cache, v_cache, block_table, q_start, n_cached, n_seqs, T,  \
-			   Hq, KV, log2_bs, max_blocks_per_seq, scale, workspace, stream)
+	pfa_launch<HD, RW, KVT>(out, q, k_cache, v_cache, block_table, q_start, n_cached, n_seqs, \
+				T, Hq, KV, log2_bs, max_blocks_per_seq, scale_log2, v_scale,     \
+				workspace, stream)
 	switch (hd) {
 	case 32:
 		return bm == 128 ? PFA_GO(32, 2) : PFA_GO(32, 1);
@@ -567,4 +705,42 @@ extern "C" int kn_prefill_attention_cuda(uint16_t *out, const uint16_t *q, const
 		return bm == 128 ? PFA_GO(128, 2) : PFA_GO(128, 1);
 	}
 #undef PFA_GO
+}
+
+extern "C" int kn_prefill_attention_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k_cache,
+					 const uint16_t *v_cache, const int32_t *block_table,
+					 const int32_t *q_start, const int32_t *n_cached, int n_seqs,
+					 int T, int Hq, int KV, int hd, int block_size,
+					 int max_blocks_per_seq, float scale, void *workspace,
+					 size_t workspace_bytes, cudaStream_t stream)
+{
+	if (n_seqs <= 0 || T <= 0)
+		return 0;
+	if (!(scale > 0.f))
+		return -1;
+	return pfa_dispatch<uint16_t>(out, q, k_cache, v_cache, block_table, q_start, n_cached,
+				      n_seqs, T, Hq, KV, hd, block_size, max_blocks_per_seq,
+				      scale * 1.4426950408889634f, 1.f, workspace, workspace_bytes,
+				      stream);
+}
+
+extern "C" int kn_prefill_attention_fp8_cuda(uint16_t *out, const uint16_t *q,
+					     const uint8_t *k_cache, const uint8_t *v_cache,
+					     const int32_t *block_table, const int32_t *q_start,
+					     const int32_t *n_cached, int n_seqs, int T, int Hq,
+					     int KV, int hd, int block_size, int max_blocks_per_seq,
+					     float scale, float k_scale, float v_scale,
+					     void *workspace, size_t workspace_bytes,
+					     cudaStream_t stream)
+{
+	if (n_seqs <= 0 || T <= 0)
+		return 0;
+	/* the score scale must stay a positive finite number (it commutes with the row max) */
+	const float scale_log2 = scale * k_scale * 1.4426950408889634f;
+	if (!(scale > 0.f) || !(k_scale > 0.f) || !(v_scale > 0.f) || !(scale_log2 > 0.f) ||
+	    !(scale_log2 <= 3.4e38f) || !(v_scale <= 3.4e38f))
+		return -1;
+	return pfa_dispatch<uint8_t>(out, q, k_cache, v_cache, block_table, q_start, n_cached,
+				     n_seqs, T, Hq, KV, hd, block_size, max_blocks_per_seq,
+				     scale_log2, v_scale, workspace, workspace_bytes, stream);
 }

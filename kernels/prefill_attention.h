@@ -39,6 +39,20 @@
  * (sequence, query tile) map, and for small batches the partial results of a split over the
  * keys; allocate it once at start-up for the largest T and n_seqs — the size grows with both)
  * and a stream, with device pointers.
+ *
+ * fp8 KV cache (`--kv-cache-dtype fp8`, format in fp8.h): kn_prefill_attention_fp8_{ref,cuda}
+ * take the same arguments with k_cache and v_cache of one byte per element (E4M3, the same
+ * (n_blocks, block_size, KV, hd) layout; cached prefix and new rows alike, as qk_norm_rope
+ * wrote them) and the two per-tensor scales after `scale`:
+ *
+ *   sc[p]  = scale · k_scale · (q[row, h, :] · float(kq[p, :]))
+ *   out    = bf16( v_scale · Σ_p softmax(sc)[p] · float(vq[p, :]) )
+ *
+ * (the cache stores kq = fp8(k / k_scale), so float(kq)·k_scale is the K it stands for). The
+ * GPU widens the bytes to bf16 (exact) and runs the bf16 kernel's tensor-core code: the same
+ * precision, limits and workspace (kn_prefill_attention_workspace_bytes serves both); k_scale
+ * and v_scale must be > 0. The NaN codes (0x7f, 0xff) are not decoded as NaN on the GPU (they
+ * read as ±480); the cache writer never stores them for finite input.
  */
 #ifndef QVL_KERNELS_PREFILL_ATTENTION_H
 #define QVL_KERNELS_PREFILL_ATTENTION_H
@@ -58,6 +72,12 @@ void kn_prefill_attention_ref(uint16_t *out, const uint16_t *q, const uint16_t *
 			      int Hq, int KV, int hd, int block_size, int max_blocks_per_seq,
 			      float scale);
 
+void kn_prefill_attention_fp8_ref(uint16_t *out, const uint16_t *q, const uint8_t *k_cache,
+				  const uint8_t *v_cache, const int32_t *block_table,
+				  const int32_t *q_start, const int32_t *n_cached, int n_seqs, int T,
+				  int Hq, int KV, int hd, int block_size, int max_blocks_per_seq,
+				  float scale, float k_scale, float v_scale);
+
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
 /* Bytes of workspace kn_prefill_attention_cuda needs for a batch of T rows in n_seqs sequences
@@ -76,6 +96,15 @@ int kn_prefill_attention_cuda(uint16_t *out, const uint16_t *q, const uint16_t *
 			      int Hq, int KV, int hd, int block_size, int max_blocks_per_seq,
 			      float scale, void *workspace, size_t workspace_bytes,
 			      cudaStream_t stream);
+
+/* The fp8 cache: as kn_prefill_attention_cuda (same returns, same workspace size; also -1 when
+ * k_scale or v_scale is not > 0). */
+int kn_prefill_attention_fp8_cuda(uint16_t *out, const uint16_t *q, const uint8_t *k_cache,
+				  const uint8_t *v_cache, const int32_t *block_table,
+				  const int32_t *q_start, const int32_t *n_cached, int n_seqs, int T,
+				  int Hq, int KV, int hd, int block_size, int max_blocks_per_seq,
+				  float scale, float k_scale, float v_scale, void *workspace,
+				  size_t workspace_bytes, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

@@ -1,13 +1,18 @@
 /*
- * rmsnorm: RMS normalisation of rows, as Qwen3's RMSNorm computes it in bf16.
+ * rmsnorm: RMS normalisation of rows of the decoder's fp32 residual stream into a bf16 GEMM input.
  *
- *   x   (rows, cols) bf16        w (cols) bf16        out (rows, cols) bf16
- *   r        = rsqrt(mean_c(x[c]²) + eps)              statistics in fp32 (double in the ref)
- *   out[c]   = bf16( w[c] · bf16(x[c]·r) )             two roundings, exactly as transformers:
- *              the normalised row is cast back to the input dtype before the weight multiply
+ *   x   (rows, cols) fp32        w (cols) bf16        out (rows, cols) bf16
+ *   r        = 1 / sqrt(mean_c(x[c]²) + eps)           fp32 on the GPU (double in the ref)
+ *   out[c]   = bf16( w[c] · (x[c]·r) )                 the products in fp32 (double in the ref),
+ *                                                      ONE rounding, to bf16
  *
- * Used for input_layernorm, post_attention_layernorm and the final norm (cols = D) and, per head,
- * for q_norm/k_norm (cols = head_dim). out may alias x.
+ * transformers in bf16 rounds twice (the normalised row back to bf16, then the product) and
+ * keeps x itself in bf16; the decoder here keeps x in fp32 (text_cuda.c), which against an fp32
+ * reference halves the error of the logits, so it rounds only where a bf16 GEMM input needs it.
+ *
+ * Used for input_layernorm, post_attention_layernorm and the final norm (cols = D = 2048,
+ * eps = 1e-6). out must not overlap x (different types: there is no in-place form). q_norm and
+ * k_norm are applied per head inside qk_norm_rope (qk_norm_rope.h), not here.
  *
  * kn_rmsnorm_ref is the plain-C reference (always built); kn_rmsnorm_cuda takes the same
  * arguments in the same order plus a stream, with device pointers.
@@ -21,12 +26,12 @@
 extern "C" {
 #endif
 
-void kn_rmsnorm_ref(uint16_t *out, const uint16_t *x, const uint16_t *w, int rows, int cols,
+void kn_rmsnorm_ref(uint16_t *out, const float *x, const uint16_t *w, int rows, int cols,
 		    float eps);
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
-void kn_rmsnorm_cuda(uint16_t *out, const uint16_t *x, const uint16_t *w, int rows, int cols,
+void kn_rmsnorm_cuda(uint16_t *out, const float *x, const uint16_t *w, int rows, int cols,
 		     float eps, cudaStream_t stream);
 #endif
 

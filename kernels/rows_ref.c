@@ -14,19 +14,22 @@ void kn_rows_gather_ref(uint16_t *out, const uint16_t *src, const int32_t *idx, 
 		memcpy(out + (size_t)i * cols, src + (size_t)idx[i] * cols, (size_t)cols * 2);
 }
 
-void kn_rows_scatter_ref(uint16_t *dst, const uint16_t *src, const int32_t *idx, int n, int cols)
-{
-	for (int i = 0; i < n; i++)
-		memcpy(dst + (size_t)idx[i] * cols, src + (size_t)i * cols, (size_t)cols * 2);
-}
-
-void kn_rows_scatter_add_ref(uint16_t *dst, const uint16_t *src, const int32_t *idx, int n,
-			     int cols)
+void kn_rows_scatter_ref(float *dst, const uint16_t *src, const int32_t *idx, int n, int cols)
 {
 	for (int i = 0; i < n; i++) {
-		uint16_t *d = dst + (size_t)idx[i] * cols;
+		float *d = dst + (size_t)idx[i] * cols;
 		const uint16_t *s = src + (size_t)i * cols;
 		for (int c = 0; c < cols; c++)
-			d[c] = f32_to_bf16(bf16_to_f32(d[c]) + bf16_to_f32(s[c]));
+			d[c] = bf16_to_f32(s[c]);
+	}
+}
+
+void kn_rows_scatter_add_ref(float *dst, const uint16_t *src, const int32_t *idx, int n, int cols)
+{
+	for (int i = 0; i < n; i++) {
+		float *d = dst + (size_t)idx[i] * cols;
+		const uint16_t *s = src + (size_t)i * cols;
+		for (int c = 0; c < cols; c++)
+			d[c] = d[c] + bf16_to_f32(s[c]);
 	}
 }

@@ -2,13 +2,12 @@
  * silu_mul CUDA kernel (formula, layout and rounding in silu_mul.h; reference kn_silu_mul_ref).
  *
  * Launch: a grid-stride loop over the (T, F) output, 256 threads a block, at most 32 blocks per
- * multiprocessor. When F is a multiple of 8 and both pointers are 16-byte aligned (then every
- * gate, up and out row starts 16-byte aligned) a thread handles 8 outputs with one 16-byte load
- * of gate, one of up and one 16-byte store; else one element at a time. silu uses the accurate
- * expf, as torch does (no fast-math); the kernel is memory-bound anyway: 4 bytes read and 2
- * written per output.
+ * multiprocessor. When F is a multiple of 4, gu is 16-byte aligned and out 8-byte aligned (then
+ * every gate, up and out row is too) a thread handles 4 outputs with one 16-byte load of gate,
+ * one of up and one 8-byte store; else one element at a time. silu uses the accurate expf and
+ * IEEE division (no fast-math): g / (1 + expf(−g)), times u, all fp32, one rounding to bf16.
+ * Memory-bound: 8 bytes read and 2 written per output.
  */
-#include <cuda_bf16.h>
 #include <stdint.h>
 
 #include "cuda_check.h"
@@ -17,16 +16,18 @@
 
 #define SILU_MUL_THREADS 256
 
-/* bf16( bf16(silu(g)) · u ), silu in fp32 as torch computes it for bf16 tensors. */
-static __device__ __forceinline__ __nv_bfloat16 silu_mul1(__nv_bfloat16 g, __nv_bfloat16 u)
+/* The bf16 bits (round to nearest even; NaN stays NaN) of silu(g)·u in fp32. */
+static __device__ __forceinline__ unsigned silu_mul1(float g, float u)
 {
-	float gf = __bfloat162float(g);
-	float s = __bfloat162float(__float2bfloat16(gf / (1.0f + expf(-gf))));
-	return __float2bfloat16(s * __bfloat162float(u));
+	float v = g / (1.0f + expf(-g)) * u;
+	unsigned b = __float_as_uint(v);
+	if ((b & 0x7fffffffu) > 0x7f800000u)
+		return ((b >> 16) | 0x40u) & 0xffffu;
+	return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
 }
 
-/* fv = F/8 vectors per output row; n_vec = T·fv. */
-static __global__ void silu_mul_vec_kernel(uint4 *out, const uint4 *gu, long n_vec, int fv)
+/* fv = F/4 vectors per output row; n_vec = T·fv. */
+static __global__ void silu_mul_vec_kernel(uint2 *out, const float4 *gu, long n_vec, int fv)
 {
 	kn_pdl_wait();
 	kn_pdl_trigger();
@@ -34,18 +35,16 @@ static __global__ void silu_mul_vec_kernel(uint4 *out, const uint4 *gu, long n_v
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / fv;
 		int c = (int)(i - t * fv);
-		const uint4 *row = gu + t * 2 * fv;
-		uint4 gv = __ldg(&row[c]), uv = __ldg(&row[fv + c]), ov;
-		const __nv_bfloat16 *g8 = (const __nv_bfloat16 *)&gv, *u8 = (const __nv_bfloat16 *)&uv;
-		__nv_bfloat16 *o8 = (__nv_bfloat16 *)&ov;
-#pragma unroll
-		for (int k = 0; k < 8; k++)
-			o8[k] = silu_mul1(g8[k], u8[k]);
-		out[i] = ov;
+		const float4 *row = gu + t * 2 * fv;
+		float4 g = __ldg(&row[c]), u = __ldg(&row[fv + c]);
+		uint2 o;
+		o.x = silu_mul1(g.x, u.x) | silu_mul1(g.y, u.y) << 16;
+		o.y = silu_mul1(g.z, u.z) | silu_mul1(g.w, u.w) << 16;
+		out[i] = o;
 	}
 }
 
-static __global__ void silu_mul_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *gu, long n, int F)
+static __global__ void silu_mul_kernel(uint16_t *out, const float *gu, long n, int F)
 {
 	kn_pdl_wait();
 	kn_pdl_trigger();
@@ -53,8 +52,8 @@ static __global__ void silu_mul_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / F;
 		int c = (int)(i - t * F);
-		const __nv_bfloat16 *row = gu + t * 2 * F;
-		out[i] = silu_mul1(row[c], row[F + c]);
+		const float *row = gu + t * 2 * F;
+		out[i] = (uint16_t)silu_mul1(row[c], row[F + c]);
 	}
 }
 
@@ -69,19 +68,18 @@ static int grid_for(long n)
 	return (int)(blocks < cap ? blocks : cap);
 }
 
-extern "C" void kn_silu_mul_cuda(uint16_t *out, const uint16_t *gu, int T, int F,
+extern "C" void kn_silu_mul_cuda(uint16_t *out, const float *gu, int T, int F,
 				 cudaStream_t stream)
 {
 	if (T <= 0 || F <= 0)
 		return;
 	long n = (long)T * F;
-	if (F % 8 == 0 && ((uintptr_t)out | (uintptr_t)gu) % 16 == 0) {
-		long n_vec = n / 8;
+	if (F % 4 == 0 && (uintptr_t)gu % 16 == 0 && (uintptr_t)out % 8 == 0) {
+		long n_vec = n / 4;
 		kn_launch(silu_mul_vec_kernel, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
-			(uint4 *)out, (const uint4 *)gu, n_vec, F / 8);
+			  (uint2 *)out, (const float4 *)gu, n_vec, F / 4);
 	} else {
-		kn_launch(silu_mul_kernel, grid_for(n), SILU_MUL_THREADS, 0, stream,
-			(__nv_bfloat16 *)out, (const __nv_bfloat16 *)gu, n, F);
+		kn_launch(silu_mul_kernel, grid_for(n), SILU_MUL_THREADS, 0, stream, out, gu, n, F);
 	}
 	KN_CHECK_LAUNCH();
 }

@@ -1,15 +1,18 @@
 /*
  * silu_mul: the SwiGLU activation of Qwen3's MLP, act_fn(gate_proj(x)) * up_proj(x), with gate
- * and up produced by one fused projection.
+ * and up produced by one fused projection in fp32 (kn_gemm_f32, gemm.h), and the result the
+ * bf16 input of the down projection.
  *
- *   gu (T, 2F) bf16 row-major: row t = [ gate (F) | up (F) ]     out (T, F) bf16
+ *   gu (T, 2F) fp32 row-major: row t = [ gate (F) | up (F) ]     out (T, F) bf16
  *
  *     gu row t:  | g0 g1 … g(F-1) | u0 u1 … u(F-1) |
  *
- *   s        = bf16( g / (1 + exp(-g)) )      torch's bf16 silu: computed in fp32 from the
- *                                              bf16 input (double in the ref), one rounding
- *   out[t,c] = bf16( s · u )                   torch's bf16 mul: the product of two bf16 is
- *                                              exact in fp32, then one rounding
+ *   out[t,c] = bf16( silu(g) · u ),  silu(g) = g / (1 + exp(−g))
+ *              fp32 on the GPU (accurate expf, IEEE division), double in the ref; ONE rounding
+ *
+ * (transformers in bf16 rounds gate, up, silu and the product, four times; here only the bf16
+ * GEMM input is rounded, as the decoder's fp32 residual stream wants, text_cuda.c.) A very
+ * negative gate gives exp(−g) = inf and silu = −0, not NaN.
  *
  * F = 6144 for the 2B model. out must not overlap gu.
  *
@@ -25,11 +28,11 @@
 extern "C" {
 #endif
 
-void kn_silu_mul_ref(uint16_t *out, const uint16_t *gu, int T, int F);
+void kn_silu_mul_ref(uint16_t *out, const float *gu, int T, int F);
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
-void kn_silu_mul_cuda(uint16_t *out, const uint16_t *gu, int T, int F, cudaStream_t stream);
+void kn_silu_mul_cuda(uint16_t *out, const float *gu, int T, int F, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

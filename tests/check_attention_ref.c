@@ -2,7 +2,9 @@
  * kn_prefill_attention_ref on the CPU against a naive dense computation written differently:
  * the paged cache copied out into contiguous (ctx, KV, hd) K and V, a full (len, ctx) score
  * matrix with an explicit causal mask, and a softmax over each masked row. Also: with one new
- * row per sequence it must equal the decode reference kn_paged_attention_ref. Seeded random
+ * row per sequence it must equal the decode reference kn_paged_attention_ref. The fp8-cache
+ * reference kn_prefill_attention_fp8_ref must equal the bf16 one run on bf16 caches holding the
+ * decoded values times the scales (powers of two, so that those are exact). Seeded random
  * inputs with shuffled block tables; runs without CUDA.
  */
 #include <check.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "bf16.h"
+#include "fp8.h"
 #include "paged_attention.h"
 #include "prefill_attention.h"
 
@@ -40,6 +43,7 @@ struct rb {
 	int n, T, Hq, KV, hd, bs, max_blocks;
 	int32_t *q_start, *n_cached, *bt;
 	uint16_t *q, *kc, *vc;
+	size_t pool;   /* elements of each cache */
 };
 
 static void rb_init(struct rb *b, int n, const int *len, const int *nc, int Hq, int KV, int hd,
@@ -82,6 +86,7 @@ static void rb_init(struct rb *b, int n, const int *len, const int *nc, int Hq, 
 				i < (nc[s] + len[s] + bs - 1) / bs ? perm[next++] : -1;
 	free(perm);
 	size_t nq = (size_t)b->T * Hq * hd, pool = (size_t)n_blocks * bs * KV * hd;
+	b->pool = pool;
 	b->q = malloc(nq * 2 + 2);
 	b->kc = malloc(pool * 2);
 	b->vc = malloc(pool * 2);
@@ -184,6 +189,66 @@ START_TEST(test_attention_ref_matches_dense)
 }
 END_TEST
 
+/*
+ * fp8 cache: K in ±4, V in ±2 (real units), one element in 30 in ±700·scale so that the
+ * encoding saturates, stored as fp8(x · (1/scale)); the bf16 caches then hold float(q)·scale.
+ */
+START_TEST(test_attention_ref_fp8_is_decoded_bf16)
+{
+	static const struct {
+		int Hq, KV, hd, bs, n, len[4], nc[4];
+		float k_scale, v_scale;
+	} cfg[] = { { 4, 2, 32, 16, 4, { 1, 37, 16, 5 }, { 0, 0, 21, 100 }, 1.f, 1.f },
+		    { 2, 2, 64, 8, 2, { 70, 1 }, { 3, 40 }, 0.5f, 4.f },
+		    { 8, 2, 128, 16, 3, { 19, 0, 2 }, { 17, 5, 1 }, 0.125f, 0.25f } };
+	for (size_t c = 0; c < sizeof(cfg) / sizeof(cfg[0]); c++) {
+		struct rb b;
+		rb_init(&b, cfg[c].n, cfg[c].len, cfg[c].nc, cfg[c].Hq, cfg[c].KV, cfg[c].hd,
+			cfg[c].bs);
+		const float ks = cfg[c].k_scale, vs = cfg[c].v_scale;
+		const float inv_k = 1.0f / ks, inv_v = 1.0f / vs;
+		const size_t pool = b.pool;
+		uint8_t *kc8 = malloc(pool), *vc8 = malloc(pool);
+		int saturated = 0;
+		for (size_t i = 0; i < pool; i++) {
+			float k = frand(-4.f, 4.f), v = frand(-2.f, 2.f);
+			if (frand(0.f, 1.f) < 1.f / 30)
+				k = frand(-700.f, 700.f) * ks;
+			if (frand(0.f, 1.f) < 1.f / 30)
+				v = frand(-700.f, 700.f) * vs;
+			kc8[i] = f32_to_fp8e4m3(k * inv_k);
+			vc8[i] = f32_to_fp8e4m3(v * inv_v);
+			saturated += (kc8[i] & 0x7f) == 0x7e;
+			b.kc[i] = f32_to_bf16(fp8e4m3_to_f32(kc8[i]) * ks);
+			b.vc[i] = f32_to_bf16(fp8e4m3_to_f32(vc8[i]) * vs);
+			/* exact: E4M3 values are bf16s, and the scales powers of two */
+			ck_assert(bf16_to_f32(b.kc[i]) == fp8e4m3_to_f32(kc8[i]) * ks);
+		}
+		size_t nq = (size_t)b.T * b.Hq * b.hd;
+		uint16_t *r8 = malloc(nq * 2 + 2), *r16 = malloc(nq * 2 + 2);
+		memset(r8, 0xff, nq * 2); /* NaN poison */
+		memset(r16, 0xff, nq * 2);
+		const float scale = 1.0f / sqrtf((float)b.hd);
+		kn_prefill_attention_fp8_ref(r8, b.q, kc8, vc8, b.bt, b.q_start, b.n_cached, b.n,
+					     b.T, b.Hq, b.KV, b.hd, b.bs, b.max_blocks, scale, ks, vs);
+		kn_prefill_attention_ref(r16, b.q, b.kc, b.vc, b.bt, b.q_start, b.n_cached, b.n, b.T,
+					 b.Hq, b.KV, b.hd, b.bs, b.max_blocks, scale);
+		double err = rel_l2_bf16(r8, r16, nq);
+		fprintf(stderr,
+			"prefill_attention_fp8_ref vs bf16 ref on the decoded cache, T=%d Hq=%d KV=%d "
+			"hd=%d k_scale=%g v_scale=%g (%d saturated K codes): rel L2 %.3g\n",
+			b.T, b.Hq, b.KV, b.hd, ks, vs, saturated, err);
+		ck_assert_int_gt(saturated, 0);
+		ck_assert_msg(err <= 1e-5, "rel L2 %g", err);
+		free(r8);
+		free(r16);
+		free(kc8);
+		free(vc8);
+		rb_free(&b);
+	}
+}
+END_TEST
+
 START_TEST(test_attention_ref_one_row_is_decode)
 {
 	enum { N = 6, HQ = 8, KV = 4, HD = 64, BS = 16 };
@@ -215,6 +280,7 @@ int main(void)
 	TCase *tc = tcase_create("core");
 	tcase_add_test(tc, test_attention_ref_matches_dense);
 	tcase_add_test(tc, test_attention_ref_one_row_is_decode);
+	tcase_add_test(tc, test_attention_ref_fp8_is_decoded_bf16);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

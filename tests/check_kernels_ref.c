@@ -7,9 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "add_rmsnorm.h"
 #include "bf16.h"
 #include "embedding.h"
+#include "fp8.h"
 #include "gelu.h"
 #include "gemm.h"
 #include "layernorm.h"
@@ -17,6 +17,7 @@
 #include "paged_attention.h"
 #include "qk_norm_rope.h"
 #include "rmsnorm.h"
+#include "rows.h"
 #include "silu_mul.h"
 #include "testutil.h"
 
@@ -70,10 +71,11 @@ START_TEST(test_rmsnorm_ref_constant_row)
 {
 	/* a row of equal values c normalises to sign(c) (up to eps), then times w */
 	enum { C = 40 };
-	uint16_t x[2 * C], w[C], y[2 * C];
+	float x[2 * C];
+	uint16_t w[C], y[2 * C];
 	for (int c = 0; c < C; c++) {
-		x[c] = f32_to_bf16(3.0f);
-		x[C + c] = f32_to_bf16(-0.5f);
+		x[c] = 3.0f;
+		x[C + c] = -0.5f;
 		w[c] = f32_to_bf16(0.25f * (float)(c % 5 + 1));
 	}
 	kn_rmsnorm_ref(y, x, w, 2, C, 1e-6f);
@@ -86,31 +88,40 @@ END_TEST
 
 START_TEST(test_rmsnorm_ref_matches_formula)
 {
-	/* against an independent float64 evaluation of the same formula, on seeded random rows */
+	/* against an independent float64 evaluation of the same formula, on seeded random fp32 rows
+	 * (not bf16 values: the residual stream is fp32) */
 	enum { R = 3, C = 129 };
-	uint16_t x[R * C], w[C], y[R * C];
+	float x[R * C];
+	uint16_t w[C], y[R * C];
 	srand(7);
 	for (int i = 0; i < R * C; i++)
-		x[i] = f32_to_bf16((float)rand() / RAND_MAX * 4.0f - 2.0f);
+		x[i] = (float)rand() / RAND_MAX * 4.0f - 2.0f;
 	for (int c = 0; c < C; c++)
 		w[c] = f32_to_bf16(0.5f + (float)rand() / RAND_MAX);
 	kn_rmsnorm_ref(y, x, w, R, C, 1e-6f);
 	for (int r = 0; r < R; r++) {
 		double ss = 0;
 		for (int c = 0; c < C; c++)
-			ss += (double)bf16_to_f32(x[r * C + c]) * bf16_to_f32(x[r * C + c]);
+			ss += (double)x[r * C + c] * x[r * C + c];
 		double inv = 1.0 / sqrt(ss / C + 1e-6);
 		for (int c = 0; c < C; c++) {
-			double want = bf16_to_f32(w[c]) * bf16_to_f32(x[r * C + c]) * inv;
-			/* two bf16 roundings: within 2^-7 relative */
-			ck_assert_double_eq_tol(bf16_to_f32(y[r * C + c]), want, fabs(want) * 0x1p-7 + 1e-30);
+			double want = bf16_to_f32(w[c]) * (x[r * C + c] * inv);
+			/* one bf16 rounding: within half an ulp, 2^-8 relative (and a hair for the
+			 * float on the way) */
+			ck_assert_double_eq_tol(bf16_to_f32(y[r * C + c]), want,
+						fabs(want) * 0x1.01p-8 + 1e-30);
 		}
 	}
-	/* in place gives the same result */
-	uint16_t z[R * C];
-	memcpy(z, x, sizeof(z));
-	kn_rmsnorm_ref(z, z, w, R, C, 1e-6f);
-	ck_assert_mem_eq(z, y, sizeof(z));
+	/* one rounding, not two: x = (1.5, 0.25), r = 1/sqrt(1.15625) = 0.92998107, w[1] = 0.75:
+	 * w·(x·r) = 0.17437146 → bf16 0.17480469, where rounding x·r first (0.23249528 →
+	 * 0.23242188) would give 0.75·0.23242188 = 0.17431641 → 0.17382813 */
+	float x2[2] = { 1.5f, 0.25f };
+	uint16_t w2[2] = { f32_to_bf16(1.0078125f), f32_to_bf16(0.75f) }, y2[2];
+	kn_rmsnorm_ref(y2, x2, w2, 1, 2, 0.f);
+	double inv2 = 1.0 / sqrt((1.5 * 1.5 + 0.25 * 0.25) / 2);
+	ck_assert_uint_eq(y2[0], f32_to_bf16((float)(1.0078125 * 1.5 * inv2)));
+	ck_assert_uint_eq(y2[1], f32_to_bf16((float)(0.75 * 0.25 * inv2)));
+	ck_assert_float_eq(bf16_to_f32(y2[1]), 0.1748046875f);
 }
 END_TEST
 
@@ -129,82 +140,94 @@ static void assert_bf16_near(uint16_t got, double want, const char *what, int i)
 
 START_TEST(test_kernels_ref_embedding)
 {
-	/* out rows are the table rows named by ids, bit for bit, repeats and row 0/V-1 included */
+	/* out rows are the table rows named by ids, widened exactly, repeats and row 0/V-1 included */
 	enum { V = 13 };
 	static const int Ds[] = { 1, 7, 16 };
 	srand(11);
 	for (size_t s = 0; s < sizeof(Ds) / sizeof(Ds[0]); s++) {
 		int D = Ds[s];
-		uint16_t table[V * 16], out[6 * 16];
+		uint16_t table[V * 16];
+		float out[6 * 16];
 		int32_t ids[6] = { 0, V - 1, 5, 5, 2, 9 };
 		for (int i = 0; i < V * D; i++)
 			table[i] = rand_bf16(-2, 2);
 		for (int T = 1; T <= 6; T += 5) {
 			kn_embedding_ref(out, table, ids, T, D);
 			for (int t = 0; t < T; t++)
-				for (int c = 0; c < D; c++)
-					ck_assert_uint_eq(out[t * D + c], table[ids[t] * D + c]);
+				for (int c = 0; c < D; c++) {
+					ck_assert(out[t * D + c] == bf16_to_f32(table[ids[t] * D + c]));
+					ck_assert_uint_eq(f32_to_bf16(out[t * D + c]),
+							  table[ids[t] * D + c]);
+				}
 		}
 	}
 }
 END_TEST
 
-START_TEST(test_kernels_ref_add_rmsnorm)
+START_TEST(test_kernels_ref_rows)
 {
-	/* ties of the bf16 add go to even: 1 + 2^-8 → 1, 1 + 3·2^-8 → 1 + 2^-6 */
-	uint16_t r2[2] = { f32_to_bf16(1.0f), f32_to_bf16(1.0f) };
-	uint16_t x2[2] = { f32_to_bf16(0x1p-8f), f32_to_bf16(3 * 0x1p-8f) };
-	uint16_t w2[2] = { f32_to_bf16(1.0f), f32_to_bf16(1.0f) };
-	uint16_t o2[2];
-	kn_add_rmsnorm_ref(o2, r2, x2, w2, 1, 2, 1e-6f);
-	ck_assert_uint_eq(r2[0], f32_to_bf16(1.0f));
-	ck_assert_uint_eq(r2[1], f32_to_bf16(1.0f + 0x1p-6f));
-
-	static const int sizes[][2] = { { 1, 1 }, { 2, 7 }, { 3, 129 } };
+	/* scatter widens bf16 rows into fp32 rows exactly; scatter_add adds in fp32 without a bf16
+	 * rounding: 1 + 2^-8 stays 1 + 2^-8 (bf16 would round it to 1); other rows untouched */
+	enum { R = 5, C = 7, N = 3 };
+	const int32_t idx[N] = { 4, 0, 2 };
+	uint16_t src[N * C];
+	float dst[R * C], base[R * C];
 	srand(12);
-	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-		int R = sizes[s][0], C = sizes[s][1], n = R * C;
-		uint16_t res[3 * 129], res0[3 * 129], x[3 * 129], w[129], out[3 * 129];
-		for (int i = 0; i < n; i++) {
-			res[i] = res0[i] = rand_bf16(-3, 3);
-			x[i] = rand_bf16(-1, 1);
-		}
-		for (int c = 0; c < C; c++)
-			w[c] = rand_bf16(0.5, 1.5);
-		kn_add_rmsnorm_ref(out, res, x, w, R, C, 1e-6f);
+	for (int i = 0; i < N * C; i++)
+		src[i] = rand_bf16(-2, 2);
+	for (int i = 0; i < R * C; i++)
+		base[i] = (float)rand() / RAND_MAX * 6.0f - 3.0f;
+	for (int mode = 0; mode < 2; mode++) {
+		memcpy(dst, base, sizeof(dst));
+		if (mode == 0)
+			kn_rows_scatter_ref(dst, src, idx, N, C);
+		else
+			kn_rows_scatter_add_ref(dst, src, idx, N, C);
 		for (int r = 0; r < R; r++) {
-			double ss = 0, h[129];
+			int i = -1;
+			for (int k = 0; k < N; k++)
+				if (idx[k] == r)
+					i = k;
 			for (int c = 0; c < C; c++) {
-				int i = r * C + c;
-				/* the sum of two bf16 is exact in double: one rounding, to bf16 */
-				double sum = (double)bf16_to_f32(res0[i]) + bf16_to_f32(x[i]);
-				ck_assert_uint_eq(res[i], f32_to_bf16((float)sum));
-				h[c] = bf16_to_f32(res[i]);
-				ss += h[c] * h[c];
+				float want = base[r * C + c];
+				if (i >= 0)
+					want = (mode ? want : 0.f) + bf16_to_f32(src[i * C + c]);
+				ck_assert_msg(dst[r * C + c] == want, "rows mode %d [%d,%d]: %.9g, want %.9g",
+					      mode, r, c, dst[r * C + c], want);
 			}
-			double inv = 1.0 / sqrt(ss / C + 1e-6);
-			for (int c = 0; c < C; c++)
-				assert_bf16_near(out[r * C + c], bf16_to_f32(w[c]) * h[c] * inv, "out",
-						 r * C + c);
 		}
-		/* out may alias x */
-		memcpy(res, res0, sizeof(res));
-		uint16_t xo[3 * 129];
-		memcpy(xo, x, sizeof(xo));
-		kn_add_rmsnorm_ref(xo, res, xo, w, R, C, 1e-6f);
-		ck_assert_mem_eq(xo, out, (size_t)n * 2);
 	}
+	float one = 1.0f;
+	uint16_t tiny = f32_to_bf16(0x1p-8f);
+	int32_t zero = 0;
+	kn_rows_scatter_add_ref(&one, &tiny, &zero, 1, 1);
+	ck_assert(one == 1.0f + 0x1p-8f);
+
+	/* gather stays bf16: a copy */
+	uint16_t g[N * C], big[R * C];
+	for (int i = 0; i < R * C; i++)
+		big[i] = rand_bf16(-2, 2);
+	kn_rows_gather_ref(g, big, idx, N, C);
+	for (int k = 0; k < N; k++)
+		ck_assert_mem_eq(g + k * C, big + idx[k] * C, C * 2);
 }
 END_TEST
 
 START_TEST(test_kernels_ref_silu_mul)
 {
-	/* silu(1) = 0.7310586 rounds to the bf16 0.73046875 before the multiply */
-	uint16_t gu1[2] = { f32_to_bf16(1.0f), f32_to_bf16(1.0f) }, o1;
+	/* silu(1) = 0.7310586 → bf16 0.73046875 (one rounding of silu·1) */
+	float gu1[2] = { 1.0f, 1.0f };
+	uint16_t o1;
 	kn_silu_mul_ref(&o1, gu1, 1, 1);
 	ck_assert_uint_eq(o1, f32_to_bf16(0.73046875f));
+	/* one rounding, not two: silu(0.5)·1.5 = 0.46684450 → 0.46679688, where rounding silu(0.5)
+	 * = 0.31122967 to bf16 0.31054688 first would give 0.46582031 → 0.46484375 */
+	gu1[0] = 0.5f;
+	gu1[1] = 1.5f;
+	kn_silu_mul_ref(&o1, gu1, 1, 1);
+	ck_assert_float_eq(bf16_to_f32(o1), 0.466796875f);
 	/* a very negative gate gives zero, not NaN */
-	gu1[0] = f32_to_bf16(-200.0f);
+	gu1[0] = -200.0f;
 	kn_silu_mul_ref(&o1, gu1, 1, 1);
 	ck_assert_double_eq(bf16_to_f32(o1), 0.0);
 
@@ -212,16 +235,19 @@ START_TEST(test_kernels_ref_silu_mul)
 	srand(13);
 	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
 		int T = sizes[s][0], F = sizes[s][1];
-		uint16_t gu[3 * 2 * 64], out[3 * 64];
+		float gu[3 * 2 * 64];
+		uint16_t out[3 * 64];
 		for (int i = 0; i < T * 2 * F; i++)
-			gu[i] = rand_bf16(-6, 6);
+			gu[i] = (float)rand() / RAND_MAX * 12.0f - 6.0f;
 		kn_silu_mul_ref(out, gu, T, F);
 		for (int t = 0; t < T; t++)
 			for (int c = 0; c < F; c++) {
-				double g = bf16_to_f32(gu[t * 2 * F + c]);
-				double u = bf16_to_f32(gu[t * 2 * F + F + c]);
-				assert_bf16_near(out[t * F + c], g / (1.0 + exp(-g)) * u, "silu_mul",
-						 t * F + c);
+				double g = gu[t * 2 * F + c], u = gu[t * 2 * F + F + c];
+				double want = g / (1.0 + exp(-g)) * u;
+				double got = bf16_to_f32(out[t * F + c]);
+				/* one rounding: half a bf16 ulp */
+				ck_assert_msg(fabs(got - want) <= fabs(want) * 0x1.01p-8 + 1e-30,
+					      "silu_mul[%d]: got %.9g want %.9g", t * F + c, got, want);
 			}
 	}
 }
@@ -331,13 +357,14 @@ END_TEST
 
 /* transformers' Qwen3VLTextRotaryEmbedding + apply_rotary_pos_emb, spelled out literally for one
  * token: freqs per axis, apply_interleaved_mrope (overwrite slices 1::3 up to 3·sec[1] with H and
- * 2::3 up to 3·sec[2] with W), emb = cat(freqs, freqs), cos/sin to bf16, then per head
- * x·cos + rotate_half(x)·sin with bf16 tensors. The head is normalised by kn_rmsnorm_ref. */
-static void qknr_direct_head(uint16_t *out, const uint16_t *x, const uint16_t *w, int hd,
+ * 2::3 up to 3·sec[2] with W), emb = cat(freqs, freqs), cos/sin in fp32, then per head
+ * x·cos + rotate_half(x)·sin — in double after the fp32 cos/sin, one rounding to bf16, with the
+ * head normalised as qk_norm_rope.h says (double, no rounding). */
+static void qknr_direct_head(uint16_t *out, const float *x, const uint16_t *w, int hd,
 			     const int32_t p3[3], const int sec[3], float theta)
 {
 	float freqs[3][256], f[256], cosv[512], sinv[512];
-	uint16_t n[512];
+	double n[512];
 	int half = hd / 2;
 	for (int a = 0; a < 3; a++)
 		for (int j = 0; j < half; j++) {
@@ -349,30 +376,32 @@ static void qknr_direct_head(uint16_t *out, const uint16_t *x, const uint16_t *w
 		for (int j = dim; j < 3 * sec[dim]; j += 3)
 			f[j] = freqs[dim][j];
 	for (int i = 0; i < hd; i++) {
-		cosv[i] = bf16_to_f32(f32_to_bf16((float)cos((double)f[i % half])));
-		sinv[i] = bf16_to_f32(f32_to_bf16((float)sin((double)f[i % half])));
+		cosv[i] = (float)cos((double)f[i % half]);
+		sinv[i] = (float)sin((double)f[i % half]);
 	}
-	kn_rmsnorm_ref(n, x, w, 1, hd, 1e-6f);
+	double ss = 0;
+	for (int i = 0; i < hd; i++)
+		ss += (double)x[i] * x[i];
+	double inv = 1.0 / sqrt(ss / hd + 1e-6);
+	for (int i = 0; i < hd; i++)
+		n[i] = (double)bf16_to_f32(w[i]) * ((double)x[i] * inv);
 	for (int i = 0; i < hd; i++) {
-		float xi = bf16_to_f32(n[i]);
-		float rot = i < half ? -bf16_to_f32(n[i + half]) : bf16_to_f32(n[i - half]);
-		float a = bf16_to_f32(f32_to_bf16(xi * cosv[i]));
-		float b = bf16_to_f32(f32_to_bf16(rot * sinv[i]));
-		out[i] = f32_to_bf16(a + b);
+		double rot = i < half ? -n[i + half] : n[i - half];
+		out[i] = f32_to_bf16((float)(n[i] * cosv[i] + rot * sinv[i]));
 	}
 }
 
-/* The rope of one normalised head in double, no roundings but the inputs': a check of the
- * semantics independent of where the roundings sit. */
-static double qknr_rel_err_double(const uint16_t *got, const uint16_t *x, const uint16_t *w,
+/* The rope of one normalised head in double throughout (cos/sin too): a check of the semantics
+ * independent of where the roundings sit. */
+static double qknr_rel_err_double(const uint16_t *got, const float *x, const uint16_t *w,
 				  int hd, const int32_t p3[3], const int sec[3], double theta)
 {
 	int half = hd / 2;
 	double ss = 0, n[512], num = 0, den = 0;
 	for (int i = 0; i < hd; i++)
-		ss += (double)bf16_to_f32(x[i]) * bf16_to_f32(x[i]);
+		ss += (double)x[i] * x[i];
 	for (int i = 0; i < hd; i++)
-		n[i] = bf16_to_f32(w[i]) * bf16_to_f32(x[i]) / sqrt(ss / hd + 1e-6);
+		n[i] = bf16_to_f32(w[i]) * (double)x[i] / sqrt(ss / hd + 1e-6);
 	for (int j = 0; j < half; j++) {
 		int a = (j % 3 == 1 && j < 3 * sec[1]) ? 1 : (j % 3 == 2 && j < 3 * sec[2]) ? 2 : 0;
 		double th = p3[a] * pow(theta, -2.0 * j / hd);
@@ -396,12 +425,13 @@ START_TEST(test_kernels_ref_qk_norm_rope)
 		int sec[3] = { hd == 128 ? 24 : 6, hd == 128 ? 20 : 5, hd == 128 ? 20 : 5 };
 		int nh = Hq + 2 * KV;
 		float theta = hd == 128 ? 5e6f : 1e4f;
-		static uint16_t qkv[T * (MAXH + 2 * MAXH) * MAXD], qw[MAXD], kw[MAXD];
+		static float qkv[T * (MAXH + 2 * MAXH) * MAXD];
+		static uint16_t qw[MAXD], kw[MAXD];
 		static uint16_t q_out[T * MAXH * MAXD], kc[NSLOT * MAXH * MAXD],
 			vc[NSLOT * MAXH * MAXD], want[MAXD];
 		int32_t pos[3 * T], slots[T] = { 5, -1, 2 };
 		for (int i = 0; i < T * nh * hd; i++)
-			qkv[i] = rand_bf16(-3, 3);
+			qkv[i] = bf16_to_f32(rand_bf16(-3, 3)) + (float)(rand() % 1000) * 1e-5f;
 		for (int i = 0; i < hd; i++) {
 			qw[i] = rand_bf16(0.5, 1.5);
 			kw[i] = rand_bf16(0.5, 1.5);
@@ -417,7 +447,7 @@ START_TEST(test_kernels_ref_qk_norm_rope)
 				    1e-6f);
 		for (int t = 0; t < T; t++) {
 			int32_t p3[3] = { pos[t], pos[T + t], pos[2 * T + t] };
-			const uint16_t *row = qkv + (size_t)t * nh * hd;
+			const float *row = qkv + (size_t)t * nh * hd;
 			for (int h = 0; h < Hq; h++) {
 				const uint16_t *got = q_out + ((size_t)t * Hq + h) * hd;
 				qknr_direct_head(want, row + h * hd, qw, hd, p3, sec, theta);
@@ -435,8 +465,9 @@ START_TEST(test_kernels_ref_qk_norm_rope)
 				ck_assert(qknr_rel_err_double(got, row + (Hq + h) * hd, kw, hd, p3, sec,
 							      theta) < 1e-2);
 			}
-			ck_assert_mem_eq(vc + (size_t)slots[t] * KV * hd, row + (Hq + KV) * hd,
-					 (size_t)KV * hd * 2);
+			for (int i = 0; i < KV * hd; i++)
+				ck_assert_uint_eq(vc[(size_t)slots[t] * KV * hd + i],
+						  f32_to_bf16(row[(Hq + KV) * hd + i]));
 		}
 		/* slots not in slot_mapping (token 1 has -1) stay as they were */
 		for (int sl = 0; sl < NSLOT; sl++) {
@@ -554,6 +585,156 @@ START_TEST(test_kernels_ref_paged_attention)
 		free(v);
 		free(bt);
 	}
+}
+END_TEST
+
+/* A random E4M3 byte that is not NaN (every finite value, ±448 and ±0 included). */
+static uint8_t rand_fp8(void)
+{
+	uint8_t b;
+	do
+		b = (uint8_t)(rand() & 0xff);
+	while ((b & 0x7f) == 0x7f);
+	return b;
+}
+
+/* fp8.h's two conversions agree: every finite byte survives decode then encode, and encoding
+ * the midpoint of two neighbours picks the one with the even mantissa. */
+START_TEST(test_fp8_round_trip_and_ties)
+{
+	for (int b = 0; b < 256; b++) {
+		if ((b & 0x7f) == 0x7f) {
+			ck_assert(isnan(fp8e4m3_to_f32((uint8_t)b)));
+			continue;
+		}
+		ck_assert_uint_eq(f32_to_fp8e4m3(fp8e4m3_to_f32((uint8_t)b)), b);
+	}
+	for (int b = 0; b < 0x7e; b++) {
+		float mid = 0.5f * (fp8e4m3_to_f32((uint8_t)b) + fp8e4m3_to_f32((uint8_t)(b + 1)));
+		ck_assert_uint_eq(f32_to_fp8e4m3(mid), (b & 1) ? b + 1 : b);
+		ck_assert_uint_eq(f32_to_fp8e4m3(-mid), 0x80 | ((b & 1) ? b + 1 : b));
+	}
+	ck_assert_uint_eq(f32_to_fp8e4m3(1e30f), 0x7e);    /* saturates at 448 */
+	ck_assert_uint_eq(f32_to_fp8e4m3(-INFINITY), 0xfe);
+	ck_assert_uint_eq(f32_to_fp8e4m3(NAN) & 0x7f, 0x7f);
+}
+END_TEST
+
+/* The fp8 reference is the bf16 one on the values the bytes stand for: caches of random bytes
+ * (saturating ±448 included) with power-of-two scales, so that float(byte)·scale is exactly a
+ * bf16 and the two walks do the same double arithmetic; the outputs must be equal bit for bit
+ * (well inside the 1e-5 asked of them). */
+START_TEST(test_kernels_ref_paged_attention_fp8)
+{
+	static const int cfg[][4] = { /* Hq, KV, hd, bs */ { 4, 2, 8, 4 }, { 3, 1, 16, 16 },
+				      { 2, 2, 5, 1 }, { 8, 2, 32, 32 } };
+	static const float scales[][2] = { { 1.0f, 1.0f }, { 0x1p-6f, 0.5f }, { 0x1p-9f, 0x1p-7f },
+					   { 2.0f, 0x1p-3f } };
+	static const int32_t ctx[] = { 1, 5, 16, 37, 4 };
+	enum { B = 5, MAXC = 37 };
+	srand(15);
+	for (size_t ci = 0; ci < sizeof(cfg) / sizeof(cfg[0]); ci++) {
+		const int Hq = cfg[ci][0], KV = cfg[ci][1], hd = cfg[ci][2], bs = cfg[ci][3];
+		const float ks = scales[ci][0], vs = scales[ci][1];
+		const int max_blocks = (MAXC + bs - 1) / bs, n_blocks = B * max_blocks + 3;
+		const size_t nq = (size_t)B * Hq * hd, pool = (size_t)n_blocks * bs * KV * hd;
+		uint16_t *q = malloc(nq * 2), *out8 = malloc(nq * 2), *out16 = malloc(nq * 2);
+		uint16_t *kd = malloc(pool * 2), *vd = malloc(pool * 2);
+		uint8_t *kc = malloc(pool), *vc = malloc(pool);
+		int32_t *bt = malloc((size_t)B * max_blocks * sizeof(*bt));
+		for (size_t i = 0; i < nq; i++)
+			q[i] = rand_bf16(-2, 2);
+		for (size_t i = 0; i < pool; i++) {
+			kc[i] = rand_fp8();
+			vc[i] = rand_fp8();
+			kd[i] = f32_to_bf16(fp8e4m3_to_f32(kc[i]) * ks);
+			vd[i] = f32_to_bf16(fp8e4m3_to_f32(vc[i]) * vs);
+			ck_assert(bf16_to_f32(kd[i]) == fp8e4m3_to_f32(kc[i]) * ks);
+		}
+		shuffled_block_table(bt, ctx, B, max_blocks, bs, n_blocks);
+		/* scores of random bytes up to 448 are huge: a small scale keeps the softmax soft */
+		const float scale = 1.0f / (float)hd;
+		memset(out8, 0xff, nq * 2);
+		kn_paged_attention_fp8_ref(out8, q, kc, vc, bt, ctx, B, Hq, KV, hd, bs, max_blocks,
+					   scale, ks, vs);
+		kn_paged_attention_ref(out16, q, kd, vd, bt, ctx, B, Hq, KV, hd, bs, max_blocks,
+				       scale);
+		for (size_t i = 0; i < nq; i++)
+			ck_assert_msg(out8[i] == out16[i], "paged_attention_fp8 cfg %zu [%zu]: %g vs %g",
+				      ci, i, bf16_to_f32(out8[i]), bf16_to_f32(out16[i]));
+		free(q);
+		free(out8);
+		free(out16);
+		free(kd);
+		free(vd);
+		free(kc);
+		free(vc);
+		free(bt);
+	}
+}
+END_TEST
+
+/* The fp8 qk_norm_rope reference writes q exactly as the bf16 one and, into the caches, the
+ * bytes f32_to_fp8e4m3(x · (1/scale)) of the bf16 one's k and v; other slots stay untouched. */
+START_TEST(test_kernels_ref_qk_norm_rope_fp8)
+{
+	static const int cases[][2] = { /* Hq, KV; hd 32 and 128 each */ { 4, 2 }, { 2, 1 } };
+	static const float scales[][2] = { { 1.0f, 1.0f }, { 0.37f, 2.5f }, { 0x1p-6f, 3.0f } };
+	enum { T = 3, NSLOT = 8, MAXH = 4, MAXD = 128 };
+	srand(16);
+	for (size_t cs = 0; cs < sizeof(cases) / sizeof(cases[0]); cs++)
+		for (int hd = 32; hd <= 128; hd *= 4)
+			for (size_t si = 0; si < sizeof(scales) / sizeof(scales[0]); si++) {
+				const int Hq = cases[cs][0], KV = cases[cs][1], nh = Hq + 2 * KV;
+				const float ks = scales[si][0], vs = scales[si][1];
+				int sec[3] = { hd / 4, hd / 8, hd / 8 };
+				static float qkv[T * 3 * MAXH * MAXD];
+				static uint16_t qw[MAXD], kw[MAXD];
+				static uint16_t q16[T * MAXH * MAXD], q8[T * MAXH * MAXD],
+					kc16[NSLOT * MAXH * MAXD], vc16[NSLOT * MAXH * MAXD];
+				static uint8_t kc8[NSLOT * MAXH * MAXD], vc8[NSLOT * MAXH * MAXD];
+				int32_t pos[3 * T], slots[T] = { 6, -1, 1 };
+				for (int i = 0; i < T * nh * hd; i++)
+					qkv[i] = bf16_to_f32(rand_bf16(-3, 3));
+				/* v values that saturate and that underflow at the larger scales */
+				qkv[(Hq + KV) * hd] = 2000.0f;
+				qkv[(Hq + KV) * hd + 1] = -1e-5f;
+				for (int i = 0; i < hd; i++) {
+					qw[i] = rand_bf16(0.5, 1.5);
+					kw[i] = rand_bf16(0.5, 1.5);
+				}
+				for (int t = 0; t < T; t++) {
+					pos[t] = 700 * t + 3;
+					pos[T + t] = 5000 - t;
+					pos[2 * T + t] = 11 * t;
+				}
+				memset(kc16, 0xff, sizeof(kc16));
+				memset(vc16, 0xff, sizeof(vc16));
+				memset(kc8, 0xa5, sizeof(kc8));
+				memset(vc8, 0xa5, sizeof(vc8));
+				kn_qk_norm_rope_ref(q16, kc16, vc16, qkv, qw, kw, pos, slots, T, Hq, KV,
+						    hd, sec, 1e6f, 1e-6f);
+				kn_qk_norm_rope_fp8_ref(q8, kc8, vc8, qkv, qw, kw, pos, slots, T, Hq,
+							KV, hd, sec, 1e6f, 1e-6f, ks, vs);
+				ck_assert_mem_eq(q8, q16, (size_t)T * Hq * hd * 2);
+				const float ik = 1.0f / ks, iv = 1.0f / vs;
+				for (int sl = 0; sl < NSLOT; sl++)
+					for (int i = 0; i < KV * hd; i++) {
+						const int at = sl * KV * hd + i;
+						if (sl != 6 && sl != 1) {
+							ck_assert_uint_eq(kc8[at], 0xa5);
+							ck_assert_uint_eq(vc8[at], 0xa5);
+							continue;
+						}
+						ck_assert_uint_eq(kc8[at], f32_to_fp8e4m3(
+										   bf16_to_f32(kc16[at]) * ik));
+						ck_assert_uint_eq(vc8[at], f32_to_fp8e4m3(
+										   bf16_to_f32(vc16[at]) * iv));
+					}
+				/* slot 6 is token 0's: its first v saturates */
+				ck_assert_uint_eq(vc8[6 * KV * hd] & 0x7f,
+						  f32_to_fp8e4m3(2000.0f * iv) & 0x7f);
+			}
 }
 END_TEST
 
@@ -690,6 +871,52 @@ START_TEST(test_kernels_ref_gemm)
 }
 END_TEST
 
+/* kn_gemm_f32_ref: the double sum (+ fp32 residual) rounded once to float, in place too. */
+START_TEST(test_kernels_ref_gemm_f32)
+{
+	static const int shapes[][3] = { { 1, 1, 1 }, { 1, 7, 13 }, { 3, 5, 7 }, { 5, 17, 13 },
+					 { 2, 64, 129 } };
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
+		int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+		uint16_t *x = malloc((size_t)M * K * 2), *W = malloc((size_t)N * K * 2);
+		float *r = malloc((size_t)M * N * 4), *y = malloc((size_t)M * N * 4);
+		for (int i = 0; i < M * K; i++)
+			x[i] = rand_bf16(-2, 2);
+		for (int i = 0; i < N * K; i++)
+			W[i] = rand_bf16(-0.5, 0.5);
+		for (int i = 0; i < M * N; i++)   /* fp32 values, not bf16 ones */
+			r[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+		for (int res = 0; res < 3; res++) {   /* none, separate, in place */
+			if (res == 2)
+				memcpy(y, r, (size_t)M * N * 4);
+			kn_gemm_f32_ref(y, x, W, res == 1 ? r : res == 2 ? y : NULL, M, N, K);
+			for (int m = 0; m < M; m++)
+				for (int n = 0; n < N; n++) {
+					double acc = 0;
+					for (int k = 0; k < K; k++)
+						acc += (double)bf16_to_f32(x[m * K + k]) *
+						       bf16_to_f32(W[n * K + k]);
+					if (res)
+						acc += r[m * N + n];
+					ck_assert_msg(y[m * N + n] == (float)acc,
+						      "gemm_f32 %dx%dx%d res=%d [%d,%d]: got %.9g want "
+						      "%.9g", M, N, K, res, m, n, y[m * N + n], acc);
+				}
+		}
+		free(x);
+		free(W);
+		free(r);
+		free(y);
+	}
+	/* [1 2 3]·[4 5 6] = 32, + residual 2^-10: kept exactly (bf16 would drop it) */
+	uint16_t x3[3] = { f32_to_bf16(1), f32_to_bf16(2), f32_to_bf16(3) };
+	uint16_t w3[3] = { f32_to_bf16(4), f32_to_bf16(5), f32_to_bf16(6) };
+	float y1 = 0x1p-10f;
+	kn_gemm_f32_ref(&y1, x3, w3, &y1, 1, 1, 3);
+	ck_assert_float_eq(y1, 32.0f + 0x1p-10f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kernels_ref");
@@ -700,14 +927,18 @@ int main(void)
 	tcase_add_test(tc, test_rmsnorm_ref_constant_row);
 	tcase_add_test(tc, test_rmsnorm_ref_matches_formula);
 	tcase_add_test(tc, test_kernels_ref_embedding);
-	tcase_add_test(tc, test_kernels_ref_add_rmsnorm);
+	tcase_add_test(tc, test_kernels_ref_rows);
 	tcase_add_test(tc, test_kernels_ref_silu_mul);
 	tcase_add_test(tc, test_kernels_ref_layernorm);
 	tcase_add_test(tc, test_kernels_ref_gelu);
 	tcase_add_test(tc, test_kernels_ref_paged_attention);
 	tcase_add_test(tc, test_kernels_ref_qk_norm_rope);
+	tcase_add_test(tc, test_fp8_round_trip_and_ties);
+	tcase_add_test(tc, test_kernels_ref_paged_attention_fp8);
+	tcase_add_test(tc, test_kernels_ref_qk_norm_rope_fp8);
 	tcase_add_test(tc, test_kernels_ref_logits_topk);
 	tcase_add_test(tc, test_kernels_ref_gemm);
+	tcase_add_test(tc, test_kernels_ref_gemm_f32);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }

@@ -19,7 +19,15 @@
  *
  * Table 2: the kernels of one decode step called directly (the kernels/ headers) on random device
  *   buffers with the 2b shapes (D 2048, F 6144, Hq 16, KV 8, hd 128, V 151936, 28 layers), B = 1
- *   and 128 sequences of context 640. Each kernel: median of 50 single launches between a CUDA
+ *   and 128 sequences of context 640. The step is the decoder's (text_cuda.c), with its residual
+ *   stream x in fp32 and bf16 only at GEMM inputs, KV and attention:
+ *     x = embedding (fp32); per layer: h = rmsnorm(x) (bf16); qkv = gemm_f32(h) (fp32);
+ *     qk_norm_rope; paged_attention; x += gemm_f32(att) (o_proj, in place on x);
+ *     h = rmsnorm(x); gu = gemm_f32(h) (fp32 (B, 2F)); act = silu_mul(gu) (bf16);
+ *     x += gemm_f32(act) (down, in place); then h = rmsnorm(x) (final), rows_gather, LM head
+ *     (bf16 logits), sampling. rmsnorm counts 2 per layer + 1.
+ *   The four projections are also timed in their former bf16-output form (kn_gemm_cuda, "old"
+ *   rows, count 0) for comparison. Each kernel: median of 50 single launches between a CUDA
  *   event pair (includes the launch latency the GPU sees), and median of 50 launches of a CUDA
  *   graph of 20 back-to-back launches / 20 (the kernel's own time, as inside the decode graph).
  *   Weights and KV caches rotate over enough copies (≥ 160 MB, ≤ 64 copies) that consecutive
@@ -27,10 +35,7 @@
  *   are cold; activations are single buffers (in a step they come warm from the last kernel).
  *   Bytes moved = weights + KV + activations read and written once (a lower bound of traffic);
  *   GB/s = bytes / graph time. Share = count × graph time / the sum of one whole step
- *   (embedding + first norm + 28 × per-layer kernels + gather + LM head + sampling). The MLP's
- *   down projection counts as the faster of silu_mul + gemm down and gemm_silu
- *   (kn_gemm_silu_cuda: SiLU·mul fused into the GEMV for B ≤ 4); the other form is still timed
- *   and shown with count 0, and the step sum with it instead is printed too.
+ *   (embedding + 28 × per-layer kernels + final norm + gather + LM head + sampling).
  *   Then the floor (weight bytes [+ KV bytes] / 3.35 TB/s, H100 SXM HBM3) and the sum of kernel
  *   times against the measured graph step of table 1 (the gap: launch gaps inside the graph,
  *   host work of the step, input upload and ids download). Table 1 decodes at contexts
@@ -52,7 +57,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include "add_rmsnorm.h"
 #include "backend.h"
 #include "embedding.h"
 #include "gemm.h"
@@ -303,28 +307,16 @@ enum { D = 2048, F = 6144, HQ = 16, KVH = 8, HD = 128, V_ = 151936, L = 28, BS =
 #define MAX_ROT 64
 
 enum {
-	K_EMBED, K_RMSNORM, K_QKV, K_QKNR, K_ATTN, K_O, K_ADDRMS, K_GU, K_SILU, K_DOWN, K_SILU_DOWN,
-	K_GATHER, K_LM, K_SAMPLE, K_N
+	K_EMBED, K_RMSNORM, K_QKV, K_QKNR, K_ATTN, K_O, K_GU, K_SILU, K_DOWN, K_GATHER, K_LM,
+	K_SAMPLE, K_QKV16, K_O16, K_GU16, K_DOWN16, K_N
 };
-static const char *K_NAME[K_N] = { "embedding", "rmsnorm (first)", "gemm qkv 4096x2048",
-	"qk_norm_rope", "paged_attention", "gemm o 2048x2048", "add_rmsnorm", "gemm gate_up 12288x2048",
-	"silu_mul", "gemm down 2048x6144", "gemm_silu (silu+down)", "rows_gather",
-	"gemm lm_head 151936x2048", "sample (greedy)" };
-/* Per step; the MLP's down projection is either silu_mul + gemm down or gemm_silu (the fused
- * kn_gemm_silu_cuda), whichever is faster for the B at hand (count_of). */
-static const int K_COUNT[K_N] = { 1, 1, L, L, L, L, 2 * L, L, L, L, L, 1, 1, 1 };
-
-/* The count of kernel k in a step, given the graph times: the slower form of the down
- * projection counts 0. */
-static int count_of(int k, const double *usg)
-{
-	bool fused = usg[K_SILU_DOWN] < usg[K_SILU] + usg[K_DOWN];
-	if (k == K_SILU || k == K_DOWN)
-		return fused ? 0 : K_COUNT[k];
-	if (k == K_SILU_DOWN)
-		return fused ? K_COUNT[k] : 0;
-	return K_COUNT[k];
-}
+static const char *K_NAME[K_N] = { "embedding (fp32 x)", "rmsnorm (fp32 x)",
+	"gemm_f32 qkv 4096x2048", "qk_norm_rope", "paged_attention", "gemm_f32 o += (in place)",
+	"gemm_f32 gate_up 12288x2048", "silu_mul (fp32 gu)", "gemm_f32 down += (in place)",
+	"rows_gather", "gemm lm_head 151936x2048", "sample (greedy)", "old: gemm qkv bf16",
+	"old: gemm o bf16", "old: gemm gate_up bf16", "old: gemm down bf16" };
+/* Per step (the "old" bf16-output projections are timed for comparison only). */
+static const int K_COUNT[K_N] = { 1, 2 * L + 1, L, L, L, L, L, L, L, 1, 1, 1, 0, 0, 0, 0 };
 
 typedef struct rot {
 	void *p[MAX_ROT];
@@ -334,7 +326,8 @@ typedef struct rot {
 typedef struct kctx {
 	int B, ctx, nbs;   /* sequences, context, blocks per sequence */
 	kn_gemm_ctx *gemm;
-	uint16_t *x, *h, *tmp, *qkv, *q, *att, *gu, *mlp, *hl, *logits, *normw, *qn, *kn;
+	float *x, *qkv32, *gu;   /* the fp32 residual stream and the fp32 GEMM outputs */
+	uint16_t *h, *tmp, *qkv, *gu16, *q, *att, *mlp, *hl, *logits, *normw, *qn, *kn;
 	int32_t *ids, *pos, *slot, *bt, *ctx_len, *out_ids, *gidx;
 	kn_sample_row *rows;
 	void *ws;
@@ -403,13 +396,16 @@ static void kctx_make(kctx *c, int B, int ctx, kn_gemm_ctx *gemm)
 	const int NBLK_SEQ = c->nbs, CTX = ctx;
 	c->gemm = gemm;
 	const size_t b2 = 2;
-	c->x = dev_rand(b2 * B * D);
+	const size_t b4 = 4;   /* dev_rand's bf16 pairs read as floats are finite, |v| < 0.2 */
+	c->x = dev_rand(b4 * B * D);
 	c->h = dev_rand(b2 * B * D);
 	c->tmp = dev_rand(b2 * B * D);
 	c->qkv = dev_rand(b2 * B * QKVW);
+	c->qkv32 = dev_rand(b4 * B * QKVW);
 	c->q = dev_rand(b2 * B * HQ * HD);
 	c->att = dev_rand(b2 * B * HQ * HD);
-	c->gu = dev_rand(b2 * B * 2 * F);
+	c->gu = dev_rand(b4 * B * 2 * F);
+	c->gu16 = dev_rand(b2 * B * 2 * F);
 	c->mlp = dev_rand(b2 * B * F);
 	c->hl = dev_rand(b2 * B * D);
 	c->logits = dev_rand(b2 * (size_t)B * V_);
@@ -458,7 +454,8 @@ static void kctx_make(kctx *c, int B, int ctx, kn_gemm_ctx *gemm)
 
 static void kctx_free(kctx *c)
 {
-	void *bufs[] = { c->x, c->h, c->tmp, c->qkv, c->q, c->att, c->gu, c->mlp, c->hl, c->logits,
+	void *bufs[] = { c->x, c->h, c->tmp, c->qkv, c->qkv32, c->gu16, c->q, c->att, c->gu, c->mlp,
+			 c->hl, c->logits,
 			 c->normw, c->qn, c->kn, c->lm, c->ids, c->pos, c->bt, c->slot, c->ctx_len,
 			 c->out_ids, c->gidx, c->rows, c->ws };
 	for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++)
@@ -485,10 +482,11 @@ static void launch(kctx *c, int k, int i, cudaStream_t s)
 		kn_rmsnorm_cuda(c->h, c->x, c->normw, B, D, eps, s);
 		break;
 	case K_QKV:
-		kn_gemm_cuda(c->gemm, c->qkv, c->h, c->wqkv.p[i % c->wqkv.n], NULL, B, QKVW, D, s);
+		kn_gemm_f32_cuda(c->gemm, c->qkv32, c->h, c->wqkv.p[i % c->wqkv.n], NULL, B, QKVW, D,
+				 s);
 		break;
 	case K_QKNR:
-		kn_qk_norm_rope_cuda(c->q, c->kc.p[i % c->kc.n], c->vc.p[i % c->vc.n], c->qkv, c->qn,
+		kn_qk_norm_rope_cuda(c->q, c->kc.p[i % c->kc.n], c->vc.p[i % c->vc.n], c->qkv32, c->qn,
 				     c->kn, c->pos, c->slot, B, HQ, KVH, HD, SECTION, 5e6f, eps, s);
 		break;
 	case K_ATTN:
@@ -500,23 +498,28 @@ static void launch(kctx *c, int k, int i, cudaStream_t s)
 		}
 		break;
 	case K_O:
-		kn_gemm_cuda(c->gemm, c->tmp, c->att, c->wo.p[i % c->wo.n], NULL, B, D, HQ * HD, s);
-		break;
-	case K_ADDRMS:
-		kn_add_rmsnorm_cuda(c->h, c->x, c->tmp, c->normw, B, D, eps, s);
+		kn_gemm_f32_cuda(c->gemm, c->x, c->att, c->wo.p[i % c->wo.n], c->x, B, D, HQ * HD, s);
 		break;
 	case K_GU:
-		kn_gemm_cuda(c->gemm, c->gu, c->h, c->wgu.p[i % c->wgu.n], NULL, B, 2 * F, D, s);
+		kn_gemm_f32_cuda(c->gemm, c->gu, c->h, c->wgu.p[i % c->wgu.n], NULL, B, 2 * F, D, s);
 		break;
 	case K_SILU:
 		kn_silu_mul_cuda(c->mlp, c->gu, B, F, s);
 		break;
 	case K_DOWN:
-		kn_gemm_cuda(c->gemm, c->tmp, c->mlp, c->wd.p[i % c->wd.n], NULL, B, D, F, s);
+		kn_gemm_f32_cuda(c->gemm, c->x, c->mlp, c->wd.p[i % c->wd.n], c->x, B, D, F, s);
 		break;
-	case K_SILU_DOWN:
-		kn_gemm_silu_cuda(c->gemm, c->tmp, c->gu, c->wd.p[i % c->wd.n], NULL, c->mlp, B, D, F,
-				  s);
+	case K_QKV16:
+		kn_gemm_cuda(c->gemm, c->qkv, c->h, c->wqkv.p[i % c->wqkv.n], NULL, B, QKVW, D, s);
+		break;
+	case K_O16:
+		kn_gemm_cuda(c->gemm, c->tmp, c->att, c->wo.p[i % c->wo.n], NULL, B, D, HQ * HD, s);
+		break;
+	case K_GU16:
+		kn_gemm_cuda(c->gemm, c->gu16, c->h, c->wgu.p[i % c->wgu.n], NULL, B, 2 * F, D, s);
+		break;
+	case K_DOWN16:
+		kn_gemm_cuda(c->gemm, c->tmp, c->mlp, c->wd.p[i % c->wd.n], NULL, B, D, F, s);
 		break;
 	case K_GATHER:
 		kn_rows_gather_cuda(c->hl, c->h, c->gidx, B, D, s);
@@ -537,22 +540,24 @@ static void launch(kctx *c, int k, int i, cudaStream_t s)
 static double k_bytes(int k, int B, int CTX)
 {
 	const int NBLK_SEQ = (CTX + BS - 1) / BS;
-	const double b = B, e = 2;
+	const double b = B, e = 2, f = 4;   /* bytes of a bf16, of a float */
 	switch (k) {
-	case K_EMBED: return 2 * b * D * e + 4 * b;
-	case K_RMSNORM: return 2 * b * D * e + D * e;
-	case K_QKV: return (double)QKVW * D * e + b * D * e + b * QKVW * e;
+	case K_EMBED: return b * D * (e + f) + 4 * b;
+	case K_RMSNORM: return b * D * (f + e) + D * e;
+	case K_QKV: return (double)QKVW * D * e + b * D * e + b * QKVW * f;
 	case K_QKNR: return b * QKVW * e * 2 + 2 * HD * e + 16 * b;
 	case K_ATTN: return b * CTX * KVH * HD * e * 2 + 2 * b * HQ * HD * e + b * NBLK_SEQ * 4 + 4 * b;
-	case K_O: return (double)D * HQ * HD * e + b * HQ * HD * e + b * D * e;
-	case K_ADDRMS: return 4 * b * D * e + D * e;
-	case K_GU: return 2.0 * F * D * e + b * D * e + b * 2 * F * e;
-	case K_SILU: return b * 3 * F * e;
-	case K_DOWN: return (double)D * F * e + b * F * e + b * D * e;
-	case K_SILU_DOWN: return (double)D * F * e + b * 2 * F * e + b * D * e;
+	case K_O: return (double)D * HQ * HD * e + b * HQ * HD * e + 2 * b * D * f;
+	case K_GU: return 2.0 * F * D * e + b * D * e + b * 2 * F * f;
+	case K_SILU: return b * 2 * F * f + b * F * e;
+	case K_DOWN: return (double)D * F * e + b * F * e + 2 * b * D * f;
 	case K_GATHER: return 2 * b * D * e + 4 * b;
 	case K_LM: return (double)V_ * D * e + b * D * e + b * V_ * e;
 	case K_SAMPLE: return b * V_ * e + b * (sizeof(kn_sample_row) + 4);
+	case K_QKV16: return (double)QKVW * D * e + b * D * e + b * QKVW * e;
+	case K_O16: return (double)D * HQ * HD * e + b * HQ * HD * e + b * D * e;
+	case K_GU16: return 2.0 * F * D * e + b * D * e + b * 2 * F * e;
+	case K_DOWN16: return (double)D * F * e + b * F * e + b * D * e;
 	}
 	return 0;
 }
@@ -618,9 +623,9 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	}
 	double sum_g = 0, sum_1 = 0, bytes_all = 0;
 	for (int k = 0; k < K_N; k++) {
-		sum_g += count_of(k, usg) * usg[k];
-		sum_1 += count_of(k, usg) * us1[k];
-		bytes_all += count_of(k, usg) * k_bytes(k, B, ctx);
+		sum_g += K_COUNT[k] * usg[k];
+		sum_1 += K_COUNT[k] * us1[k];
+		bytes_all += K_COUNT[k] * k_bytes(k, B, ctx);
 	}
 	double kvbytes = (double)B * ctx * L * KVH * HD * 2 * 2;
 	if (quiet) {
@@ -634,25 +639,24 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 		goto out;
 	}
 	printf("\nTable 2 (B = %d, context %d): kernels of one decode step, 2b shapes\n", B, ctx);
-	printf("%-26s %5s %10s %10s %12s %9s %8s\n", "kernel", "count", "us/launch", "us (graph)",
+	printf("%-28s %5s %10s %10s %12s %9s %8s\n", "kernel", "count", "us/launch", "us (graph)",
 	       "bytes", "GB/s", "share");
 	for (int k = 0; k < K_N; k++) {
 		double by = k_bytes(k, B, ctx);
-		printf("%-26s %5d %10.2f %10.2f %12.0f %9.0f %7.1f%%\n", K_NAME[k], count_of(k, usg),
+		printf("%-28s %5d %10.2f %10.2f %12.0f %9.0f %7.1f%%\n", K_NAME[k], K_COUNT[k],
 		       us1[k], usg[k], by, by / (usg[k] * 1e3),
-		       100.0 * count_of(k, usg) * usg[k] / sum_g);
+		       100.0 * K_COUNT[k] * usg[k] / sum_g);
 	}
 	double wbytes = (double)L * ((double)QKVW * D + (double)D * HQ * HD + 2.0 * F * D +
 				     (double)D * F) * 2 + (double)V_ * D * 2;
 	printf("sum of kernels (graph)   %9.3f ms   (single launches: %.3f ms)\n", sum_g / 1e3,
 	       sum_1 / 1e3);
 	{
-		/* µs per step that the unfused form costs more than the fused one */
-		double d = L * (usg[K_SILU] + usg[K_DOWN] - usg[K_SILU_DOWN]);
-		bool fused = count_of(K_SILU_DOWN, usg) > 0;
-		printf("  down projection counted as %s; with %s instead: %.3f ms\n",
-		       fused ? "gemm_silu" : "silu_mul + gemm down",
-		       fused ? "silu_mul + gemm down" : "gemm_silu", (sum_g + (fused ? d : -d)) / 1e3);
+		/* what the fp32 outputs of the four projections cost a step over bf16 outputs */
+		double d = L * (usg[K_QKV] + usg[K_O] + usg[K_GU] + usg[K_DOWN] - usg[K_QKV16] -
+				usg[K_O16] - usg[K_GU16] - usg[K_DOWN16]);
+		printf("  the four projections with fp32 output: %+.3f ms a step against bf16 output\n",
+		       d / 1e3);
 	}
 	printf("bytes of one step        %9.3f GB    -> %.0f GB/s at the graph sum\n",
 	       bytes_all / 1e9, bytes_all / (sum_g * 1e3));
