@@ -171,6 +171,7 @@ int main(int argc, char **argv)
 				    .batch_invariant = c.batch_invariant,
 				    .gpu_memory_utilization = c.gpu_memory_utilization,
 				    .kv_cache_memory_bytes = c.kv_cache_memory_bytes,
+				    .kv_cache_fp8 = c.kv_cache_fp8,
 				    .max_num_batched_tokens = c.max_num_batched_tokens,
 				    .max_num_seqs = c.max_num_seqs,
 				    .max_model_len = max_len > INT32_MAX ? INT32_MAX : (int)max_len,
@@ -189,6 +190,9 @@ int main(int argc, char **argv)
 			log_msg(LOG_LEVEL_INFO, "qvld", "model %s: backend cuda, %d KV blocks of %d tokens, "
 				"max_model_len %lld", c.model, n_blocks, c.block_size, (long long)max_len);
 		}
+	} else if (!rc && c.kv_cache_fp8) {
+		rc = qerr_set(&e, QERR_UNSUPPORTED, "--kv-cache-dtype fp8: the cpu backend keeps its "
+			      "KV cache in fp32; fp8 needs --backend cuda");
 	} else if (!rc) {
 		int64_t per = cpu_block_bytes(&m.mc, c.block_size);
 		int64_t mem = c.kv_cache_memory_bytes ? c.kv_cache_memory_bytes : QVLD_CPU_KV_DEFAULT;

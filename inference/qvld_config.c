@@ -93,6 +93,7 @@ static int set_socket_mode(qvld_config *, parse_state *, const char *, const cha
 static int set_names(qvld_config *, parse_state *, const char *, const char *, qerr *);
 static int set_block_size(qvld_config *, parse_state *, const char *, const char *, qerr *);
 static int set_gpu_util(qvld_config *, parse_state *, const char *, const char *, qerr *);
+static int set_kv_dtype(qvld_config *, parse_state *, const char *, const char *, qerr *);
 static int set_shutdown(qvld_config *, parse_state *, const char *, const char *, qerr *);
 static int set_limit_mm(qvld_config *, parse_state *, const char *, const char *, qerr *);
 static int set_mm_kwargs(qvld_config *, parse_state *, const char *, const char *, qerr *);
@@ -117,6 +118,7 @@ static const opt opts[] = {
 	  NULL },
 	{ "kv-cache-memory-bytes", OPT_INT64, F(kv_cache_memory_bytes), 0, INT64_C(1) << 50, true,
 	  NULL },
+	{ "kv-cache-dtype", OPT_CUSTOM, 0, 0, 0, false, set_kv_dtype },
 	{ "gpu-memory-utilization", OPT_CUSTOM, 0, 0, 0, false, set_gpu_util },
 	{ "tensor-parallel-size", OPT_INT, F(tensor_parallel_size), 1, 64, false, NULL },
 	{ "enforce-eager", OPT_BOOL, F(enforce_eager), 0, 0, false, NULL },
@@ -157,6 +159,9 @@ static const char usage_text[] =
 	"  --[no-]enable-prefix-caching    reuse KV blocks of shared prefixes (on)\n"
 	"  --num-gpu-blocks-override N     KV blocks (0: planned from memory)\n"
 	"  --kv-cache-memory-bytes N       KV cache size (0: planned; cpu backend 4 GiB)\n"
+	"  --kv-cache-dtype auto|bfloat16|fp8|fp8_e4m3\n"
+	"                                  KV cache element type; fp8 (E4M3, cuda) halves\n"
+	"                                  its bytes (auto: the model's, bfloat16)\n"
 	"  --gpu-memory-utilization F      fraction of GPU memory to use, 0 < F <= 1 (0.9)\n"
 	"  --tensor-parallel-size N        GPUs per model (1)\n"
 	"  --[no-]enforce-eager            no CUDA graphs (off)\n"
@@ -305,6 +310,21 @@ static int set_backend(qvld_config *c, parse_state *st, const char *where, const
 		c->backend = QVLD_BACKEND_CUDA;
 	else
 		return bad(e, "%s: \"%s\" must be auto, cpu or cuda", where, v);
+	return 0;
+}
+
+static int set_kv_dtype(qvld_config *c, parse_state *st, const char *where, const char *v,
+			qerr *e)
+{
+	(void)st;
+	if (!strcmp(v, "auto") || !strcmp(v, "bfloat16") || !strcmp(v, "bf16"))
+		c->kv_cache_fp8 = false;
+	else if (!strcmp(v, "fp8") || !strcmp(v, "fp8_e4m3"))
+		c->kv_cache_fp8 = true;
+	else if (!strcmp(v, "fp8_e5m2"))
+		return bad(e, "%s: fp8_e5m2 is not supported (fp8 means fp8_e4m3, which is)", where);
+	else
+		return bad(e, "%s: \"%s\" must be auto, bfloat16, fp8 or fp8_e4m3", where, v);
 	return 0;
 }
 

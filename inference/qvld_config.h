@@ -55,6 +55,7 @@ typedef struct qvld_config {
 	bool enable_prefix_caching;    /* --enable-prefix-caching / --no-enable-prefix-caching (on) */
 	int num_gpu_blocks_override;   /* --num-gpu-blocks-override (0: planned) */
 	int64_t kv_cache_memory_bytes; /* --kv-cache-memory-bytes (0: planned; cpu default 4 GiB) */
+	bool kv_cache_fp8;             /* --kv-cache-dtype fp8|fp8_e4m3 (auto|bfloat16: off) */
 	double gpu_memory_utilization; /* --gpu-memory-utilization (0.9) */
 	int tensor_parallel_size;      /* --tensor-parallel-size (1) */
 	bool enforce_eager;            /* --enforce-eager */

@@ -807,6 +807,26 @@ START_TEST(test_qvld_bad_flags_and_model)
 	waitpid(pid, &st, 0);
 	ck_assert(WIFEXITED(st));
 	ck_assert_int_eq(WEXITSTATUS(st), 2);
+	/* an fp8 KV cache on the cpu backend: exit 1, naming the flag */
+	ck_assert_int_eq(pipe(p), 0);
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 2);
+		setenv("QVL_CONFIG", "", 1);
+		execl(qvld_path(), qvld_path(), "--model", model_dir, "--backend", "cpu",
+		      "--kv-cache-dtype", "fp8", "--socket", "/tmp/qvl-fp8-cpu.sock", (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	n = 0;
+	while ((r = read(p[0], buf + n, sizeof(buf) - 1 - (size_t)n)) > 0)
+		n += r;
+	buf[n] = 0;
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	ck_assert(WIFEXITED(st));
+	ck_assert_int_eq(WEXITSTATUS(st), 1);
+	ck_assert_msg(strstr(buf, "--kv-cache-dtype fp8"), "%s", buf);
 }
 END_TEST
 

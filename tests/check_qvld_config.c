@@ -136,6 +136,7 @@ static void assert_all_set(const qvld_config *c)
 	ck_assert(!c->enable_prefix_caching);
 	ck_assert_int_eq(c->num_gpu_blocks_override, 500);
 	ck_assert_int_eq(c->kv_cache_memory_bytes, 1000000);
+	ck_assert(c->kv_cache_fp8);
 	ck_assert(c->gpu_memory_utilization == 0.5);
 	ck_assert_int_eq(c->tensor_parallel_size, 2);
 	ck_assert(c->enforce_eager);
@@ -161,6 +162,7 @@ START_TEST(test_qvld_config_every_flag_in_both_forms)
 			   "32K", "--max-num-seqs", "8", "--max-num-batched-tokens", "2048",
 			   "--block-size", "32", "--no-enable-prefix-caching",
 			   "--num-gpu-blocks-override", "500", "--kv-cache-memory-bytes", "1m",
+			   "--kv-cache-dtype", "fp8",
 			   "--gpu-memory-utilization", "0.5", "--tensor-parallel-size", "2",
 			   "--enforce-eager", "--generation-config", "vllm", "--max-waiting-requests",
 			   "0", "--shutdown-timeout", "2.5", "--cpu-threads", "4",
@@ -175,7 +177,8 @@ START_TEST(test_qvld_config_every_flag_in_both_forms)
 			   "--socket-mode=600", "--socket-group=www-data", "--max-model-len=32768",
 			   "--max-num-seqs=8", "--max-num-batched-tokens=2K", "--block-size=32",
 			   "--enable-prefix-caching=no", "--num-gpu-blocks-override=500",
-			   "--kv-cache-memory-bytes=1000000", "--gpu-memory-utilization=.5",
+			   "--kv-cache-memory-bytes=1000000", "--kv-cache-dtype=fp8_e4m3",
+			   "--gpu-memory-utilization=.5",
 			   "--tensor-parallel-size=2", "--enforce-eager=true", "--generation-config=vllm",
 			   "--max-waiting-requests=0", "--shutdown-timeout=2.5", "--cpu-threads=4",
 			   "--limit-mm-per-prompt=image=4", "--mm-processor-kwargs={\"max_pixels\": 1003520}",
@@ -361,6 +364,9 @@ START_TEST(test_qvld_config_bad_numbers_name_the_flag)
 		{ "--socket-mode", "1777", "--socket-mode: \"1777\" must be at most 0777" },
 		{ "--socket-mode", "rw", "--socket-mode: \"rw\" is not an octal mode" },
 		{ "--backend", "tpu", "--backend: \"tpu\" must be auto, cpu or cuda" },
+		{ "--kv-cache-dtype", "int8",
+		  "--kv-cache-dtype: \"int8\" must be auto, bfloat16, fp8 or fp8_e4m3" },
+		{ "--kv-cache-dtype", "fp8_e5m2", "--kv-cache-dtype: fp8_e5m2 is not supported" },
 		{ "--log-level", "loud", "--log-level: \"loud\" must be one of crit" },
 		{ "--model", "", "--model: empty value" },
 		{ "--api-key", "", "--api-key: empty value" },
@@ -426,7 +432,8 @@ START_TEST(test_qvld_config_help)
 		"--config", "--model", "--served-model-name", "--backend", "--socket ",
 		"--socket-mode", "--socket-group", "--max-model-len", "--max-num-seqs",
 		"--max-num-batched-tokens", "--block-size", "enable-prefix-caching",
-		"--num-gpu-blocks-override", "--kv-cache-memory-bytes", "--gpu-memory-utilization",
+		"--num-gpu-blocks-override", "--kv-cache-memory-bytes", "--kv-cache-dtype",
+		"--gpu-memory-utilization",
 		"--tensor-parallel-size", "enforce-eager", "--generation-config",
 		"--max-waiting-requests", "--shutdown-timeout", "--cpu-threads",
 		"--limit-mm-per-prompt", "--mm-processor-kwargs", "--encoder-cache-size",
@@ -675,7 +682,7 @@ START_TEST(test_qvld_config_shipped_sample_parses)
 		"model", "served-model-name", "backend", "socket", "socket-mode", "socket-group",
 		"max-model-len", "max-num-seqs", "max-num-batched-tokens", "block-size",
 		"enable-prefix-caching", "num-gpu-blocks-override", "kv-cache-memory-bytes",
-		"gpu-memory-utilization", "tensor-parallel-size", "enforce-eager", "generation-config",
+		"kv-cache-dtype", "gpu-memory-utilization", "tensor-parallel-size", "enforce-eager", "generation-config",
 		"max-waiting-requests", "shutdown-timeout", "cpu-threads", "limit-mm-per-prompt",
 		"mm-processor-kwargs", "encoder-cache-size", "allowed-local-media-path", "api-key",
 		"batch-invariant", "log-level",
