@@ -24,6 +24,8 @@
 #   QVL_BENCH_PRESET       2b [tiny]
 #   QVL_BENCH_IN/OUT       512/128 [64/16]: input and output tokens of the decode rows
 #   QVL_BENCH_CONC         "8 32 64 128 256" ["2 4"]: concurrency rows
+#   QVL_BENCH_FP8_CONC     "128 256" [""]: concurrency rows run again on a second qvld with
+#                          --kv-cache-dtype fp8 (empty: none)
 #   QVL_BENCH_PROMPTS_X    2: num-prompts = this × concurrency
 #   QVL_BENCH_SINGLE_N     3: sequential requests of the single-stream row
 #   QVL_BENCH_PREFILL      "512 4096" ["64 256"]: prompt lengths of the prefill rows (1 token out)
@@ -98,6 +100,7 @@ if [ "$backend" = cpu ]; then
 	CONC=${QVL_BENCH_CONC:-2 4}
 	PREFILL=${QVL_BENCH_PREFILL:-64 256}
 	ROW_TIMEOUT=${QVL_BENCH_ROW_TIMEOUT:-300}
+	FP8_CONC=${QVL_BENCH_FP8_CONC:-}
 	qvld_backend=(--backend cpu --cpu-threads "$(nproc)" --kv-cache-memory-bytes 268435456)
 else
 	if [ -f "$pack_file" ]; then
@@ -117,6 +120,7 @@ else
 	CONC=${QVL_BENCH_CONC:-8 32 64 128 256}
 	PREFILL=${QVL_BENCH_PREFILL:-512 4096}
 	ROW_TIMEOUT=${QVL_BENCH_ROW_TIMEOUT:-90}
+	FP8_CONC=${QVL_BENCH_FP8_CONC-128 256}
 	qvld_backend=(--backend cuda)
 fi
 QVL_BUDGET=${QVL_BENCH_QVL_BUDGET:-300}
@@ -169,54 +173,70 @@ say "the chat template adds $tmpl tokens to a text prompt"
 # ---- qvld, qvl-fcgi -----------------------------------------------------------------------------
 qvld_sock=$work/qvld.sock
 fcgi_sock=$work/fcgi.sock
-rm -f "$qvld_sock" "$fcgi_sock"
 gpu_mem() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -n 1 | tr -dc '0-9'; }
 have_smi=
 [ "$backend" != cpu ] && command -v nvidia-smi >/dev/null 2>&1 && have_smi=1
-mem_before=
-[ -n "$have_smi" ] && mem_before=$(gpu_mem)
 
-say "qvld ${qvld_backend[*]} --max-model-len $max_model_len ${QVL_BENCH_QVLD_ARGS:-}"
-t=$(date +%s.%N)
-# shellcheck disable=SC2086
-"${QVLD[@]}" --model "$model" --served-model-name qvl-bench --socket "$qvld_sock" \
-	"${qvld_backend[@]}" --max-model-len "$max_model_len" --log-level notice ${QVL_BENCH_QVLD_ARGS:-} \
-	>"$work/logs/qvld.log" 2>&1 &
-qvld_pid=$!
-pids+=("$qvld_pid")
-for _ in $(seq 3000); do
-	grep -q "serving" "$work/logs/qvld.log" 2>/dev/null && break
-	kill -0 "$qvld_pid" 2>/dev/null || { tail -n 40 "$work/logs/qvld.log"; die "qvld exited during start-up"; }
-	sleep 0.1
-done
-grep -q "serving" "$work/logs/qvld.log" || { tail -n 40 "$work/logs/qvld.log"; die "qvld did not start in 300 s"; }
-qvld_start_s=$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-say "qvld serving after $qvld_start_s s"
+# serve TAG EXTRA_QVLD_ARGS...: start qvld (log $work/logs/qvld-TAG.log) and qvl-fcgi; qvld's GPU
+# memory is polled into $res/qvld_mem-TAG while they run
+serve() {
+	local tag=$1 t mem_before=
+	shift
+	rm -f "$qvld_sock" "$fcgi_sock"
+	[ -n "$have_smi" ] && mem_before=$(gpu_mem)
+	say "qvld ${qvld_backend[*]} --max-model-len $max_model_len ${QVL_BENCH_QVLD_ARGS:-} $*"
+	t=$(date +%s.%N)
+	# shellcheck disable=SC2086
+	"${QVLD[@]}" --model "$model" --served-model-name qvl-bench --socket "$qvld_sock" \
+		"${qvld_backend[@]}" --max-model-len "$max_model_len" --log-level notice ${QVL_BENCH_QVLD_ARGS:-} "$@" \
+		>"$work/logs/qvld-$tag.log" 2>&1 &
+	qvld_pid=$!
+	pids+=("$qvld_pid")
+	for _ in $(seq 3000); do
+		grep -q "serving" "$work/logs/qvld-$tag.log" 2>/dev/null && break
+		kill -0 "$qvld_pid" 2>/dev/null || { tail -n 40 "$work/logs/qvld-$tag.log"; die "qvld exited during start-up"; }
+		sleep 0.1
+	done
+	grep -q "serving" "$work/logs/qvld-$tag.log" || { tail -n 40 "$work/logs/qvld-$tag.log"; die "qvld did not start in 300 s"; }
+	qvld_start_s=$(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+	say "qvld serving after $qvld_start_s s"
+	# qvld's GPU memory: the largest used_memory nvidia-smi reports for its pid (or, when the
+	# container's pids do not match, the sum over all compute processes: only qvld runs now),
+	# and the device's memory.used less what it was before qvld started, every 0.5 s.
+	if [ -n "$have_smi" ]; then
+		(
+			max_app=0 max_dev=0
+			while :; do
+				a=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null |
+					awk -F', *' -v p="$qvld_pid" '{ s += $2; if ($1 == p) m = $2 } END { print (m != "" ? m : s + 0) }')
+				d=$(gpu_mem)
+				[ -n "$a" ] && [ "$a" -gt "$max_app" ] && max_app=$a
+				[ -n "$d" ] && [ -n "$mem_before" ] && [ $((d - mem_before)) -gt "$max_dev" ] && max_dev=$((d - mem_before))
+				echo "$max_app $max_dev" >"$res/qvld_mem.tmp" && mv "$res/qvld_mem.tmp" "$res/qvld_mem-$tag"
+				sleep 0.5
+			done
+		) &
+		poll_pid=$!
+	fi
+	"${FCGI[@]}" --listen "$fcgi_sock" --threads $((max_conc + 16)) --daemon-socket "$qvld_sock" \
+		--log-level warn >"$work/logs/qvl-fcgi-$tag.log" 2>&1 &
+	pids+=($!)
+	for _ in $(seq 300); do [ -S "$fcgi_sock" ] && break; sleep 0.1; done
+	[ -S "$fcgi_sock" ] || { cat "$work/logs/qvl-fcgi-$tag.log"; die "qvl-fcgi did not listen on $fcgi_sock"; }
+}
 
-# qvld's GPU memory: the largest used_memory nvidia-smi reports for its pid (or, when the
-# container's pids do not match, the sum over all compute processes: only qvld runs now), and
-# the device's memory.used less what it was before qvld started, every 0.5 s.
-if [ -n "$have_smi" ]; then
-	(
-		max_app=0 max_dev=0
-		while :; do
-			a=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits 2>/dev/null |
-				awk -F', *' -v p="$qvld_pid" '{ s += $2; if ($1 == p) m = $2 } END { print (m != "" ? m : s + 0) }')
-			d=$(gpu_mem)
-			[ -n "$a" ] && [ "$a" -gt "$max_app" ] && max_app=$a
-			[ -n "$d" ] && [ -n "$mem_before" ] && [ $((d - mem_before)) -gt "$max_dev" ] && max_dev=$((d - mem_before))
-			echo "$max_app $max_dev" >"$res/qvld_mem.tmp" && mv "$res/qvld_mem.tmp" "$res/qvld_mem"
-			sleep 0.5
-		done
-	) &
-	poll_pid=$!
-fi
-
-"${FCGI[@]}" --listen "$fcgi_sock" --threads $((max_conc + 16)) --daemon-socket "$qvld_sock" \
-	--log-level warn >"$work/logs/qvl-fcgi.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 300); do [ -S "$fcgi_sock" ] && break; sleep 0.1; done
-[ -S "$fcgi_sock" ] || { cat "$work/logs/qvl-fcgi.log"; die "qvl-fcgi did not listen on $fcgi_sock"; }
+stop_serving() {
+	sleep 1
+	if [ -n "$poll_pid" ]; then
+		kill "$poll_pid" 2>/dev/null || true
+		wait "$poll_pid" 2>/dev/null || true
+		poll_pid=
+	fi
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	pids=()
+	say "qvld and qvl-fcgi stopped"
+}
 
 # bench NAME ARGS...: one `qvl bench` row, its JSON in $res/NAME.json, its table in the log
 bench() {
@@ -241,6 +261,8 @@ bench() {
 	fi
 }
 
+serve bf16
+start_s=$qvld_start_s
 bench warmup --num-prompts 4 --max-concurrency 4 --input-len "$(words "$IN")" --output-len 8
 bench warmup-image --num-prompts 2 --max-concurrency 1 --input-len "$IMAGE_TEXT" --output-len 1 --image-size "$IMAGE"
 bench single --num-prompts "$SINGLE_N" --max-concurrency 1 --input-len "$(words "$IN")" --output-len "$OUT"
@@ -251,17 +273,15 @@ bench image --num-prompts "$IMAGE_N" --max-concurrency 1 --input-len "$IMAGE_TEX
 for c in $CONC; do
 	bench "conc$c" --num-prompts $((PROMPTS_X * c)) --max-concurrency "$c" --input-len "$(words "$IN")" --output-len "$OUT"
 done
-
-sleep 1
-if [ -n "$poll_pid" ]; then
-	kill "$poll_pid" 2>/dev/null || true
-	wait "$poll_pid" 2>/dev/null || true
-	poll_pid=
+stop_serving
+if [ -n "$FP8_CONC" ]; then
+	serve fp8 --kv-cache-dtype fp8
+	bench fp8-warmup --num-prompts 4 --max-concurrency 4 --input-len "$(words "$IN")" --output-len 8
+	for c in $FP8_CONC; do
+		bench "fp8conc$c" --num-prompts $((PROMPTS_X * c)) --max-concurrency "$c" --input-len "$(words "$IN")" --output-len "$OUT"
+	done
+	stop_serving
 fi
-for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-wait 2>/dev/null || true
-pids=()
-say "qvld and qvl-fcgi stopped"
 
 # ---- transformers -------------------------------------------------------------------------------
 hf=${QVL_BENCH_HF:-auto}
@@ -293,9 +313,9 @@ fi
 # ---- the table ----------------------------------------------------------------------------------
 say "done"
 python3 - "$res" "$backend" "$preset" "$IN" "$OUT" "$CONC" "$PREFILL" "$IMAGE" "$IMAGE_TEXT" "$mk_s" \
-	"$qvld_start_s" "$hf_note" <<'EOF'
+	"$start_s" "$hf_note" "$FP8_CONC" <<'EOF'
 import json, os, statistics, sys
-res, backend, preset, IN, OUT, conc, prefill, image, image_text, mk_s, start_s, hf_note = sys.argv[1:]
+res, backend, preset, IN, OUT, conc, prefill, image, image_text, mk_s, start_s, hf_note, fp8_conc = sys.argv[1:]
 def load(name):
     try:
         with open(os.path.join(res, name + ".json")) as f:
@@ -345,9 +365,12 @@ for c in conc.split():
     rows.append((f"decode tok/s @{c} (C/TPOT | B*(out-1)/decode time)", q_val(f"conc{c}", lambda j, c=int(c): c * tpot(j) if tpot(j) else None), hf_get("batch", c, "decode_tok_s"), True))
     rows.append((f"output tok/s @{c} (sum out/duration)", q_val(f"conc{c}", lambda j: j["output_throughput"]), hf_get("batch", c, "output_tok_s"), True))
     rows.append((f"  median TTFT ms @{c}", q_val(f"conc{c}", lambda j: j["median_ttft_ms"]), None, False))
+for c in fp8_conc.split():
+    rows.append((f"decode tok/s @{c}, --kv-cache-dtype fp8", q_val(f"fp8conc{c}", lambda j, c=int(c): c * tpot(j) if tpot(j) else None), None, True))
+    rows.append((f"output tok/s @{c}, --kv-cache-dtype fp8", q_val(f"fp8conc{c}", lambda j: j["output_throughput"]), None, True))
 mem = None
 try:
-    with open(os.path.join(res, "qvld_mem")) as f:
+    with open(os.path.join(res, "qvld_mem-bf16")) as f:
         app, dev = (int(x) for x in f.read().split())
         mem = app if app > 0 else (dev if dev > 0 else None)
 except (OSError, ValueError):
