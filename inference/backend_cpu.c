@@ -60,8 +60,8 @@ int backend_cpu_new(const model_config *mc, const model_weights *w, const backen
 {
 	*out = NULL;
 	if (o->kv_cache_fp8)
-		return qerr_set(e, QERR_UNSUPPORTED, "the cpu backend keeps its KV cache in fp32; an "
-				"fp8 KV cache needs the cuda backend");
+		return qerr_set(e, QERR_UNSUPPORTED, "--kv-cache-dtype fp8 needs the cuda backend; the "
+				"cpu backend keeps its KV cache in fp32");
 	backend_cpu *c = xcalloc(1, sizeof(*c));
 	c->n_blocks = o->n_blocks;
 	int rc = text_cpu_new(mc, w, o->block_size, o->n_blocks, o->n_threads, &c->text, e);

@@ -1,6 +1,7 @@
 /*
  * backend_cuda: the CUDA backend — the vision tower (vision_cuda.c) and the text decoder with
- * its paged KV pool (text_cuda.c) on one GPU in bf16, behind the backend interface (backend.h).
+ * its paged KV pool (text_cuda.c: bf16 weights and operands, fp32 residual stream; a bf16 or fp8
+ * KV cache) on one GPU, behind the backend interface (backend.h).
  *
  * Threads: one worker thread per GPU owns that GPU's context, stream, cuBLASLt context and
  * model shard; the engine thread hands it one job at a time (encode or step) and waits for the
@@ -16,14 +17,13 @@
  * scratch for the largest image), a reserve for the CUDA graphs, and the KV pool takes the rest
  * (or kv_cache_memory_bytes, or n_blocks when given). Every device allocation happens here at
  * start-up; a request never allocates device memory. The plan is logged — the 2b checkpoint
- * with qvld's defaults on an H100 (the vision weights, 0.41 B parameters, come on top of the
- * text's 3.20 GiB; this run's log counted the text alone):
+ * on an H100 (bench_decode_cuda's settings: max_model_len 4096, gpu_memory_utilization 0.85):
  *
- *   device 0: NVIDIA H100 80GB HBM3 (79.2 GiB), gpu_memory_utilization 0.90 → 71.3 GiB
- *   weights 3.20 GiB, activations 0.79 GiB (8192 tokens, 256 sequences, max_model_len 262144),
- *   vision scratch 0.78 GiB (now with the device encoder rows, another 0.25 GiB)
- *   KV cache 64.93 GiB = 37992 blocks of 16 = 607872 tokens in flight (2.3 sequences of
- *   262144); 35 decode graphs; 71.05 GiB in use, 8.13 GiB free
+ *   device 0: NVIDIA H100 80GB HBM3 (79.2 GiB), gpu_memory_utilization 0.85 → 67.3 GiB
+ *   weights 3.96 GiB (text 3.20, vision 0.76), activations 1.02 GiB (8192 tokens, 256
+ *   sequences, max_model_len 4096), vision scratch and encoder rows 1.81 GiB
+ *   KV cache 59.70 GiB (bfloat16) = 34935 blocks of 16 = 558960 tokens in flight (136.5
+ *   sequences of 4096); 35 decode graphs; 67.09 GiB in use, 12.09 GiB free
  */
 #include "backend.h"
 

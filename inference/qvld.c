@@ -191,8 +191,10 @@ int main(int argc, char **argv)
 				"max_model_len %lld", c.model, n_blocks, c.block_size, (long long)max_len);
 		}
 	} else if (!rc && c.kv_cache_fp8) {
-		rc = qerr_set(&e, QERR_UNSUPPORTED, "--kv-cache-dtype fp8: the cpu backend keeps its "
-			      "KV cache in fp32; fp8 needs --backend cuda");
+		rc = qerr_set(&e, QERR_UNSUPPORTED, "--kv-cache-dtype fp8 needs the cuda backend%s; "
+			      "the cpu backend keeps its KV cache in fp32",
+			      c.backend == QVLD_BACKEND_AUTO ? " (--backend auto found no CUDA device)" :
+							       "");
 	} else if (!rc) {
 		int64_t per = cpu_block_bytes(&m.mc, c.block_size);
 		int64_t mem = c.kv_cache_memory_bytes ? c.kv_cache_memory_bytes : QVLD_CPU_KV_DEFAULT;

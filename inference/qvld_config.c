@@ -317,7 +317,7 @@ static int set_kv_dtype(qvld_config *c, parse_state *st, const char *where, cons
 			qerr *e)
 {
 	(void)st;
-	if (!strcmp(v, "auto") || !strcmp(v, "bfloat16") || !strcmp(v, "bf16"))
+	if (!strcmp(v, "auto") || !strcmp(v, "bfloat16"))
 		c->kv_cache_fp8 = false;
 	else if (!strcmp(v, "fp8") || !strcmp(v, "fp8_e4m3"))
 		c->kv_cache_fp8 = true;

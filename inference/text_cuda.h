@@ -1,11 +1,12 @@
 /*
- * text_cuda: the Qwen3-VL text decoder (and dense Qwen3) on one GPU in bf16 — backend_step of
+ * text_cuda: the Qwen3-VL text decoder (and dense Qwen3) on one GPU — bf16 weights and
+ * operands, an fp32 residual stream (text_cuda.c says where each rounding sits) — backend_step of
  * the CUDA backend (backend_cuda.c), checked against text_cpu (the fp32 reference) and
  * transformers.
  *
  * One text_cuda holds the weights in bf16 on the device (one allocation; f32/f16 files are
  * converted on the host while uploading), the paged KV pool (per layer a K and a V array of
- * (n_blocks, block_size, KV, hd), kernels/paged_attention.h), the activation buffers for the
+ * (n_blocks, block_size, KV, hd), kernels/paged_attention.h; bf16, or fp8 E4M3 with kv_fp8), the activation buffers for the
  * largest step (max_tokens new positions of max_seqs sequences, contexts up to max_ctx), pinned
  * host staging for a step's inputs and logits, and CUDA graphs of decode steps.
  *

@@ -2,8 +2,8 @@
  * embedding CUDA kernel (shapes and the id contract in embedding.h; reference kn_embedding_ref).
  *
  * Launch: a grid-stride loop over the (T, D) output. When D is a multiple of 8 and both pointers
- * are 16-byte aligned (then every table row starts 16-byte aligned, every output row 32-byte
- * aligned), an item is 8 elements: one 16-byte load of 8 bf16, two 16-byte stores of 4 floats;
+ * are 16-byte aligned (then every table row and every output row starts 16-byte aligned), an
+ * item is 8 elements: one 16-byte load of 8 bf16, two 16-byte stores of 4 floats;
  * else one element. 256 threads a block, at most 32 blocks per multiprocessor: enough loads in
  * flight to saturate HBM, no block-scheduling tail for large T. Memory-bound: 2·T·D bytes read
  * (scattered rows, each row contiguous) and 4·T·D written. Widening bf16 → fp32 is exact (a

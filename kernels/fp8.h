@@ -14,6 +14,11 @@
  * carry none). 1 / scale is computed in fp32 on both sides, so the reference and the GPU store
  * the same bits.
  *
+ * The cache holds a NaN code (S.1111.111) only where K or V itself was NaN (a diverged
+ * sequence; finite values saturate to ±448): the decode kernel reads it back as NaN, the prefill
+ * kernel's faster widening (prefill_attention.cu) as ±480 — garbage either way, and the
+ * references read NaN.
+ *
  * f32_to_fp8e4m3 rounds to nearest, ties to even, and saturates: |x| > 448 gives ±448 and NaN
  * gives NaN — exactly __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3), which the CUDA
  * kernels use. fp8e4m3_to_f32 is exact (every E4M3 value is a float, and a bf16 too).

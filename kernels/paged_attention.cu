@@ -271,8 +271,9 @@ enum { PA_BF16 = 0, PA_FP8 = 1 };
 
 /* How a piece maps onto the CTA. A lane loads VB bytes of a row (EPL elements); row groups per
  * piece U: the K and V vectors a thread holds in registers at once (2·U of them), fewer when
- * the g queries and accumulators (2·EPL·GM registers) already take many; with 8-byte fp8
- * lanes, twice the U (the same registers for K and V). fp8 pieces are up to 128 rows.
+ * the g queries and accumulators (2·EPL·GM registers) already take many. (The fp8 values of
+ * U_REG and MAX_PIECE, and ld_nc8, serve a register-form fp8 kernel that the dispatch no longer
+ * launches: kn_paged_attention_fp8_cuda always takes the ring. To be removed with it.)
  * PIPE: the pieces come from the shared-memory ring of NST stages, U = PA_PIPE_U row groups
  * (half that for g > 4), a stage of STAGE bytes (K then V, lane-major: the VB bytes of row
  * group u for thread t at (u·PA_THREADS + t)·VB), and the (warps, g, HD) reduction buffer
@@ -833,6 +834,11 @@ extern "C" int kn_paged_attention_fp8_cuda(uint16_t *out, const uint16_t *q,
 					   float v_scale, void *workspace, size_t workspace_bytes,
 					   cudaStream_t stream)
 {
+	/* as kn_prefill_attention_fp8_cuda: scales positive, the folded score scale finite */
+	const float sk = scale * k_scale;
+	if (!(scale > 0.f) || !(k_scale > 0.f) || !(v_scale > 0.f) || !(sk > 0.f) || !isfinite(sk) ||
+	    !isfinite(v_scale))
+		return -1;
 	return pa_run<PA_FP8, true>(out, q, k_cache, v_cache, block_table, ctx_len, B, Hq, KV,
 				    hd, block_size, max_blocks_per_seq, scale * k_scale, v_scale,
 				    workspace, workspace_bytes, stream);

@@ -92,7 +92,9 @@ int kn_paged_attention_cuda(uint16_t *out, const uint16_t *q, const uint16_t *k_
 			    int max_blocks_per_seq, float scale, void *workspace,
 			    size_t workspace_bytes, cudaStream_t stream);
 
-/* The fp8 cache: as kn_paged_attention_cuda (same returns, same workspace size). */
+/* The fp8 cache: as kn_paged_attention_cuda (same workspace size), and -1 also when scale,
+ * k_scale or v_scale is not > 0 or scale·k_scale or v_scale is not finite (as
+ * kn_prefill_attention_fp8_cuda). */
 int kn_paged_attention_fp8_cuda(uint16_t *out, const uint16_t *q, const uint8_t *k_cache,
 				const uint8_t *v_cache, const int32_t *block_table,
 				const int32_t *ctx_len, int B, int Hq, int KV, int hd,

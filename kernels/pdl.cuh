@@ -12,8 +12,10 @@
  * What may overlap: launch and CTA start-up, and reads of memory that no kernel of the step
  * writes. Before its kn_pdl_wait a kernel may read only such memory (the weights: the GEMV of
  * gemm.cu asks the L2 for its first rows of W with kn_prefetch_l2 and loads its first pieces of
- * them into registers there, so that its DRAM ramp hides under the predecessor; gemm.h states
- * the contract that this puts on W); everything a predecessor may have written (activations,
+ * them into registers there, so that its DRAM ramp hides under the predecessor; rmsnorm loads
+ * its weight vector; gemm.h and rmsnorm.h state the contract that this puts on them), or memory
+ * its header proves final (paged_attention.h: the block table and the cached positions before
+ * the new one); everything a predecessor may have written (activations,
  * residuals, KV) is read, and anything at all is written, only after the wait, so the results
  * are exactly those of plain stream order. A kernel that keeps a whole wave of CTAs resident
  * leaves no room for its successor's CTAs; the GEMV caps its grid for that reason.

@@ -14,6 +14,11 @@
  * eps = 1e-6). out must not overlap x (different types: there is no in-place form). q_norm and
  * k_norm are applied per head inside qk_norm_rope (qk_norm_rope.h), not here.
  *
+ * PDL (pdl.cuh): kn_rmsnorm_cuda may start while the previous kernel of the stream still runs,
+ * and for rows of up to 4096 columns it reads w before waiting for it (x only after). So w must
+ * not be written by the kernel just before the call on the same stream; the model's norm
+ * weights, written once at start-up, never are.
+ *
  * kn_rmsnorm_ref is the plain-C reference (always built); kn_rmsnorm_cuda takes the same
  * arguments in the same order plus a stream, with device pointers.
  */

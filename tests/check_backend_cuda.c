@@ -56,9 +56,16 @@ typedef struct model {
 static model tiny;
 static double worst_logits, worst_vision;
 /* the fp8 tests' setting: the cuda backends made keep their KV cache in fp8, logits compared
- * against logits_tol and greedy ids not compared */
+ * against logits_tol and greedy ids not compared; reset before every test (reset_mode: a failed
+ * test leaves without restoring them, as the suite does not fork) */
 static bool kv_fp8;
 static double logits_tol = LOGITS_TOL;
+
+static void reset_mode(void)
+{
+	kv_fp8 = false;
+	logits_tol = LOGITS_TOL;
+}
 
 static uint64_t lcg = 0x9e3779b97f4a7c15ull;
 static uint32_t urand(void)
@@ -465,7 +472,7 @@ END_TEST
  * fp8 cache it just wrote; decode through the graphs). worst_logits stays the bf16 tests'. */
 START_TEST(test_backend_cuda_fp8_kv_cache)
 {
-	double bf16_worst = worst_logits;
+	double bf16_worst = worst_logits;   /* the summary line reports the bf16 tests' */
 	worst_logits = 0;
 	kv_fp8 = true;
 	logits_tol = FP8_LOGITS_TOL;
@@ -832,6 +839,7 @@ int main(void)
 	Suite *s = suite_create("backend_cuda");
 	TCase *tc = tcase_create("model");
 	tcase_set_timeout(tc, 600);
+	tcase_add_checked_fixture(tc, reset_mode, NULL);
 	tcase_add_test(tc, test_backend_cuda_text);
 	tcase_add_test(tc, test_backend_cuda_batch_chunked_graphs);
 	tcase_add_test(tc, test_backend_cuda_one_image);

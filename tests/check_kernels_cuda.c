@@ -778,6 +778,24 @@ END_TEST
  * softmax weight is exactly 1), give out = bf16(v_scale · float(byte)) exactly — a bf16 holds
  * every E4M3 value — with NaN for the two NaN bytes. The sign of a zero is not compared (the
  * sums add +0 to it). */
+/* Scales that are not positive and finite are refused before anything is launched or read. */
+START_TEST(test_kernels_cuda_paged_attention_fp8_bad_scales)
+{
+	static const float bad[][3] = { { 0.088f, 0.f, 1.f },	   { 0.088f, -1.f, 1.f },
+					{ 0.088f, 1.f, 0.f },	   { 0.088f, NAN, 1.f },
+					{ 0.088f, 1.f, INFINITY }, { 0.f, 1.f, 1.f } };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		ck_assert_int_eq(kn_paged_attention_fp8_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 1,
+							     16, 8, 128, 16, 1, bad[i][0],
+							     bad[i][1], bad[i][2], NULL, 0, 0),
+				 -1);
+	/* each finite and positive, but the folded score scale 4 · 1e38 is not finite */
+	ck_assert_int_eq(kn_paged_attention_fp8_cuda(NULL, NULL, NULL, NULL, NULL, NULL, 1, 16, 8,
+						     128, 16, 1, 4.f, 1e38f, 1.f, NULL, 0, 0),
+			 -1);
+}
+END_TEST
+
 START_TEST(test_kernels_cuda_paged_attention_fp8_decode)
 {
 	enum { B = 2, HQ = 2, KV = 1, HD = 128, BS = 16 };
@@ -1462,6 +1480,7 @@ int main(void)
 	tcase_add_test(tc8, test_kernels_cuda_qk_norm_rope_fp8);
 	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8);
 	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8_decode);
+	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8_bad_scales);
 	suite_add_tcase(s, tc8);
 	TCase *tct = tcase_create("pa_timing");
 	tcase_add_test(tct, test_kernels_cuda_paged_attention_timing);

@@ -696,7 +696,8 @@ START_TEST(test_kernels_ref_qk_norm_rope_fp8)
 				int32_t pos[3 * T], slots[T] = { 6, -1, 1 };
 				for (int i = 0; i < T * nh * hd; i++)
 					qkv[i] = bf16_to_f32(rand_bf16(-3, 3));
-				/* v values that saturate and that underflow at the larger scales */
+				/* v values that saturate, and one below the smallest E4M3 subnormal
+				 * at every scale here (it encodes to -0) */
 				qkv[(Hq + KV) * hd] = 2000.0f;
 				qkv[(Hq + KV) * hd + 1] = -1e-5f;
 				for (int i = 0; i < hd; i++) {

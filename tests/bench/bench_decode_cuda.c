@@ -545,7 +545,7 @@ static double k_bytes(int k, int B, int CTX)
 	case K_EMBED: return b * D * (e + f) + 4 * b;
 	case K_RMSNORM: return b * D * (f + e) + D * e;
 	case K_QKV: return (double)QKVW * D * e + b * D * e + b * QKVW * f;
-	case K_QKNR: return b * QKVW * e * 2 + 2 * HD * e + 16 * b;
+	case K_QKNR: return b * QKVW * (f + e) + 2 * HD * e + 16 * b;   /* fp32 in, bf16 out */
 	case K_ATTN: return b * CTX * KVH * HD * e * 2 + 2 * b * HQ * HD * e + b * NBLK_SEQ * 4 + 4 * b;
 	case K_O: return (double)D * HQ * HD * e + b * HQ * HD * e + 2 * b * D * f;
 	case K_GU: return 2.0 * F * D * e + b * D * e + b * 2 * F * f;

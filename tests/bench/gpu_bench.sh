@@ -100,7 +100,8 @@ if [ "$backend" = cpu ]; then
 	CONC=${QVL_BENCH_CONC:-2 4}
 	PREFILL=${QVL_BENCH_PREFILL:-64 256}
 	ROW_TIMEOUT=${QVL_BENCH_ROW_TIMEOUT:-300}
-	FP8_CONC=${QVL_BENCH_FP8_CONC:-}
+	FP8_CONC=
+	[ -n "${QVL_BENCH_FP8_CONC:-}" ] && echo "gpu_bench: QVL_BENCH_FP8_CONC ignored: the cpu backend has no fp8 KV cache" >&2
 	qvld_backend=(--backend cpu --cpu-threads "$(nproc)" --kv-cache-memory-bytes 268435456)
 else
 	if [ -f "$pack_file" ]; then
@@ -131,7 +132,7 @@ IMAGE=${QVL_BENCH_IMAGE:-448x448}
 IMAGE_N=${QVL_BENCH_IMAGE_N:-5}
 IMAGE_TEXT=32
 max_conc=1
-for c in $CONC; do [ "$c" -gt "$max_conc" ] && max_conc=$c; done
+for c in $CONC $FP8_CONC; do [ "$c" -gt "$max_conc" ] && max_conc=$c; done
 max_prefill=$IN
 for n in $PREFILL; do [ "$n" -gt "$max_prefill" ] && max_prefill=$n; done
 max_model_len=$(( (max_prefill + OUT + 64 + 1023) / 1024 * 1024 ))
