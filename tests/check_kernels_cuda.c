@@ -933,8 +933,9 @@ END_TEST
  * B sequences of ctx positions, fp8 or bf16 cache: a CUDA graph of REPS launches (PDL on, as
  * in the engine), each on its own copy of the K/V pool while the copies together exceed the
  * L2 (at most REPS copies), so every launch reads its K/V from DRAM; median over 10 graph
- * launches after 3 warm-up ones. */
-static double pa_time_us(int fp8, int B, int ctx)
+ * launches after 3 warm-up ones. out (B·16·128 bf16, host) receives what the last launch
+ * wrote, for the caller to check. */
+static double pa_time_us(int fp8, int B, int ctx, uint16_t *out)
 {
 	enum { HQ = 16, KV = 8, HD = 128, BS = 16, REPS = 20, RUNS = 10 };
 	const int max_blocks = (ctx + BS - 1) / BS, nbc = B * max_blocks;
@@ -1001,6 +1002,7 @@ static double pa_time_us(int fp8, int B, int ctx)
 			CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
 	}
 	const double us = median_ms(ms, RUNS) * 1e3 / REPS;
+	CUDA_CHECK(cudaMemcpy(out, dout, nq * 2, cudaMemcpyDeviceToHost));
 	CUDA_CHECK(cudaEventDestroy(e0));
 	CUDA_CHECK(cudaEventDestroy(e1));
 	CUDA_CHECK(cudaGraphExecDestroy(exec));
@@ -1020,7 +1022,8 @@ static double pa_time_us(int fp8, int B, int ctx)
 	return us;
 }
 
-/* Prints the bf16 and fp8 caches side by side (no assertion on the times). */
+/* Prints the bf16 and fp8 caches side by side (no assertion on the times); asserts that what
+ * was timed is a real answer: every output finite, not all zero. */
 START_TEST(test_kernels_cuda_paged_attention_timing)
 {
 	static const int cfg[][2] = { { 1, 640 },   { 2, 640 },   { 8, 640 },  { 32, 576 },
@@ -1032,13 +1035,29 @@ START_TEST(test_kernels_cuda_paged_attention_timing)
 		"median of 10 | Hq=16 KV=8 hd=128 bs=16\n"
 		"    B   ctx |  bf16 us   GB/s |   fp8 us   GB/s | fp8/bf16\n",
 		prop.name);
+	uint16_t *out = malloc((size_t)256 * 16 * 128 * 2);
 	for (size_t i = 0; i < sizeof(cfg) / sizeof(cfg[0]); i++) {
 		const int B = cfg[i][0], ctx = cfg[i][1];
-		const double t16 = pa_time_us(0, B, ctx), t8 = pa_time_us(1, B, ctx);
+		const size_t n = (size_t)B * 16 * 128;
+		double t[2];
+		for (int fp8 = 0; fp8 < 2; fp8++) {
+			t[fp8] = pa_time_us(fp8, B, ctx, out);
+			size_t nonzero = 0;
+			for (size_t j = 0; j < n; j++) {
+				const float v = bf16_to_f32(out[j]);
+				ck_assert_msg(isfinite(v), "paged_attention%s B=%d: output %zu is %g",
+					      fp8 ? "_fp8" : "", B, j, v);
+				nonzero += v != 0.f;
+			}
+			ck_assert_msg(nonzero > 0, "paged_attention%s B=%d: all outputs zero",
+				      fp8 ? "_fp8" : "", B);
+		}
+		const double t16 = t[0], t8 = t[1];
 		const double kv16 = 2.0 * B * ctx * 8 * 128 * 2;   /* K + V bytes, bf16 */
 		fprintf(stderr, "  %3d  %4d | %8.2f %6.0f | %8.2f %6.0f |   %.3f\n", B, ctx, t16,
 			kv16 / (t16 * 1e3), t8, kv16 / 2 / (t8 * 1e3), t8 / t16);
 	}
+	free(out);
 }
 END_TEST
 
@@ -1368,8 +1387,7 @@ START_TEST(test_kernels_cuda_gemm_f32)
 END_TEST
 
 /* The median of REPS timed calls (after 3 warm-up) of the (M, N, K) projection with bf16
- * (kn_gemm_cuda) or fp32 (kn_gemm_f32_cuda) output into dy, in seconds; checks that what was
- * timed is a real answer (the first output row has no NaN). */
+ * (kn_gemm_cuda) or fp32 (kn_gemm_f32_cuda) output into dy, in seconds. */
 static double gemm_time_s(kn_gemm_ctx *ctx, int f32, void *dy, const uint16_t *dx,
 			  const uint16_t *dw, int M, int N, int K, cudaEvent_t e0, cudaEvent_t e1)
 {
@@ -1386,19 +1404,14 @@ static double gemm_time_s(kn_gemm_ctx *ctx, int f32, void *dy, const uint16_t *d
 		if (r >= 0)
 			CUDA_CHECK(cudaEventElapsedTime(&ms[r], e0, e1));
 	}
-	double med = median_ms(ms, REPS) * 1e-3;
-	ck_assert(med > 0 && isfinite(med));
-	float *row = malloc((size_t)N * 4);
-	CUDA_CHECK(cudaMemcpy(row, dy, (size_t)N * (f32 ? 4 : 2), cudaMemcpyDeviceToHost));
-	for (int c = 0; c < N; c++)
-		ck_assert(!isnan(f32 ? row[c] : bf16_to_f32(((const uint16_t *)row)[c])));
-	free(row);
-	return med;
+	return median_ms(ms, REPS) * 1e-3;
 }
 
-/* Not assertions: table lines for the 2B model's projections at decode (M=1) and M=128, with
- * bf16 (kn_gemm_cuda) and fp32 (kn_gemm_f32_cuda) output. One weight buffer, so the small
- * projections find W warm in L2 here; bench_decode_cuda times them cold, as in a step. */
+/* Table lines for the 2B model's projections at decode (M=1) and M=128, with bf16
+ * (kn_gemm_cuda) and fp32 (kn_gemm_f32_cuda) output (no assertion on the times). One weight
+ * buffer, so the small projections find W warm in L2 here; bench_decode_cuda times them cold,
+ * as in a step. What was timed is checked to be a real answer: the first output row of the two
+ * forms finite and within bf16 rounding of each other. */
 START_TEST(test_kernels_cuda_gemm_timing)
 {
 	static const struct {
@@ -1412,11 +1425,12 @@ START_TEST(test_kernels_cuda_gemm_timing)
 	uint16_t *h = malloc(maxw * 2);
 	for (size_t i = 0; i < maxw; i++)
 		h[i] = f32_to_bf16(frand(-0.05f, 0.05f));
-	uint16_t *dx, *dw;
-	void *dy;
+	uint16_t *dx, *dw, *dy16, *row16 = malloc((size_t)151936 * 2);
+	float *dy32, *row32 = malloc((size_t)151936 * 4);
 	CUDA_CHECK(cudaMalloc((void **)&dw, maxw * 2));
 	CUDA_CHECK(cudaMalloc((void **)&dx, maxx * 2));
-	CUDA_CHECK(cudaMalloc(&dy, maxy * 4));
+	CUDA_CHECK(cudaMalloc((void **)&dy16, maxy * 2));
+	CUDA_CHECK(cudaMalloc((void **)&dy32, maxy * 4));
 	CUDA_CHECK(cudaMemcpy(dw, h, maxw * 2, cudaMemcpyHostToDevice));
 	CUDA_CHECK(cudaMemcpy(dx, h, maxx * 2, cudaMemcpyHostToDevice));
 	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
@@ -1432,8 +1446,21 @@ START_TEST(test_kernels_cuda_gemm_timing)
 	for (size_t mi = 0; mi < sizeof(Ms) / sizeof(Ms[0]); mi++)
 		for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
 			int M = Ms[mi], N = shapes[s].N, K = shapes[s].K;
-			double t16 = gemm_time_s(ctx, 0, dy, dx, dw, M, N, K, e0, e1);
-			double t32 = gemm_time_s(ctx, 1, dy, dx, dw, M, N, K, e0, e1);
+			double t16 = gemm_time_s(ctx, 0, dy16, dx, dw, M, N, K, e0, e1);
+			double t32 = gemm_time_s(ctx, 1, dy32, dx, dw, M, N, K, e0, e1);
+			CUDA_CHECK(cudaMemcpy(row16, dy16, (size_t)N * 2, cudaMemcpyDeviceToHost));
+			CUDA_CHECK(cudaMemcpy(row32, dy32, (size_t)N * 4, cudaMemcpyDeviceToHost));
+			double num = 0, den = 0;
+			for (int c = 0; c < N; c++) {
+				ck_assert_msg(isfinite(row32[c]), "gemm %s M=%d: y[0][%d] = %g",
+					      shapes[s].name, M, c, row32[c]);
+				double d = bf16_to_f32(row16[c]) - (double)row32[c];
+				num += d * d;
+				den += (double)row32[c] * row32[c];
+			}
+			ck_assert_msg(den > 0 && sqrt(num / den) <= 1e-2,
+				      "gemm %s M=%d: bf16 and fp32 outputs differ (rel L2 %g)",
+				      shapes[s].name, M, den > 0 ? sqrt(num / den) : INFINITY);
 			double flop = 2.0 * M * N * K, wbytes = 2.0 * N * K;
 			fprintf(stderr,
 				"gemm timing | %-8s | %4d | %6d | %5d | %9.1f | %9.1f | %8.1f | %10.0f\n",
@@ -1445,7 +1472,10 @@ START_TEST(test_kernels_cuda_gemm_timing)
 	kn_gemm_ctx_free(ctx);
 	CUDA_CHECK(cudaFree(dx));
 	CUDA_CHECK(cudaFree(dw));
-	CUDA_CHECK(cudaFree(dy));
+	CUDA_CHECK(cudaFree(dy16));
+	CUDA_CHECK(cudaFree(dy32));
+	free(row16);
+	free(row32);
 	free(h);
 }
 END_TEST
