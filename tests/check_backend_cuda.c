@@ -260,21 +260,34 @@ static void decode_both(backend *cpu, backend *gpu, seq *const *ss, int n, int s
 	}
 }
 
-START_TEST(test_backend_cuda_text)
+/* A random text prompt of n tokens on m, prefilled in one step and decoded 8 steps through the
+ * graphs, on the CPU and the GPU (in the current fp8 mode), every logit row compared; returns
+ * the sequence's length afterwards, the first greedy id in *first. */
+static int text_case(const model *m, int n, const char *what, int32_t *first)
 {
-	backend *cpu = make_cpu(&tiny), *gpu = make_cuda(&tiny, false);
+	backend *cpu = make_cpu(m), *gpu = make_cuda(m, false);
 	seq *s = xmalloc(sizeof(seq));
-	seq_text(s, 200, 0, &tiny);
-	int a = 0, k = 200;
-	int32_t first;
-	step_both(cpu, gpu, &s, &a, &k, 1, "text prefill", &first);
-	ck_assert(first >= 0 && first < tiny.mc.text.vocab_size);
-	decode_both(cpu, gpu, &s, 1, 8, &first, "text");
-	ck_assert_int_eq(s->n, 208);   /* the prompt and the 8 decoded tokens */
-	ck_assert(worst_logits <= logits_tol);
+	seq_text(s, n, 0, m);
+	int a = 0, k = n;
+	char w[64];
+	snprintf(w, sizeof(w), "%s prefill", what);
+	step_both(cpu, gpu, &s, &a, &k, 1, w, first);
+	int32_t next = *first;
+	decode_both(cpu, gpu, &s, 1, 8, &next, what);
+	int len = s->n;
 	backend_free(cpu);
 	backend_free(gpu);
 	free(s);
+	return len;
+}
+
+START_TEST(test_backend_cuda_text)
+{
+	int32_t first;
+	int len = text_case(&tiny, 200, "text", &first);
+	ck_assert(first >= 0 && first < tiny.mc.text.vocab_size);
+	ck_assert_int_eq(len, 208);   /* the prompt and the 8 decoded tokens */
+	ck_assert(worst_logits <= logits_tol);
 }
 END_TEST
 
@@ -474,24 +487,14 @@ START_TEST(test_backend_cuda_fp8_kv_cache)
 {
 	double bf16_worst = worst_logits;   /* the summary line reports the bf16 tests' */
 	worst_logits = 0;
-	kv_fp8 = true;
+	kv_fp8 = true;   /* reset_mode puts both back before the next test */
 	logits_tol = FP8_LOGITS_TOL;
-	backend *cpu = make_cpu(&tiny), *gpu = make_cuda(&tiny, false);
-	seq *s = xmalloc(sizeof(seq));
-	seq_text(s, 200, 0, &tiny);
-	int a = 0, k = 200;
 	int32_t first;
-	step_both(cpu, gpu, &s, &a, &k, 1, "fp8 text prefill", &first);
-	decode_both(cpu, gpu, &s, 1, 8, &first, "fp8 text");
-	backend_free(cpu);
-	backend_free(gpu);
-	free(s);
+	text_case(&tiny, 200, "fp8 text", &first);
 	static const int g[1][3] = { { 1, 12, 16 } };
 	image_case(1, g);
 	fprintf(stderr, "fp8 KV cache: logits rel L2 %.2e\n", worst_logits);
 	ck_assert(worst_logits > 0 && worst_logits <= FP8_LOGITS_TOL);
-	kv_fp8 = false;
-	logits_tol = LOGITS_TOL;
 	worst_logits = bf16_worst;
 }
 END_TEST
@@ -507,21 +510,12 @@ START_TEST(test_backend_cuda_2b_text)
 	ck_assert_int_eq(big.mc.text.vocab_size, tiny.mc.text.vocab_size);   /* step_both's V */
 	double saved = worst_logits;
 	worst_logits = 0;
-	logits_tol = LOGITS_TOL_2B;
-	backend *cpu = make_cpu(&big), *gpu = make_cuda(&big, false);
-	seq *s = xmalloc(sizeof(seq));
-	seq_text(s, 300, 0, &big);
-	int a = 0, k = 300;
+	logits_tol = LOGITS_TOL_2B;   /* reset_mode puts it back before the next test */
 	int32_t first;
-	step_both(cpu, gpu, &s, &a, &k, 1, "2b text prefill", &first);
-	decode_both(cpu, gpu, &s, 1, 8, &first, "2b text");
+	text_case(&big, 300, "2b text", &first);
 	fprintf(stderr, "2b: logits rel L2 %.2e (whole vocabulary, 9 rows)\n", worst_logits);
 	ck_assert(worst_logits > 0 && worst_logits <= LOGITS_TOL_2B);
-	logits_tol = LOGITS_TOL;
 	worst_logits = saved;   /* the summary line reports tiny's */
-	backend_free(cpu);
-	backend_free(gpu);
-	free(s);
 	model_weights_deinit(&big.w);
 	tu_rmdir(big.dir);
 	free(big.dir);
