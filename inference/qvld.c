@@ -190,11 +190,6 @@ int main(int argc, char **argv)
 			log_msg(LOG_LEVEL_INFO, "qvld", "model %s: backend cuda, %d KV blocks of %d tokens, "
 				"max_model_len %lld", c.model, n_blocks, c.block_size, (long long)max_len);
 		}
-	} else if (!rc && c.kv_cache_fp8) {
-		rc = qerr_set(&e, QERR_UNSUPPORTED, "--kv-cache-dtype fp8 needs the cuda backend%s; "
-			      "the cpu backend keeps its KV cache in fp32",
-			      c.backend == QVLD_BACKEND_AUTO ? " (--backend auto found no CUDA device)" :
-							       "");
 	} else if (!rc) {
 		int64_t per = cpu_block_bytes(&m.mc, c.block_size);
 		int64_t mem = c.kv_cache_memory_bytes ? c.kv_cache_memory_bytes : QVLD_CPU_KV_DEFAULT;
@@ -210,7 +205,8 @@ int main(int argc, char **argv)
 		log_msg(LOG_LEVEL_INFO, "qvld", "model %s: backend cpu, %d KV blocks of %d tokens, "
 			"max_model_len %lld", c.model, n_blocks, c.block_size, (long long)max_len);
 		backend_opts bo = { .block_size = c.block_size, .n_blocks = n_blocks,
-				    .n_threads = c.cpu_threads, .batch_invariant = c.batch_invariant };
+				    .n_threads = c.cpu_threads, .batch_invariant = c.batch_invariant,
+				    .kv_cache_fp8 = c.kv_cache_fp8 };   /* refused there */
 		rc = backend_cpu_new(&m.mc, &m.w, &bo, &b, &e);
 	}
 	if (!rc) {

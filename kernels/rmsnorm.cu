@@ -61,6 +61,15 @@ static __device__ __forceinline__ unsigned norm1(float x, unsigned wb, float r)
 	return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
 }
 
+/* norm1 of 4 columns: x, and w as 4 bf16 in a uint2. */
+static __device__ __forceinline__ uint2 norm4(float4 v, uint2 w, float r)
+{
+	uint2 o;
+	o.x = norm1(v.x, w.x & 0xffffu, r) | norm1(v.y, w.x >> 16, r) << 16;
+	o.y = norm1(v.z, w.y & 0xffffu, r) | norm1(v.w, w.y >> 16, r) << 16;
+	return o;
+}
+
 /* One row per block, 4 columns a slice element; cols = 4·nv. */
 static __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_vec_kernel(uint2 *out, const float4 *x, const uint2 *w, int nv, float eps)
@@ -75,13 +84,8 @@ rmsnorm_vec_kernel(uint2 *out, const float4 *x, const uint2 *w, int nv, float ep
 		ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
 	}
 	const float r = block_inv_rms(ss, 4 * nv, eps);
-	for (int i = threadIdx.x; i < nv; i += RMSNORM_THREADS) {
-		float4 v = xr[i];
-		uint2 wv = __ldg(&w[i]), o;
-		o.x = norm1(v.x, wv.x & 0xffffu, r) | norm1(v.y, wv.x >> 16, r) << 16;
-		o.y = norm1(v.z, wv.y & 0xffffu, r) | norm1(v.w, wv.y >> 16, r) << 16;
-		yr[i] = o;
-	}
+	for (int i = threadIdx.x; i < nv; i += RMSNORM_THREADS)
+		yr[i] = norm4(xr[i], __ldg(&w[i]), r);
 }
 
 /* The same with the row held in registers: cols = 4·nv ≤ 4·NV·RMSNORM_THREADS; w read before the
@@ -112,12 +116,8 @@ rmsnorm_reg_kernel(uint2 *out, const float4 *x, const uint2 *w, int nv, float ep
 #pragma unroll
 	for (int k = 0; k < NV; k++) {
 		int i = threadIdx.x + k * RMSNORM_THREADS;
-		if (i < nv) {
-			uint2 o;
-			o.x = norm1(v[k].x, wv[k].x & 0xffffu, r) | norm1(v[k].y, wv[k].x >> 16, r) << 16;
-			o.y = norm1(v[k].z, wv[k].y & 0xffffu, r) | norm1(v[k].w, wv[k].y >> 16, r) << 16;
-			yr[i] = o;
-		}
+		if (i < nv)
+			yr[i] = norm4(v[k], wv[k], r);
 	}
 }
 
