@@ -19,8 +19,9 @@
  *     h   = RMSNorm(x; input norm)                     (bf16)      kn_rmsnorm
  *     qkv = h · Wqkvᵀ                                  (fp32)      kn_gemm_f32 (q,k,v stacked)
  *     q, K/V pool ← q/k RMSNorm + MRoPE, K and V written at slots  kn_qk_norm_rope(_fp8)
- *     att = attention(q, pool)   decode step: kn_paged_attention   (split-KV, one row a sequence)
- *                                otherwise:   kn_prefill_attention (causal, cached prefix too)
+ *     att = attention(q, pool)   the leading sequences with one new row (decodes): kn_paged_attention
+ *                                (split-KV, one row a sequence); the rest: kn_prefill_attention
+ *                                (causal, cached prefix too)
  *     x  += att · Woᵀ                                              kn_gemm_f32, residual x
  *     h   = RMSNorm(x; post norm)                                  kn_rmsnorm
  *     gu  = h · Wguᵀ                                   (fp32)      kn_gemm_f32
@@ -37,6 +38,14 @@
  *
  *   ids (T) │ pos (3, T) │ slot (T) │ q_start (S+1) │ n_cached (S) │ ctx_len (S) │
  *   block_table (S, max_blocks) │ logit_idx (T) │ vis_idx (T) │ vis rows (1+n_ds, nv, D) bf16
+ *
+ * A mixed step (the decodes of running sequences and the prompt chunks of new ones, the usual
+ * step under load) splits its attention: the scheduler lists running sequences first, so the
+ * decodes are a leading run of one-row sequences, n_dec of them, and take the paged decode kernel
+ * (memory-bound, split over the keys, every query head of a KV head from one read of it) while
+ * the chunks after them take the prefill kernel, which would spend a 64-row query tile on each
+ * decode row. prepare() writes q_start relative to row n_dec for the sequences from n_dec on, so
+ * the prefill kernel sees a batch of its own starting at row 0 of q + n_dec rows.
  *
  * CUDA graphs (decode): a step whose sequences all have one new position and one logit row
  * runs a graph captured for the next batch size up in the ladder 1, 2, 4, 8, 16, 24, 32, …
@@ -570,7 +579,8 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 typedef struct fwd_shape {
 	int T;             /* rows */
 	int S;             /* sequences */
-	bool decode;       /* every sequence one new row: the paged decode kernel */
+	int n_dec;         /* sequences [0, n_dec) have one new row each: the paged decode kernel;
+			    * [n_dec, S) the prefill kernel (q_start relative to row n_dec) */
 	int n_vis;         /* vision rows */
 	int n_logits;      /* rows wanting logits (≤ t->max_lrows, else the caller loops) */
 } fwd_shape;
@@ -580,35 +590,41 @@ typedef struct fwd_shape {
 
 static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 {
-	int rc;
+	int rc = 0;
 	const int32_t *bt = ST(t, block_table, int32_t);
-	if (sh->decode && t->kv_fp8)
+	const int nd = sh->n_dec, S = sh->S - nd, T = sh->T - nd;
+	if (nd && t->kv_fp8)
 		rc = kn_paged_attention_fp8_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
-						 ST(t, ctx_len, int32_t), sh->S, t->Hq, t->KV, t->hd,
+						 ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
 						 t->lim.block_size, t->max_blocks, t->scale, 1.0f,
 						 1.0f, t->attn_ws, t->attn_ws_bytes, t->stream);
-	else if (sh->decode)
+	else if (nd)
 		rc = kn_paged_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
-					     ST(t, ctx_len, int32_t), sh->S, t->Hq, t->KV, t->hd,
+					     ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
 					     t->lim.block_size, t->max_blocks, t->scale, t->attn_ws,
 					     t->attn_ws_bytes, t->stream);
-	else if (t->kv_fp8)
-		rc = kn_prefill_attention_fp8_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
-						   ST(t, q_start, int32_t), ST(t, n_cached, int32_t),
-						   sh->S, sh->T, t->Hq, t->KV, t->hd,
-						   t->lim.block_size, t->max_blocks, t->scale, 1.0f,
-						   1.0f, t->attn_ws, t->attn_ws_bytes, t->stream);
-	else
-		rc = kn_prefill_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
-					       ST(t, q_start, int32_t), ST(t, n_cached, int32_t),
-					       sh->S, sh->T, t->Hq, t->KV, t->hd, t->lim.block_size,
-					       t->max_blocks, t->scale, t->attn_ws, t->attn_ws_bytes,
-					       t->stream);
+	if (!rc && S) {
+		/* the chunks: rows from nd on, sequences from nd on */
+		const size_t ro = (size_t)nd * t->Hq * t->hd;
+		bt += (size_t)nd * t->max_blocks;
+		const int32_t *qs = ST(t, q_start, int32_t) + nd, *nc = ST(t, n_cached, int32_t) + nd;
+		if (t->kv_fp8)
+			rc = kn_prefill_attention_fp8_cuda(t->att + ro, t->q + ro, lw->k_cache,
+							   lw->v_cache, bt, qs, nc, S, T, t->Hq, t->KV,
+							   t->hd, t->lim.block_size, t->max_blocks,
+							   t->scale, 1.0f, 1.0f, t->attn_ws,
+							   t->attn_ws_bytes, t->stream);
+		else
+			rc = kn_prefill_attention_cuda(t->att + ro, t->q + ro, lw->k_cache, lw->v_cache,
+						       bt, qs, nc, S, T, t->Hq, t->KV, t->hd,
+						       t->lim.block_size, t->max_blocks, t->scale,
+						       t->attn_ws, t->attn_ws_bytes, t->stream);
+	}
 	if (rc) {
 		/* the shapes were checked at text_cuda_new and the workspace sized for the limits:
 		 * a refusal here is a programming error */
-		log_msg(LOG_LEVEL_CRIT, "text_cuda", "attention refused %s shape T %d S %d",
-			sh->decode ? "decode" : "prefill", sh->T, sh->S);
+		log_msg(LOG_LEVEL_CRIT, "text_cuda", "attention refused the step: T %d, S %d, %d "
+			"decodes", sh->T, sh->S, nd);
 		abort();
 	}
 }
@@ -706,7 +722,7 @@ static void pad_decode(text_cuda *t, int real, int B)
 
 static void decode_shape(fwd_shape *sh, int B)
 {
-	*sh = (fwd_shape){ .T = B, .S = B, .decode = true, .n_vis = 0, .n_logits = B };
+	*sh = (fwd_shape){ .T = B, .S = B, .n_dec = B, .n_vis = 0, .n_logits = B };
 }
 
 static int capture_graphs(text_cuda *t, qerr *e)
@@ -823,6 +839,7 @@ static bool vis_on_device(text_cuda *t, const float *hrow, int row, int *n_runs)
 typedef struct step_info {
 	size_t T, NL, NV;
 	int n_seqs;
+	int n_dec;               /* the leading run of sequences with one new row */
 	bool decode;             /* every sequence one new row and one logit row, no vision */
 	const decode_graph *g;   /* the graph that runs it, or NULL: eager */
 } step_info;
@@ -851,10 +868,13 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, int chain_
 				"(--max-num-seqs)", n_seqs, t->lim.max_seqs);
 	size_t T = 0, NL = 0, NV = 0;
 	bool decode = true;
+	int n_dec = 0;   /* the leading run of one-row sequences */
 	for (int si = 0; si < n_seqs; si++) {
 		int rc = check_seq(t, &seqs[si], si, chain_rows, e);
 		if (rc)
 			return rc;
+		if (seqs[si].n_new == 1 && n_dec == si)
+			n_dec++;
 		T += (size_t)seqs[si].n_new;
 		NL += (size_t)seqs[si].n_logits;
 		if (seqs[si].n_new != 1 || seqs[si].n_logits != 1)
@@ -880,7 +900,7 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, int chain_
 	bool host_rows = false;
 	for (int si = 0; si < n_seqs; si++) {
 		const backend_seq *s = &seqs[si];
-		qs[si] = (int32_t)r;
+		qs[si] = (int32_t)(si < n_dec ? r : r - (size_t)n_dec);   /* see attention() */
 		nc[si] = s->n_cached;
 		ctx[si] = s->n_cached + s->n_new;
 		int nb = (s->n_cached + s->n_new + bs - 1) / bs;
@@ -916,7 +936,7 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, int chain_
 			}
 		}
 	}
-	qs[n_seqs] = (int32_t)T;
+	qs[n_seqs] = (int32_t)(T - (size_t)(n_dec < n_seqs ? n_dec : 0));
 
 	const decode_graph *g = NULL;
 	int B = (int)T;
@@ -944,8 +964,8 @@ static int prepare(text_cuda *t, const backend_seq *seqs, int n_seqs, int chain_
 					     (size_t)vr_->n * D * 2, (size_t)(1 + t->n_ds),
 					     cudaMemcpyDeviceToDevice, t->stream));
 	}
-	*si_out = (step_info){ .T = T, .NL = NL, .NV = NV, .n_seqs = n_seqs, .decode = decode,
-			       .g = g };
+	*si_out = (step_info){ .T = T, .NL = NL, .NV = NV, .n_seqs = n_seqs, .n_dec = n_dec,
+			       .decode = decode, .g = g };
 	return 0;
 }
 
@@ -956,7 +976,7 @@ static void run(text_cuda *t, const step_info *si)
 		CUDA_CHECK(cudaGraphLaunch(si->g->exec, t->stream));
 		return;
 	}
-	fwd_shape sh = { .T = (int)si->T, .S = si->n_seqs, .decode = si->decode,
+	fwd_shape sh = { .T = (int)si->T, .S = si->n_seqs, .n_dec = si->n_dec,
 			 .n_vis = (int)si->NV, .n_logits = (int)si->NL };
 	forward(t, &sh);
 	if (si->NL)

@@ -386,6 +386,82 @@ START_TEST(test_backend_cuda_batch_chunked_graphs)
 }
 END_TEST
 
+/* Mixed steps, the usual step under load: running sequences decoding and a new prompt's chunk.
+ * text_cuda gives the leading run of one-row sequences the paged decode kernel and the rest the
+ * prefill kernel. Step 2: decode 0, decode 1 | chunk of prompt 2 | decode 3 (behind the chunk:
+ * the prefill kernel); step 3: the rest of prompt 2 first, then three decodes (no leading run);
+ * step 4: all four decode (a graph). Every row against the CPU; returns the rows compared. */
+static int mixed_case(const char *what)
+{
+	backend *cpu = make_cpu(&tiny), *gpu = make_cuda(&tiny, false);
+	static const int lens[4] = { 40, 70, 50, 33 };
+	seq *ss[4];
+	int blk = 0, rows = 0;
+	for (int i = 0; i < 4; i++) {
+		ss[i] = xmalloc(sizeof(seq));
+		seq_text(ss[i], lens[i], blk, &tiny);
+		blk += ss[i]->n_blocks;
+	}
+	char w[96];
+	/* step 1: prompts 0, 1 and 3 whole */
+	{
+		seq *s1[3] = { ss[0], ss[1], ss[3] };
+		int a[3] = { 0, 0, 0 }, k[3] = { lens[0], lens[1], lens[3] };
+		int32_t next[3];
+		snprintf(w, sizeof(w), "%s prompts", what);
+		step_both(cpu, gpu, s1, a, k, 3, w, next);
+		rows += 3;
+	}
+	for (int st = 0; st < 3; st++) {
+		seq *sv[4];
+		int a[4], k[4], n = 0;
+		static const int order[3][4] = { { 0, 1, 2, 3 }, { 2, 0, 1, 3 }, { 0, 1, 2, 3 } };
+		for (int j = 0; j < 4; j++) {
+			int i = order[st][j];
+			seq *s = ss[i];
+			if (i == 2 && st < 2) {   /* prompt 2: positions 0..29, then 30..49 */
+				a[n] = st == 0 ? 0 : 30;
+				k[n] = st == 0 ? 30 : 20;
+			} else {
+				int p = s->n;
+				s->ids[p] = (int32_t)(urand() % 1000);
+				s->pos[0][p] = s->pos[1][p] = s->pos[2][p] = p;
+				s->n++;
+				a[n] = p;
+				k[n] = 1;
+			}
+			sv[n++] = s;
+		}
+		snprintf(w, sizeof(w), "%s mixed step %d", what, st + 2);
+		step_both(cpu, gpu, sv, a, k, n, w, NULL);
+		rows += n;
+	}
+	backend_free(cpu);
+	backend_free(gpu);
+	for (int i = 0; i < 4; i++)
+		free(ss[i]);
+	return rows;
+}
+
+START_TEST(test_backend_cuda_mixed_steps)
+{
+	ck_assert_int_eq(mixed_case("bf16"), 15);
+	ck_assert(worst_logits <= logits_tol);
+}
+END_TEST
+
+START_TEST(test_backend_cuda_mixed_steps_fp8)
+{
+	double bf16_worst = worst_logits;
+	worst_logits = 0;
+	kv_fp8 = true;   /* reset_mode puts both back before the next test */
+	logits_tol = FP8_LOGITS_TOL;
+	ck_assert_int_eq(mixed_case("fp8"), 15);
+	ck_assert(worst_logits > 0 && worst_logits <= FP8_LOGITS_TOL);
+	worst_logits = bf16_worst;
+}
+END_TEST
+
 /* Images: random pixel_values of a few grids, encoded on both backends; a prompt of text
  * around n_img images (their tokens at positions of the 3-D MRoPE layout). */
 static void image_case(int n_img, const int (*grids)[3])
@@ -836,6 +912,8 @@ int main(void)
 	tcase_add_checked_fixture(tc, reset_mode, NULL);
 	tcase_add_test(tc, test_backend_cuda_text);
 	tcase_add_test(tc, test_backend_cuda_batch_chunked_graphs);
+	tcase_add_test(tc, test_backend_cuda_mixed_steps);
+	tcase_add_test(tc, test_backend_cuda_mixed_steps_fp8);
 	tcase_add_test(tc, test_backend_cuda_one_image);
 	tcase_add_test(tc, test_backend_cuda_several_images);
 	tcase_add_test(tc, test_backend_cuda_samples_like_the_host);
