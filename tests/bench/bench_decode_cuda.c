@@ -2,6 +2,7 @@
  * bench_decode_cuda: where the time of a decode step of Qwen3-VL-2B goes on one GPU.
  *
  *   usage: bench_decode_cuda [--model DIR] [--steps N] [--skip-backend] [--skip-kernels]
+ *                            [--kv-cache-dtype fp8]
  *   exits 77 when no GPU is visible (or the build has no CUDA)
  *
  * Table 1: whole steps through the backend interface (backend.h), as the engine drives it.
@@ -140,12 +141,15 @@ static void die_qerr(const char *what, const qerr *e)
 	exit(1);
 }
 
+static bool kv_fp8;   /* --kv-cache-dtype fp8: table 1's backends cache K/V in fp8 E4M3 */
+
 static void run_backend(const model_config *mc, const model_weights *w, bool eager, int steps,
 			step_res *r)
 {
 	backend_opts o = { .block_size = 16, .n_blocks = 0, .max_num_batched_tokens = 8192,
 			   .max_num_seqs = 256, .max_model_len = 4096, .max_image_patches = 0,
-			   .gpu_memory_utilization = 0.85, .enforce_eager = eager };
+			   .gpu_memory_utilization = 0.85, .enforce_eager = eager,
+			   .kv_cache_fp8 = kv_fp8 };
 	backend *b;
 	qerr e = { 0 };
 	double t0 = now_s();
@@ -709,9 +713,12 @@ int main(int argc, char **argv)
 			do_backend = false;
 		else if (!strcmp(argv[i], "--skip-kernels"))
 			do_kernels = false;
+		else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc &&
+			 !strcmp(argv[i + 1], "fp8") && ++i)
+			kv_fp8 = true;
 		else {
 			fprintf(stderr, "usage: %s [--model DIR] [--steps N] [--skip-backend] "
-				"[--skip-kernels]\n", argv[0]);
+				"[--skip-kernels] [--kv-cache-dtype fp8]\n", argv[0]);
 			return 2;
 		}
 	}
@@ -763,8 +770,9 @@ int main(int argc, char **argv)
 		if (dir[0])
 			rm_dir(dir);
 
-		printf("\nTable 1: whole steps through backend_step_sample (2b, bf16, greedy), "
-		       "%d timed decode steps after %d warm-up, context %d..%d\n", steps, N_WARM,
+		printf("\nTable 1: whole steps through backend_step_sample (2b, bf16, KV cache %s, "
+		       "greedy), %d timed decode steps after %d warm-up, context %d..%d\n",
+		       kv_fp8 ? "fp8" : "bf16", steps, N_WARM,
 		       PROMPT + N_WARM, PROMPT + N_WARM + steps - 1);
 		printf("%5s %12s %12s %12s %12s %12s\n", "B", "graphs ms", "(median)", "graphs tok/s",
 		       "eager ms", "eager tok/s");

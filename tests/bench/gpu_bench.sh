@@ -26,7 +26,9 @@
 #   QVL_BENCH_CONC         "8 32 64 128 256" ["2 4"]: concurrency rows
 #   QVL_BENCH_FP8_CONC     "128 256" [""]: concurrency rows run again on a second qvld with
 #                          --kv-cache-dtype fp8 (empty: none)
-#   QVL_BENCH_PROMPTS_X    2: num-prompts = this × concurrency
+#   QVL_BENCH_PROMPTS_X    8 [2]: num-prompts = this × concurrency (1024 at 128, where vllm bench
+#                          serve's default is 1000): enough waves that the first ramp and the
+#                          last drain, when the batch is not full, do not dominate the row
 #   QVL_BENCH_SINGLE_N     3: sequential requests of the single-stream row
 #   QVL_BENCH_PREFILL      "512 4096" ["64 256"]: prompt lengths of the prefill rows (1 token out)
 #   QVL_BENCH_PREFILL_N    5: sequential requests of each prefill row
@@ -101,6 +103,7 @@ if [ "$backend" = cpu ]; then
 	PREFILL=${QVL_BENCH_PREFILL:-64 256}
 	ROW_TIMEOUT=${QVL_BENCH_ROW_TIMEOUT:-300}
 	FP8_CONC=
+	PROMPTS_X=${QVL_BENCH_PROMPTS_X:-2}
 	[ -n "${QVL_BENCH_FP8_CONC:-}" ] && echo "gpu_bench: QVL_BENCH_FP8_CONC ignored: the cpu backend has no fp8 KV cache" >&2
 	qvld_backend=(--backend cpu --cpu-threads "$(nproc)" --kv-cache-memory-bytes 268435456)
 else
@@ -122,10 +125,10 @@ else
 	PREFILL=${QVL_BENCH_PREFILL:-512 4096}
 	ROW_TIMEOUT=${QVL_BENCH_ROW_TIMEOUT:-90}
 	FP8_CONC=${QVL_BENCH_FP8_CONC-128 256}
+	PROMPTS_X=${QVL_BENCH_PROMPTS_X:-8}
 	qvld_backend=(--backend cuda)
 fi
 QVL_BUDGET=${QVL_BENCH_QVL_BUDGET:-300}
-PROMPTS_X=${QVL_BENCH_PROMPTS_X:-2}
 SINGLE_N=${QVL_BENCH_SINGLE_N:-3}
 PREFILL_N=${QVL_BENCH_PREFILL_N:-5}
 IMAGE=${QVL_BENCH_IMAGE:-448x448}

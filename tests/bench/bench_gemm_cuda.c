@@ -1,0 +1,272 @@
+/*
+ * bench_gemm_cuda: how far cuBLASLt's first heuristic is from the best it offers on the decoder's
+ * projections (Qwen3-VL-2B shapes), i.e. what an algorithm search at start-up would buy, and
+ * how fast the weight streams at decode batch sizes.
+ *
+ *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N]
+ *   exits 77 when no GPU is visible (or the build has no CUDA)
+ *
+ * For each M (default 8, 32, 64, 128, 256: decode batches; 8192: a prefill step) and each
+ * projection (qkv 2048→4096, o 2048→2048 with the residual, gate_up 2048→12288, down 6144→2048
+ * with the residual: bf16 operands, fp32 output, compute 32F, the TN layout of kernels/gemm.cu,
+ * the same 32 MiB workspace and alignments), cublasLtMatmulAlgoGetHeuristic is asked for up to N
+ * (16) algorithms. Each is timed as it comes and with its K dimension split 2, 4 and 8 ways
+ * (CUBLASLT_ALGO_CONFIG_SPLITK_NUM, where cublasLtMatmulAlgoCheck accepts it): the median of 7
+ * CUDA-event measurements of `reps` back-to-back launches. The weight rotates over enough copies
+ * (≥ 160 MB) that each launch reads it from DRAM, as in a step where every layer's weights are
+ * cold.
+ *
+ * Prints, per shape: the heuristic's first choice and the fastest (its rank/split), in µs and
+ * TFLOP/s, the weight's TB/s for both, and the sum over the 28 layers' four projections.
+ * Nothing is asserted (a benchmark, not a test). On an H100 (tests/bench/PERF.md): over the four
+ * projections the best of 16 is 4–6 % faster than the first at M ≤ 128 and 12 % at M = 256
+ * (down: 28 %), and no split-K variant is the fastest anywhere; at M = 128 the four
+ * projections stream their weights at 1.6–2.1 TB/s and ~260 TFLOP/s (gate_up), i.e. between the
+ * memory and the mma.sync compute limits.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* cublasLt.h declares a function without a prototype */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <cublasLt.h>
+#pragma GCC diagnostic pop
+#include <cuda_runtime_api.h>
+
+#define MAX_ALGOS 32
+#define WORKSPACE (32u << 20)
+
+#define CK(call)                                                                           \
+	do {                                                                               \
+		cudaError_t e_ = (call);                                                   \
+		if (e_ != cudaSuccess) {                                                   \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,         \
+				cudaGetErrorString(e_));                                   \
+			exit(1);                                                           \
+		}                                                                          \
+	} while (0)
+#define LT(call)                                                                           \
+	do {                                                                               \
+		cublasStatus_t s_ = (call);                                                \
+		if (s_ != CUBLAS_STATUS_SUCCESS) {                                         \
+			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,         \
+				cublasGetStatusString(s_));                                \
+			exit(1);                                                           \
+		}                                                                          \
+	} while (0)
+
+typedef struct shape {
+	const char *name;
+	int N, K, residual;
+} shape;
+
+static const shape shapes[] = {
+	{ "qkv", 4096, 2048, 0 },
+	{ "o", 2048, 2048, 1 },
+	{ "gate_up", 12288, 2048, 0 },
+	{ "down", 2048, 6144, 1 },
+};
+#define N_SHAPES (int)(sizeof(shapes) / sizeof(shapes[0]))
+
+static int cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+	return (x > y) - (x < y);
+}
+
+/* Random bf16 in [-0.05, 0.05) (small, so that repeated residual adds stay finite). */
+static void fill(uint16_t *d, size_t n)
+{
+	uint16_t *h = malloc(n * 2);
+	uint64_t s = 0x9e3779b97f4a7c15ull ^ n;
+	for (size_t i = 0; i < n; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		float f = ((float)(s >> 40) / (float)(1 << 24) - 0.5f) * 0.1f;
+		uint32_t u;
+		memcpy(&u, &f, 4);
+		h[i] = (uint16_t)(u >> 16);
+	}
+	CK(cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice));
+	free(h);
+}
+
+/* Median µs per launch of algo over `reps` launches, 7 measurements; negative if it fails. */
+static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+		       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+		       const cublasLtMatmulAlgo_t *algo, uint16_t *const *w, int n_w,
+		       const uint16_t *x, float *y, float beta, void *ws, int reps)
+{
+	const float alpha = 1.0f;
+	cudaEvent_t e0, e1;
+	CK(cudaEventCreate(&e0));
+	CK(cudaEventCreate(&e1));
+	float t[7];
+	int k = 0;
+	for (int i = 0; i < 3; i++)
+		if (cublasLtMatmul(lt, desc, &alpha, w[i % n_w], a, x, b, &beta, y, c, y, c, algo, ws,
+				   WORKSPACE, 0) != CUBLAS_STATUS_SUCCESS)
+			return -1;
+	for (int m = 0; m < 7; m++) {
+		CK(cudaEventRecord(e0, 0));
+		for (int r = 0; r < reps; r++, k++)
+			LT(cublasLtMatmul(lt, desc, &alpha, w[k % n_w], a, x, b, &beta, y, c, y, c, algo,
+					  ws, WORKSPACE, 0));
+		CK(cudaEventRecord(e1, 0));
+		CK(cudaEventSynchronize(e1));
+		CK(cudaEventElapsedTime(&t[m], e0, e1));
+		t[m] *= 1000.0f / reps;
+	}
+	CK(cudaEventDestroy(e0));
+	CK(cudaEventDestroy(e1));
+	qsort(t, 7, sizeof(float), cmp_float);
+	return t[3];
+}
+
+int main(int argc, char **argv)
+{
+	int ms[16] = { 8, 32, 64, 128, 256, 8192 }, n_m = 6, n_algos = 16, reps = 20;
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--m") && i + 1 < argc) {
+			n_m = 0;
+			for (char *p = strtok(argv[++i], ","); p && n_m < 16; p = strtok(NULL, ","))
+				ms[n_m++] = atoi(p);
+		} else if (!strcmp(argv[i], "--algos") && i + 1 < argc) {
+			n_algos = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+			reps = atoi(argv[++i]);
+		} else {
+			fprintf(stderr, "usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N]\n");
+			return 2;
+		}
+	}
+	if (n_algos < 1 || n_algos > MAX_ALGOS)
+		n_algos = MAX_ALGOS;
+	if (reps < 1)
+		reps = 1;
+	int n_dev = 0;
+	if (cudaGetDeviceCount(&n_dev) != cudaSuccess || n_dev < 1) {
+		fprintf(stderr, "bench_gemm_cuda: no GPU\n");
+		return 77;
+	}
+	struct cudaDeviceProp prop;
+	CK(cudaGetDeviceProperties(&prop, 0));
+	printf("bench_gemm_cuda on %s: cuBLASLt heuristic #1 against the fastest of its first %d, "
+	       "median of 7 × %d launches, weights cold\n\n", prop.name, n_algos, reps);
+	cublasLtHandle_t lt;
+	LT(cublasLtCreate(&lt));
+	void *ws;
+	CK(cudaMalloc(&ws, WORKSPACE));
+	int max_m = 0;
+	for (int i = 0; i < n_m; i++)
+		if (ms[i] > max_m)
+			max_m = ms[i];
+	uint16_t *x;
+	float *y;
+	CK(cudaMalloc((void **)&x, (size_t)max_m * 6144 * 2));
+	CK(cudaMalloc((void **)&y, (size_t)max_m * 12288 * 4));
+	fill(x, (size_t)max_m * 6144);
+	CK(cudaMemset(y, 0, (size_t)max_m * 12288 * 4));
+	printf("%6s %-8s %10s %9s %10s %9s %5s %7s %8s %8s\n", "M", "proj", "heur µs", "TFLOP/s",
+	       "best µs", "TFLOP/s", "#/spl", "gain", "W TB/s", "(best)");
+	for (int mi = 0; mi < n_m; mi++) {
+		const int M = ms[mi];
+		double sum_h = 0, sum_b = 0;
+		for (int si = 0; si < N_SHAPES; si++) {
+			const shape *sh = &shapes[si];
+			const size_t wbytes = (size_t)sh->N * sh->K * 2;
+			int n_w = (int)((160u << 20) / wbytes) + 1;
+			if (n_w > 64)
+				n_w = 64;
+			uint16_t *w[64];
+			for (int i = 0; i < n_w; i++) {
+				CK(cudaMalloc((void **)&w[i], wbytes));
+				fill(w[i], wbytes / 2);
+			}
+			cublasLtMatmulDesc_t desc;
+			cublasLtMatrixLayout_t a, b, c;
+			LT(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+			cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+			LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
+			LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+			LT(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, sh->K, sh->N, sh->K));
+			LT(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, sh->K, M, sh->K));
+			LT(cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, sh->N, M, sh->N));
+			cublasLtMatmulPreference_t pref;
+			LT(cublasLtMatmulPreferenceCreate(&pref));
+			uint64_t wsb = WORKSPACE;
+			uint32_t al = 256;
+			LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+								&wsb, sizeof(wsb)));
+			LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+								&al, sizeof(al)));
+			LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+								&al, sizeof(al)));
+			LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+								&al, sizeof(al)));
+			LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+								&al, sizeof(al)));
+			cublasLtMatmulHeuristicResult_t res[MAX_ALGOS];
+			int found = 0;
+			LT(cublasLtMatmulAlgoGetHeuristic(lt, desc, a, b, c, c, pref, n_algos, res, &found));
+			float t_h = -1, t_b = -1;
+			int rank = 0, best_split = 1;
+			for (int i = 0; i < found; i++) {
+				if (res[i].state != CUBLAS_STATUS_SUCCESS)
+					continue;
+				/* as returned, then with the K dimension split 2, 4, 8 ways (where
+				 * cublasLtMatmulAlgoCheck accepts it for this algorithm) */
+				for (int sp = 1; sp <= 8; sp *= 2) {
+					cublasLtMatmulAlgo_t algo = res[i].algo;
+					if (sp > 1) {
+						int32_t n_split = sp;
+						uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+						cublasLtMatmulHeuristicResult_t chk;
+						if (cublasLtMatmulAlgoConfigSetAttribute(
+							    &algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &n_split,
+							    sizeof(n_split)) != CUBLAS_STATUS_SUCCESS ||
+						    cublasLtMatmulAlgoConfigSetAttribute(
+							    &algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME,
+							    &scheme, sizeof(scheme)) != CUBLAS_STATUS_SUCCESS ||
+						    cublasLtMatmulAlgoCheck(lt, desc, a, b, c, c, &algo, &chk) !=
+							    CUBLAS_STATUS_SUCCESS ||
+						    chk.workspaceSize > WORKSPACE)
+							continue;
+					}
+					float t = time_algo(lt, desc, a, b, c, &algo, w, n_w, x, y,
+							    sh->residual ? 1.0f : 0.0f, ws, reps);
+					if (i == 0 && sp == 1)
+						t_h = t;
+					if (t > 0 && (t_b < 0 || t < t_b)) {
+						t_b = t;
+						rank = i + 1;
+						best_split = sp;
+					}
+				}
+			}
+			double fl = 2.0 * M * sh->N * sh->K;
+			printf("%6d %-8s %10.2f %9.1f %10.2f %9.1f %3d/%d %6.1f%% %8.2f %8.2f\n", M,
+			       sh->name, t_h, fl / t_h * 1e-6, t_b, fl / t_b * 1e-6, rank, best_split,
+			       100.0 * (t_h - t_b) / t_h, wbytes / t_h * 1e-6, wbytes / t_b * 1e-6);
+			sum_h += t_h;
+			sum_b += t_b;
+			LT(cublasLtMatmulPreferenceDestroy(pref));
+			LT(cublasLtMatrixLayoutDestroy(a));
+			LT(cublasLtMatrixLayoutDestroy(b));
+			LT(cublasLtMatrixLayoutDestroy(c));
+			LT(cublasLtMatmulDescDestroy(desc));
+			for (int i = 0; i < n_w; i++)
+				CK(cudaFree(w[i]));
+		}
+		printf("%6d %-8s %10.1f %9s %10.1f %9s %5s %6.1f%%   (µs, the 4 projections × 28 "
+		       "layers)\n\n", M, "layers", 28 * sum_h, "", 28 * sum_b, "", "",
+		       100.0 * (sum_h - sum_b) / sum_h);
+	}
+	CK(cudaFree(x));
+	CK(cudaFree(y));
+	CK(cudaFree(ws));
+	LT(cublasLtDestroy(lt));
+	return 0;
+}
