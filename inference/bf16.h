@@ -82,4 +82,15 @@ static inline uint16_t f32_to_f16(float f)
 	return sign | (uint16_t)(r >> 13);
 }
 
+/* f32_to_f16(bf16_to_f32(b)), the short way where it is exact: a bf16 of magnitude 2^-14 …
+ * 65280 (bf16 exponents 113 … 142) is an fp16 normal with the same 8 significant bits (the
+ * decoder's fp16 weights, text_cuda.c); everything else takes the general path. */
+static inline uint16_t bf16_to_f16(uint16_t b)
+{
+	uint32_t e = (b >> 7) & 0xffu;
+	if (e >= 113u && e <= 142u)
+		return (uint16_t)((b & 0x8000u) | ((e - 112u) << 10) | ((b & 0x7fu) << 3));
+	return f32_to_f16(bf16_to_f32(b));
+}
+
 #endif

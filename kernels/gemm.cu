@@ -10,12 +10,11 @@
  * Hopper kernels prefer.
  *
  * Output type: kn_gemm_cuda and kn_gemm_bias_cuda write bf16 (C and D layouts CUDA_R_16BF),
- * kn_gemm_f32_cuda fp32 (CUDA_R_32F, the residual then fp32 too); A and B are bf16 and the
- * compute type CUBLAS_COMPUTE_32F either way.
+ * kn_gemm_f32_cuda fp32 (CUDA_R_32F, the residual then fp32 too); A and B are bf16 (CUDA_R_16F
+ * for kn_gemm_f32_f16_cuda) and the compute type CUBLAS_COMPUTE_32F always.
  *
- * Algorithm choice: the first call for a (M, N, K, residual?, bias?, output type, alignment) key
- * builds the matmul
- * descriptor and layouts, asks cublasLtMatmulAlgoGetHeuristic for its best algorithm within the
+ * Algorithm choice: the first call for a (M, N, K, residual?, bias?, input type, output type,
+ * alignment) key builds the matmul descriptor and layouts, asks cublasLtMatmulAlgoGetHeuristic for its best algorithm within the
  * ctx's workspace, and keeps all of it in a small table (linear search, round-robin eviction);
  * later calls with the key only call cublasLtMatmul.
  *
@@ -45,7 +44,9 @@
  * order of the sums, so all give the same bits (and the same as the kernel before them).
  * The kernel is a template on the output (and residual) type: bf16 (kn_gemm_cuda: the residual
  * widened, added, one rounding) or fp32 (kn_gemm_f32_cuda: the same sum stored as it is), so
- * the bf16 instances are the very code they were and the fp32 ones differ only in the store.
+ * the bf16 instances are the very code they were and the fp32 ones differ only in the store;
+ * and on the operands' type (F16: x and W fp16, kn_gemm_f32_f16_cuda), which changes only how
+ * an 8-element piece is widened to fp32 (both exactly), not the sums.
  * Needs K % 8 == 0 and 16-byte aligned x and W (true for the model); otherwise cuBLASLt runs it.
  *
  * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
@@ -54,6 +55,7 @@
  * call). The bias vector has one entry per row of the column-major D, i.e. per output feature n.
  */
 #include <cublasLt.h>
+#include <cuda_fp16.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -76,6 +78,7 @@
 struct gemm_plan {
 	int used;
 	int M, N, K, has_res, has_bias;
+	cudaDataType_t in;              /* of A and B: CUDA_R_16BF or CUDA_R_16F */
 	cudaDataType_t out;             /* of C and D: CUDA_R_16BF or CUDA_R_32F */
 	unsigned align;                 /* min alignment in bytes of the four pointers, ≤ 256 */
 	cublasLtMatmulDesc_t desc;
@@ -139,9 +142,10 @@ static unsigned ptr_align(const void *p)
 }
 
 static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int K, int has_res,
-		       int has_bias, cudaDataType_t out, unsigned align)
+		       int has_bias, cudaDataType_t in, cudaDataType_t out, unsigned align)
 {
 	p->M = M, p->N = N, p->K = K, p->has_res = has_res, p->has_bias = has_bias, p->out = out;
+	p->in = in;
 	p->align = align;
 	CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
 	cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
@@ -157,8 +161,8 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
 			p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof(bt)));
 	}
-	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, K, N, K));
-	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, K, M, K));
+	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->a, in, K, N, K));
+	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, in, K, M, K));
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, out, N, M, N));
 
 	cublasLtMatmulPreference_t pref;
@@ -190,12 +194,13 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 }
 
 static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has_res,
-				  int has_bias, cudaDataType_t out, unsigned align)
+				  int has_bias, cudaDataType_t in, cudaDataType_t out,
+				  unsigned align)
 {
 	for (int i = 0; i < GEMM_CACHE; i++) {
 		struct gemm_plan *p = &ctx->plans[i];
 		if (p->used && p->M == M && p->N == N && p->K == K && p->has_res == has_res &&
-		    p->has_bias == has_bias && p->out == out && p->align == align)
+		    p->has_bias == has_bias && p->in == in && p->out == out && p->align == align)
 			return p;
 	}
 	struct gemm_plan *p = NULL;
@@ -207,7 +212,7 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 		ctx->next_evict = (ctx->next_evict + 1) % GEMM_CACHE;
 		plan_release(p);
 	}
-	plan_build(ctx, p, M, N, K, has_res, has_bias, out, align);
+	plan_build(ctx, p, M, N, K, has_res, has_bias, in, out, align);
 	return p;
 }
 
@@ -232,6 +237,29 @@ static __device__ __forceinline__ void bf16x8_f32(uint4 u, float f[8])
 		f[2 * i] = __uint_as_float(w[i] << 16);
 		f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
 	}
+}
+
+/* 8 fp16 (IEEE binary16) in a uint4 to fp32, exactly. */
+static __device__ __forceinline__ void f16x8_f32(uint4 u, float f[8])
+{
+	const unsigned w[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+	for (int i = 0; i < 4; i++) {
+		__half2 h = *(const __half2 *)&w[i];
+		float2 t = __half22float2(h);
+		f[2 * i] = t.x;
+		f[2 * i + 1] = t.y;
+	}
+}
+
+/* x8_f32<F16>: the operands' 8-element pieces to fp32, bf16 or fp16. */
+template <bool F16>
+static __device__ __forceinline__ void x8_f32(uint4 u, float f[8])
+{
+	if (F16)
+		f16x8_f32(u, f);
+	else
+		bf16x8_f32(u, f);
 }
 
 static __device__ __forceinline__ uint16_t f32_bf16_rn(float f)
@@ -295,7 +323,7 @@ static __device__ __forceinline__ void gemv_load(uint4 (&w)[UNROLL][ROWS], const
  * order for either T (one fmaf chain per lane, k ascending, then the same shuffle and warp
  * trees), so the fp32 output rounded to bf16 is the bf16 output.
  */
-template <int M, int ROWS, int UNROLL, typename T>
+template <int M, int ROWS, int UNROLL, typename T, bool F16>
 static __global__ void __launch_bounds__(GEMV_THREADS)
 gemv_kernel(T *y, const uint4 *x, const uint4 *W, const T *residual, int N, int K, int pf)
 {
@@ -345,11 +373,11 @@ gemv_kernel(T *y, const uint4 *x, const uint4 *W, const T *residual, int N, int 
 				float wf[ROWS][8];
 #pragma unroll
 				for (int r = 0; r < ROWS; r++)
-					bf16x8_f32(w[u][r], wf[r]);
+					x8_f32<F16>(w[u][r], wf[r]);
 #pragma unroll
 				for (int m = 0; m < M; m++) {
 					float xf[8];
-					bf16x8_f32(__ldg(x + (size_t)m * kv + k), xf);
+					x8_f32<F16>(__ldg(x + (size_t)m * kv + k), xf);
 #pragma unroll
 					for (int r = 0; r < ROWS; r++)
 #pragma unroll
@@ -407,12 +435,12 @@ static int gemv_sms(void)
 	return sms;
 }
 
-template <int M, int ROWS, int UNROLL, typename T>
+template <int M, int ROWS, int UNROLL, typename T, bool F16>
 static void gemv_launch_t(const struct gemv_cfg *c, T *y, const uint4 *x, const uint4 *W,
 			  const T *residual, int N, int K, cudaStream_t stream)
 {
 	void (*kernel)(T *, const uint4 *, const uint4 *, const T *, int, int, int) =
-		gemv_kernel<M, ROWS, UNROLL, T>;
+		gemv_kernel<M, ROWS, UNROLL, T, F16>;
 	static int fit;   /* CTAs of this instance that fit on a multiprocessor (a race repeats it) */
 	if (!fit) {
 		int n;
@@ -432,14 +460,14 @@ static void gemv_launch_t(const struct gemv_cfg *c, T *y, const uint4 *x, const 
 #define GEMV_INSTANCES(m) GEMV_CASE(m, 2, 2) GEMV_CASE(m, 4, 2) GEMV_CASE(m, 8, 2)
 #endif
 
-template <typename T>
+template <typename T, bool F16>
 static void gemv_launch(const struct gemv_cfg *c, T *y, const uint16_t *x, const uint16_t *W,
 			const T *residual, int M, int N, int K, cudaStream_t stream)
 {
 	const uint4 *xv = (const uint4 *)x, *Wv = (const uint4 *)W;
 #define GEMV_CASE(m, r, u)                                                                   \
 	if (M == m && c->rows == r && c->unroll == u) {                                      \
-		gemv_launch_t<m, r, u, T>(c, y, xv, Wv, residual, N, K, stream);             \
+		gemv_launch_t<m, r, u, T, F16>(c, y, xv, Wv, residual, N, K, stream);        \
 		KN_CHECK_LAUNCH();                                                           \
 		return;                                                                      \
 	}
@@ -486,20 +514,20 @@ static struct gemv_cfg gemv_pick(int M, int N, int K)
 }
 
 /* Runs y = x·Wᵀ (+ residual) for M ≤ GEMV_MAX_M when the layout allows; false otherwise. */
-template <typename T>
+template <typename T, bool F16>
 static bool gemv_run(T *y, const uint16_t *x, const uint16_t *W, const T *residual, int M, int N,
 		     int K, cudaStream_t stream)
 {
 	if (!gemv_fits(x, W, M, K))
 		return false;
 	struct gemv_cfg c = gemv_pick(M, N, K);
-	gemv_launch<T>(&c, y, x, W, residual, M, N, K, stream);
+	gemv_launch<T, F16>(&c, y, x, W, residual, M, N, K, stream);
 	return true;
 }
 
 /* The common path of the three entry points: T is the output and residual type (uint16_t: bf16,
  * float: fp32); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output only). */
-template <typename T>
+template <typename T, bool F16>
 static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *W,
 		     const uint16_t *bias, const T *residual, int M, int N, int K,
 		     cudaStream_t stream)
@@ -519,7 +547,7 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 		fprintf(stderr, "<2>[cuda] gemm: bias with K = %d is not supported\n", K);
 		abort();
 	}
-	if (!bias && gemv_run<T>(y, x, W, residual, M, N, K, stream))
+	if (!bias && gemv_run<T, F16>(y, x, W, residual, M, N, K, stream))
 		return;
 	unsigned align = ptr_align(y);
 	unsigned a2 = ptr_align(x), a3 = ptr_align(W), a4 = residual ? ptr_align(residual) : 256;
@@ -530,7 +558,8 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	if (a4 < align)
 		align = a4;
 	const cudaDataType_t out = sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_16BF;
-	struct gemm_plan *p = plan_get(ctx, M, N, K, residual != NULL, bias != NULL, out, align);
+	const cudaDataType_t in = F16 ? CUDA_R_16F : CUDA_R_16BF;
+	struct gemm_plan *p = plan_get(ctx, M, N, K, residual != NULL, bias != NULL, in, out, align);
 	if (bias)
 		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
 			p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -543,18 +572,25 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 extern "C" void kn_gemm_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W,
 			     const uint16_t *residual, int M, int N, int K, cudaStream_t stream)
 {
-	gemm_run<uint16_t>(ctx, y, x, W, NULL, residual, M, N, K, stream);
+	gemm_run<uint16_t, false>(ctx, y, x, W, NULL, residual, M, N, K, stream);
 }
 
 extern "C" void kn_gemm_bias_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,
 				  const uint16_t *W, const uint16_t *bias, const uint16_t *residual,
 				  int M, int N, int K, cudaStream_t stream)
 {
-	gemm_run<uint16_t>(ctx, y, x, W, bias, residual, M, N, K, stream);
+	gemm_run<uint16_t, false>(ctx, y, x, W, bias, residual, M, N, K, stream);
 }
 
 extern "C" void kn_gemm_f32_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
 				 const float *residual, int M, int N, int K, cudaStream_t stream)
 {
-	gemm_run<float>(ctx, y, x, W, NULL, residual, M, N, K, stream);
+	gemm_run<float, false>(ctx, y, x, W, NULL, residual, M, N, K, stream);
+}
+
+extern "C" void kn_gemm_f32_f16_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x,
+				     const uint16_t *W, const float *residual, int M, int N, int K,
+				     cudaStream_t stream)
+{
+	gemm_run<float, true>(ctx, y, x, W, NULL, residual, M, N, K, stream);
 }

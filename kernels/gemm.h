@@ -43,6 +43,12 @@
  * the GEMV for M ≤ 4, with the same sums as kn_gemm_cuda's, so bf16(y) there is bit for bit
  * kn_gemm_cuda's y when the residual holds bf16 values) and the same PDL contract on W.
  * kn_gemm_f32_ref rounds the double sum once, to float.
+ *
+ * kn_gemm_f32_f16: kn_gemm_f32 with x and W in IEEE fp16 (binary16) instead of bf16, for the
+ * decoder's qkv and gate/up projections when their weights are held in fp16 (text_cuda.c: every
+ * bf16 weight of them is then the same value, and x, the RMSNorm output, keeps 11 significant
+ * bits instead of 8). Same formula, paths (the GEMV widens fp16 pieces instead of bf16 ones, the
+ * sums are the same code; cuBLASLt takes CUDA_R_16F A and B), aliasing and PDL contract.
  */
 #ifndef QVL_KERNELS_GEMM_H
 #define QVL_KERNELS_GEMM_H
@@ -68,6 +74,8 @@ void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const u
 
 void kn_gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual, int M,
 		     int N, int K);
+void kn_gemm_f32_f16_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual,
+			 int M, int N, int K);
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -87,6 +95,8 @@ void kn_gemm_bias_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const u
 
 void kn_gemm_f32_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
 		      const float *residual, int M, int N, int K, cudaStream_t stream);
+void kn_gemm_f32_f16_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
+			  const float *residual, int M, int N, int K, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

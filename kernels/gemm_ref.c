@@ -46,17 +46,39 @@ void kn_gemm_bias_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, const u
 	}
 }
 
-void kn_gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual, int M,
-		     int N, int K)
+/* Σ_k x[k]·w[k] in double, x and w fp16. */
+static double dot_f16(const uint16_t *x, const uint16_t *w, int K)
+{
+	double s = 0.0;
+	for (int k = 0; k < K; k++)
+		s += (double)f16_to_f32(x[k]) * f16_to_f32(w[k]);
+	return s;
+}
+
+/* kn_gemm_f32_ref and kn_gemm_f32_f16_ref: the operands' dot product in double, then fp32. */
+static void gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual,
+			 int M, int N, int K, double (*dot)(const uint16_t *, const uint16_t *, int))
 {
 	for (int m = 0; m < M; m++) {
 		const uint16_t *xr = x + (size_t)m * K;
 		for (int n = 0; n < N; n++) {
-			double s = dot_bf16(xr, W + (size_t)n * K, K);
+			double s = dot(xr, W + (size_t)n * K, K);
 			size_t o = (size_t)m * N + n;
 			if (residual)   /* read before y[o] is written: y may alias residual */
 				s += residual[o];
 			y[o] = (float)s;
 		}
 	}
+}
+
+void kn_gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual, int M,
+		     int N, int K)
+{
+	gemm_f32_ref(y, x, W, residual, M, N, K, dot_bf16);
+}
+
+void kn_gemm_f32_f16_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual,
+			 int M, int N, int K)
+{
+	gemm_f32_ref(y, x, W, residual, M, N, K, dot_f16);
 }

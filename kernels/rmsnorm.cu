@@ -16,8 +16,13 @@
  * writes it) and its slice of x once, into registers, after it. The decoder runs 57 of these a
  * token at D = 2048, where the second read and the late weight load cost ~0.4 us a launch
  * (H100: 1.99 us in a graph of back-to-back launches before this form).
+ *
+ * kn_rmsnorm_f16_cuda is the same code with the one rounding to IEEE fp16 (__float2half_rn)
+ * instead of bf16: a template flag of each kernel.
  */
 #include <stdint.h>
+
+#include <cuda_fp16.h>
 
 #include "cuda_check.h"
 #include "pdl.cuh"
@@ -51,10 +56,14 @@ static __device__ float block_inv_rms(float ss, int cols, float eps)
 	return inv_rms;
 }
 
-/* bf16 (round to nearest even; NaN stays NaN) of w · (x·r), w the bf16 bits wb. */
+/* The output element of w · (x·r), w the bf16 bits wb: bf16 (round to nearest even; NaN stays
+ * NaN) or, F16, IEEE fp16 (round to nearest even; the caller keeps |w · x·r| ≤ 65504). */
+template <bool F16>
 static __device__ __forceinline__ unsigned norm1(float x, unsigned wb, float r)
 {
 	float v = __uint_as_float(wb << 16) * (x * r);
+	if (F16)
+		return __half_as_ushort(__float2half_rn(v));
 	unsigned u = __float_as_uint(v);
 	if ((u & 0x7fffffffu) > 0x7f800000u)
 		return ((u >> 16) | 0x40u) & 0xffffu;
@@ -62,15 +71,17 @@ static __device__ __forceinline__ unsigned norm1(float x, unsigned wb, float r)
 }
 
 /* norm1 of 4 columns: x, and w as 4 bf16 in a uint2. */
+template <bool F16>
 static __device__ __forceinline__ uint2 norm4(float4 v, uint2 w, float r)
 {
 	uint2 o;
-	o.x = norm1(v.x, w.x & 0xffffu, r) | norm1(v.y, w.x >> 16, r) << 16;
-	o.y = norm1(v.z, w.y & 0xffffu, r) | norm1(v.w, w.y >> 16, r) << 16;
+	o.x = norm1<F16>(v.x, w.x & 0xffffu, r) | norm1<F16>(v.y, w.x >> 16, r) << 16;
+	o.y = norm1<F16>(v.z, w.y & 0xffffu, r) | norm1<F16>(v.w, w.y >> 16, r) << 16;
 	return o;
 }
 
 /* One row per block, 4 columns a slice element; cols = 4·nv. */
+template <bool F16>
 static __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_vec_kernel(uint2 *out, const float4 *x, const uint2 *w, int nv, float eps)
 {
@@ -85,12 +96,12 @@ rmsnorm_vec_kernel(uint2 *out, const float4 *x, const uint2 *w, int nv, float ep
 	}
 	const float r = block_inv_rms(ss, 4 * nv, eps);
 	for (int i = threadIdx.x; i < nv; i += RMSNORM_THREADS)
-		yr[i] = norm4(xr[i], __ldg(&w[i]), r);
+		yr[i] = norm4<F16>(xr[i], __ldg(&w[i]), r);
 }
 
 /* The same with the row held in registers: cols = 4·nv ≤ 4·NV·RMSNORM_THREADS; w read before the
  * PDL wait. */
-template <int NV>
+template <int NV, bool F16>
 static __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_reg_kernel(uint2 *out, const float4 *x, const uint2 *w, int nv, float eps)
 {
@@ -117,13 +128,14 @@ rmsnorm_reg_kernel(uint2 *out, const float4 *x, const uint2 *w, int nv, float ep
 	for (int k = 0; k < NV; k++) {
 		int i = threadIdx.x + k * RMSNORM_THREADS;
 		if (i < nv)
-			yr[i] = norm4(v[k], wv[k], r);
+			yr[i] = norm4<F16>(v[k], wv[k], r);
 	}
 }
 
 #define RMSNORM_REG_VECS 4
 
 /* One row per block, column by column (any cols, any alignment). */
+template <bool F16>
 static __global__ void __launch_bounds__(RMSNORM_THREADS)
 rmsnorm_kernel(uint16_t *out, const float *x, const uint16_t *w, int cols, float eps)
 {
@@ -136,11 +148,12 @@ rmsnorm_kernel(uint16_t *out, const float *x, const uint16_t *w, int cols, float
 		ss += xr[c] * xr[c];
 	const float r = block_inv_rms(ss, cols, eps);
 	for (int c = threadIdx.x; c < cols; c += RMSNORM_THREADS)
-		yr[c] = (uint16_t)norm1(xr[c], w[c], r);
+		yr[c] = (uint16_t)norm1<F16>(xr[c], w[c], r);
 }
 
-extern "C" void kn_rmsnorm_cuda(uint16_t *out, const float *x, const uint16_t *w, int rows,
-				int cols, float eps, cudaStream_t stream)
+template <bool F16>
+static void rmsnorm_launch(uint16_t *out, const float *x, const uint16_t *w, int rows, int cols,
+			   float eps, cudaStream_t stream)
 {
 	if (rows <= 0 || cols <= 0)
 		return;
@@ -148,15 +161,27 @@ extern "C" void kn_rmsnorm_cuda(uint16_t *out, const float *x, const uint16_t *w
 			 ((uintptr_t)w | (uintptr_t)out) % 8 == 0;
 	const int nv = cols / 4;
 	if (vec && nv <= 2 * RMSNORM_THREADS)
-		kn_launch(rmsnorm_reg_kernel<2>, rows, RMSNORM_THREADS, 0, stream, (uint2 *)out,
+		kn_launch(rmsnorm_reg_kernel<2, F16>, rows, RMSNORM_THREADS, 0, stream, (uint2 *)out,
 			  (const float4 *)x, (const uint2 *)w, nv, eps);
 	else if (vec && nv <= RMSNORM_REG_VECS * RMSNORM_THREADS)
-		kn_launch(rmsnorm_reg_kernel<RMSNORM_REG_VECS>, rows, RMSNORM_THREADS, 0, stream,
+		kn_launch(rmsnorm_reg_kernel<RMSNORM_REG_VECS, F16>, rows, RMSNORM_THREADS, 0, stream,
 			  (uint2 *)out, (const float4 *)x, (const uint2 *)w, nv, eps);
 	else if (vec)
-		kn_launch(rmsnorm_vec_kernel, rows, RMSNORM_THREADS, 0, stream, (uint2 *)out,
+		kn_launch(rmsnorm_vec_kernel<F16>, rows, RMSNORM_THREADS, 0, stream, (uint2 *)out,
 			  (const float4 *)x, (const uint2 *)w, cols / 4, eps);
 	else
-		kn_launch(rmsnorm_kernel, rows, RMSNORM_THREADS, 0, stream, out, x, w, cols, eps);
+		kn_launch(rmsnorm_kernel<F16>, rows, RMSNORM_THREADS, 0, stream, out, x, w, cols, eps);
 	KN_CHECK_LAUNCH();
+}
+
+extern "C" void kn_rmsnorm_cuda(uint16_t *out, const float *x, const uint16_t *w, int rows,
+				int cols, float eps, cudaStream_t stream)
+{
+	rmsnorm_launch<false>(out, x, w, rows, cols, eps, stream);
+}
+
+extern "C" void kn_rmsnorm_f16_cuda(uint16_t *out, const float *x, const uint16_t *w, int rows,
+				    int cols, float eps, cudaStream_t stream)
+{
+	rmsnorm_launch<true>(out, x, w, rows, cols, eps, stream);
 }

@@ -21,6 +21,12 @@
  *
  * kn_rmsnorm_ref is the plain-C reference (always built); kn_rmsnorm_cuda takes the same
  * arguments in the same order plus a stream, with device pointers.
+ *
+ * kn_rmsnorm_f16_{ref,cuda}: the same with out in IEEE fp16 (binary16), the one rounding to
+ * nearest even into its 11-bit significand: the decoder's input to the qkv and gate/up
+ * projections when their weights are held in fp16 (text_cuda.c says when). The caller keeps
+ * the outputs in range: |x[c]·r| ≤ sqrt(cols) for any row, so max|w| · sqrt(cols) ≤ 65504
+ * suffices (past it the GPU writes ±inf, as fp16 does).
  */
 #ifndef QVL_KERNELS_RMSNORM_H
 #define QVL_KERNELS_RMSNORM_H
@@ -33,11 +39,15 @@ extern "C" {
 
 void kn_rmsnorm_ref(uint16_t *out, const float *x, const uint16_t *w, int rows, int cols,
 		    float eps);
+void kn_rmsnorm_f16_ref(uint16_t *out, const float *x, const uint16_t *w, int rows, int cols,
+			float eps);
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
 void kn_rmsnorm_cuda(uint16_t *out, const float *x, const uint16_t *w, int rows, int cols,
 		     float eps, cudaStream_t stream);
+void kn_rmsnorm_f16_cuda(uint16_t *out, const float *x, const uint16_t *w, int rows, int cols,
+			 float eps, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

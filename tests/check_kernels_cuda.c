@@ -116,6 +116,25 @@ START_TEST(test_kernels_cuda_rmsnorm)
 		/* one bf16 rounding of a product that the kernel's fp32 and the reference's double
 		 * agree on to ~1e-7: a rounding flips now and then, nothing more */
 		ck_assert_msg(err <= 1e-3, "rmsnorm %dx%d: rel L2 error %g", rows, cols, err);
+		/* the fp16 form on the same rows: one rounding to 11 bits */
+		kn_rmsnorm_f16_ref(ref, x, w, rows, cols, 1e-6f);
+		kn_rmsnorm_f16_cuda(dy + off, dx + off, dw + off, rows, cols, 1e-6f, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy + off, n * 2, cudaMemcpyDeviceToHost));
+		float *gf = malloc(n * 4), *rf = malloc(n * 4);
+		size_t same = 0;
+		for (size_t i = 0; i < n; i++) {
+			gf[i] = f16_to_f32(got[i]);
+			rf[i] = f16_to_f32(ref[i]);
+			same += got[i] == ref[i];
+		}
+		double e16 = rel_l2_f32(gf, rf, n, 0.01);
+		fprintf(stderr, "rmsnorm f16 %dx%d%s: rel L2 %.3g, exact %.6f\n", rows, cols,
+			off ? " misaligned" : "", e16, (double)same / (double)n);
+		ck_assert_msg(e16 <= 1.5e-4 && same * 100 >= n * 99, "rmsnorm f16 %dx%d: rel L2 %g, "
+			      "%zu of %zu exact", rows, cols, e16, same, n);
+		free(gf);
+		free(rf);
 		CUDA_CHECK(cudaFree(dx));
 		CUDA_CHECK(cudaFree(dw));
 		CUDA_CHECK(cudaFree(dy));
@@ -1386,6 +1405,89 @@ START_TEST(test_kernels_cuda_gemm_f32)
 }
 END_TEST
 
+/* kn_gemm_f32_f16_cuda against kn_gemm_f32_f16_ref: fp16 operands with all 11 bits used, on
+ * the GEMV (M ≤ 4) and cuBLASLt (CUDA_R_16F), no residual, separate, in place; then the same
+ * shape on fp16 copies of bf16 operands must give kn_gemm_f32_cuda's answer on the bf16 ones
+ * (bit for bit on the GEMV: one summation order, the same products). Cases {M, N, K, res}. */
+START_TEST(test_kernels_cuda_gemm_f32_f16)
+{
+	static const int cases[][4] = {
+		{ 1, 4096, 2048, 0 },  { 1, 12288, 2048, 0 }, { 2, 4099, 2048, 1 },
+		{ 4, 12288, 2048, 2 }, { 3, 5, 13, 1 },       { 5, 4096, 2048, 0 },
+		{ 37, 12288, 2048, 2 }, { 300, 4096, 2048, 1 },
+	};
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		int M = cases[s][0], N = cases[s][1], K = cases[s][2], res = cases[s][3];
+		size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2);
+		float *r = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = f32_to_f16(frand(-4.f, 4.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f32_to_f16(frand(-0.05f, 0.05f));
+		fill_f32(r, ny, -1.f, 1.f);
+		kn_gemm_f32_f16_ref(ref, x, w, res ? r : NULL, M, N, K);
+		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0);
+		float *dy = dev_f32(res == 2 ? r : NULL, ny, 0), *dr = res == 1 ? dev_f32(r, ny, 0) :
+								  res == 2 ? dy : NULL;
+		kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, dr, M, N, K, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy, ny * 4, cudaMemcpyDeviceToHost));
+		double e = rel_l2_f32(got, ref, ny, 1e-4);
+		fprintf(stderr, "gemm_f32_f16 M=%d N=%d K=%d residual=%s: rel L2 %.3g\n", M, N, K,
+			res == 0 ? "none" : res == 1 ? "separate" : "in place", e);
+		ck_assert_msg(e <= 1e-5, "gemm_f32_f16 M=%d N=%d K=%d res=%d: rel L2 %g", M, N, K, res,
+			      e);
+		/* bf16 operands and their fp16 copies: the same products (magnitudes ≥ 1e-3, where
+		 * every bf16 is an fp16; text_cuda.c bounds the rest) */
+		for (size_t i = 0; i < nx; i++) {
+			float v = frand(-4.f, 4.f);
+			x[i] = f32_to_bf16(fabsf(v) < 1e-3f ? 1e-3f : v);
+		}
+		for (size_t i = 0; i < nw; i++) {
+			float v = frand(-0.05f, 0.05f);
+			w[i] = f32_to_bf16(fabsf(v) < 1e-3f ? -1e-3f : v);
+		}
+		uint16_t *dxb = dev_bf16(x, nx, 0), *dwb = dev_bf16(w, nw, 0);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = bf16_to_f16(x[i]);
+		for (size_t i = 0; i < nw; i++)
+			w[i] = bf16_to_f16(w[i]);
+		uint16_t *dxh = dev_bf16(x, nx, 0), *dwh = dev_bf16(w, nw, 0);
+		float *db = dev_f32(NULL, ny, 0), *dh = dev_f32(NULL, ny, 0);
+		kn_gemm_f32_cuda(ctx, db, dxb, dwb, NULL, M, N, K, 0);
+		kn_gemm_f32_f16_cuda(ctx, dh, dxh, dwh, NULL, M, N, K, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(ref, db, ny * 4, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemcpy(got, dh, ny * 4, cudaMemcpyDeviceToHost));
+		double eb = rel_l2_f32(got, ref, ny, 1e-4);
+		ck_assert_msg(eb <= 1e-6, "gemm_f32_f16 on fp16 copies of bf16 M=%d N=%d K=%d: rel L2 %g",
+			      M, N, K, eb);
+		if (M <= 4 && K % 8 == 0)
+			ck_assert_msg(!memcmp(got, ref, ny * 4), "gemm_f32_f16 M=%d N=%d K=%d: the GEMV "
+				      "differs from the bf16 one on the same values", M, N, K);
+		CUDA_CHECK(cudaFree(dxb));
+		CUDA_CHECK(cudaFree(dwb));
+		CUDA_CHECK(cudaFree(dxh));
+		CUDA_CHECK(cudaFree(dwh));
+		CUDA_CHECK(cudaFree(db));
+		CUDA_CHECK(cudaFree(dh));
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dy));
+		if (res == 1)
+			CUDA_CHECK(cudaFree(dr));
+		free(x);
+		free(w);
+		free(r);
+		free(ref);
+		free(got);
+	}
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
 /* The median of REPS timed calls (after 3 warm-up) of the (M, N, K) projection with bf16
  * (kn_gemm_cuda) or fp32 (kn_gemm_f32_cuda) output into dy, in seconds. */
 static double gemm_time_s(kn_gemm_ctx *ctx, int f32, void *dy, const uint16_t *dx,
@@ -1502,6 +1604,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_logits_topk_timing);
 	tcase_add_test(tc, test_kernels_cuda_gemm);
 	tcase_add_test(tc, test_kernels_cuda_gemm_f32);
+	tcase_add_test(tc, test_kernels_cuda_gemm_f32_f16);
 	tcase_add_test(tc, test_kernels_cuda_gemm_timing);
 	suite_add_tcase(s, tc);
 	/* the fp8 KV cache (CK_RUN_CASE=fp8 runs only these), and the decode attention timing

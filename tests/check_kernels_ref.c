@@ -67,6 +67,27 @@ START_TEST(test_f16_matches_compiler_conversion)
 }
 END_TEST
 
+/* bf16_to_f16's short path against the general one, on all 65536 bf16 patterns (NaN: NaN) */
+START_TEST(test_bf16_to_f16_all_patterns)
+{
+	int short_path = 0;
+	for (uint32_t b = 0; b < 65536; b++) {
+		uint16_t want = f32_to_f16(bf16_to_f32((uint16_t)b)), got = bf16_to_f16((uint16_t)b);
+		if (isnan(bf16_to_f32((uint16_t)b))) {
+			ck_assert(isnan(f16_to_f32(got)));
+			continue;
+		}
+		ck_assert_msg(got == want, "bf16 %04x -> f16 %04x, want %04x", b, got, want);
+		uint32_t e = (b >> 7) & 0xffu;
+		if (e >= 113 && e <= 142) {
+			short_path++;   /* and exact: the fp16 holds the bf16's value */
+			ck_assert(f16_to_f32(got) == bf16_to_f32((uint16_t)b));
+		}
+	}
+	ck_assert_int_eq(short_path, 2 * 30 * 128);
+}
+END_TEST
+
 START_TEST(test_rmsnorm_ref_constant_row)
 {
 	/* a row of equal values c normalises to sign(c) (up to eps), then times w */
@@ -98,18 +119,22 @@ START_TEST(test_rmsnorm_ref_matches_formula)
 		x[i] = (float)rand() / RAND_MAX * 4.0f - 2.0f;
 	for (int c = 0; c < C; c++)
 		w[c] = f32_to_bf16(0.5f + (float)rand() / RAND_MAX);
-	kn_rmsnorm_ref(y, x, w, R, C, 1e-6f);
-	for (int r = 0; r < R; r++) {
-		double ss = 0;
-		for (int c = 0; c < C; c++)
-			ss += (double)x[r * C + c] * x[r * C + c];
-		double inv = 1.0 / sqrt(ss / C + 1e-6);
-		for (int c = 0; c < C; c++) {
-			double want = bf16_to_f32(w[c]) * (x[r * C + c] * inv);
-			/* one bf16 rounding: within half an ulp, 2^-8 relative (and a hair for the
-			 * float on the way) */
-			ck_assert_double_eq_tol(bf16_to_f32(y[r * C + c]), want,
-						fabs(want) * 0x1.01p-8 + 1e-30);
+	/* one rounding to bf16 (8 significant bits: within half an ulp, 2^-8 relative) or to fp16
+	 * (11 bits: 2^-11), and a hair for the float on the way */
+	for (int f16 = 0; f16 < 2; f16++) {
+		(f16 ? kn_rmsnorm_f16_ref : kn_rmsnorm_ref)(y, x, w, R, C, 1e-6f);
+		float (*decode)(uint16_t) = f16 ? f16_to_f32 : bf16_to_f32;
+		const double rel = f16 ? 0x1.01p-11 : 0x1.01p-8;
+		for (int r = 0; r < R; r++) {
+			double ss = 0;
+			for (int c = 0; c < C; c++)
+				ss += (double)x[r * C + c] * x[r * C + c];
+			double inv = 1.0 / sqrt(ss / C + 1e-6);
+			for (int c = 0; c < C; c++) {
+				double want = bf16_to_f32(w[c]) * (x[r * C + c] * inv);
+				ck_assert_double_eq_tol(decode(y[r * C + c]), want,
+							fabs(want) * rel + 0x1p-24);
+			}
 		}
 	}
 	/* one rounding, not two: x = (1.5, 0.25), r = 1/sqrt(1.15625) = 0.92998107, w[1] = 0.75:
@@ -918,6 +943,36 @@ START_TEST(test_kernels_ref_gemm_f32)
 }
 END_TEST
 
+/* kn_gemm_f32_f16_ref: on fp16 copies of bf16 operands (exact: bf16_to_f16 of values in fp16's
+ * normal range) it is kn_gemm_f32_ref bit for bit; on fp16 values with 11 significant bits it
+ * is their own double sum, rounded once. */
+START_TEST(test_kernels_ref_gemm_f32_f16)
+{
+	enum { M = 3, N = 17, K = 37 };
+	uint16_t x[M * K], W[N * K], x16[M * K], W16[N * K];
+	float r[M * N], y[M * N], y16[M * N];
+	for (int i = 0; i < M * K; i++) {
+		x[i] = rand_bf16(-2, 2);
+		x16[i] = bf16_to_f16(x[i]);
+	}
+	for (int i = 0; i < N * K; i++) {
+		W[i] = rand_bf16(-0.5, 0.5);
+		W16[i] = bf16_to_f16(W[i]);
+	}
+	for (int i = 0; i < M * N; i++)
+		r[i] = (float)rand() / RAND_MAX * 2.0f - 1.0f;
+	kn_gemm_f32_ref(y, x, W, r, M, N, K);
+	kn_gemm_f32_f16_ref(y16, x16, W16, r, M, N, K);
+	ck_assert_mem_eq(y, y16, sizeof(y));
+	/* 11-bit operands: 1 + 2^-10 (not a bf16) times 3 = 3 + 3·2^-10, exactly */
+	uint16_t a = f32_to_f16(1.0f + 0x1p-10f), b = f32_to_f16(3.0f);
+	ck_assert(f16_to_f32(a) == 1.0f + 0x1p-10f);
+	float y1 = 0;
+	kn_gemm_f32_f16_ref(&y1, &a, &b, NULL, 1, 1, 1);
+	ck_assert_float_eq(y1, 3.0f + 3 * 0x1p-10f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kernels_ref");
@@ -925,6 +980,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_bf16_round_trip_and_rounding);
 	tcase_add_test(tc, test_f16_matches_compiler_conversion);
+	tcase_add_test(tc, test_bf16_to_f16_all_patterns);
 	tcase_add_test(tc, test_rmsnorm_ref_constant_row);
 	tcase_add_test(tc, test_rmsnorm_ref_matches_formula);
 	tcase_add_test(tc, test_kernels_ref_embedding);
@@ -940,6 +996,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_ref_logits_topk);
 	tcase_add_test(tc, test_kernels_ref_gemm);
 	tcase_add_test(tc, test_kernels_ref_gemm_f32);
+	tcase_add_test(tc, test_kernels_ref_gemm_f32_f16);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
