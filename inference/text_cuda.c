@@ -1,33 +1,43 @@
 /*
  * text_cuda: the Qwen3-VL text decoder on one GPU (see text_cuda.h).
  *
- * Precision: bf16 only where the tensor cores need it — the GEMM inputs (the normed rows h, the
+ * Precision: 16-bit only where the tensor cores need it — the GEMM inputs (the normed rows h, the
  * attention output, silu·up), q and the KV cache (bf16, or fp8 E4M3 with --kv-cache-dtype fp8)
  * — and fp32 everywhere else: the residual stream x, the projections' outputs (qkv, gate/up)
  * and the residual adds, which the o and down projections do in their epilogue (cuBLASLt's
- * C = residual, beta 1; the GEMV adds it before writing). Each value is rounded to bf16 once,
- * where it becomes a GEMM or attention operand. This is not where transformers in bf16 rounds
+ * C = residual, beta 1; the GEMV adds it before writing). Each value is rounded to 16 bits once
+ * (bf16; fp16 where said below), where it becomes a GEMM or attention operand. This is not where transformers in bf16 rounds
  * (it keeps the residual stream and every Linear output in bf16): the reference is the fp32
  * model, and keeping x in fp32 halves the distance to it (2b, whole vocabulary, relative L2:
  * 1.9e-2 → 9e-3 in a CPU emulation of both roundings; the bf16 transformers model is itself
  * 1.9e-2 from fp32).
  *
+ * fp16 operands for qkv and gate/up: two thirds of what remains is the rounding of h, the
+ * RMSNorm output, to bf16's 8 significant bits where it enters those two projections. There h
+ * is bounded (|x·r| ≤ sqrt(D), so |h| ≤ sqrt(D)·max|norm weight|), which lets it be IEEE fp16
+ * (11 bits, 8x less rounding error) with their weights uploaded as fp16 holding the same bf16
+ * values (exact from 2^-14 up; below 2^-17 a weight moves by at most 2^-25), at the same
+ * tensor-core speed. f16_refusal checks both bounds at load time and keeps bf16 otherwise. The
+ * o and down inputs (attention output, silu·up) have no such bound and stay bf16, as do the
+ * final norm's output and the LM head (tied to the bf16 embedding).
+ *
  * One step, T = Σ n_new rows of the ragged batch flattened:
  *
  *   x  = embed[ids]; x[vision rows] = vision row 0     (fp32)      kn_embedding, kn_rows_scatter
  *   for each layer l:
- *     h   = RMSNorm(x; input norm)                     (bf16)      kn_rmsnorm
- *     qkv = h · Wqkvᵀ                                  (fp32)      kn_gemm_f32 (q,k,v stacked)
+ *     h   = RMSNorm(x; input norm)                     (fp16)      kn_rmsnorm_f16
+ *     qkv = h · Wqkvᵀ                                  (fp32)      kn_gemm_f32_f16 (q,k,v stacked)
  *     q, K/V pool ← q/k RMSNorm + MRoPE, K and V written at slots  kn_qk_norm_rope(_fp8)
- *     att = attention(q, pool)   the leading sequences with one new row (decodes): kn_paged_attention
+ *     att = attention(q, pool)   the leading one-row sequences (decodes): kn_paged_attention
  *                                (split-KV, one row a sequence); the rest: kn_prefill_attention
  *                                (causal, cached prefix too)
  *     x  += att · Woᵀ                                              kn_gemm_f32, residual x
- *     h   = RMSNorm(x; post norm)                                  kn_rmsnorm
- *     gu  = h · Wguᵀ                                   (fp32)      kn_gemm_f32
+ *     h   = RMSNorm(x; post norm)                      (fp16)      kn_rmsnorm_f16
+ *     gu  = h · Wguᵀ                                   (fp32)      kn_gemm_f32_f16
  *     x  += silu(gate)·up · Wdᵀ                                    kn_silu_mul, kn_gemm_f32
  *     l < n_ds and vision rows: x[vision rows] += deepstack row l  kn_rows_scatter_add
- *   h = RMSNorm(x; final norm); logits = gather(h, logit rows) · lm_headᵀ (bf16 logits)
+ *   h = RMSNorm(x; final norm) (bf16); logits = gather(h, logit rows) · lm_headᵀ (bf16 logits)
+ *   (fp16 as marked when f16_refusal allows it, else bf16 and kn_rmsnorm / kn_gemm_f32)
  *
  * Step inputs: the host packs ids, positions, slots, block tables, logit and vision row indexes
  * and the vision rows (as bf16) into one pinned staging buffer, copied with a cudaMemcpyAsync
@@ -105,6 +115,7 @@ struct text_cuda {
 	float eps, scale, theta;
 	int section[3];
 	bool kv_fp8;                    /* the KV pool in fp8 E4M3, scale 1 (else bf16) */
+	bool f16;                       /* qkv and gate/up: weights and inputs in fp16 (else bf16) */
 	kn_gemm_ctx *gemm;              /* borrowed */
 	cudaStream_t stream;            /* borrowed */
 	/* weights */
@@ -189,26 +200,89 @@ static int tensor_check(const st_tensor *s, const char *what, uint64_t numel, qe
 	return 0;
 }
 
-/* Upload tensor s (numel elements) to dev as bf16, converting on the host through tmp. */
-static void upload(uint16_t *dev, const st_tensor *s, uint64_t numel, uint16_t *tmp, size_t tmp_n,
-		   cudaStream_t st)
+/* Element i of tensor s as the bf16 the decoder uses (the checkpoint's bf16, or its f16/f32
+ * rounded to bf16). */
+static inline uint16_t tensor_bf16(const st_tensor *s, uint64_t i)
+{
+	if (s->dtype == ST_BF16)
+		return ((const uint16_t *)s->data)[i];
+	if (s->dtype == ST_F16)
+		return f32_to_bf16(f16_to_f32(((const uint16_t *)s->data)[i]));
+	return f32_to_bf16(((const float *)s->data)[i]);
+}
+
+/* The largest |value| of tensor s (numel elements, as bf16). */
+static float tensor_max_abs(const st_tensor *s, uint64_t numel)
+{
+	uint16_t m = 0;   /* |bf16| orders as its bits */
+	if (s->dtype == ST_BF16) {
+		const uint16_t *p = (const uint16_t *)s->data;
+		for (uint64_t i = 0; i < numel; i++) {
+			uint16_t a = p[i] & 0x7fffu;
+			m = a > m ? a : m;
+		}
+	} else {
+		for (uint64_t i = 0; i < numel; i++) {
+			uint16_t a = tensor_bf16(s, i) & 0x7fffu;
+			m = a > m ? a : m;
+		}
+	}
+	return bf16_to_f32(m);
+}
+
+/* Upload tensor s (numel elements) to dev as bf16, or as fp16 holding those bf16 values
+ * (to_f16), converting on the host through tmp. */
+static void upload(uint16_t *dev, const st_tensor *s, uint64_t numel, bool to_f16, uint16_t *tmp,
+		   size_t tmp_n, cudaStream_t st)
 {
 	for (uint64_t at = 0; at < numel; at += tmp_n) {
 		uint64_t n = numel - at < tmp_n ? numel - at : tmp_n;
-		if (s->dtype == ST_BF16) {
+		if (s->dtype == ST_BF16 && !to_f16)
 			memcpy(tmp, (const uint16_t *)s->data + at, n * 2);
-		} else if (s->dtype == ST_F16) {
-			const uint16_t *src = (const uint16_t *)s->data + at;
+		else if (to_f16)
 			for (uint64_t i = 0; i < n; i++)
-				tmp[i] = f32_to_bf16(f16_to_f32(src[i]));
-		} else {
-			const float *src = (const float *)s->data + at;
+				tmp[i] = bf16_to_f16(tensor_bf16(s, at + i));
+		else
 			for (uint64_t i = 0; i < n; i++)
-				tmp[i] = f32_to_bf16(src[i]);
-		}
+				tmp[i] = tensor_bf16(s, at + i);
 		CUDA_CHECK(cudaMemcpyAsync(dev + at, tmp, n * 2, cudaMemcpyHostToDevice, st));
 		CUDA_CHECK(cudaStreamSynchronize(st));   /* tmp is reused */
 	}
+}
+
+/* Whether the qkv and gate/up projections can run on fp16 operands with the checkpoint's
+ * values: their inputs are RMSNorm outputs, |x·r| ≤ sqrt(D), so max|norm weight|·sqrt(D) must
+ * stay below fp16's 65504; their bf16 weights must be below it too (those of magnitude 2^-14 …
+ * 65280 are then exact in fp16; smaller ones, below 2^-17, move by at most 2^-25). Returns the
+ * reason when not (NULL: yes). QVL_FP16_OPERANDS=0 in the environment keeps bf16 (A/B). */
+static const char *f16_refusal(const text_cuda *t, const model_weights *w, float *norm_max,
+			       float *w_max)
+{
+	const char *env = getenv("QVL_FP16_OPERANDS");
+	*norm_max = *w_max = 0;
+	if (env && *env == '0')
+		return "QVL_FP16_OPERANDS=0";
+	const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, hd = (uint64_t)t->hd;
+	const uint64_t qd = (uint64_t)t->Hq * hd, kd = (uint64_t)t->KV * hd;
+	for (int l = 0; l < t->L; l++) {
+		const text_layer_weights *s = &w->layers[l];
+		const st_tensor *norms[2] = { s->input_layernorm, s->post_attention_layernorm };
+		const st_tensor *mats[5] = { s->q_proj, s->k_proj, s->v_proj, s->gate_proj, s->up_proj };
+		const uint64_t n[5] = { qd * D, kd * D, kd * D, F * D, F * D };
+		for (int i = 0; i < 2; i++) {
+			float m = tensor_max_abs(norms[i], D);
+			*norm_max = m > *norm_max ? m : *norm_max;
+		}
+		for (int i = 0; i < 5; i++) {
+			float m = tensor_max_abs(mats[i], n[i]);
+			*w_max = m > *w_max ? m : *w_max;
+		}
+	}
+	if (!(*norm_max * sqrtf((float)t->D) <= 65504.0f))
+		return "a norm weight times sqrt(hidden_size) exceeds fp16's range";
+	if (!(*w_max <= 65504.0f))
+		return "a qkv or gate/up weight exceeds fp16's range";
+	return NULL;
 }
 
 typedef struct wplan {
@@ -216,6 +290,7 @@ typedef struct wplan {
 	uint64_t numel[3];
 	uint16_t **dst;
 	size_t off;
+	bool f16;                       /* uploaded as fp16 (qkv, gate/up when t->f16) */
 } wplan;
 
 int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *gemm,
@@ -272,13 +347,13 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 		layer16 *d = &t->layers[l];
 		PLAN1(&d->in_norm, s->input_layernorm, D);
 		pl[np++] = (wplan){ .src = { s->q_proj, s->k_proj, s->v_proj },
-				    .numel = { qd * D, kd * D, kd * D }, .dst = &d->wqkv };
+				    .numel = { qd * D, kd * D, kd * D }, .dst = &d->wqkv, .f16 = true };
 		PLAN1(&d->q_norm, s->q_norm, hd);
 		PLAN1(&d->k_norm, s->k_norm, hd);
 		PLAN1(&d->wo, s->o_proj, D * qd);
 		PLAN1(&d->post_norm, s->post_attention_layernorm, D);
 		pl[np++] = (wplan){ .src = { s->gate_proj, s->up_proj },
-				    .numel = { F * D, F * D }, .dst = &d->wgu };
+				    .numel = { F * D, F * D }, .dst = &d->wgu, .f16 = true };
 		PLAN1(&d->wd, s->down_proj, D * F);
 	}
 #undef PLAN1
@@ -307,6 +382,15 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 		return rc;
 	}
 	t->wbytes = total;
+	float norm_max, w_max;
+	const char *no_f16 = f16_refusal(t, w, &norm_max, &w_max);
+	t->f16 = !no_f16;
+	if (no_f16)
+		log_msg(LOG_LEVEL_INFO, "text_cuda", "qkv and gate/up operands: bf16 (%s)", no_f16);
+	else
+		log_msg(LOG_LEVEL_INFO, "text_cuda", "qkv and gate/up operands: fp16 holding the bf16 "
+			"weights (max |weight| %g, max |norm weight| %g: inputs within ±%g)", w_max,
+			norm_max, norm_max * sqrtf((float)t->D));
 	const size_t tmp_n = (size_t)8 << 20;   /* 16 MiB of bf16 per upload */
 	uint16_t *tmp;
 	CUDA_CHECK(cudaHostAlloc((void **)&tmp, tmp_n * 2, cudaHostAllocDefault));
@@ -314,7 +398,8 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 		uint16_t *dst = (uint16_t *)((uint8_t *)t->wbuf + pl[i].off);
 		*pl[i].dst = dst;
 		for (int k = 0; k < 3 && pl[i].src[k]; k++) {
-			upload(dst, pl[i].src[k], pl[i].numel[k], tmp, tmp_n, stream);
+			upload(dst, pl[i].src[k], pl[i].numel[k], pl[i].f16 && t->f16, tmp, tmp_n,
+			       stream);
 			dst += pl[i].numel[k];
 		}
 	}
@@ -642,8 +727,13 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 		kn_rows_scatter_cuda(t->x, vis, ST(t, vis_idx, int32_t), sh->n_vis, D, st);
 	for (int l = 0; l < t->L; l++) {
 		const layer16 *lw = &t->layers[l];
-		kn_rmsnorm_cuda(t->h, t->x, lw->in_norm, T, D, t->eps, st);
-		kn_gemm_f32_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
+		if (t->f16) {
+			kn_rmsnorm_f16_cuda(t->h, t->x, lw->in_norm, T, D, t->eps, st);
+			kn_gemm_f32_f16_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
+		} else {
+			kn_rmsnorm_cuda(t->h, t->x, lw->in_norm, T, D, t->eps, st);
+			kn_gemm_f32_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
+		}
 		if (t->kv_fp8)
 			kn_qk_norm_rope_fp8_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm,
 						 lw->k_norm, ST(t, pos, int32_t), ST(t, slot, int32_t),
@@ -655,8 +745,13 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 					     t->Hq, t->KV, hd, t->section, t->theta, t->eps, st);
 		attention(t, lw, sh);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->att, lw->wo, t->x, T, D, qd, st);
-		kn_rmsnorm_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
-		kn_gemm_f32_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
+		if (t->f16) {
+			kn_rmsnorm_f16_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
+			kn_gemm_f32_f16_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
+		} else {
+			kn_rmsnorm_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
+			kn_gemm_f32_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
+		}
 		kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->mlp, lw->wd, t->x, T, D, F, st);
 		if (l < t->n_ds && sh->n_vis)

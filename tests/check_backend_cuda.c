@@ -42,7 +42,6 @@
 #define BLOCK 16
 #define N_BLOCKS 512
 #define LOGITS_TOL 1e-2
-#define LOGITS_TOL_2B 1.2e-2
 #define FP8_LOGITS_TOL 1e-1
 #define VISION_TOL 3e-2
 #define MARGIN 0.05
@@ -65,6 +64,7 @@ static void reset_mode(void)
 {
 	kv_fp8 = false;
 	logits_tol = LOGITS_TOL;
+	unsetenv("QVL_FP16_OPERANDS");
 }
 
 static uint64_t lcg = 0x9e3779b97f4a7c15ull;
@@ -577,8 +577,9 @@ END_TEST
 
 /* The 2b checkpoint (the published shapes, random bf16 weights), only with QVL_TEST_2B=1 (the
  * GPU machine: the fp32 CPU reference of 2b wants many cores and ~9 GB): a 300-token text
- * prompt and 8 decode steps through the graphs, the whole vocabulary against the CPU. The
- * vision tower and images are covered on 2b by tests/golden/gpu_model_2b.sh. */
+ * prompt and 8 decode steps through the graphs, the whole vocabulary against the CPU, under the
+ * issue's 1e-2 (H100: 6.85e-3 with fp16 qkv and gate/up operands; 1.02e-2 when they were bf16).
+ * The vision tower and images are covered on 2b by tests/golden/gpu_model_2b.sh. */
 START_TEST(test_backend_cuda_2b_text)
 {
 	model big;
@@ -586,11 +587,10 @@ START_TEST(test_backend_cuda_2b_text)
 	ck_assert_int_eq(big.mc.text.vocab_size, tiny.mc.text.vocab_size);   /* step_both's V */
 	double saved = worst_logits;
 	worst_logits = 0;
-	logits_tol = LOGITS_TOL_2B;   /* reset_mode puts it back before the next test */
 	int32_t first;
 	text_case(&big, 300, "2b text", &first);
 	fprintf(stderr, "2b: logits rel L2 %.2e (whole vocabulary, 9 rows)\n", worst_logits);
-	ck_assert(worst_logits > 0 && worst_logits <= LOGITS_TOL_2B);
+	ck_assert(worst_logits > 0 && worst_logits <= LOGITS_TOL);
 	worst_logits = saved;   /* the summary line reports tiny's */
 	model_weights_deinit(&big.w);
 	tu_rmdir(big.dir);
@@ -599,6 +599,22 @@ START_TEST(test_backend_cuda_2b_text)
 END_TEST
 
 /* The cpu backend has no fp8 cache and says so. */
+/* The qkv and gate/up projections on bf16 operands (QVL_FP16_OPERANDS=0: text_cuda's fallback
+ * for checkpoints whose norm weights would overflow fp16), text through the graphs. */
+START_TEST(test_backend_cuda_bf16_operands)
+{
+	double fp16_worst = worst_logits;   /* the summary line reports the fp16 tests' */
+	worst_logits = 0;
+	setenv("QVL_FP16_OPERANDS", "0", 1);   /* reset_mode unsets it before the next test */
+	int32_t first;
+	int len = text_case(&tiny, 200, "bf16 operands", &first);
+	ck_assert_int_eq(len, 208);
+	fprintf(stderr, "bf16 operands: logits rel L2 %.2e\n", worst_logits);
+	ck_assert(worst_logits > 0 && worst_logits <= LOGITS_TOL);
+	worst_logits = fp16_worst;
+}
+END_TEST
+
 START_TEST(test_backend_cuda_cpu_refuses_fp8)
 {
 	backend_opts o = { .block_size = BLOCK, .n_blocks = 8, .kv_cache_fp8 = true };
@@ -923,6 +939,7 @@ int main(void)
 	tcase_add_test(tc, test_backend_cuda_chained_launches);
 	tcase_add_test(tc, test_backend_cuda_fp8_kv_cache);
 	tcase_add_test(tc, test_backend_cuda_cpu_refuses_fp8);
+	tcase_add_test(tc, test_backend_cuda_bf16_operands);
 	const char *t2b = getenv("QVL_TEST_2B");
 	if (t2b && !strcmp(t2b, "1"))
 		tcase_add_test(tc, test_backend_cuda_2b_text);

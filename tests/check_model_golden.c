@@ -14,15 +14,15 @@
  *     the remaining steps).
  *
  * Built a second time with -DGOLDEN_CUDA as check_model_golden_cuda: the same cases through the
- * CUDA backend (bf16 weights and GEMM operands, fp32 residual stream), which exits 77 without a
- * GPU and skips the configs whose head sizes its kernels do not take (head_dim 16). Bars: top-50
- * logits within relative L2 1e-2 (measured on an H200: ≤ 3.9e-3 tiny, ≤ 5.2e-3 2b), log-sum-exp
- * within 1e-2 relative, vision embeddings within 3e-2 (the vision tower keeps transformers' bf16
- * roundings), and the greedy id wherever the reference's margin exceeds both 0.05 and 2% of its
- * top logit: a bf16 GEMM operand moves a logit of 13 by ~0.04 (tiny/text step 0, margin 0.103
- * on a top logit of 13.1, flips). For scale: transformers itself in bf16 is 1.2e-2 (tiny) to
- * 1.9e-2 (2b) from these goldens in last-position logits over the whole vocabulary
- * (tests/golden/hf_bf16_floor.py).
+ * CUDA backend (bf16 weights, fp16 or bf16 GEMM operands, fp32 residual stream: text_cuda.c),
+ * which exits 77 without a GPU and skips the configs whose head sizes its kernels do not take
+ * (head_dim 16). Bars, the issue's: top-50 logits within relative L2 1e-2 (measured on an H100:
+ * ≤ 3.7e-3 tiny, ≤ 4.9e-3 2b), log-sum-exp within 1e-2 relative, vision embeddings within 3e-2
+ * (the vision tower keeps transformers' bf16 roundings), and the greedy id wherever the
+ * reference's margin exceeds 0.05 (the closest case, tiny/text step 0, margin 0.103 on a top
+ * logit of 13.1, flipped while the qkv and gate/up operands were bf16). For scale: transformers
+ * itself in bf16 is 1.2e-2 (tiny) to 1.9e-2 (2b) from these goldens in last-position logits
+ * over the whole vocabulary (tests/golden/hf_bf16_floor.py).
  */
 #include <check.h>
 #include <math.h>
@@ -49,9 +49,7 @@
 #define TOL_VISION 3e-2
 #define TOL_NORM 3e-2
 #define GREEDY_MARGIN 0.05
-#define GREEDY_MARGIN_REL 0.02
 #else
-#define GREEDY_MARGIN_REL 0
 #define TOL_LOGITS 1e-4
 #define TOL_LSE 1e-4
 #define TOL_VISION 1e-4
@@ -332,8 +330,7 @@ static void check_line(loaded *m, json_object *g)
 			arg == json_object_get_int(json_object_array_get_idx(ggreedy, s)) ? "same" :
 			"differs");
 #endif
-		if (want[0] - want[1] > GREEDY_MARGIN &&
-		    want[0] - want[1] > GREEDY_MARGIN_REL * fabs(want[0]))
+		if (want[0] - want[1] > GREEDY_MARGIN)
 			ck_assert_msg(arg == json_object_get_int(json_object_array_get_idx(ggreedy, s)),
 				      "%s/%s step %d: greedy id %d, reference %d", config, prompt, s, arg,
 				      json_object_get_int(json_object_array_get_idx(ggreedy, s)));
