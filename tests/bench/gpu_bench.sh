@@ -242,17 +242,22 @@ stop_serving() {
 	say "qvld and qvl-fcgi stopped"
 }
 
-# bench NAME ARGS...: one `qvl bench` row, its JSON in $res/NAME.json, its table in the log
+# bench NAME ARGS...: one `qvl bench` row, its JSON in $res/NAME.json, its table in the log. Each
+# row draws its prompts and images with a seed of its own: qvl bench's request k depends only
+# on (seed, k), so rows sharing a seed would find each other's prompts in qvld's prefix cache
+# (and images in its encoder cache) and measure hits instead of prefill.
+row_seed=0
 bench() {
 	local name=$1 rc=0
 	shift
+	row_seed=$((row_seed + 1))
 	if [ "$(elapsed)" -gt "$QVL_BUDGET" ]; then
 		echo "== qvl bench $name: skipped (past QVL_BENCH_QVL_BUDGET=$QVL_BUDGET s)"
 		echo '{"skipped": true}' >"$res/$name.json"
 		return 0
 	fi
 	say "qvl bench $name: $*"
-	timeout "$ROW_TIMEOUT" "${QVL[@]}" bench --fcgi "$fcgi_sock" --ignore-eos --seed 1 \
+	timeout "$ROW_TIMEOUT" "${QVL[@]}" bench --fcgi "$fcgi_sock" --ignore-eos --seed "$row_seed" \
 		--result-json "$res/$name.json" "$@" >"$work/logs/bench-$name.log" 2>&1 || rc=$?
 	if [ "$rc" = 124 ]; then
 		echo "   timed out after $ROW_TIMEOUT s"
