@@ -16,10 +16,13 @@
  * RMSNorm output, to bf16's 8 significant bits where it enters those two projections. There h
  * is bounded (|x·r| ≤ sqrt(D), so |h| ≤ sqrt(D)·max|norm weight|), which lets it be IEEE fp16
  * (11 bits, 8x less rounding error) with their weights uploaded as fp16 holding the same bf16
- * values (exact from 2^-14 up; below 2^-17 a weight moves by at most 2^-25), at the same
- * tensor-core speed. f16_refusal checks both bounds at load time and keeps bf16 otherwise. The
- * o and down inputs (attention output, silu·up) have no such bound and stay bf16, as do the
- * final norm's output and the LM head (tied to the bf16 embedding).
+ * values (exact from 2^-17 up, fp16 subnormals included; a smaller weight moves by at most
+ * 2^-25, and the start-up log counts them), at the same tensor-core speed. f16_refusal checks
+ * both bounds at load time and keeps bf16 otherwise. The o and down inputs (attention output,
+ * silu·up) have no such bound and stay bf16, as do the final norm's output and the LM head
+ * (tied to the bf16 embedding). The bf16 fallback measured 1.02e-2 from fp32 on 2b over the
+ * whole vocabulary (just past the 1e-2 bar), and one tiny golden step (margin 0.103) flipped
+ * there (tests/bench/PERF.md); tests/check_backend_cuda.c runs it against the CPU on tiny.
  *
  * One step, T = Σ n_new rows of the ragged batch flattened:
  *
@@ -211,22 +214,19 @@ static inline uint16_t tensor_bf16(const st_tensor *s, uint64_t i)
 	return f32_to_bf16(((const float *)s->data)[i]);
 }
 
-/* The largest |value| of tensor s (numel elements, as bf16). */
-static float tensor_max_abs(const st_tensor *s, uint64_t numel)
+/* The largest |value| of tensor s (numel elements, as bf16; NaN: NaN); adds to *n_tiny the
+ * non-zero values below 2^-17 (bf16 exponent < 110), which fp16 does not hold exactly. */
+static float tensor_max_abs(const st_tensor *s, uint64_t numel, uint64_t *n_tiny)
 {
 	uint16_t m = 0;   /* |bf16| orders as its bits */
-	if (s->dtype == ST_BF16) {
-		const uint16_t *p = (const uint16_t *)s->data;
-		for (uint64_t i = 0; i < numel; i++) {
-			uint16_t a = p[i] & 0x7fffu;
-			m = a > m ? a : m;
-		}
-	} else {
-		for (uint64_t i = 0; i < numel; i++) {
-			uint16_t a = tensor_bf16(s, i) & 0x7fffu;
-			m = a > m ? a : m;
-		}
+	uint64_t tiny = 0;
+	for (uint64_t i = 0; i < numel; i++) {
+		uint16_t a = (s->dtype == ST_BF16 ? ((const uint16_t *)s->data)[i] :
+						    tensor_bf16(s, i)) & 0x7fffu;
+		m = a > m ? a : m;
+		tiny += a != 0 && a < (110u << 7);
 	}
+	*n_tiny += tiny;
 	return bf16_to_f32(m);
 }
 
@@ -252,14 +252,16 @@ static void upload(uint16_t *dev, const st_tensor *s, uint64_t numel, bool to_f1
 
 /* Whether the qkv and gate/up projections can run on fp16 operands with the checkpoint's
  * values: their inputs are RMSNorm outputs, |x·r| ≤ sqrt(D), so max|norm weight|·sqrt(D) must
- * stay below fp16's 65504; their bf16 weights must be below it too (those of magnitude 2^-14 …
- * 65280 are then exact in fp16; smaller ones, below 2^-17, move by at most 2^-25). Returns the
- * reason when not (NULL: yes). QVL_FP16_OPERANDS=0 in the environment keeps bf16 (A/B). */
+ * stay below fp16's 65504; their bf16 weights must be below it too (those of magnitude 2^-17 …
+ * 65280 are then exact in fp16; smaller ones move by at most 2^-25: *n_tiny counts them).
+ * Returns the reason when not (NULL: yes). QVL_FP16_OPERANDS=0 in the environment keeps bf16
+ * (A/B). */
 static const char *f16_refusal(const text_cuda *t, const model_weights *w, float *norm_max,
-			       float *w_max)
+			       float *w_max, uint64_t *n_tiny)
 {
 	const char *env = getenv("QVL_FP16_OPERANDS");
 	*norm_max = *w_max = 0;
+	*n_tiny = 0;
 	if (env && *env == '0')
 		return "QVL_FP16_OPERANDS=0";
 	const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, hd = (uint64_t)t->hd;
@@ -270,18 +272,19 @@ static const char *f16_refusal(const text_cuda *t, const model_weights *w, float
 		const st_tensor *mats[5] = { s->q_proj, s->k_proj, s->v_proj, s->gate_proj, s->up_proj };
 		const uint64_t n[5] = { qd * D, kd * D, kd * D, F * D, F * D };
 		for (int i = 0; i < 2; i++) {
-			float m = tensor_max_abs(norms[i], D);
+			uint64_t unused = 0;
+			float m = tensor_max_abs(norms[i], D, &unused);
 			*norm_max = m > *norm_max ? m : *norm_max;
 		}
 		for (int i = 0; i < 5; i++) {
-			float m = tensor_max_abs(mats[i], n[i]);
+			float m = tensor_max_abs(mats[i], n[i], n_tiny);
 			*w_max = m > *w_max ? m : *w_max;
 		}
 	}
 	if (!(*norm_max * sqrtf((float)t->D) <= 65504.0f))
-		return "a norm weight times sqrt(hidden_size) exceeds fp16's range";
+		return "a norm weight times sqrt(hidden_size) is not finite or exceeds fp16's range";
 	if (!(*w_max <= 65504.0f))
-		return "a qkv or gate/up weight exceeds fp16's range";
+		return "a qkv or gate/up weight is not finite or exceeds fp16's range";
 	return NULL;
 }
 
@@ -383,14 +386,16 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	}
 	t->wbytes = total;
 	float norm_max, w_max;
-	const char *no_f16 = f16_refusal(t, w, &norm_max, &w_max);
+	uint64_t n_tiny;
+	const char *no_f16 = f16_refusal(t, w, &norm_max, &w_max, &n_tiny);
 	t->f16 = !no_f16;
 	if (no_f16)
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "qkv and gate/up operands: bf16 (%s)", no_f16);
 	else
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "qkv and gate/up operands: fp16 holding the bf16 "
-			"weights (max |weight| %g, max |norm weight| %g: inputs within ±%g)", w_max,
-			norm_max, norm_max * sqrtf((float)t->D));
+			"weights (max |weight| %g, max |norm weight| %g: inputs within ±%g; %llu "
+			"weights below 2^-17 move by at most 2^-25)", w_max, norm_max,
+			norm_max * sqrtf((float)t->D), (unsigned long long)n_tiny);
 	const size_t tmp_n = (size_t)8 << 20;   /* 16 MiB of bf16 per upload */
 	uint16_t *tmp;
 	CUDA_CHECK(cudaHostAlloc((void **)&tmp, tmp_n * 2, cudaHostAllocDefault));

@@ -1,11 +1,13 @@
 /*
- * text_cuda: the Qwen3-VL text decoder (and dense Qwen3) on one GPU — bf16 weights and
- * operands, an fp32 residual stream (text_cuda.c says where each rounding sits) — backend_step of
+ * text_cuda: the Qwen3-VL text decoder (and dense Qwen3) on one GPU — bf16 weights (held as fp16
+ * for q/k/v and gate/up), 16-bit operands, an fp32 residual stream (text_cuda.c says where each
+ * rounding sits and when fp16 applies) — backend_step of
  * the CUDA backend (backend_cuda.c), checked against text_cpu (the fp32 reference) and
  * transformers.
  *
- * One text_cuda holds the weights in bf16 on the device (one allocation; f32/f16 files are
- * converted on the host while uploading), the paged KV pool (per layer a K and a V array of
+ * One text_cuda holds the weights on the device as bf16 values (one allocation; f32/f16 files are
+ * rounded to bf16 on the host while uploading; q/k/v and gate/up stored as fp16 holding those
+ * values when text_cuda.c's f16_refusal allows), the paged KV pool (per layer a K and a V array of
  * (n_blocks, block_size, KV, hd), kernels/paged_attention.h; bf16, or fp8 E4M3 with kv_fp8), the activation buffers for the
  * largest step (max_tokens new positions of max_seqs sequences, contexts up to max_ctx), pinned
  * host staging for a step's inputs and logits, and CUDA graphs of decode steps.

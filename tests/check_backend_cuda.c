@@ -390,7 +390,8 @@ END_TEST
  * text_cuda gives the leading run of one-row sequences the paged decode kernel and the rest the
  * prefill kernel. Step 2: decode 0, decode 1 | chunk of prompt 2 | decode 3 (behind the chunk:
  * the prefill kernel); step 3: the rest of prompt 2 first, then three decodes (no leading run);
- * step 4: all four decode (a graph). Every row against the CPU; returns the rows compared. */
+ * step 4: all four decode (a graph). Each sequence's logit row (its last) against the CPU;
+ * returns the rows compared. */
 static int mixed_case(const char *what)
 {
 	backend *cpu = make_cpu(&tiny), *gpu = make_cuda(&tiny, false);
@@ -598,9 +599,11 @@ START_TEST(test_backend_cuda_2b_text)
 }
 END_TEST
 
-/* The cpu backend has no fp8 cache and says so. */
 /* The qkv and gate/up projections on bf16 operands (QVL_FP16_OPERANDS=0: text_cuda's fallback
- * for checkpoints whose norm weights would overflow fp16), text through the graphs. */
+ * for checkpoints whose norm weights would overflow fp16), text through the graphs; then one
+ * prompt on a default backend and on a bf16 one: both within the bar against the CPU, and not
+ * the same bits (so the default really runs the fp16 operands and the switch really changes
+ * them). */
 START_TEST(test_backend_cuda_bf16_operands)
 {
 	double fp16_worst = worst_logits;   /* the summary line reports the fp16 tests' */
@@ -611,10 +614,37 @@ START_TEST(test_backend_cuda_bf16_operands)
 	ck_assert_int_eq(len, 208);
 	fprintf(stderr, "bf16 operands: logits rel L2 %.2e\n", worst_logits);
 	ck_assert(worst_logits > 0 && worst_logits <= LOGITS_TOL);
+
+	backend *gb = make_cuda(&tiny, false);
+	unsetenv("QVL_FP16_OPERANDS");
+	backend *gh = make_cuda(&tiny, false), *cpu = make_cpu(&tiny);
+	const int V = tiny.mc.text.vocab_size;
+	seq *s = xmalloc(sizeof(seq));
+	seq_text(s, 120, 0, &tiny);
+	int32_t pos[3 * 120], lrow;
+	backend_seq qg = chunk(s, 0, 120, false, pos, &lrow), qc = chunk(s, 0, 120, true, pos, &lrow);
+	float *lb = xmalloc(sizeof(float) * V), *lh = xmalloc(sizeof(float) * V),
+	      *lc = xmalloc(sizeof(float) * V);
+	qerr e = { 0 };
+	ck_assert_msg(backend_step(gb, &qg, 1, lb, &e) == 0, "%s", e.msg);
+	ck_assert_msg(backend_step(gh, &qg, 1, lh, &e) == 0, "%s", e.msg);
+	ck_assert_msg(backend_step(cpu, &qc, 1, lc, &e) == 0, "%s", e.msg);
+	compare_logits("bf16 operands, 120 tokens", lb, lc, 1, V, NULL);
+	compare_logits("fp16 operands, 120 tokens", lh, lc, 1, V, NULL);
+	ck_assert_msg(memcmp(lb, lh, sizeof(float) * V) != 0,
+		      "the default backend's logits are the bf16 operands' bit for bit");
+	free(lb);
+	free(lh);
+	free(lc);
+	free(s);
+	backend_free(gb);
+	backend_free(gh);
+	backend_free(cpu);
 	worst_logits = fp16_worst;
 }
 END_TEST
 
+/* The cpu backend has no fp8 cache and says so. */
 START_TEST(test_backend_cuda_cpu_refuses_fp8)
 {
 	backend_opts o = { .block_size = BLOCK, .n_blocks = 8, .kv_cache_fp8 = true };

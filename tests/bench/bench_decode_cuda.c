@@ -21,7 +21,8 @@
  * Table 2: the kernels of one decode step called directly (the kernels/ headers) on random device
  *   buffers with the 2b shapes (D 2048, F 6144, Hq 16, KV 8, hd 128, V 151936, 28 layers), B = 1
  *   and 128 sequences of context 640. The step is the decoder's (text_cuda.c), with its residual
- *   stream x in fp32 and bf16 only at GEMM inputs, KV and attention:
+ *   stream x in fp32 and 16 bits only at GEMM inputs (fp16 for qkv and gate/up), KV and
+ *   attention:
  *     x = embedding (fp32); per layer: h = rmsnorm(x); qkv = gemm_f32_f16(h) (fp16 operands,
  *     fp32 out); qk_norm_rope; paged_attention; x += gemm_f32(att) (o_proj, in place on x);
  *     h = rmsnorm(x); gu = gemm_f32_f16(h) (fp32 (B, 2F)); act = silu_mul(gu) (bf16);

@@ -3,13 +3,14 @@
  * projections (Qwen3-VL-2B shapes), i.e. what an algorithm search at start-up would buy, and
  * how fast the weight streams at decode batch sizes.
  *
- *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N]
+ *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] [--f16]
  *   exits 77 when no GPU is visible (or the build has no CUDA)
  *
  * For each M (default 8, 32, 64, 128, 256: decode batches; 8192: a prefill step) and each
  * projection (qkv 2048→4096, o 2048→2048 with the residual, gate_up 2048→12288, down 6144→2048
  * with the residual: bf16 operands, fp32 output, compute 32F, the TN layout of kernels/gemm.cu,
- * the same 32 MiB workspace and alignments), cublasLtMatmulAlgoGetHeuristic is asked for up to N
+ * the same 32 MiB workspace and alignments; --f16: fp16 operands for qkv and gate_up, as the
+ * decoder runs them when text_cuda.c allows), cublasLtMatmulAlgoGetHeuristic is asked for up to N
  * (16) algorithms. Each is timed as it comes and with its K dimension split 2, 4 and 8 ways
  * (CUBLASLT_ALGO_CONFIG_SPLITK_NUM, where cublasLtMatmulAlgoCheck accepts it): the median of 7
  * CUDA-event measurements of `reps` back-to-back launches. The weight rotates over enough copies
@@ -24,6 +25,7 @@
  * projections stream their weights at 1.6–2.1 TB/s and ~260 TFLOP/s (gate_up), i.e. between the
  * memory and the mma.sync compute limits.
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,8 +109,11 @@ static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 	int k = 0;
 	for (int i = 0; i < 3; i++)
 		if (cublasLtMatmul(lt, desc, &alpha, w[i % n_w], a, x, b, &beta, y, c, y, c, algo, ws,
-				   WORKSPACE, 0) != CUBLAS_STATUS_SUCCESS)
+				   WORKSPACE, 0) != CUBLAS_STATUS_SUCCESS) {
+			CK(cudaEventDestroy(e0));
+			CK(cudaEventDestroy(e1));
 			return -1;
+		}
 	for (int m = 0; m < 7; m++) {
 		CK(cudaEventRecord(e0, 0));
 		for (int r = 0; r < reps; r++, k++)
@@ -128,6 +133,7 @@ static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 int main(int argc, char **argv)
 {
 	int ms[16] = { 8, 32, 64, 128, 256, 8192 }, n_m = 6, n_algos = 16, reps = 20;
+	bool f16 = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--m") && i + 1 < argc) {
 			n_m = 0;
@@ -135,10 +141,13 @@ int main(int argc, char **argv)
 				ms[n_m++] = atoi(p);
 		} else if (!strcmp(argv[i], "--algos") && i + 1 < argc) {
 			n_algos = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--f16")) {
+			f16 = true;
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
 		} else {
-			fprintf(stderr, "usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N]\n");
+			fprintf(stderr, "usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] "
+				"[--f16]\n");
 			return 2;
 		}
 	}
@@ -154,7 +163,8 @@ int main(int argc, char **argv)
 	struct cudaDeviceProp prop;
 	CK(cudaGetDeviceProperties(&prop, 0));
 	printf("bench_gemm_cuda on %s: cuBLASLt heuristic #1 against the fastest of its first %d, "
-	       "median of 7 × %d launches, weights cold\n\n", prop.name, n_algos, reps);
+	       "median of 7 × %d launches, weights cold; %s operands for qkv and gate_up\n\n",
+	       prop.name, n_algos, reps, f16 ? "fp16" : "bf16");
 	cublasLtHandle_t lt;
 	LT(cublasLtCreate(&lt));
 	void *ws;
@@ -191,8 +201,10 @@ int main(int argc, char **argv)
 			cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
 			LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
 			LT(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-			LT(cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, sh->K, sh->N, sh->K));
-			LT(cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, sh->K, M, sh->K));
+			/* --f16: the operands of the decoder's qkv and gate/up (text_cuda.c) */
+			const cudaDataType_t in = f16 && !sh->residual ? CUDA_R_16F : CUDA_R_16BF;
+			LT(cublasLtMatrixLayoutCreate(&a, in, sh->K, sh->N, sh->K));
+			LT(cublasLtMatrixLayoutCreate(&b, in, sh->K, M, sh->K));
 			LT(cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, sh->N, M, sh->N));
 			cublasLtMatmulPreference_t pref;
 			LT(cublasLtMatmulPreferenceCreate(&pref));
@@ -247,9 +259,15 @@ int main(int argc, char **argv)
 				}
 			}
 			double fl = 2.0 * M * sh->N * sh->K;
-			printf("%6d %-8s %10.2f %9.1f %10.2f %9.1f %3d/%d %6.1f%% %8.2f %8.2f\n", M,
-			       sh->name, t_h, fl / t_h * 1e-6, t_b, fl / t_b * 1e-6, rank, best_split,
-			       100.0 * (t_h - t_b) / t_h, wbytes / t_h * 1e-6, wbytes / t_b * 1e-6);
+			if (t_h <= 0 || t_b <= 0) {   /* no algorithm ran: nothing to print or sum */
+				printf("%6d %-8s %10s\n", M, sh->name, "n/a");
+				t_h = t_b = 0;
+			} else {
+				printf("%6d %-8s %10.2f %9.1f %10.2f %9.1f %3d/%d %6.1f%% %8.2f %8.2f\n",
+				       M, sh->name, t_h, fl / t_h * 1e-6, t_b, fl / t_b * 1e-6, rank,
+				       best_split, 100.0 * (t_h - t_b) / t_h, wbytes / t_h * 1e-6,
+				       wbytes / t_b * 1e-6);
+			}
 			sum_h += t_h;
 			sum_b += t_b;
 			LT(cublasLtMatmulPreferenceDestroy(pref));
