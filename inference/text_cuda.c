@@ -221,8 +221,7 @@ static float tensor_max_abs(const st_tensor *s, uint64_t numel, uint64_t *n_tiny
 	uint16_t m = 0;   /* |bf16| orders as its bits */
 	uint64_t tiny = 0;
 	for (uint64_t i = 0; i < numel; i++) {
-		uint16_t a = (s->dtype == ST_BF16 ? ((const uint16_t *)s->data)[i] :
-						    tensor_bf16(s, i)) & 0x7fffu;
+		uint16_t a = tensor_bf16(s, i) & 0x7fffu;
 		m = a > m ? a : m;
 		tiny += a != 0 && a < (110u << 7);
 	}
@@ -250,44 +249,6 @@ static void upload(uint16_t *dev, const st_tensor *s, uint64_t numel, bool to_f1
 	}
 }
 
-/* Whether the qkv and gate/up projections can run on fp16 operands with the checkpoint's
- * values: their inputs are RMSNorm outputs, |x·r| ≤ sqrt(D), so max|norm weight|·sqrt(D) must
- * stay below fp16's 65504; their bf16 weights must be below it too (those of magnitude 2^-17 …
- * 65280 are then exact in fp16; smaller ones move by at most 2^-25: *n_tiny counts them).
- * Returns the reason when not (NULL: yes). QVL_FP16_OPERANDS=0 in the environment keeps bf16
- * (A/B). */
-static const char *f16_refusal(const text_cuda *t, const model_weights *w, float *norm_max,
-			       float *w_max, uint64_t *n_tiny)
-{
-	const char *env = getenv("QVL_FP16_OPERANDS");
-	*norm_max = *w_max = 0;
-	*n_tiny = 0;
-	if (env && *env == '0')
-		return "QVL_FP16_OPERANDS=0";
-	const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, hd = (uint64_t)t->hd;
-	const uint64_t qd = (uint64_t)t->Hq * hd, kd = (uint64_t)t->KV * hd;
-	for (int l = 0; l < t->L; l++) {
-		const text_layer_weights *s = &w->layers[l];
-		const st_tensor *norms[2] = { s->input_layernorm, s->post_attention_layernorm };
-		const st_tensor *mats[5] = { s->q_proj, s->k_proj, s->v_proj, s->gate_proj, s->up_proj };
-		const uint64_t n[5] = { qd * D, kd * D, kd * D, F * D, F * D };
-		for (int i = 0; i < 2; i++) {
-			uint64_t unused = 0;
-			float m = tensor_max_abs(norms[i], D, &unused);
-			*norm_max = m > *norm_max ? m : *norm_max;
-		}
-		for (int i = 0; i < 5; i++) {
-			float m = tensor_max_abs(mats[i], n[i], n_tiny);
-			*w_max = m > *w_max ? m : *w_max;
-		}
-	}
-	if (!(*norm_max * sqrtf((float)t->D) <= 65504.0f))
-		return "a norm weight times sqrt(hidden_size) is not finite or exceeds fp16's range";
-	if (!(*w_max <= 65504.0f))
-		return "a qkv or gate/up weight is not finite or exceeds fp16's range";
-	return NULL;
-}
-
 typedef struct wplan {
 	const st_tensor *src[3];        /* stacked sources (q,k,v or gate,up), NULL-terminated */
 	uint64_t numel[3];
@@ -295,6 +256,41 @@ typedef struct wplan {
 	size_t off;
 	bool f16;                       /* uploaded as fp16 (qkv, gate/up when t->f16) */
 } wplan;
+
+/* Whether the qkv and gate/up projections can run on fp16 operands with the checkpoint's
+ * values: their inputs are RMSNorm outputs, |x·r| ≤ sqrt(D), so max|norm weight|·sqrt(D) must
+ * stay below fp16's 65504; their bf16 weights (the np plans' entries marked f16) must be below
+ * it too (those of magnitude 2^-17 … 65280 are then exact in fp16; smaller ones move by at most
+ * 2^-25: *n_tiny counts them). Returns the reason when not (NULL: yes). QVL_FP16_OPERANDS=0 in
+ * the environment keeps bf16 (A/B). */
+static const char *f16_refusal(const text_cuda *t, const model_weights *w, const wplan *pl,
+			       size_t np, float *norm_max, float *w_max, uint64_t *n_tiny)
+{
+	const char *env = getenv("QVL_FP16_OPERANDS");
+	*norm_max = *w_max = 0;
+	*n_tiny = 0;
+	if (env && *env == '0')
+		return "QVL_FP16_OPERANDS=0";
+	for (int l = 0; l < t->L; l++) {
+		const st_tensor *norms[2] = { w->layers[l].input_layernorm,
+					      w->layers[l].post_attention_layernorm };
+		for (int i = 0; i < 2; i++) {
+			uint64_t unused = 0;
+			float m = tensor_max_abs(norms[i], (uint64_t)t->D, &unused);
+			*norm_max = m > *norm_max ? m : *norm_max;
+		}
+	}
+	for (size_t i = 0; i < np; i++)
+		for (int k = 0; k < 3 && pl[i].f16 && pl[i].src[k]; k++) {
+			float m = tensor_max_abs(pl[i].src[k], pl[i].numel[k], n_tiny);
+			*w_max = m > *w_max ? m : *w_max;
+		}
+	if (!(*norm_max * sqrtf((float)t->D) <= 65504.0f))
+		return "a norm weight times sqrt(hidden_size) is not finite or exceeds fp16's range";
+	if (!(*w_max <= 65504.0f))
+		return "a qkv or gate/up weight is not finite or exceeds fp16's range";
+	return NULL;
+}
 
 int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *gemm,
 		  cudaStream_t stream, bool kv_fp8, text_cuda **out, qerr *e)
@@ -387,7 +383,7 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	t->wbytes = total;
 	float norm_max, w_max;
 	uint64_t n_tiny;
-	const char *no_f16 = f16_refusal(t, w, &norm_max, &w_max, &n_tiny);
+	const char *no_f16 = f16_refusal(t, w, pl, np, &norm_max, &w_max, &n_tiny);
 	t->f16 = !no_f16;
 	if (no_f16)
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "qkv and gate/up operands: bf16 (%s)", no_f16);
@@ -719,6 +715,20 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 	}
 }
 
+/* y (T, N) fp32 = RMSNorm(x; norm_w) · Wᵀ, the q/k/v or the gate/up projection with its norm: on
+ * fp16 operands when t->f16, else bf16 (h holds the normed rows either way). */
+static void norm_project(text_cuda *t, float *y, const uint16_t *norm_w, const uint16_t *W, int T,
+			 int N)
+{
+	if (t->f16) {
+		kn_rmsnorm_f16_cuda(t->h, t->x, norm_w, T, t->D, t->eps, t->stream);
+		kn_gemm_f32_f16_cuda(t->gemm, y, t->h, W, NULL, T, N, t->D, t->stream);
+	} else {
+		kn_rmsnorm_cuda(t->h, t->x, norm_w, T, t->D, t->eps, t->stream);
+		kn_gemm_f32_cuda(t->gemm, y, t->h, W, NULL, T, N, t->D, t->stream);
+	}
+}
+
 /* Everything up to the final norm (h holds the normed rows). Only stream work: capturable. */
 static void forward(text_cuda *t, const fwd_shape *sh)
 {
@@ -732,13 +742,7 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 		kn_rows_scatter_cuda(t->x, vis, ST(t, vis_idx, int32_t), sh->n_vis, D, st);
 	for (int l = 0; l < t->L; l++) {
 		const layer16 *lw = &t->layers[l];
-		if (t->f16) {
-			kn_rmsnorm_f16_cuda(t->h, t->x, lw->in_norm, T, D, t->eps, st);
-			kn_gemm_f32_f16_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
-		} else {
-			kn_rmsnorm_cuda(t->h, t->x, lw->in_norm, T, D, t->eps, st);
-			kn_gemm_f32_cuda(t->gemm, t->qkv, t->h, lw->wqkv, NULL, T, qkvw, D, st);
-		}
+		norm_project(t, t->qkv, lw->in_norm, lw->wqkv, T, qkvw);
 		if (t->kv_fp8)
 			kn_qk_norm_rope_fp8_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm,
 						 lw->k_norm, ST(t, pos, int32_t), ST(t, slot, int32_t),
@@ -750,13 +754,7 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 					     t->Hq, t->KV, hd, t->section, t->theta, t->eps, st);
 		attention(t, lw, sh);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->att, lw->wo, t->x, T, D, qd, st);
-		if (t->f16) {
-			kn_rmsnorm_f16_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
-			kn_gemm_f32_f16_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
-		} else {
-			kn_rmsnorm_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
-			kn_gemm_f32_cuda(t->gemm, t->gu, t->h, lw->wgu, NULL, T, 2 * F, D, st);
-		}
+		norm_project(t, t->gu, lw->post_norm, lw->wgu, T, 2 * F);
 		kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->mlp, lw->wd, t->x, T, D, F, st);
 		if (l < t->n_ds && sh->n_vis)

@@ -719,9 +719,10 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--skip-kernels"))
 			do_kernels = false;
 		else if (!strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc &&
-			 !strcmp(argv[i + 1], "fp8") && ++i)
+			 !strcmp(argv[i + 1], "fp8")) {
 			kv_fp8 = true;
-		else {
+			i++;
+		} else {
 			fprintf(stderr, "usage: %s [--model DIR] [--steps N] [--skip-backend] "
 				"[--skip-kernels] [--kv-cache-dtype fp8]\n", argv[0]);
 			return 2;
