@@ -28,15 +28,15 @@
  *
  *   x  = embed[ids]; x[vision rows] = vision row 0     (fp32)      kn_embedding, kn_rows_scatter
  *   for each layer l:
- *     h   = RMSNorm(x; input norm)                     (fp16)      kn_rmsnorm_f16
- *     qkv = h · Wqkvᵀ                                  (fp32)      kn_gemm_f32_f16 (q,k,v stacked)
+ *     h   = RMSNorm(x; input norm)                     (fp16)      kn_gemm_f32_rmsnorm (one GEMV
+ *     qkv = h · Wqkvᵀ                                  (fp32)      up to 4 rows; q,k,v stacked)
  *     q, K/V pool ← q/k RMSNorm + MRoPE, K and V written at slots  kn_qk_norm_rope(_fp8)
  *     att = attention(q, pool)   the leading one-row sequences (decodes): kn_paged_attention
  *                                (split-KV, one row a sequence); the rest: kn_prefill_attention
  *                                (causal, cached prefix too)
  *     x  += att · Woᵀ                                              kn_gemm_f32, residual x
- *     h   = RMSNorm(x; post norm)                      (fp16)      kn_rmsnorm_f16
- *     gu  = h · Wguᵀ                                   (fp32)      kn_gemm_f32_f16
+ *     h   = RMSNorm(x; post norm)                      (fp16)      kn_gemm_f32_rmsnorm
+ *     gu  = h · Wguᵀ                                   (fp32)
  *     x  += silu(gate)·up · Wdᵀ                                    kn_silu_mul, kn_gemm_f32
  *     l < n_ds and vision rows: x[vision rows] += deepstack row l  kn_rows_scatter_add
  *   h = RMSNorm(x; final norm) (bf16); logits = gather(h, logit rows) · lm_headᵀ (bf16 logits)
@@ -720,13 +720,8 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 static void norm_project(text_cuda *t, float *y, const uint16_t *norm_w, const uint16_t *W, int T,
 			 int N)
 {
-	if (t->f16) {
-		kn_rmsnorm_f16_cuda(t->h, t->x, norm_w, T, t->D, t->eps, t->stream);
-		kn_gemm_f32_f16_cuda(t->gemm, y, t->h, W, NULL, T, N, t->D, t->stream);
-	} else {
-		kn_rmsnorm_cuda(t->h, t->x, norm_w, T, t->D, t->eps, t->stream);
-		kn_gemm_f32_cuda(t->gemm, y, t->h, W, NULL, T, N, t->D, t->stream);
-	}
+	kn_gemm_f32_rmsnorm_cuda(t->gemm, y, t->h, t->x, norm_w, t->eps, W, T, N, t->D, t->f16,
+				 t->stream);
 }
 
 /* Everything up to the final norm (h holds the normed rows). Only stream work: capturable. */

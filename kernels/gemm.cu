@@ -49,6 +49,15 @@
  * an 8-element piece is widened to fp32 (both exactly), not the sums.
  * Needs K % 8 == 0 and 16-byte aligned x and W (true for the model); otherwise cuBLASLt runs it.
  *
+ * RMSNorm fused into the GEMV (kn_gemm_f32_rmsnorm_cuda, M ≤ 4, K ≤ 2048): before its sums each
+ * CTA normalises the M rows of x into shared memory with rmsnorm.cuh's code, the very code of
+ * kn_rmsnorm(_f16)'s register kernel on the same 256-thread block, so the rows are the bits that
+ * kernel would write; the sums then read them from shared memory instead of global memory. One
+ * launch instead of two for each of the decoder's qkv and gate/up projections in a decode step
+ * of ≤ 4 sequences (56 of its 57 RMSNorms), and no 16-bit row through global memory. Each CTA
+ * reads the M fp32 rows (8 KiB each at D = 2048) from L2, a few MB over a projection of 17–50
+ * MB of weights. QVL_FUSE_RMSNORM=0 in the environment runs the two kernels instead (A/B).
+ *
  * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
  * type; the bias pointer is a per-call attribute of the cached descriptor, set before each
  * cublasLtMatmul (cuBLASLt reads it at enqueue time, so later changes do not affect a queued
@@ -62,6 +71,8 @@
 #include "cuda_check.h"
 #include "gemm.h"
 #include "pdl.cuh"
+#include "rmsnorm.cuh"
+#include "rmsnorm.h"
 
 #define CUBLAS_CHECK(call)                                                                 \
 	do {                                                                               \
@@ -221,12 +232,21 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 #define GEMV_MAX_M 4
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
+#define GEMV_NORM_NV 2   /* fused RMSNorm: rows of up to 4 · 2 · 256 = 2048 columns */
+static_assert(GEMV_THREADS == RMSNORM_THREADS, "the fused RMSNorm is rmsnorm.cu's block");
 
 /* One launch configuration of the GEMV: rows per group and 16-byte loads per lane and row in
  * flight (template instances: rows 2, 4 or 8; unroll 2), CTAs per multiprocessor (the
  * grid cap; never more than fit at once) and row groups prefetched into L2 ahead of use. */
 struct gemv_cfg {
 	int rows, unroll, ctas_per_sm, pf;
+};
+
+/* The fused RMSNorm's inputs (kn_gemm_f32_rmsnorm_cuda): the fp32 rows, the norm weight, eps. */
+struct gemv_norm {
+	const float4 *x;
+	const uint2 *w;
+	float eps;
 };
 
 static __device__ __forceinline__ void bf16x8_f32(uint4 u, float f[8])
@@ -323,11 +343,13 @@ static __device__ __forceinline__ void gemv_load(uint4 (&w)[UNROLL][ROWS], const
  * order for either T (one fmaf chain per lane, k ascending, then the same shuffle and warp
  * trees), so the fp32 output rounded to bf16 is the bf16 output.
  */
-template <int M, int ROWS, int UNROLL, typename T, bool F16>
+template <int M, int ROWS, int UNROLL, typename T, bool F16, bool NORM>
 static __global__ void __launch_bounds__(GEMV_THREADS)
-gemv_kernel(T *y, const uint4 *x, const uint4 *W, const T *residual, int N, int K, int pf)
+gemv_kernel(T *y, const uint4 *x, const uint4 *W, const T *residual, int N, int K, int pf,
+	    const float4 *xn, const uint2 *nw, float eps)
 {
 	__shared__ float part[2][GEMV_WARPS][M * ROWS];
+	extern __shared__ uint4 gemv_hs[];   /* NORM: the M normalised rows, (M, K/8) pieces */
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int kv = K / 8;   /* uint4 per row */
 	const int step = GEMV_THREADS;
@@ -341,8 +363,22 @@ gemv_kernel(T *y, const uint4 *x, const uint4 *W, const T *residual, int N, int 
 	uint4 w[UNROLL][ROWS];
 	if ((int)blockIdx.x < groups)
 		gemv_load<ROWS, UNROLL>(w, W, blockIdx.x * ROWS, threadIdx.x, N, kv);
+	uint2 nwv[GEMV_NORM_NV];   /* NORM: the norm weight, read before the wait like W */
+	if (NORM)
+#pragma unroll
+		for (int k = 0; k < GEMV_NORM_NV; k++) {
+			int i = threadIdx.x + k * GEMV_THREADS;
+			nwv[k] = i < K / 4 ? __ldg(&nw[i]) : make_uint2(0, 0);
+		}
 	kn_pdl_wait();
 	kn_pdl_trigger();
+	if (NORM) {   /* kn_rmsnorm(_f16)'s rows, computed here by its own code: the same bits */
+#pragma unroll
+		for (int m = 0; m < M; m++)
+			rmsnorm_row_reg<GEMV_NORM_NV, F16>((uint2 *)(gemv_hs + (size_t)m * kv),
+							    xn + (size_t)m * (K / 4), nwv, K / 4, eps);
+		__syncthreads();
+	}
 	bool loaded = true;   /* w holds the first pieces of the CTA's first group */
 	int par = 0;
 	for (int g = blockIdx.x; g < groups; g += gridDim.x, par ^= 1) {
@@ -377,7 +413,9 @@ gemv_kernel(T *y, const uint4 *x, const uint4 *W, const T *residual, int N, int 
 #pragma unroll
 				for (int m = 0; m < M; m++) {
 					float xf[8];
-					x8_f32<F16>(__ldg(x + (size_t)m * kv + k), xf);
+					x8_f32<F16>(NORM ? gemv_hs[(size_t)m * kv + k] :
+							   __ldg(x + (size_t)m * kv + k),
+						    xf);
 #pragma unroll
 					for (int r = 0; r < ROWS; r++)
 #pragma unroll
@@ -435,23 +473,29 @@ static int gemv_sms(void)
 	return sms;
 }
 
-template <int M, int ROWS, int UNROLL, typename T, bool F16>
+template <int M, int ROWS, int UNROLL, typename T, bool F16, bool NORM>
 static void gemv_launch_t(const struct gemv_cfg *c, T *y, const uint4 *x, const uint4 *W,
-			  const T *residual, int N, int K, cudaStream_t stream)
+			  const T *residual, int N, int K, const struct gemv_norm *nm,
+			  cudaStream_t stream)
 {
-	void (*kernel)(T *, const uint4 *, const uint4 *, const T *, int, int, int) =
-		gemv_kernel<M, ROWS, UNROLL, T, F16>;
+	void (*kernel)(T *, const uint4 *, const uint4 *, const T *, int, int, int, const float4 *,
+		       const uint2 *, float) = gemv_kernel<M, ROWS, UNROLL, T, F16, NORM>;
+	/* NORM: the normalised rows in dynamic shared memory (≤ 4 · 2048 · 2 = 16 KiB) */
+	const size_t smem = NORM ? (size_t)M * GEMV_NORM_NV * GEMV_THREADS * 4 * 2 : 0;
 	static int fit;   /* CTAs of this instance that fit on a multiprocessor (a race repeats it) */
 	if (!fit) {
 		int n;
-		CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, GEMV_THREADS, 0));
+		CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, GEMV_THREADS,
+									 smem));
 		fit = n > 0 ? n : 1;
 	}
 	int groups = (N + ROWS - 1) / ROWS;
 	int cap = (c->ctas_per_sm < fit ? c->ctas_per_sm : fit) * gemv_sms();
 	int per = (groups + cap - 1) / cap;         /* groups per CTA; then as few CTAs as */
 	int grid = (groups + per - 1) / per;        /* give each of them exactly that many */
-	kn_launch(kernel, grid, GEMV_THREADS, 0, stream, y, x, W, residual, N, K, c->pf);
+	kn_launch(kernel, grid, GEMV_THREADS, smem, stream, y, x, W, residual, N, K, c->pf,
+		  nm ? nm->x : (const float4 *)NULL, nm ? nm->w : (const uint2 *)NULL,
+		  nm ? nm->eps : 0.f);
 }
 
 /* The (rows, unroll) instances built, per M: those gemv_pick chooses (a tuning build may define
@@ -460,14 +504,15 @@ static void gemv_launch_t(const struct gemv_cfg *c, T *y, const uint4 *x, const 
 #define GEMV_INSTANCES(m) GEMV_CASE(m, 2, 2) GEMV_CASE(m, 4, 2) GEMV_CASE(m, 8, 2)
 #endif
 
-template <typename T, bool F16>
+template <typename T, bool F16, bool NORM>
 static void gemv_launch(const struct gemv_cfg *c, T *y, const uint16_t *x, const uint16_t *W,
-			const T *residual, int M, int N, int K, cudaStream_t stream)
+			const T *residual, int M, int N, int K, const struct gemv_norm *nm,
+			cudaStream_t stream)
 {
 	const uint4 *xv = (const uint4 *)x, *Wv = (const uint4 *)W;
 #define GEMV_CASE(m, r, u)                                                                   \
 	if (M == m && c->rows == r && c->unroll == u) {                                      \
-		gemv_launch_t<m, r, u, T, F16>(c, y, xv, Wv, residual, N, K, stream);        \
+		gemv_launch_t<m, r, u, T, F16, NORM>(c, y, xv, Wv, residual, N, K, nm, stream); \
 		KN_CHECK_LAUNCH();                                                           \
 		return;                                                                      \
 	}
@@ -521,7 +566,7 @@ static bool gemv_run(T *y, const uint16_t *x, const uint16_t *W, const T *residu
 	if (!gemv_fits(x, W, M, K))
 		return false;
 	struct gemv_cfg c = gemv_pick(M, N, K);
-	gemv_launch<T, F16>(&c, y, x, W, residual, M, N, K, stream);
+	gemv_launch<T, F16, false>(&c, y, x, W, residual, M, N, K, NULL, stream);
 	return true;
 }
 
@@ -593,4 +638,40 @@ extern "C" void kn_gemm_f32_f16_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t 
 				     cudaStream_t stream)
 {
 	gemm_run<float, true>(ctx, y, x, W, NULL, residual, M, N, K, stream);
+}
+
+static bool gemv_norm_enabled(void)
+{
+	static int on = -1;   /* read once */
+	if (on < 0) {
+		const char *e = getenv("QVL_FUSE_RMSNORM");
+		on = !(e && *e == '0');
+	}
+	return on;
+}
+
+extern "C" void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const float *x,
+					 const uint16_t *norm_w, float eps, const uint16_t *W,
+					 int M, int N, int K, bool f16, cudaStream_t stream)
+{
+	if (M <= 0 || N <= 0)
+		return;
+	if (M <= GEMV_MAX_M && K >= 8 && K % 8 == 0 && K <= 4 * GEMV_NORM_NV * GEMV_THREADS &&
+	    (uintptr_t)x % 16 == 0 && (uintptr_t)norm_w % 8 == 0 && (uintptr_t)W % 16 == 0 &&
+	    gemv_norm_enabled()) {
+		struct gemv_cfg c = gemv_pick(M, N, K);
+		struct gemv_norm nm = { (const float4 *)x, (const uint2 *)norm_w, eps };
+		if (f16)
+			gemv_launch<float, true, true>(&c, y, NULL, W, NULL, M, N, K, &nm, stream);
+		else
+			gemv_launch<float, false, true>(&c, y, NULL, W, NULL, M, N, K, &nm, stream);
+		return;
+	}
+	if (f16) {
+		kn_rmsnorm_f16_cuda(h, x, norm_w, M, K, eps, stream);
+		kn_gemm_f32_f16_cuda(ctx, y, h, W, NULL, M, N, K, stream);
+	} else {
+		kn_rmsnorm_cuda(h, x, norm_w, M, K, eps, stream);
+		kn_gemm_f32_cuda(ctx, y, h, W, NULL, M, N, K, stream);
+	}
 }

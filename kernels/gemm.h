@@ -49,10 +49,22 @@
  * bf16 weight of them is then the same value, and x, the RMSNorm output, keeps 11 significant
  * bits instead of 8). Same formula, paths (the GEMV widens fp16 pieces instead of bf16 ones, the
  * sums are the same code; cuBLASLt takes CUDA_R_16F A and B), aliasing and PDL contract.
+ *
+ * kn_gemm_f32_rmsnorm: the decoder's RMSNorm and the projection after it, in one call:
+ *
+ *   x (M, K) fp32 rows of the residual stream    norm_w (K) bf16    W (N, K) bf16, or fp16 if f16
+ *   h = rmsnorm(x; norm_w, eps) rounded to bf16, or to fp16 if f16      (kn_rmsnorm(_f16)_ref)
+ *   y (M, N) fp32 = h · Wᵀ                                             (kn_gemm_f32(_f16)_ref)
+ *
+ * h (M, K, 16-bit) is the caller's scratch: the GPU either writes h there and runs the two
+ * kernels, or (M ≤ 4, K ≤ 2048, the decode of a few sequences) runs one GEMV that normalises
+ * the rows in shared memory with rmsnorm.cu's own code and leaves h untouched; y is the same
+ * bits either way. y must not alias x or h. PDL contract: W's and norm_w's (gemm.cu).
  */
 #ifndef QVL_KERNELS_GEMM_H
 #define QVL_KERNELS_GEMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,6 +88,8 @@ void kn_gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float
 		     int N, int K);
 void kn_gemm_f32_f16_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual,
 			 int M, int N, int K);
+void kn_gemm_f32_rmsnorm_ref(float *y, const float *x, const uint16_t *norm_w, float eps,
+			     const uint16_t *W, int M, int N, int K, bool f16);
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
@@ -97,6 +111,9 @@ void kn_gemm_f32_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint1
 		      const float *residual, int M, int N, int K, cudaStream_t stream);
 void kn_gemm_f32_f16_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
 			  const float *residual, int M, int N, int K, cudaStream_t stream);
+void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const float *x,
+			      const uint16_t *norm_w, float eps, const uint16_t *W, int M, int N,
+			      int K, bool f16, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

@@ -5,7 +5,10 @@
  */
 #include "gemm.h"
 
+#include <stdlib.h>
+
 #include "bf16.h"
+#include "rmsnorm.h"
 
 /* Σ_k x[k]·w[k] of two bf16 rows, in double. */
 static double dot_bf16(const uint16_t *x, const uint16_t *w, int K)
@@ -81,4 +84,20 @@ void kn_gemm_f32_f16_ref(float *y, const uint16_t *x, const uint16_t *W, const f
 			 int M, int N, int K)
 {
 	gemm_f32_ref(y, x, W, residual, M, N, K, dot_f16);
+}
+
+void kn_gemm_f32_rmsnorm_ref(float *y, const float *x, const uint16_t *norm_w, float eps,
+			     const uint16_t *W, int M, int N, int K, bool f16)
+{
+	uint16_t *h = malloc((size_t)M * K * sizeof(*h) + 1);
+	if (!h)
+		abort();
+	if (f16) {
+		kn_rmsnorm_f16_ref(h, x, norm_w, M, K, eps);
+		kn_gemm_f32_f16_ref(y, h, W, NULL, M, N, K);
+	} else {
+		kn_rmsnorm_ref(h, x, norm_w, M, K, eps);
+		kn_gemm_f32_ref(y, h, W, NULL, M, N, K);
+	}
+	free(h);
 }

@@ -1490,6 +1490,73 @@ START_TEST(test_kernels_cuda_gemm_f32_f16)
 }
 END_TEST
 
+/* kn_gemm_f32_rmsnorm_cuda (RMSNorm, then the projection) against kn_gemm_f32_rmsnorm_ref, bf16
+ * and fp16 operands; and against the two kernels it stands for (kn_rmsnorm(_f16)_cuda, then
+ * kn_gemm_f32(_f16)_cuda), bit for bit, where it fuses them into one GEMV (M ≤ 4, K ≤ 2048, N
+ * with a partial last row group too). The other shapes (M = 5, 37; K > 2048) take the two
+ * kernels. Cases {M, N, K, fp16}. */
+START_TEST(test_kernels_cuda_gemm_rmsnorm)
+{
+	static const int cases[][4] = {
+		{ 1, 4096, 2048, 1 },  { 1, 12288, 2048, 0 }, { 2, 4099, 2048, 1 },
+		{ 3, 12288, 2048, 1 }, { 4, 4096, 2048, 0 },  { 4, 1001, 2048, 1 },
+		{ 1, 256, 96, 0 },     { 2, 300, 1000, 1 },   { 5, 4096, 2048, 1 },
+		{ 37, 12288, 2048, 0 }, { 2, 512, 3072, 1 },
+	};
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	const float eps = 1e-6f;
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		int M = cases[s][0], N = cases[s][1], K = cases[s][2];
+		bool f16 = cases[s][3];
+		size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+		float *x = malloc(nx * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4),
+		      *two = malloc(ny * 4);
+		uint16_t *nwt = malloc((size_t)K * 2), *w = malloc(nw * 2);
+		fill_f32(x, nx, -2.f, 2.f);
+		fill_bf16(nwt, K, 0.5f, 1.5f);
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f16 ? f32_to_f16(frand(-0.05f, 0.05f)) : f32_to_bf16(frand(-0.05f, 0.05f));
+		kn_gemm_f32_rmsnorm_ref(ref, x, nwt, eps, w, M, N, K, f16);
+		float *dx = dev_f32(x, nx, 0), *dy = dev_f32(NULL, ny, 0), *dy2 = dev_f32(NULL, ny, 0);
+		uint16_t *dn = dev_bf16(nwt, K, 0), *dw = dev_bf16(w, nw, 0), *dh = dev_bf16(NULL, nx, 0);
+		kn_gemm_f32_rmsnorm_cuda(ctx, dy, dh, dx, dn, eps, dw, M, N, K, f16, 0);
+		if (f16) {
+			kn_rmsnorm_f16_cuda(dh, dx, dn, M, K, eps, 0);
+			kn_gemm_f32_f16_cuda(ctx, dy2, dh, dw, NULL, M, N, K, 0);
+		} else {
+			kn_rmsnorm_cuda(dh, dx, dn, M, K, eps, 0);
+			kn_gemm_f32_cuda(ctx, dy2, dh, dw, NULL, M, N, K, 0);
+		}
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy, ny * 4, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemcpy(two, dy2, ny * 4, cudaMemcpyDeviceToHost));
+		double e = rel_l2_f32(got, ref, ny, 1e-4);
+		size_t same = 0;
+		for (size_t i = 0; i < ny; i++)
+			same += !memcmp(&got[i], &two[i], 4);
+		fprintf(stderr, "gemm_rmsnorm M=%d N=%d K=%d %s: rel L2 %.3g, the same as the two "
+			"kernels in %zu of %zu\n", M, N, K, f16 ? "fp16" : "bf16", e, same, ny);
+		ck_assert_msg(e <= 1e-4, "gemm_rmsnorm M=%d N=%d K=%d f16=%d: rel L2 %g", M, N, K,
+			      f16, e);
+		ck_assert_msg(same == ny, "gemm_rmsnorm M=%d N=%d K=%d f16=%d: %zu outputs differ from "
+			      "rmsnorm + gemm", M, N, K, f16, ny - same);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dy));
+		CUDA_CHECK(cudaFree(dy2));
+		CUDA_CHECK(cudaFree(dn));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dh));
+		free(x);
+		free(ref);
+		free(got);
+		free(two);
+		free(nwt);
+		free(w);
+	}
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
 /* The median of REPS timed calls (after 3 warm-up) of the (M, N, K) projection with bf16
  * (kn_gemm_cuda) or fp32 (kn_gemm_f32_cuda) output into dy, in seconds. */
 static double gemm_time_s(kn_gemm_ctx *ctx, int f32, void *dy, const uint16_t *dx,
@@ -1607,6 +1674,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_gemm);
 	tcase_add_test(tc, test_kernels_cuda_gemm_f32);
 	tcase_add_test(tc, test_kernels_cuda_gemm_f32_f16);
+	tcase_add_test(tc, test_kernels_cuda_gemm_rmsnorm);
 	tcase_add_test(tc, test_kernels_cuda_gemm_timing);
 	suite_add_tcase(s, tc);
 	/* the fp8 KV cache (CK_RUN_CASE=fp8 runs only these), and the decode attention timing

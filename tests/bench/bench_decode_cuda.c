@@ -31,8 +31,10 @@
  *     fp16 one, which feeds qkv and gate/up, is the same kernel with another final rounding).
  *     The random weights are bf16 bit patterns, read as fp16 by the fp16 projections (finite
  *     values either way: the time does not depend on them).
- *   The four projections are also timed in their former bf16-output form (kn_gemm_cuda, "old"
- *   rows, count 0) for comparison. Each kernel: median of 50 single launches between a CUDA
+ *   Up to 4 sequences the step runs the RMSNorm before qkv and gate/up inside those
+ *   projections' GEMV (kn_gemm_f32_rmsnorm_cuda, rows "rmsnorm+…"; QVL_FUSE_RMSNORM=0: the
+ *   separate kernels): the counts say which rows make the step. The four projections are also
+ *   timed in their former bf16-output form (kn_gemm_cuda, "old" rows, count 0) for comparison. Each kernel: median of 50 single launches between a CUDA
  *   event pair (includes the launch latency the GPU sees), and median of 50 launches of a CUDA
  *   graph of 20 back-to-back launches / 20 (the kernel's own time, as inside the decode graph).
  *   Weights and KV caches rotate over enough copies (≥ 160 MB, ≤ 64 copies) that consecutive
@@ -316,15 +318,22 @@ enum { D = 2048, F = 6144, HQ = 16, KVH = 8, HD = 128, V_ = 151936, L = 28, BS =
 
 enum {
 	K_EMBED, K_RMSNORM, K_QKV, K_QKNR, K_ATTN, K_O, K_GU, K_SILU, K_DOWN, K_GATHER, K_LM,
-	K_SAMPLE, K_QKV16, K_O16, K_GU16, K_DOWN16, K_N
+	K_SAMPLE, K_NQKV, K_NGU, K_QKV16, K_O16, K_GU16, K_DOWN16, K_N
 };
 static const char *K_NAME[K_N] = { "embedding (fp32 x)", "rmsnorm (fp32 x)",
 	"gemm_f32 qkv 4096x2048", "qk_norm_rope", "paged_attention", "gemm_f32 o += (in place)",
 	"gemm_f32 gate_up 12288x2048", "silu_mul (fp32 gu)", "gemm_f32 down += (in place)",
-	"rows_gather", "gemm lm_head 151936x2048", "sample (greedy)", "old: gemm qkv bf16",
+	"rows_gather", "gemm lm_head 151936x2048", "sample (greedy)", "rmsnorm+qkv (one GEMV)",
+	"rmsnorm+gate_up (one GEMV)", "old: gemm qkv bf16",
 	"old: gemm o bf16", "old: gemm gate_up bf16", "old: gemm down bf16" };
-/* Per step (the "old" bf16-output projections are timed for comparison only). */
-static const int K_COUNT[K_N] = { 1, 2 * L + 1, L, L, L, L, L, L, L, 1, 1, 1, 0, 0, 0, 0 };
+/* Per step (the "old" bf16-output projections are timed for comparison only). Up to 4
+ * sequences the decoder runs each RMSNorm before qkv and gate/up inside the projection's GEMV
+ * (kn_gemm_f32_rmsnorm_cuda): then only the final norm is a kernel of its own. */
+static const int K_COUNT_SPLIT[K_N] = { 1, 2 * L + 1, L, L, L, L, L, L, L, 1, 1, 1, 0, 0,
+					 0, 0, 0, 0 };
+static const int K_COUNT_FUSED[K_N] = { 1, 1, 0, L, L, L, 0, L, L, 1, 1, 1, L, L,
+					 0, 0, 0, 0 };
+static const int *K_COUNT = K_COUNT_SPLIT;
 
 typedef struct rot {
 	void *p[MAX_ROT];
@@ -518,6 +527,14 @@ static void launch(kctx *c, int k, int i, cudaStream_t s)
 	case K_DOWN:
 		kn_gemm_f32_cuda(c->gemm, c->x, c->mlp, c->wd.p[i % c->wd.n], c->x, B, D, F, s);
 		break;
+	case K_NQKV:
+		kn_gemm_f32_rmsnorm_cuda(c->gemm, c->qkv32, c->h, c->x, c->normw, eps,
+					 c->wqkv.p[i % c->wqkv.n], B, QKVW, D, true, s);
+		break;
+	case K_NGU:
+		kn_gemm_f32_rmsnorm_cuda(c->gemm, c->gu, c->h, c->x, c->normw, eps,
+					 c->wgu.p[i % c->wgu.n], B, 2 * F, D, true, s);
+		break;
 	case K_QKV16:
 		kn_gemm_cuda(c->gemm, c->qkv, c->h, c->wqkv.p[i % c->wqkv.n], NULL, B, QKVW, D, s);
 		break;
@@ -563,6 +580,8 @@ static double k_bytes(int k, int B, int CTX)
 	case K_GATHER: return 2 * b * D * e + 4 * b;
 	case K_LM: return (double)V_ * D * e + b * D * e + b * V_ * e;
 	case K_SAMPLE: return b * V_ * e + b * (sizeof(kn_sample_row) + 4);
+	case K_NQKV: return (double)QKVW * D * e + b * D * f + D * e + b * QKVW * f;
+	case K_NGU: return 2.0 * F * D * e + b * D * f + D * e + b * 2 * F * f;
 	case K_QKV16: return (double)QKVW * D * e + b * D * e + b * QKVW * e;
 	case K_O16: return (double)D * HQ * HD * e + b * HQ * HD * e + b * D * e;
 	case K_GU16: return 2.0 * F * D * e + b * D * e + b * 2 * F * e;
@@ -626,6 +645,8 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	cudaEvent_t e0, e1;
 	CK(cudaEventCreate(&e0));
 	CK(cudaEventCreate(&e1));
+	const char *fz = getenv("QVL_FUSE_RMSNORM");
+	K_COUNT = B <= 4 && !(fz && *fz == '0') ? K_COUNT_FUSED : K_COUNT_SPLIT;
 	double us1[K_N], usg[K_N];
 	for (int k = 0; k < K_N; k++) {
 		time_kernel(&c, k, s, e0, e1, &us1[k], &usg[k]);
