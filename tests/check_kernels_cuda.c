@@ -1673,8 +1673,6 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_logits_topk_timing);
 	tcase_add_test(tc, test_kernels_cuda_gemm);
 	tcase_add_test(tc, test_kernels_cuda_gemm_f32);
-	tcase_add_test(tc, test_kernels_cuda_gemm_f32_f16);
-	tcase_add_test(tc, test_kernels_cuda_gemm_rmsnorm);
 	tcase_add_test(tc, test_kernels_cuda_gemm_timing);
 	suite_add_tcase(s, tc);
 	/* the fp8 KV cache (CK_RUN_CASE=fp8 runs only these), and the decode attention timing
@@ -1685,6 +1683,12 @@ int main(void)
 	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8_decode);
 	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8_bad_scales);
 	suite_add_tcase(s, tc8);
+	/* the fp16-operand projections and the GEMV with the RMSNorm inside (CK_RUN_CASE=gemm16:
+	 * these alone, e.g. under compute-sanitizer, whose racecheck takes minutes over core) */
+	TCase *tc16 = tcase_create("gemm16");
+	tcase_add_test(tc16, test_kernels_cuda_gemm_f32_f16);
+	tcase_add_test(tc16, test_kernels_cuda_gemm_rmsnorm);
+	suite_add_tcase(s, tc16);
 	TCase *tct = tcase_create("pa_timing");
 	tcase_add_test(tct, test_kernels_cuda_paged_attention_timing);
 	suite_add_tcase(s, tct);
