@@ -552,6 +552,44 @@ size_t text_cuda_act_bytes(const text_cuda *t, const text_cuda_limits *lim)
 
 static int capture_graphs(text_cuda *t, qerr *e);
 
+/* The four projections of a full step (M = max_tokens rows, what every step of a loaded server
+ * is) get the fastest of cuBLASLt's first candidates instead of its first guess
+ * (kn_gemm_f32_tune), timed now on layer 0's weights and the activation buffers, which hold
+ * nothing yet. QVL_GEMM_TUNE=0 in the environment keeps the first guesses (A/B). */
+static void tune_full_step(text_cuda *t, int M)
+{
+	const char *env = getenv("QVL_GEMM_TUNE");
+	if (M <= 4 || (env && *env == '0'))
+		return;
+	const int qd = t->Hq * t->hd, qkvw = (t->Hq + 2 * t->KV) * t->hd;
+	const layer16 *lw = &t->layers[0];
+	struct {
+		const char *name;
+		float *y;
+		const uint16_t *x, *W;
+		const float *res;
+		int N, K;
+		bool f16;
+	} p[4] = {
+		{ "qkv", t->qkv, t->h, lw->wqkv, NULL, qkvw, t->D, t->f16 },
+		{ "o", t->x, t->att, lw->wo, t->x, t->D, qd, false },
+		{ "gate_up", t->gu, t->h, lw->wgu, NULL, 2 * t->F, t->D, t->f16 },
+		{ "down", t->x, t->mlp, lw->wd, t->x, t->D, t->F, false },
+	};
+	char line[512];
+	int len = snprintf(line, sizeof(line), "cuBLASLt at %d rows, first guess → kept:", M);
+	for (int i = 0; i < 4; i++) {
+		float first, best;
+		int k = kn_gemm_f32_tune(t->gemm, p[i].y, p[i].x, p[i].W, p[i].res, M, p[i].N,
+					 p[i].K, p[i].f16, t->stream, &first, &best);
+		if (k >= 0 && len < (int)sizeof(line))
+			len += snprintf(line + len, sizeof(line) - (size_t)len,
+					" %s %.3f → %.3f ms (candidate %d)", p[i].name, first, best,
+					k);
+	}
+	log_msg(LOG_LEVEL_INFO, "text_cuda", "%s", line);
+}
+
 int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, bool eager,
 		    qerr *e)
 {
@@ -656,6 +694,7 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	CUDA_CHECK(cudaMemsetAsync(t->stage_d, 0, t->sl.bytes, t->stream));
 	CUDA_CHECK(cudaStreamSynchronize(t->stream));
 	t->allocated = true;
+	tune_full_step(t, lim->max_tokens);
 	return eager ? 0 : capture_graphs(t, e);
 }
 

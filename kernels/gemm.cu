@@ -16,7 +16,10 @@
  * Algorithm choice: the first call for a (M, N, K, residual?, bias?, input type, output type,
  * alignment) key builds the matmul descriptor and layouts, asks cublasLtMatmulAlgoGetHeuristic for its best algorithm within the
  * ctx's workspace, and keeps all of it in a small table (linear search, round-robin eviction);
- * later calls with the key only call cublasLtMatmul.
+ * later calls with the key only call cublasLtMatmul. kn_gemm_f32_tune replaces that first choice
+ * by the fastest of the first GEMM_TUNE_MAX candidates, timed on the device (the decoder does it
+ * at start-up for its full-step shape: the heuristic's first pick is up to 9% slower there,
+ * tests/bench/bench_gemm_cuda).
  *
  * Small M (decode of a few sequences, M ≤ GEMV_MAX_M = 4, no bias): cuBLASLt's kernels reach only
  * 1.3–2.4 TB/s on these weight-streaming shapes, so our own kernel runs them instead — the whole
@@ -85,6 +88,7 @@
 	} while (0)
 
 #define GEMM_CACHE 64
+#define GEMM_TUNE_MAX 8     /* cuBLASLt candidates kn_gemm_f32_tune times */
 
 struct gemm_plan {
 	int used;
@@ -152,6 +156,36 @@ static unsigned ptr_align(const void *p)
 	return a;
 }
 
+/* cuBLASLt's first n (≤ GEMM_TUNE_MAX) algorithms for plan p's descriptor and layouts within the
+ * ctx's workspace and p's alignment, best first: how many it found (only usable ones). */
+static int plan_heuristics(kn_gemm_ctx *ctx, const struct gemm_plan *p, int n,
+			   cublasLtMatmulHeuristicResult_t *res)
+{
+	cublasLtMatmulPreference_t pref;
+	CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+	uint64_t ws = ctx->workspace_bytes;
+	uint32_t al = p->align;
+	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+		pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof(al)));
+	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof(al)));
+	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof(al)));
+	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof(al)));
+	int found = 0;
+	CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c, pref,
+						    n, res, &found));
+	CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+	int k = 0;
+	for (int i = 0; i < found; i++)
+		if (res[i].state == CUBLAS_STATUS_SUCCESS)
+			res[k++] = res[i];
+	return k;
+}
+
 static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int K, int has_res,
 		       int has_bias, cudaDataType_t in, cudaDataType_t out, unsigned align)
 {
@@ -176,26 +210,8 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->b, in, K, M, K));
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, out, N, M, N));
 
-	cublasLtMatmulPreference_t pref;
-	CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-	uint64_t ws = ctx->workspace_bytes;
-	uint32_t al = align;
-	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-		pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al, sizeof(al)));
-	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al, sizeof(al)));
-	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al, sizeof(al)));
-	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof(al)));
 	cublasLtMatmulHeuristicResult_t res;
-	int found = 0;
-	CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c, pref,
-						    1, &res, &found));
-	CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-	if (found < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+	if (plan_heuristics(ctx, p, 1, &res) < 1) {
 		fprintf(stderr, "<2>[cuda] gemm: no cuBLASLt algorithm for M=%d N=%d K=%d\n", M, N,
 			K);
 		abort();
@@ -570,6 +586,26 @@ static bool gemv_run(T *y, const uint16_t *x, const uint16_t *W, const T *residu
 	return true;
 }
 
+/* The cached plan of a cuBLASLt call: its key is the shape, the operand and output types and
+ * the alignment of the pointers. */
+template <typename T, bool F16>
+static struct gemm_plan *plan_of_call(kn_gemm_ctx *ctx, const T *y, const uint16_t *x,
+				      const uint16_t *W, const uint16_t *bias, const T *residual,
+				      int M, int N, int K)
+{
+	unsigned align = ptr_align(y);
+	unsigned a2 = ptr_align(x), a3 = ptr_align(W), a4 = residual ? ptr_align(residual) : 256;
+	if (a2 < align)
+		align = a2;
+	if (a3 < align)
+		align = a3;
+	if (a4 < align)
+		align = a4;
+	const cudaDataType_t out = sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_16BF;
+	const cudaDataType_t in = F16 ? CUDA_R_16F : CUDA_R_16BF;
+	return plan_get(ctx, M, N, K, residual != NULL, bias != NULL, in, out, align);
+}
+
 /* The common path of the three entry points: T is the output and residual type (uint16_t: bf16,
  * float: fp32); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output only). */
 template <typename T, bool F16>
@@ -594,17 +630,7 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	}
 	if (!bias && gemv_run<T, F16>(y, x, W, residual, M, N, K, stream))
 		return;
-	unsigned align = ptr_align(y);
-	unsigned a2 = ptr_align(x), a3 = ptr_align(W), a4 = residual ? ptr_align(residual) : 256;
-	if (a2 < align)
-		align = a2;
-	if (a3 < align)
-		align = a3;
-	if (a4 < align)
-		align = a4;
-	const cudaDataType_t out = sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_16BF;
-	const cudaDataType_t in = F16 ? CUDA_R_16F : CUDA_R_16BF;
-	struct gemm_plan *p = plan_get(ctx, M, N, K, residual != NULL, bias != NULL, in, out, align);
+	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, W, bias, residual, M, N, K);
 	if (bias)
 		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
 			p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -674,4 +700,56 @@ extern "C" void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h
 		kn_rmsnorm_cuda(h, x, norm_w, M, K, eps, stream);
 		kn_gemm_f32_cuda(ctx, y, h, W, NULL, M, N, K, stream);
 	}
+}
+
+extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
+				const float *residual, int M, int N, int K, bool f16,
+				cudaStream_t stream, float *ms_first, float *ms_best)
+{
+	*ms_first = *ms_best = 0.f;
+	if (M <= 0 || N <= 0 || K <= 0 || gemv_fits(x, W, M, K))
+		return -1;
+	cudaStreamCaptureStatus cs;
+	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
+	if (cs != cudaStreamCaptureStatusNone)
+		return -1;
+	struct gemm_plan *p = f16 ? plan_of_call<float, true>(ctx, y, x, W, NULL, residual, M, N, K) :
+				    plan_of_call<float, false>(ctx, y, x, W, NULL, residual, M, N, K);
+	cublasLtMatmulHeuristicResult_t res[GEMM_TUNE_MAX];
+	const int n = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res);
+	cudaEvent_t e0, e1;
+	CUDA_CHECK(cudaEventCreate(&e0));
+	CUDA_CHECK(cudaEventCreate(&e1));
+	const float alpha = 1.f, beta = residual ? 1.f : 0.f;
+	const void *c = residual ? (const void *)residual : (const void *)y;
+	int best = -1;
+	for (int i = 0; i < n; i++) {
+		enum { REPS = 3 };
+		bool ok = true;
+		for (int r = 0; r <= REPS && ok; r++) {   /* one warm-up, then REPS timed */
+			if (r == 1)
+				CUDA_CHECK(cudaEventRecord(e0, stream));
+			ok = cublasLtMatmul(ctx->lt, p->desc, &alpha, W, p->a, x, p->b, &beta, c, p->c,
+					    y, p->c, &res[i].algo, ctx->workspace,
+					    ctx->workspace_bytes, stream) == CUBLAS_STATUS_SUCCESS;
+		}
+		if (!ok)   /* a candidate the library lists but cannot run: skip it */
+			continue;
+		CUDA_CHECK(cudaEventRecord(e1, stream));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		float ms;
+		CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+		ms /= REPS;
+		if (i == 0)
+			*ms_first = ms;
+		if (best < 0 || ms < *ms_best) {
+			best = i;
+			*ms_best = ms;
+		}
+	}
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
+	if (best >= 0)
+		p->algo = res[best].algo;
+	return best;
 }

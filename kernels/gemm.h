@@ -114,6 +114,17 @@ void kn_gemm_f32_f16_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const u
 void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const float *x,
 			      const uint16_t *norm_w, float eps, const uint16_t *W, int M, int N,
 			      int K, bool f16, cudaStream_t stream);
+
+/* Tunes the cuBLASLt plan that kn_gemm_f32_cuda (f16: kn_gemm_f32_f16_cuda) uses for exactly
+ * these arguments' key (shape, types, pointer alignment): times cuBLASLt's first 8 candidate
+ * algorithms (one warm-up and 3 runs each, on these buffers) and keeps the fastest for later
+ * calls. The products run on y (and on residual when y is it): their contents are garbage
+ * afterwards. Synchronises the stream. Returns the index of the candidate kept (0: the
+ * heuristic's own first choice) with *ms_first and *ms_best (its time and the kept one's), or
+ * -1 (nothing done) when the GEMV would run the shape (M ≤ 4) or the stream is capturing. */
+int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
+		     const float *residual, int M, int N, int K, bool f16, cudaStream_t stream,
+		     float *ms_first, float *ms_best);
 #endif
 
 #ifdef __cplusplus

@@ -1557,6 +1557,71 @@ START_TEST(test_kernels_cuda_gemm_rmsnorm)
 }
 END_TEST
 
+/* kn_gemm_f32_tune: it keeps the fastest of cuBLASLt's candidates for a call's key (never slower
+ * than the first guess as it timed them), and the plan it leaves computes the product: after
+ * tuning on garbage, kn_gemm_f32(_f16)_cuda on real operands with the same pointers matches the
+ * reference. Shapes the GEMV runs (M ≤ 4) are left alone (-1). Cases {M, N, K, residual (0
+ * none, 2 in place), fp16}. */
+START_TEST(test_kernels_cuda_gemm_tune)
+{
+	static const int cases[][5] = {
+		{ 300, 2048, 2048, 2, 0 }, { 37, 4096, 2048, 0, 1 }, { 1024, 1536, 512, 0, 0 },
+	};
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		int M = cases[s][0], N = cases[s][1], K = cases[s][2], res = cases[s][3];
+		bool f16 = cases[s][4];
+		size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2);
+		float *r = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
+		uint16_t *dx = dev_bf16(NULL, nx, 0), *dw = dev_bf16(NULL, nw, 0);
+		float *dy = dev_f32(NULL, ny, 0);
+		CUDA_CHECK(cudaMemset(dx, 0x3c, nx * 2));   /* garbage, but finite */
+		CUDA_CHECK(cudaMemset(dw, 0x3c, nw * 2));
+		CUDA_CHECK(cudaMemset(dy, 0, ny * 4));
+		float first = -1, best = -1;
+		int k = kn_gemm_f32_tune(ctx, dy, dx, dw, res ? dy : NULL, M, N, K, f16, 0, &first,
+					 &best);
+		fprintf(stderr, "gemm tune M=%d N=%d K=%d: candidate %d, %.3f → %.3f ms\n", M, N, K, k,
+			first, best);
+		ck_assert_msg(k >= 0 && k < 8, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
+		ck_assert_msg(best > 0 && best <= first, "gemm tune: kept %g ms against %g", best, first);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = f16 ? f32_to_f16(frand(-2.f, 2.f)) : f32_to_bf16(frand(-1.f, 1.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f16 ? f32_to_f16(frand(-0.05f, 0.05f)) : f32_to_bf16(frand(-0.05f, 0.05f));
+		fill_f32(r, ny, -1.f, 1.f);
+		if (f16)
+			kn_gemm_f32_f16_ref(ref, x, w, res ? r : NULL, M, N, K);
+		else
+			kn_gemm_f32_ref(ref, x, w, res ? r : NULL, M, N, K);
+		CUDA_CHECK(cudaMemcpy(dx, x, nx * 2, cudaMemcpyHostToDevice));
+		CUDA_CHECK(cudaMemcpy(dw, w, nw * 2, cudaMemcpyHostToDevice));
+		CUDA_CHECK(cudaMemcpy(dy, r, ny * 4, cudaMemcpyHostToDevice));
+		if (f16)
+			kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, res ? dy : NULL, M, N, K, 0);
+		else
+			kn_gemm_f32_cuda(ctx, dy, dx, dw, res ? dy : NULL, M, N, K, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy, ny * 4, cudaMemcpyDeviceToHost));
+		double e = rel_l2_f32(got, ref, ny, 1e-4);
+		ck_assert_msg(e <= 1e-5, "gemm after tune M=%d N=%d K=%d: rel L2 %g", M, N, K, e);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dy));
+		free(x);
+		free(w);
+		free(r);
+		free(ref);
+		free(got);
+	}
+	float a, b;
+	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, NULL, NULL, 4, 2048, 2048, false, 0, &a,
+					  &b), -1);
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
 /* The median of REPS timed calls (after 3 warm-up) of the (M, N, K) projection with bf16
  * (kn_gemm_cuda) or fp32 (kn_gemm_f32_cuda) output into dy, in seconds. */
 static double gemm_time_s(kn_gemm_ctx *ctx, int f32, void *dy, const uint16_t *dx,
@@ -1683,11 +1748,13 @@ int main(void)
 	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8_decode);
 	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8_bad_scales);
 	suite_add_tcase(s, tc8);
-	/* the fp16-operand projections and the GEMV with the RMSNorm inside (CK_RUN_CASE=gemm16:
+	/* the fp16-operand projections, the GEMV with the RMSNorm inside and the plan tuning
+	 * (CK_RUN_CASE=gemm16:
 	 * these alone, e.g. under compute-sanitizer, whose racecheck takes minutes over core) */
 	TCase *tc16 = tcase_create("gemm16");
 	tcase_add_test(tc16, test_kernels_cuda_gemm_f32_f16);
 	tcase_add_test(tc16, test_kernels_cuda_gemm_rmsnorm);
+	tcase_add_test(tc16, test_kernels_cuda_gemm_tune);
 	suite_add_tcase(s, tc16);
 	TCase *tct = tcase_create("pa_timing");
 	tcase_add_test(tct, test_kernels_cuda_paged_attention_timing);
