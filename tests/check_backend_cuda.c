@@ -35,6 +35,7 @@
 #include "mkmodel.h"
 #include "model_config.h"
 #include "model_weights.h"
+#include "safetensors.h"
 #include "sampler.h"
 #include "testutil.h"
 #include "token_chain.h"
@@ -644,6 +645,65 @@ START_TEST(test_backend_cuda_bf16_operands)
 }
 END_TEST
 
+/* A checkpoint outside fp16's range: tiny (the same seed) with one element of layer 0's
+ * post-attention norm weight set to 8192, so max |norm weight| · sqrt(hidden_size 128) ≈ 92,682
+ * exceeds 65504. text_cuda must refuse the fp16 operands by itself (f16_refusal): its logits
+ * are then those of a backend told to keep bf16 (QVL_FP16_OPERANDS=0), bit for bit, and
+ * finite. (Had it kept fp16, the products would differ in their last bits at least.) */
+START_TEST(test_backend_cuda_fp16_refused)
+{
+	model big;
+	model_make(&big, "tiny", 3);
+	const st_tensor *nt = big.w.layers[0].post_attention_layernorm;
+	ck_assert_int_eq(nt->file_index, 0);
+	ck_assert_int_eq(nt->dtype, ST_BF16);
+	const uint64_t off = nt->offset;
+	model_weights_deinit(&big.w);
+	char path[600];
+	snprintf(path, sizeof(path), "%s/model.safetensors", big.dir);
+	FILE *f = fopen(path, "r+b");
+	ck_assert_msg(f, "%s: %s", path, strerror(errno));
+	uint8_t le[8];
+	ck_assert_int_eq(fread(le, 1, 8, f), 8);
+	uint64_t header_len = 0;
+	for (int i = 7; i >= 0; i--)
+		header_len = header_len << 8 | le[i];
+	const uint8_t big_w[2] = { 0x00, 0x46 };   /* bf16 8192 = 0x4600, little-endian */
+	ck_assert_int_eq(fseek(f, (long)(8 + header_len + off), SEEK_SET), 0);
+	ck_assert_int_eq(fwrite(big_w, 1, 2, f), 2);
+	ck_assert_int_eq(fclose(f), 0);
+	qerr e = { 0 };
+	ck_assert_msg(model_weights_open(big.dir, &big.mc, &big.w, &e) == 0, "%s", e.msg);
+
+	backend *ga = make_cuda(&big, false);
+	setenv("QVL_FP16_OPERANDS", "0", 1);
+	backend *gb = make_cuda(&big, false);
+	unsetenv("QVL_FP16_OPERANDS");
+	const int V = big.mc.text.vocab_size;
+	seq *sq = xmalloc(sizeof(seq));
+	seq_text(sq, 60, 0, &big);
+	int32_t pos[3 * 60], lrow;
+	backend_seq q = chunk(sq, 0, 60, false, pos, &lrow);
+	float *la = xmalloc(sizeof(float) * V), *lb = xmalloc(sizeof(float) * V);
+	ck_assert_msg(backend_step(ga, &q, 1, la, &e) == 0, "%s", e.msg);
+	ck_assert_msg(backend_step(gb, &q, 1, lb, &e) == 0, "%s", e.msg);
+	int finite = 0;
+	for (int i = 0; i < V; i++)
+		finite += isfinite(la[i]) != 0;
+	ck_assert_int_eq(finite, V);
+	ck_assert_msg(!memcmp(la, lb, sizeof(float) * V),
+		      "a checkpoint past fp16's range: the logits are not the bf16 operands'");
+	free(la);
+	free(lb);
+	free(sq);
+	backend_free(ga);
+	backend_free(gb);
+	model_weights_deinit(&big.w);
+	tu_rmdir(big.dir);
+	free(big.dir);
+}
+END_TEST
+
 /* The cpu backend has no fp8 cache and says so. */
 START_TEST(test_backend_cuda_cpu_refuses_fp8)
 {
@@ -970,6 +1030,7 @@ int main(void)
 	tcase_add_test(tc, test_backend_cuda_fp8_kv_cache);
 	tcase_add_test(tc, test_backend_cuda_cpu_refuses_fp8);
 	tcase_add_test(tc, test_backend_cuda_bf16_operands);
+	tcase_add_test(tc, test_backend_cuda_fp16_refused);
 	const char *t2b = getenv("QVL_TEST_2B");
 	if (t2b && !strcmp(t2b, "1"))
 		tcase_add_test(tc, test_backend_cuda_2b_text);
