@@ -36,11 +36,12 @@
  *                                (causal, cached prefix too)
  *     x  += att · Woᵀ                                              kn_gemm_f32, residual x
  *     h   = RMSNorm(x; post norm)                      (fp16)      kn_gemm_f32_rmsnorm
- *     gu  = h · Wguᵀ                                   (fp32)
+ *     gu  = h · Wguᵀ                                   (fp32; fp16 when gu_f16 and T > 4:
+ *                                                                  kn_gemm_f16, kn_silu_mul_f16)
  *     x  += silu(gate)·up · Wdᵀ                                    kn_silu_mul, kn_gemm_f32
  *     l < n_ds and vision rows: x[vision rows] += deepstack row l  kn_rows_scatter_add
  *   h = RMSNorm(x; final norm) (bf16); logits = gather(h, logit rows) · lm_headᵀ (bf16 logits)
- *   (fp16 as marked when f16_refusal allows it, else bf16 and kn_rmsnorm / kn_gemm_f32)
+ *   (fp16 as marked when f16_refusal allows it, else bf16: kn_gemm_f32_rmsnorm with f16 false)
  *
  * Step inputs: the host packs ids, positions, slots, block tables, logit and vision row indexes
  * and the vision rows (as bf16) into one pinned staging buffer, copied with a cudaMemcpyAsync
@@ -119,6 +120,7 @@ struct text_cuda {
 	int section[3];
 	bool kv_fp8;                    /* the KV pool in fp8 E4M3, scale 1 (else bf16) */
 	bool f16;                       /* qkv and gate/up: weights and inputs in fp16 (else bf16) */
+	bool gu_f16;                    /* gate/up output in fp16 for steps of > 4 rows (else fp32) */
 	kn_gemm_ctx *gemm;              /* borrowed */
 	cudaStream_t stream;            /* borrowed */
 	/* weights */
@@ -215,15 +217,26 @@ static inline uint16_t tensor_bf16(const st_tensor *s, uint64_t i)
 }
 
 /* The largest |value| of tensor s (numel elements, as bf16; NaN: NaN); adds to *n_tiny the
- * non-zero values below 2^-17 (bf16 exponent < 110), which fp16 does not hold exactly. */
-static float tensor_max_abs(const st_tensor *s, uint64_t numel, uint64_t *n_tiny)
+ * non-zero values below 2^-17 (bf16 exponent < 110), which fp16 does not hold exactly. With
+ * row_norm (rows of cols elements), *row_norm becomes the largest L2 norm of a row if larger. */
+static float tensor_max_abs(const st_tensor *s, uint64_t numel, uint64_t *n_tiny, uint64_t cols,
+			    double *row_norm)
 {
 	uint16_t m = 0;   /* |bf16| orders as its bits */
 	uint64_t tiny = 0;
+	double ss = 0;
 	for (uint64_t i = 0; i < numel; i++) {
-		uint16_t a = tensor_bf16(s, i) & 0x7fffu;
+		uint16_t b = tensor_bf16(s, i), a = b & 0x7fffu;
 		m = a > m ? a : m;
 		tiny += a != 0 && a < (110u << 7);
+		if (row_norm) {
+			double v = bf16_to_f32(b);
+			ss += v * v;
+			if ((i + 1) % cols == 0) {
+				*row_norm = sqrt(ss) > *row_norm ? sqrt(ss) : *row_norm;
+				ss = 0;
+			}
+		}
 	}
 	*n_tiny += tiny;
 	return bf16_to_f32(m);
@@ -255,6 +268,7 @@ typedef struct wplan {
 	uint16_t **dst;
 	size_t off;
 	bool f16;                       /* uploaded as fp16 (qkv, gate/up when t->f16) */
+	bool gu;                        /* the gate/up entry */
 } wplan;
 
 /* Whether the qkv and gate/up projections can run on fp16 operands with the checkpoint's
@@ -262,13 +276,16 @@ typedef struct wplan {
  * stay below fp16's 65504; their bf16 weights (the np plans' entries marked f16) must be below
  * it too (those of magnitude 2^-17 … 65280 are then exact in fp16; smaller ones move by at most
  * 2^-25: *n_tiny counts them). Returns the reason when not (NULL: yes). QVL_FP16_OPERANDS=0 in
- * the environment keeps bf16 (A/B). */
+ * the environment keeps bf16 (A/B). Also *gu_row_norm: the largest L2 norm of a gate or up
+ * row, which bounds the gate/up outputs with the norm weights (gu_f16 below). */
 static const char *f16_refusal(const text_cuda *t, const model_weights *w, const wplan *pl,
-			       size_t np, float *norm_max, float *w_max, uint64_t *n_tiny)
+			       size_t np, float *norm_max, float *w_max, uint64_t *n_tiny,
+			       double *gu_row_norm)
 {
 	const char *env = getenv("QVL_FP16_OPERANDS");
 	*norm_max = *w_max = 0;
 	*n_tiny = 0;
+	*gu_row_norm = 0;
 	if (env && *env == '0')
 		return "QVL_FP16_OPERANDS=0";
 	for (int l = 0; l < t->L; l++) {
@@ -276,13 +293,14 @@ static const char *f16_refusal(const text_cuda *t, const model_weights *w, const
 					      w->layers[l].post_attention_layernorm };
 		for (int i = 0; i < 2; i++) {
 			uint64_t unused = 0;
-			float m = tensor_max_abs(norms[i], (uint64_t)t->D, &unused);
+			float m = tensor_max_abs(norms[i], (uint64_t)t->D, &unused, 0, NULL);
 			*norm_max = m > *norm_max ? m : *norm_max;
 		}
 	}
 	for (size_t i = 0; i < np; i++)
 		for (int k = 0; k < 3 && pl[i].f16 && pl[i].src[k]; k++) {
-			float m = tensor_max_abs(pl[i].src[k], pl[i].numel[k], n_tiny);
+			float m = tensor_max_abs(pl[i].src[k], pl[i].numel[k], n_tiny,
+						 (uint64_t)t->D, pl[i].gu ? gu_row_norm : NULL);
 			*w_max = m > *w_max ? m : *w_max;
 		}
 	if (!(*norm_max * sqrtf((float)t->D) <= 65504.0f))
@@ -352,7 +370,8 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 		PLAN1(&d->wo, s->o_proj, D * qd);
 		PLAN1(&d->post_norm, s->post_attention_layernorm, D);
 		pl[np++] = (wplan){ .src = { s->gate_proj, s->up_proj },
-				    .numel = { F * D, F * D }, .dst = &d->wgu, .f16 = true };
+				    .numel = { F * D, F * D }, .dst = &d->wgu, .f16 = true,
+				    .gu = true };
 		PLAN1(&d->wd, s->down_proj, D * F);
 	}
 #undef PLAN1
@@ -383,8 +402,16 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	t->wbytes = total;
 	float norm_max, w_max;
 	uint64_t n_tiny;
-	const char *no_f16 = f16_refusal(t, w, pl, np, &norm_max, &w_max, &n_tiny);
+	double gu_row;
+	const char *no_f16 = f16_refusal(t, w, pl, np, &norm_max, &w_max, &n_tiny, &gu_row);
 	t->f16 = !no_f16;
+	/* |gate/up output j| ≤ ‖h‖₂·‖W_j‖₂ ≤ sqrt(D)·max|norm weight|·max‖W_j‖₂ (‖x·r‖₂ ≤ sqrt(D));
+	 * 1% over it for h's fp16 rounding and the fp32 sums */
+	const double gu_bound = sqrt((double)t->D) * norm_max * gu_row * 1.01;
+	const char *gu_env = getenv("QVL_GU_FP16");
+	t->gu_f16 = t->f16 && gu_bound <= 65504.0 && !(gu_env && *gu_env == '0');
+	log_msg(LOG_LEVEL_INFO, "text_cuda", "gate/up output: %s (bound %g on |gate|, |up|)",
+		t->gu_f16 ? "fp16 for steps of more than 4 rows" : "fp32", gu_bound);
 	if (no_f16)
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "qkv and gate/up operands: bf16 (%s)", no_f16);
 	else
@@ -552,8 +579,8 @@ size_t text_cuda_act_bytes(const text_cuda *t, const text_cuda_limits *lim)
 
 static int capture_graphs(text_cuda *t, qerr *e);
 
-/* The four projections of a full step (M = max_tokens rows, what every step of a loaded server
- * is) get the fastest of cuBLASLt's first candidates instead of its first guess
+/* The four projections of a full step (M = max_tokens rows, every step while prompts wait to be
+ * prefilled) get the fastest of cuBLASLt's first candidates instead of its first guess
  * (kn_gemm_f32_tune), timed now on layer 0's weights and the activation buffers, which hold
  * nothing yet. QVL_GEMM_TUNE=0 in the environment keeps the first guesses (A/B). */
 static void tune_full_step(text_cuda *t, int M)
@@ -577,17 +604,23 @@ static void tune_full_step(text_cuda *t, int M)
 		{ "down", t->x, t->mlp, lw->wd, t->x, t->D, t->F, false },
 	};
 	char line[512];
-	int len = snprintf(line, sizeof(line), "cuBLASLt at %d rows, first guess → kept:", M);
+	int len = snprintf(line, sizeof(line), "cuBLASLt at %d rows, first guess → kept:", M),
+	    tuned = 0;
 	for (int i = 0; i < 4; i++) {
 		float first, best;
-		int k = kn_gemm_f32_tune(t->gemm, p[i].y, p[i].x, p[i].W, p[i].res, M, p[i].N,
-					 p[i].K, p[i].f16, t->stream, &first, &best);
+		int k = i == 2 && t->gu_f16 ?
+				kn_gemm_f16_tune(t->gemm, (uint16_t *)p[i].y, p[i].x, p[i].W, M,
+						 p[i].N, p[i].K, t->stream, &first, &best) :
+				kn_gemm_f32_tune(t->gemm, p[i].y, p[i].x, p[i].W, p[i].res, M,
+						 p[i].N, p[i].K, p[i].f16, t->stream, &first, &best);
+		tuned += k >= 0;
 		if (k >= 0 && len < (int)sizeof(line))
 			len += snprintf(line + len, sizeof(line) - (size_t)len,
 					" %s %.3f → %.3f ms (candidate %d)", p[i].name, first, best,
 					k);
 	}
-	log_msg(LOG_LEVEL_INFO, "text_cuda", "%s", line);
+	if (tuned)
+		log_msg(LOG_LEVEL_INFO, "text_cuda", "%s", line);
 }
 
 int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, bool eager,
@@ -788,8 +821,14 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 					     t->Hq, t->KV, hd, t->section, t->theta, t->eps, st);
 		attention(t, lw, sh);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->att, lw->wo, t->x, T, D, qd, st);
-		norm_project(t, t->gu, lw->post_norm, lw->wgu, T, 2 * F);
-		kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
+		if (T > 4 && t->gu_f16) {   /* gu holds fp16 then: half the bytes */
+			kn_rmsnorm_f16_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
+			kn_gemm_f16_cuda(t->gemm, (uint16_t *)t->gu, t->h, lw->wgu, T, 2 * F, D, st);
+			kn_silu_mul_f16_cuda(t->mlp, (const uint16_t *)t->gu, T, F, st);
+		} else {
+			norm_project(t, t->gu, lw->post_norm, lw->wgu, T, 2 * F);
+			kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
+		}
 		kn_gemm_f32_cuda(t->gemm, t->x, t->mlp, lw->wd, t->x, T, D, F, st);
 		if (l < t->n_ds && sh->n_vis)
 			kn_rows_scatter_add_cuda(t->x, vis + (size_t)(1 + l) * vis_plane,

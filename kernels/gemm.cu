@@ -10,7 +10,8 @@
  * Hopper kernels prefer.
  *
  * Output type: kn_gemm_cuda and kn_gemm_bias_cuda write bf16 (C and D layouts CUDA_R_16BF),
- * kn_gemm_f32_cuda fp32 (CUDA_R_32F, the residual then fp32 too); A and B are bf16 (CUDA_R_16F
+ * kn_gemm_f32_cuda fp32 (CUDA_R_32F, the residual then fp32 too), kn_gemm_f16_cuda fp16
+ * (CUDA_R_16F; the GEMV's store rounds its fp32 sum the same way); A and B are bf16 (CUDA_R_16F
  * for kn_gemm_f32_f16_cuda) and the compute type CUBLAS_COMPUTE_32F always.
  *
  * Algorithm choice: the first call for a (M, N, K, residual?, bias?, input type, output type,
@@ -39,7 +40,8 @@
  * projection (N = 2048: 8 MB, ~3 µs of DRAM time) can hide under its predecessor: under PDL
  * (pdl.cuh) the CTAs start while the previous kernel still runs and, before kn_pdl_wait, ask the
  * L2 for their first pf groups (cp.async.bulk.prefetch.L2) and load their first pieces of W into
- * registers; only x and the residual, which the predecessor may write, are read after the wait.
+ * registers (and, with the RMSNorm inside, the norm weight: a weight too); only x and the
+ * residual, which the predecessor may write, are read after the wait.
  * While looping, each CTA keeps prefetching pf groups ahead. The configuration per shape
  * (gemv_pick) came from a sweep on an H100 (bench_decode_cuda table 2, B = 1, graph µs, before
  * → after this design): qkv 8.01 → 6.10, o 4.66 → 3.31, gate_up 20.65 → 17.53, down 10.34 →
@@ -58,8 +60,8 @@
  * kernel would write; the sums then read them from shared memory instead of global memory. One
  * launch instead of two for each of the decoder's qkv and gate/up projections in a decode step
  * of ≤ 4 sequences (56 of its 57 RMSNorms), and no 16-bit row through global memory. Each CTA
- * reads the M fp32 rows (8 KiB each at D = 2048) from L2, a few MB over a projection of 17–50
- * MB of weights. QVL_FUSE_RMSNORM=0 in the environment runs the two kernels instead (A/B).
+ * reads the M fp32 rows (8 KiB each at D = 2048) from L2: ~4 MiB a projection at M = 1, ~12
+ * MiB at M = 4 (about 400 CTAs), against 17–50 MB of weights from DRAM. QVL_FUSE_RMSNORM=0 in the environment runs the two kernels instead (A/B).
  *
  * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
  * type; the bias pointer is a per-call attribute of the cached descriptor, set before each
@@ -87,11 +89,12 @@
 		}                                                                          \
 	} while (0)
 
-#define GEMM_CACHE 64
+#define GEMM_CACHE 256   /* plans (host state only): the graph ladder alone makes ~160 */
 #define GEMM_TUNE_MAX 8     /* cuBLASLt candidates kn_gemm_f32_tune times */
 
 struct gemm_plan {
 	int used;
+	int pinned;                     /* tuned (kn_gemm_*_tune): never evicted */
 	int M, N, K, has_res, has_bias;
 	cudaDataType_t in;              /* of A and B: CUDA_R_16BF or CUDA_R_16F */
 	cudaDataType_t out;             /* of C and D: CUDA_R_16BF or CUDA_R_32F */
@@ -132,6 +135,7 @@ static void plan_release(struct gemm_plan *p)
 	CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p->c));
 	CUBLAS_CHECK(cublasLtMatmulDescDestroy(p->desc));
 	p->used = 0;
+	p->pinned = 0;
 }
 
 extern "C" void kn_gemm_ctx_free(kn_gemm_ctx *ctx)
@@ -234,9 +238,17 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 	for (int i = 0; i < GEMM_CACHE && !p; i++)
 		if (!ctx->plans[i].used)
 			p = &ctx->plans[i];
-	if (!p) { /* full: evict round-robin (the plan is only host state) */
-		p = &ctx->plans[ctx->next_evict];
-		ctx->next_evict = (ctx->next_evict + 1) % GEMM_CACHE;
+	if (!p) { /* full: evict round-robin (the plan is only host state), never a tuned one */
+		for (int tries = 0; tries < GEMM_CACHE && !p; tries++) {
+			struct gemm_plan *q = &ctx->plans[ctx->next_evict];
+			ctx->next_evict = (ctx->next_evict + 1) % GEMM_CACHE;
+			if (!q->pinned)
+				p = q;
+		}
+		if (!p) {
+			fprintf(stderr, "<2>[cuda] gemm: every one of %d plans is tuned\n", GEMM_CACHE);
+			abort();
+		}
 		plan_release(p);
 	}
 	plan_build(ctx, p, M, N, K, has_res, has_bias, in, out, align);
@@ -325,6 +337,29 @@ static __device__ __forceinline__ void gemv_store(float *y, float v)
 {
 	*y = v;
 }
+static __device__ __forceinline__ float gemv_widen(__half r)
+{
+	return __half2float(r);
+}
+static __device__ __forceinline__ void gemv_store(__half *y, float v)
+{
+	*y = __float2half_rn(v);
+}
+
+/* cuBLASLt's C and D type for the output type T (uint16_t: bf16). */
+template <typename T> static cudaDataType_t out_type(void);
+template <> cudaDataType_t out_type<float>(void)
+{
+	return CUDA_R_32F;
+}
+template <> cudaDataType_t out_type<uint16_t>(void)
+{
+	return CUDA_R_16BF;
+}
+template <> cudaDataType_t out_type<__half>(void)
+{
+	return CUDA_R_16F;
+}
 
 /* L2 prefetch of row group g (rows g·ROWS … , clipped at N) of W; kv = K/8 uint4 per row. */
 template <int ROWS>
@@ -354,8 +389,8 @@ static __device__ __forceinline__ void gemv_load(uint4 (&w)[UNROLL][ROWS], const
  * CTA b owns row groups b, b + gridDim.x, …
  *
  * Order of events: the L2 prefetch of the first pf groups and the loads of the first group's
- * first pieces of W into registers come before kn_pdl_wait (W is not written by the step's
- * kernels, pdl.cuh); x and the residual are read after it. The sums run over k in the same
+ * first pieces of W into registers (NORM: and the norm weight) come before kn_pdl_wait (weights
+ * are not written by the step's kernels, pdl.cuh); x and the residual are read after it. The sums run over k in the same
  * order for either T (one fmaf chain per lane, k ascending, then the same shuffle and warp
  * trees), so the fp32 output rounded to bf16 is the bf16 output.
  */
@@ -601,13 +636,13 @@ static struct gemm_plan *plan_of_call(kn_gemm_ctx *ctx, const T *y, const uint16
 		align = a3;
 	if (a4 < align)
 		align = a4;
-	const cudaDataType_t out = sizeof(T) == 4 ? CUDA_R_32F : CUDA_R_16BF;
+	const cudaDataType_t out = out_type<T>();
 	const cudaDataType_t in = F16 ? CUDA_R_16F : CUDA_R_16BF;
 	return plan_get(ctx, M, N, K, residual != NULL, bias != NULL, in, out, align);
 }
 
-/* The common path of the three entry points: T is the output and residual type (uint16_t: bf16,
- * float: fp32); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output only). */
+/* The common path of the entry points: T is the output and residual type (uint16_t: bf16,
+ * float: fp32, __half: fp16); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output only). */
 template <typename T, bool F16>
 static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *W,
 		     const uint16_t *bias, const T *residual, int M, int N, int K,
@@ -659,6 +694,12 @@ extern "C" void kn_gemm_f32_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, 
 	gemm_run<float, false>(ctx, y, x, W, NULL, residual, M, N, K, stream);
 }
 
+extern "C" void kn_gemm_f16_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,
+				 const uint16_t *W, int M, int N, int K, cudaStream_t stream)
+{
+	gemm_run<__half, true>(ctx, (__half *)y, x, W, NULL, NULL, M, N, K, stream);
+}
+
 extern "C" void kn_gemm_f32_f16_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x,
 				     const uint16_t *W, const float *residual, int M, int N, int K,
 				     cudaStream_t stream)
@@ -702,9 +743,11 @@ extern "C" void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h
 	}
 }
 
-extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
-				const float *residual, int M, int N, int K, bool f16,
-				cudaStream_t stream, float *ms_first, float *ms_best)
+/* kn_gemm_f32_tune and kn_gemm_f16_tune: T the output type, F16 the operands' (gemm.h). */
+template <typename T, bool F16>
+static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *W,
+		     const T *residual, int M, int N, int K, cudaStream_t stream, float *ms_first,
+		     float *ms_best)
 {
 	*ms_first = *ms_best = 0.f;
 	if (M <= 0 || N <= 0 || K <= 0 || gemv_fits(x, W, M, K))
@@ -713,8 +756,7 @@ extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, c
 	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
 	if (cs != cudaStreamCaptureStatusNone)
 		return -1;
-	struct gemm_plan *p = f16 ? plan_of_call<float, true>(ctx, y, x, W, NULL, residual, M, N, K) :
-				    plan_of_call<float, false>(ctx, y, x, W, NULL, residual, M, N, K);
+	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, W, NULL, residual, M, N, K);
 	cublasLtMatmulHeuristicResult_t res[GEMM_TUNE_MAX];
 	const int n = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res);
 	cudaEvent_t e0, e1;
@@ -722,34 +764,70 @@ extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, c
 	CUDA_CHECK(cudaEventCreate(&e1));
 	const float alpha = 1.f, beta = residual ? 1.f : 0.f;
 	const void *c = residual ? (const void *)residual : (const void *)y;
-	int best = -1;
+	/* the clocks up first: 20 runs of the first guess, untimed */
+	for (int r = 0; r < 20 && n > 0; r++)
+		CUBLAS_CHECK(cublasLtMatmul(ctx->lt, p->desc, &alpha, W, p->a, x, p->b, &beta, c, p->c,
+					    y, p->c, &res[0].algo, ctx->workspace,
+					    ctx->workspace_bytes, stream));
+	float ms[GEMM_TUNE_MAX];
 	for (int i = 0; i < n; i++) {
-		enum { REPS = 3 };
-		bool ok = true;
-		for (int r = 0; r <= REPS && ok; r++) {   /* one warm-up, then REPS timed */
+		enum { REPS = 5 };
+		ms[i] = -1;
+		cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+		for (int r = 0; r <= REPS && st == CUBLAS_STATUS_SUCCESS; r++) {   /* warm-up, REPS */
 			if (r == 1)
 				CUDA_CHECK(cudaEventRecord(e0, stream));
-			ok = cublasLtMatmul(ctx->lt, p->desc, &alpha, W, p->a, x, p->b, &beta, c, p->c,
+			st = cublasLtMatmul(ctx->lt, p->desc, &alpha, W, p->a, x, p->b, &beta, c, p->c,
 					    y, p->c, &res[i].algo, ctx->workspace,
-					    ctx->workspace_bytes, stream) == CUBLAS_STATUS_SUCCESS;
+					    ctx->workspace_bytes, stream);
 		}
-		if (!ok)   /* a candidate the library lists but cannot run: skip it */
-			continue;
+		if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
+			continue;   /* a candidate the library lists but cannot run here */
+		CUBLAS_CHECK(st);
 		CUDA_CHECK(cudaEventRecord(e1, stream));
 		CUDA_CHECK(cudaEventSynchronize(e1));
-		float ms;
-		CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-		ms /= REPS;
-		if (i == 0)
-			*ms_first = ms;
-		if (best < 0 || ms < *ms_best) {
-			best = i;
-			*ms_best = ms;
-		}
+		CUDA_CHECK(cudaEventElapsedTime(&ms[i], e0, e1));
+		ms[i] /= REPS;
 	}
 	CUDA_CHECK(cudaEventDestroy(e0));
 	CUDA_CHECK(cudaEventDestroy(e1));
-	if (best >= 0)
+	/* the first guess stays unless another is more than 2% faster (timing noise must not
+	 * make two start-ups keep different algorithms for a near tie) */
+	int best = n > 0 && ms[0] > 0 ? 0 : -1;
+	for (int i = 1; i < n; i++)
+		if (ms[i] > 0 && (best < 0 || ms[i] < (best == 0 ? 0.98f : 1.f) * ms[best]))
+			best = i;
+	if (best >= 0) {
+		*ms_first = ms[0] > 0 ? ms[0] : 0.f;
+		*ms_best = ms[best];
 		p->algo = res[best].algo;
+		p->pinned = 1;
+	}
 	return best;
+}
+
+extern "C" int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx)
+{
+	int n = 0;
+	for (int i = 0; i < GEMM_CACHE; i++)
+		n += ctx->plans[i].used && ctx->plans[i].pinned;
+	return n;
+}
+
+extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
+				const float *residual, int M, int N, int K, bool f16,
+				cudaStream_t stream, float *ms_first, float *ms_best)
+{
+	return f16 ? gemm_tune<float, true>(ctx, y, x, W, residual, M, N, K, stream, ms_first,
+					    ms_best) :
+		     gemm_tune<float, false>(ctx, y, x, W, residual, M, N, K, stream, ms_first,
+					     ms_best);
+}
+
+extern "C" int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,
+				const uint16_t *W, int M, int N, int K, cudaStream_t stream,
+				float *ms_first, float *ms_best)
+{
+	return gemm_tune<__half, true>(ctx, (__half *)y, x, W, NULL, M, N, K, stream, ms_first,
+				       ms_best);
 }

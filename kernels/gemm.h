@@ -50,6 +50,11 @@
  * bits instead of 8). Same formula, paths (the GEMV widens fp16 pieces instead of bf16 ones, the
  * sums are the same code; cuBLASLt takes CUDA_R_16F A and B), aliasing and PDL contract.
  *
+ * kn_gemm_f16: fp16 operands and fp16 output, no residual, for the decoder's gate/up projection
+ * on steps of more than 4 rows when a load-time bound proves fp16 holds the outputs
+ * (text_cuda.c):   y[m][n] = fp16( Σ_k x[m][k]·W[n][k] )   fp32 sum, one rounding (the ref:
+ * the double sum to float, then to fp16). Same paths, aliasing and PDL contract.
+ *
  * kn_gemm_f32_rmsnorm: the decoder's RMSNorm and the projection after it, in one call:
  *
  *   x (M, K) fp32 rows of the residual stream    norm_w (K) bf16    W (N, K) bf16, or fp16 if f16
@@ -59,7 +64,7 @@
  * h (M, K, 16-bit) is the caller's scratch: the GPU either writes h there and runs the two
  * kernels, or (M ≤ 4, K ≤ 2048, the decode of a few sequences) runs one GEMV that normalises
  * the rows in shared memory with rmsnorm.cu's own code and leaves h untouched; y is the same
- * bits either way. y must not alias x or h. PDL contract: W's and norm_w's (gemm.cu).
+ * bits either way when h is 16-byte aligned (else the two kernels would take cuBLASLt). y must not alias x or h. PDL contract: W's and norm_w's (gemm.cu).
  */
 #ifndef QVL_KERNELS_GEMM_H
 #define QVL_KERNELS_GEMM_H
@@ -88,6 +93,7 @@ void kn_gemm_f32_ref(float *y, const uint16_t *x, const uint16_t *W, const float
 		     int N, int K);
 void kn_gemm_f32_f16_ref(float *y, const uint16_t *x, const uint16_t *W, const float *residual,
 			 int M, int N, int K);
+void kn_gemm_f16_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, int M, int N, int K);
 void kn_gemm_f32_rmsnorm_ref(float *y, const float *x, const uint16_t *norm_w, float eps,
 			     const uint16_t *W, int M, int N, int K, bool f16);
 
@@ -111,6 +117,8 @@ void kn_gemm_f32_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint1
 		      const float *residual, int M, int N, int K, cudaStream_t stream);
 void kn_gemm_f32_f16_cuda(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
 			  const float *residual, int M, int N, int K, cudaStream_t stream);
+void kn_gemm_f16_cuda(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W, int M,
+		      int N, int K, cudaStream_t stream);
 void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const float *x,
 			      const uint16_t *norm_w, float eps, const uint16_t *W, int M, int N,
 			      int K, bool f16, cudaStream_t stream);
@@ -118,13 +126,21 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
 /* Tunes the cuBLASLt plan that kn_gemm_f32_cuda (f16: kn_gemm_f32_f16_cuda) uses for exactly
  * these arguments' key (shape, types, pointer alignment): times cuBLASLt's first 8 candidate
  * algorithms (one warm-up and 3 runs each, on these buffers) and keeps the fastest for later
- * calls. The products run on y (and on residual when y is it): their contents are garbage
- * afterwards. Synchronises the stream. Returns the index of the candidate kept (0: the
- * heuristic's own first choice) with *ms_first and *ms_best (its time and the kept one's), or
- * -1 (nothing done) when the GEMV would run the shape (M ≤ 4) or the stream is capturing. */
+ * calls (the first guess stays unless another is more than 2% faster); the tuned plan is never
+ * evicted from the ctx's cache. The products run on y (and on residual when y is it): their
+ * contents are garbage afterwards. Synchronises the stream. Returns the index of the candidate
+ * kept (0: the heuristic's own first choice) with *ms_first and *ms_best (its time and the kept
+ * one's), or -1 (nothing done) when the GEMV would run the shape (M ≤ 4) or the stream is
+ * capturing. Timing picks the algorithm, so two start-ups may keep different ones for a shape
+ * (the same accuracy class; not the same last bits). */
 int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
 		     const float *residual, int M, int N, int K, bool f16, cudaStream_t stream,
 		     float *ms_first, float *ms_best);
+/* How many of the ctx's cached plans are tuned ones (they stay, whatever else is cached). */
+int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx);
+/* The same for kn_gemm_f16_cuda's plan of these arguments. */
+int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *W, int M,
+		     int N, int K, cudaStream_t stream, float *ms_first, float *ms_best);
 #endif
 
 #ifdef __cplusplus

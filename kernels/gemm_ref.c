@@ -86,6 +86,14 @@ void kn_gemm_f32_f16_ref(float *y, const uint16_t *x, const uint16_t *W, const f
 	gemm_f32_ref(y, x, W, residual, M, N, K, dot_f16);
 }
 
+void kn_gemm_f16_ref(uint16_t *y, const uint16_t *x, const uint16_t *W, int M, int N, int K)
+{
+	for (int m = 0; m < M; m++)
+		for (int n = 0; n < N; n++)
+			y[(size_t)m * N + n] =
+				f32_to_f16((float)dot_f16(x + (size_t)m * K, W + (size_t)n * K, K));
+}
+
 void kn_gemm_f32_rmsnorm_ref(float *y, const float *x, const uint16_t *norm_w, float eps,
 			     const uint16_t *W, int M, int N, int K, bool f16)
 {

@@ -6,9 +6,13 @@
  * every gate, up and out row is too) a thread handles 4 outputs with one 16-byte load of gate,
  * one of up and one 8-byte store; else one element at a time. silu uses the accurate expf and
  * IEEE division (no fast-math): g / (1 + expf(−g)), times u, all fp32, one rounding to bf16.
- * Memory-bound: 8 bytes read and 2 written per output.
+ * Memory-bound: 8 bytes read and 2 written per output. With fp16 input (kn_silu_mul_f16) the same
+ * kernels (templates on the input piece) read 8-byte pieces of 4 halves instead, 4 bytes an
+ * output, and widen them exactly.
  */
 #include <stdint.h>
+
+#include <cuda_fp16.h>
 
 #include "cuda_check.h"
 #include "pdl.cuh"
@@ -26,8 +30,28 @@ static __device__ __forceinline__ unsigned silu_mul1(float g, float u)
 	return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
 }
 
-/* fv = F/4 vectors per output row; n_vec = T·fv. */
-static __global__ void silu_mul_vec_kernel(uint2 *out, const float4 *gu, long n_vec, int fv)
+/* 4 consecutive inputs as fp32: a float4 of fp32, or a uint2 of 4 fp16 (exactly). */
+static __device__ __forceinline__ float4 widen4(float4 v)
+{
+	return v;
+}
+static __device__ __forceinline__ float4 widen4(uint2 v)
+{
+	float2 a = __half22float2(*(const __half2 *)&v.x), b = __half22float2(*(const __half2 *)&v.y);
+	return make_float4(a.x, a.y, b.x, b.y);
+}
+static __device__ __forceinline__ float widen1(float v)
+{
+	return v;
+}
+static __device__ __forceinline__ float widen1(__half v)
+{
+	return __half2float(v);
+}
+
+/* fv = F/4 vectors per output row; n_vec = T·fv; V4 is 4 inputs (float4: fp32, uint2: fp16). */
+template <typename V4>
+static __global__ void silu_mul_vec_kernel(uint2 *out, const V4 *gu, long n_vec, int fv)
 {
 	kn_pdl_wait();
 	kn_pdl_trigger();
@@ -35,8 +59,8 @@ static __global__ void silu_mul_vec_kernel(uint2 *out, const float4 *gu, long n_
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / fv;
 		int c = (int)(i - t * fv);
-		const float4 *row = gu + t * 2 * fv;
-		float4 g = __ldg(&row[c]), u = __ldg(&row[fv + c]);
+		const V4 *row = gu + t * 2 * fv;
+		float4 g = widen4(__ldg(&row[c])), u = widen4(__ldg(&row[fv + c]));
 		uint2 o;
 		o.x = silu_mul1(g.x, u.x) | silu_mul1(g.y, u.y) << 16;
 		o.y = silu_mul1(g.z, u.z) | silu_mul1(g.w, u.w) << 16;
@@ -44,7 +68,9 @@ static __global__ void silu_mul_vec_kernel(uint2 *out, const float4 *gu, long n_
 	}
 }
 
-static __global__ void silu_mul_kernel(uint16_t *out, const float *gu, long n, int F)
+/* One element at a time; E is the input element (float or __half). */
+template <typename E>
+static __global__ void silu_mul_kernel(uint16_t *out, const E *gu, long n, int F)
 {
 	kn_pdl_wait();
 	kn_pdl_trigger();
@@ -52,8 +78,8 @@ static __global__ void silu_mul_kernel(uint16_t *out, const float *gu, long n, i
 	     i += (long)gridDim.x * blockDim.x) {
 		long t = i / F;
 		int c = (int)(i - t * F);
-		const float *row = gu + t * 2 * F;
-		out[i] = (uint16_t)silu_mul1(row[c], row[F + c]);
+		const E *row = gu + t * 2 * F;
+		out[i] = (uint16_t)silu_mul1(widen1(row[c]), widen1(row[F + c]));
 	}
 }
 
@@ -76,10 +102,28 @@ extern "C" void kn_silu_mul_cuda(uint16_t *out, const float *gu, int T, int F,
 	long n = (long)T * F;
 	if (F % 4 == 0 && (uintptr_t)gu % 16 == 0 && (uintptr_t)out % 8 == 0) {
 		long n_vec = n / 4;
-		kn_launch(silu_mul_vec_kernel, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
+		kn_launch(silu_mul_vec_kernel<float4>, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
 			  (uint2 *)out, (const float4 *)gu, n_vec, F / 4);
 	} else {
-		kn_launch(silu_mul_kernel, grid_for(n), SILU_MUL_THREADS, 0, stream, out, gu, n, F);
+		kn_launch(silu_mul_kernel<float>, grid_for(n), SILU_MUL_THREADS, 0, stream, out, gu, n,
+			  F);
+	}
+	KN_CHECK_LAUNCH();
+}
+
+extern "C" void kn_silu_mul_f16_cuda(uint16_t *out, const uint16_t *gu, int T, int F,
+				     cudaStream_t stream)
+{
+	if (T <= 0 || F <= 0)
+		return;
+	long n = (long)T * F;
+	if (F % 4 == 0 && (uintptr_t)gu % 8 == 0 && (uintptr_t)out % 8 == 0) {
+		long n_vec = n / 4;
+		kn_launch(silu_mul_vec_kernel<uint2>, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
+			  (uint2 *)out, (const uint2 *)gu, n_vec, F / 4);
+	} else {
+		kn_launch(silu_mul_kernel<__half>, grid_for(n), SILU_MUL_THREADS, 0, stream, out,
+			  (const __half *)gu, n, F);
 	}
 	KN_CHECK_LAUNCH();
 }

@@ -18,6 +18,11 @@
  *
  * kn_silu_mul_ref is the plain-C reference (always built); kn_silu_mul_cuda takes the same
  * arguments in the same order plus a stream, with device pointers.
+ *
+ * kn_silu_mul_f16_{ref,cuda}: the same with gu in IEEE fp16 (binary16), what the decoder's
+ * gate/up projection writes for steps of more than 4 rows when a load-time bound proves fp16
+ * holds it (text_cuda.c): half the bytes of fp32 to write and read back, 11 significant bits
+ * (the output keeps bf16's 8). The values are widened exactly; the rest is the same code.
  */
 #ifndef QVL_KERNELS_SILU_MUL_H
 #define QVL_KERNELS_SILU_MUL_H
@@ -29,10 +34,12 @@ extern "C" {
 #endif
 
 void kn_silu_mul_ref(uint16_t *out, const float *gu, int T, int F);
+void kn_silu_mul_f16_ref(uint16_t *out, const uint16_t *gu, int T, int F);
 
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
 void kn_silu_mul_cuda(uint16_t *out, const float *gu, int T, int F, cudaStream_t stream);
+void kn_silu_mul_f16_cuda(uint16_t *out, const uint16_t *gu, int T, int F, cudaStream_t stream);
 #endif
 
 #ifdef __cplusplus

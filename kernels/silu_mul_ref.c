@@ -19,3 +19,15 @@ void kn_silu_mul_ref(uint16_t *out, const float *gu, int T, int F)
 		}
 	}
 }
+
+void kn_silu_mul_f16_ref(uint16_t *out, const uint16_t *gu, int T, int F)
+{
+	for (int t = 0; t < T; t++) {
+		const uint16_t *g = gu + (long)t * 2 * F, *u = g + F;
+		uint16_t *o = out + (long)t * F;
+		for (int c = 0; c < F; c++) {
+			double gd = f16_to_f32(g[c]);
+			o[c] = f32_to_bf16((float)(gd / (1.0 + exp(-gd)) * f16_to_f32(u[c])));
+		}
+	}
+}

@@ -1519,7 +1519,19 @@ START_TEST(test_kernels_cuda_gemm_rmsnorm)
 		kn_gemm_f32_rmsnorm_ref(ref, x, nwt, eps, w, M, N, K, f16);
 		float *dx = dev_f32(x, nx, 0), *dy = dev_f32(NULL, ny, 0), *dy2 = dev_f32(NULL, ny, 0);
 		uint16_t *dn = dev_bf16(nwt, K, 0), *dw = dev_bf16(w, nw, 0), *dh = dev_bf16(NULL, nx, 0);
+		CUDA_CHECK(cudaMemset(dh, 0xff, nx * 2));
 		kn_gemm_f32_rmsnorm_cuda(ctx, dy, dh, dx, dn, eps, dw, M, N, K, f16, 0);
+		const char *fz = getenv("QVL_FUSE_RMSNORM");
+		if (M <= 4 && K <= 2048 && !(fz && *fz == '0')) {   /* the one GEMV ran: h untouched */
+			uint16_t *hh = malloc(nx * 2);
+			CUDA_CHECK(cudaMemcpy(hh, dh, nx * 2, cudaMemcpyDeviceToHost));
+			size_t poison = 0;
+			for (size_t i = 0; i < nx; i++)
+				poison += hh[i] == 0xffff;
+			free(hh);
+			ck_assert_msg(poison == nx, "gemm_rmsnorm M=%d K=%d: the scratch was written, "
+				      "so the fused GEMV did not run", M, K);
+		}
 		if (f16) {
 			kn_rmsnorm_f16_cuda(dh, dx, dn, M, K, eps, 0);
 			kn_gemm_f32_f16_cuda(ctx, dy2, dh, dw, NULL, M, N, K, 0);
@@ -1560,7 +1572,8 @@ END_TEST
 /* kn_gemm_f32_tune: it keeps the fastest of cuBLASLt's candidates for a call's key (never slower
  * than the first guess as it timed them), and the plan it leaves computes the product: after
  * tuning on garbage, kn_gemm_f32(_f16)_cuda on real operands with the same pointers matches the
- * reference. Shapes the GEMV runs (M ≤ 4) are left alone (-1). Cases {M, N, K, residual (0
+ * reference. Shapes the GEMV runs (M ≤ 4) are left alone (-1). The tuned plans survive more
+ * other keys than the cache holds. Cases {M, N, K, residual (0
  * none, 2 in place), fp16}. */
 START_TEST(test_kernels_cuda_gemm_tune)
 {
@@ -1618,6 +1631,129 @@ START_TEST(test_kernels_cuda_gemm_tune)
 	float a, b;
 	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, NULL, NULL, 4, 2048, 2048, false, 0, &a,
 					  &b), -1);
+	/* 300 other keys (more than the cache holds) evict untuned plans only */
+	ck_assert_int_eq(kn_gemm_ctx_n_tuned(ctx), 3);
+	uint16_t *sx = dev_bf16(NULL, 304 * 64, 0), *sw = dev_bf16(NULL, 128 * 64, 0);
+	float *sy = dev_f32(NULL, 304 * 128, 0);
+	CUDA_CHECK(cudaMemset(sx, 0, 304 * 64 * 2));
+	CUDA_CHECK(cudaMemset(sw, 0, 128 * 64 * 2));
+	for (int m = 5; m < 305; m++)
+		kn_gemm_f32_cuda(ctx, sy, sx, sw, NULL, m, 128, 64, 0);
+	CUDA_CHECK(cudaDeviceSynchronize());
+	ck_assert_int_eq(kn_gemm_ctx_n_tuned(ctx), 3);
+	CUDA_CHECK(cudaFree(sx));
+	CUDA_CHECK(cudaFree(sw));
+	CUDA_CHECK(cudaFree(sy));
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
+/* kn_silu_mul_f16_cuda against kn_silu_mul_f16_ref, and against kn_silu_mul_cuda on the same
+ * values widened to fp32 (the same code after the exact widening: the same bits). Sizes {T, F,
+ * misaligned}: F % 4 != 0 and the misaligned case take the element path. */
+START_TEST(test_kernels_cuda_silu_mul_f16)
+{
+	static const int sizes[][3] = { { 1, 1, 0 },  { 1, 6144, 0 }, { 7, 3, 0 },   { 37, 6144, 0 },
+					{ 300, 6144, 0 }, { 4, 6144, 1 }, { 17, 1000, 0 } };
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		int T = sizes[s][0], F = sizes[s][1], off = sizes[s][2];
+		size_t n = (size_t)T * F;
+		uint16_t *gu = malloc((2 * n + 1) * 2), *ref = malloc(n * 2), *got = malloc(n * 2),
+			 *got32 = malloc(n * 2);
+		float *gu32 = malloc(2 * n * 4);
+		gu[2 * n] = 0;
+		for (size_t i = 0; i < 2 * n; i++) {
+			gu[i] = f32_to_f16(frand(-6.f, 6.f));
+			gu32[i] = f16_to_f32(gu[i]);
+		}
+		kn_silu_mul_f16_ref(ref, gu, T, F);
+		uint16_t *dg = dev_bf16(gu, 2 * n + 1, 0), *dy = dev_bf16(NULL, n + 1, 0),
+			 *dy32 = dev_bf16(NULL, n, 0);
+		if (off) {   /* one element in: 2-byte aligned only */
+			CUDA_CHECK(cudaMemcpy(dg + 1, gu, 2 * n * 2, cudaMemcpyHostToDevice));
+			CUDA_CHECK(cudaMemset(dy, 0xff, (n + 1) * 2));
+		}
+		float *dg32 = dev_f32(gu32, 2 * n, 0);
+		kn_silu_mul_f16_cuda(dy + off, dg + off, T, F, 0);
+		kn_silu_mul_cuda(dy32, dg32, T, F, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy + off, n * 2, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemcpy(got32, dy32, n * 2, cudaMemcpyDeviceToHost));
+		double err = rel_l2_bf16(got, ref, n, 0.05);
+		fprintf(stderr, "silu_mul_f16 T=%d F=%d%s: rel L2 %.3g, exact %.6f\n", T, F,
+			off ? " misaligned" : "", err, exact_rate(got, ref, n));
+		ck_assert_msg(err <= 1e-3, "silu_mul_f16 T=%d F=%d: rel L2 error %g", T, F, err);
+		ck_assert_msg(!memcmp(got, got32, n * 2),
+			      "silu_mul_f16 T=%d F=%d: not the fp32 kernel's bits on the same values",
+			      T, F);
+		CUDA_CHECK(cudaFree(dg));
+		CUDA_CHECK(cudaFree(dy));
+		CUDA_CHECK(cudaFree(dy32));
+		CUDA_CHECK(cudaFree(dg32));
+		free(gu);
+		free(ref);
+		free(got);
+		free(got32);
+		free(gu32);
+	}
+}
+END_TEST
+
+/* kn_gemm_f16_cuda (fp16 operands and output) against kn_gemm_f16_ref: the GEMV (M ≤ 4) and
+ * cuBLASLt; and its output is kn_gemm_f32_f16_cuda's rounded to fp16 where both take the GEMV
+ * (one summation). Cases {M, N, K}. */
+START_TEST(test_kernels_cuda_gemm_f16)
+{
+	static const int cases[][3] = {
+		{ 1, 12288, 2048 }, { 3, 4099, 2048 }, { 5, 12288, 2048 }, { 37, 1000, 96 },
+		{ 300, 12288, 2048 },
+	};
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		int M = cases[s][0], N = cases[s][1], K = cases[s][2];
+		size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *ref = malloc(ny * 2),
+			 *got = malloc(ny * 2);
+		float *got32 = malloc(ny * 4), *ref32 = malloc(ny * 4), *gotw = malloc(ny * 4);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = f32_to_f16(frand(-4.f, 4.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f32_to_f16(frand(-0.05f, 0.05f));
+		kn_gemm_f16_ref(ref, x, w, M, N, K);
+		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0), *dy = dev_bf16(NULL, ny, 0);
+		float *dy32 = dev_f32(NULL, ny, 0);
+		kn_gemm_f16_cuda(ctx, dy, dx, dw, M, N, K, 0);
+		kn_gemm_f32_f16_cuda(ctx, dy32, dx, dw, NULL, M, N, K, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy, ny * 2, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemcpy(got32, dy32, ny * 4, cudaMemcpyDeviceToHost));
+		for (size_t i = 0; i < ny; i++) {
+			gotw[i] = f16_to_f32(got[i]);
+			ref32[i] = f16_to_f32(ref[i]);
+		}
+		double e = rel_l2_f32(gotw, ref32, ny, 1e-4);
+		size_t same = 0;
+		for (size_t i = 0; i < ny; i++)
+			same += got[i] == f32_to_f16(got32[i]);
+		fprintf(stderr, "gemm_f16 M=%d N=%d K=%d: rel L2 %.3g, fp16(gemm_f32_f16) in %zu of %zu\n",
+			M, N, K, e, same, ny);
+		/* the fp16 rounding of the output: ≤ 2^-11 relative */
+		ck_assert_msg(e <= 1e-3, "gemm_f16 M=%d N=%d K=%d: rel L2 %g", M, N, K, e);
+		if (M <= 4)
+			ck_assert_msg(same == ny, "gemm_f16 M=%d N=%d K=%d: %zu outputs are not the fp32 "
+				      "GEMV's rounded", M, N, K, ny - same);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dy));
+		CUDA_CHECK(cudaFree(dy32));
+		free(x);
+		free(w);
+		free(ref);
+		free(got);
+		free(got32);
+		free(ref32);
+		free(gotw);
+	}
 	kn_gemm_ctx_free(ctx);
 }
 END_TEST
@@ -1755,6 +1891,8 @@ int main(void)
 	tcase_add_test(tc16, test_kernels_cuda_gemm_f32_f16);
 	tcase_add_test(tc16, test_kernels_cuda_gemm_rmsnorm);
 	tcase_add_test(tc16, test_kernels_cuda_gemm_tune);
+	tcase_add_test(tc16, test_kernels_cuda_gemm_f16);
+	tcase_add_test(tc16, test_kernels_cuda_silu_mul_f16);
 	suite_add_tcase(s, tc16);
 	TCase *tct = tcase_create("pa_timing");
 	tcase_add_test(tct, test_kernels_cuda_paged_attention_timing);

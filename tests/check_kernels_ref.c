@@ -238,6 +238,23 @@ START_TEST(test_kernels_ref_rows)
 }
 END_TEST
 
+/* kn_silu_mul_f16_ref: the fp16 gate and up widened exactly, then kn_silu_mul_ref's formula. */
+START_TEST(test_kernels_ref_silu_mul_f16)
+{
+	static const int T = 3, F = 37;
+	uint16_t gu[3 * 2 * 37], out[3 * 37], out32[3 * 37];
+	float gu32[3 * 2 * 37];
+	srand(17);
+	for (int i = 0; i < T * 2 * F; i++) {
+		gu[i] = f32_to_f16((float)rand() / RAND_MAX * 12.0f - 6.0f);
+		gu32[i] = f16_to_f32(gu[i]);
+	}
+	kn_silu_mul_f16_ref(out, gu, T, F);
+	kn_silu_mul_ref(out32, gu32, T, F);
+	ck_assert_mem_eq(out, out32, sizeof(out));
+}
+END_TEST
+
 START_TEST(test_kernels_ref_silu_mul)
 {
 	/* silu(1) = 0.7310586 → bf16 0.73046875 (one rounding of silu·1) */
@@ -986,6 +1003,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_ref_embedding);
 	tcase_add_test(tc, test_kernels_ref_rows);
 	tcase_add_test(tc, test_kernels_ref_silu_mul);
+	tcase_add_test(tc, test_kernels_ref_silu_mul_f16);
 	tcase_add_test(tc, test_kernels_ref_layernorm);
 	tcase_add_test(tc, test_kernels_ref_gelu);
 	tcase_add_test(tc, test_kernels_ref_paged_attention);

@@ -34,7 +34,8 @@
  *   Up to 4 sequences the step runs the RMSNorm before qkv and gate/up inside those
  *   projections' GEMV (kn_gemm_f32_rmsnorm_cuda, rows "rmsnorm+…"; QVL_FUSE_RMSNORM=0: the
  *   separate kernels): the counts say which rows make the step. The four projections are also
- *   timed in their former bf16-output form (kn_gemm_cuda, "old" rows, count 0) for comparison. Each kernel: median of 50 single launches between a CUDA
+ *   timed in their former bf16-output form (kn_gemm_cuda, "old" rows, count 0) for comparison.
+ *   Each kernel: median of 50 single launches between a CUDA
  *   event pair (includes the launch latency the GPU sees), and median of 50 launches of a CUDA
  *   graph of 20 back-to-back launches / 20 (the kernel's own time, as inside the decode graph).
  *   Weights and KV caches rotate over enough copies (≥ 160 MB, ≤ 64 copies) that consecutive
