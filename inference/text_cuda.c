@@ -579,11 +579,13 @@ size_t text_cuda_act_bytes(const text_cuda *t, const text_cuda_limits *lim)
 
 static int capture_graphs(text_cuda *t, qerr *e);
 
-/* The four projections of a full step (M = max_tokens rows, every step while prompts wait to be
- * prefilled) get the fastest of cuBLASLt's first candidates instead of its first guess
- * (kn_gemm_f32_tune), timed now on layer 0's weights and the activation buffers, which hold
- * nothing yet. QVL_GEMM_TUNE=0 in the environment keeps the first guesses (A/B). */
-static void tune_full_step(text_cuda *t, int M)
+/* The four projections of a step of M rows get the fastest of cuBLASLt's first candidates
+ * instead of its first guess (kn_gemm_f32_tune), timed on layer 0's weights and the activation
+ * buffers, which hold nothing yet: at start-up for M = max_tokens (every step while prompts wait
+ * to be prefilled) and for each decode graph of more than 4 rows before it is captured. Adds
+ * the first guesses' and the kept ones' times to *first and *best (ms); logs them when log.
+ * QVL_GEMM_TUNE=0 in the environment keeps the first guesses (A/B). */
+static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, double *sum_best)
 {
 	const char *env = getenv("QVL_GEMM_TUNE");
 	if (M <= 4 || (env && *env == '0'))
@@ -614,12 +616,16 @@ static void tune_full_step(text_cuda *t, int M)
 				kn_gemm_f32_tune(t->gemm, p[i].y, p[i].x, p[i].W, p[i].res, M,
 						 p[i].N, p[i].K, p[i].f16, t->stream, &first, &best);
 		tuned += k >= 0;
+		if (k >= 0) {
+			*sum_first += first;
+			*sum_best += best;
+		}
 		if (k >= 0 && len < (int)sizeof(line))
 			len += snprintf(line + len, sizeof(line) - (size_t)len,
 					" %s %.3f → %.3f ms (candidate %d)", p[i].name, first, best,
 					k);
 	}
-	if (tuned)
+	if (tuned && log)
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "%s", line);
 }
 
@@ -727,7 +733,8 @@ int text_cuda_alloc(text_cuda *t, const text_cuda_limits *lim, int n_blocks, boo
 	CUDA_CHECK(cudaMemsetAsync(t->stage_d, 0, t->sl.bytes, t->stream));
 	CUDA_CHECK(cudaStreamSynchronize(t->stream));
 	t->allocated = true;
-	tune_full_step(t, lim->max_tokens);
+	double first = 0, best = 0;
+	tune_projections(t, lim->max_tokens, true, &first, &best);
 	return eager ? 0 : capture_graphs(t, e);
 }
 
@@ -901,9 +908,12 @@ static int capture_graphs(text_cuda *t, qerr *e)
 	int sizes[TEXT_CUDA_MAX_GRAPHS];
 	int n = graph_ladder(t->lim.max_seqs < t->lim.max_tokens ? t->lim.max_seqs :
 			     t->lim.max_tokens, sizes);
-	/* A warm-up step first: cuBLASLt picks its algorithms (host work) outside the capture. */
+	/* Tuned projections and a warm-up step first: cuBLASLt picks its algorithms (host work)
+	 * outside the capture. */
+	double first = 0, best = 0;
 	for (int i = 0; i < n; i++) {
 		int B = sizes[i];
+		tune_projections(t, B, false, &first, &best);
 		pad_decode(t, 0, B);
 		CUDA_CHECK(cudaMemcpyAsync(t->stage_d, t->stage_h, t->sl.bytes, cudaMemcpyHostToDevice,
 					   t->stream));
@@ -927,6 +937,10 @@ static int capture_graphs(text_cuda *t, qerr *e)
 		}
 		t->graphs[t->n_graphs++].B = B;
 	}
+	if (first > 0)
+		log_msg(LOG_LEVEL_INFO, "text_cuda", "cuBLASLt for the decode graphs: the four "
+			"projections of one layer summed over the %d sizes, first guess %.3f ms → "
+			"kept %.3f ms", n, first, best);
 	return 0;
 }
 
