@@ -583,7 +583,8 @@ static int capture_graphs(text_cuda *t, qerr *e);
  * instead of its first guess (kn_gemm_f32_tune), timed on layer 0's weights and the activation
  * buffers, which hold nothing yet: at start-up for M = max_tokens (every step while prompts wait
  * to be prefilled) and for each decode graph of more than 4 rows before it is captured. Adds
- * the first guesses' and the kept ones' times to *first and *best (ms); logs them when log.
+ * the first guesses' and the kept ones' times to *sum_first and *sum_best (ms); logs them when
+ * log.
  * QVL_GEMM_TUNE=0 in the environment keeps the first guesses (A/B). */
 static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, double *sum_best)
 {
