@@ -224,19 +224,21 @@ static float tensor_max_abs(const st_tensor *s, uint64_t numel, uint64_t *n_tiny
 {
 	uint16_t m = 0;   /* |bf16| orders as its bits */
 	uint64_t tiny = 0;
-	double ss = 0;
-	for (uint64_t i = 0; i < numel; i++) {
-		uint16_t b = tensor_bf16(s, i), a = b & 0x7fffu;
-		m = a > m ? a : m;
-		tiny += a != 0 && a < (110u << 7);
-		if (row_norm) {
-			double v = bf16_to_f32(b);
-			ss += v * v;
-			if ((i + 1) % cols == 0) {
-				*row_norm = sqrt(ss) > *row_norm ? sqrt(ss) : *row_norm;
-				ss = 0;
+	const uint64_t step = row_norm && cols ? cols : numel;   /* one row at a time */
+	for (uint64_t r0 = 0; r0 < numel; r0 += step) {
+		const uint64_t r1 = numel - r0 < step ? numel : r0 + step;
+		double ss = 0;
+		for (uint64_t i = r0; i < r1; i++) {
+			uint16_t b = tensor_bf16(s, i), a = b & 0x7fffu;
+			m = a > m ? a : m;
+			tiny += a != 0 && a < (110u << 7);
+			if (row_norm) {
+				double v = bf16_to_f32(b);
+				ss += v * v;
 			}
 		}
+		if (row_norm && r1 - r0 == cols && sqrt(ss) > *row_norm)
+			*row_norm = sqrt(ss);
 	}
 	*n_tiny += tiny;
 	return bf16_to_f32(m);
