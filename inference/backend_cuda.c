@@ -1,7 +1,8 @@
 /*
  * backend_cuda: the CUDA backend — the vision tower (vision_cuda.c) and the text decoder with
  * its paged KV pool (text_cuda.c: bf16 weights, 16-bit operands — fp16 for q/k/v and gate/up
- * where bounded —, fp32 residual stream; a bf16 or fp8 KV cache) on one GPU, behind the backend interface (backend.h).
+ * where bounded —, fp32 residual stream; a bf16 or fp8 KV cache) on one GPU, behind the backend
+ * interface (backend.h).
  *
  * Threads: one worker thread per GPU owns that GPU's context, stream, cuBLASLt context and
  * model shard; the engine thread hands it one job at a time (encode or step) and waits for the

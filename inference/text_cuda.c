@@ -6,11 +6,11 @@
  * — and fp32 everywhere else: the residual stream x, the projections' outputs (qkv, gate/up)
  * and the residual adds, which the o and down projections do in their epilogue (cuBLASLt's
  * C = residual, beta 1; the GEMV adds it before writing). Each value is rounded to 16 bits once
- * (bf16; fp16 where said below), where it becomes a GEMM or attention operand. This is not where transformers in bf16 rounds
- * (it keeps the residual stream and every Linear output in bf16): the reference is the fp32
- * model, and keeping x in fp32 halves the distance to it (2b, whole vocabulary, relative L2:
- * 1.9e-2 → 9e-3 in a CPU emulation of both roundings; the bf16 transformers model is itself
- * 1.9e-2 from fp32).
+ * (bf16; fp16 where said below), where it becomes a GEMM or attention operand. This is not where
+ * transformers in bf16 rounds (it keeps the residual stream and every Linear output in bf16):
+ * the reference is the fp32 model, and keeping x in fp32 halves the distance to it (2b, whole
+ * vocabulary, relative L2: 1.9e-2 → 9e-3 in a CPU emulation of both roundings; the bf16
+ * transformers model is itself 1.9e-2 from fp32).
  *
  * fp16 operands for qkv and gate/up: two thirds of what remains is the rounding of h, the
  * RMSNorm output, to bf16's 8 significant bits where it enters those two projections. There h

@@ -15,8 +15,9 @@
  * for kn_gemm_f32_f16_cuda) and the compute type CUBLAS_COMPUTE_32F always.
  *
  * Algorithm choice: the first call for a (M, N, K, residual?, bias?, input type, output type,
- * alignment) key builds the matmul descriptor and layouts, asks cublasLtMatmulAlgoGetHeuristic for its best algorithm within the
- * ctx's workspace, and keeps all of it in a small table (linear search, round-robin eviction);
+ * alignment) key builds the matmul descriptor and layouts, asks cublasLtMatmulAlgoGetHeuristic
+ * for its best algorithm within the ctx's workspace, and keeps all of it in a small table
+ * (linear search, round-robin eviction);
  * later calls with the key only call cublasLtMatmul. kn_gemm_f32_tune replaces that first choice
  * by the fastest of the first GEMM_TUNE_MAX candidates, timed on the device (the decoder does it
  * at start-up for its full-step shape: the heuristic's first pick is up to 9% slower there,
@@ -61,7 +62,8 @@
  * launch instead of two for each of the decoder's qkv and gate/up projections in a decode step
  * of ≤ 4 sequences (56 of its 57 RMSNorms), and no 16-bit row through global memory. Each CTA
  * reads the M fp32 rows (8 KiB each at D = 2048) from L2: ~4 MiB a projection at M = 1, ~12
- * MiB at M = 4 (about 400 CTAs), against 17–50 MB of weights from DRAM. QVL_FUSE_RMSNORM=0 in the environment runs the two kernels instead (A/B).
+ * MiB at M = 4 (about 400 CTAs), against 17–50 MB of weights from DRAM. QVL_FUSE_RMSNORM=0 in
+ * the environment runs the two kernels instead (A/B).
  *
  * Bias (kn_gemm_bias_cuda): plans with has_bias carry CUBLASLT_EPILOGUE_BIAS and a bf16 bias
  * type; the bias pointer is a per-call attribute of the cached descriptor, set before each
@@ -260,7 +262,7 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 #define GEMV_MAX_M 4
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
-#define GEMV_NORM_NV 2   /* fused RMSNorm: rows of up to 4 · 2 · 256 = 2048 columns */
+#define GEMV_NORM_NV RMSNORM_REG_SHORT   /* fused RMSNorm: rows of ≤ 2048 columns */
 static_assert(GEMV_THREADS == RMSNORM_THREADS, "the fused RMSNorm is rmsnorm.cu's block");
 
 /* One launch configuration of the GEMV: rows per group and 16-byte loads per lane and row in
@@ -390,9 +392,9 @@ static __device__ __forceinline__ void gemv_load(uint4 (&w)[UNROLL][ROWS], const
  *
  * Order of events: the L2 prefetch of the first pf groups and the loads of the first group's
  * first pieces of W into registers (NORM: and the norm weight) come before kn_pdl_wait (weights
- * are not written by the step's kernels, pdl.cuh); x and the residual are read after it. The sums run over k in the same
- * order for either T (one fmaf chain per lane, k ascending, then the same shuffle and warp
- * trees), so the fp32 output rounded to bf16 is the bf16 output.
+ * are not written by the step's kernels, pdl.cuh); x and the residual are read after it. The
+ * sums run over k in the same order for either T (one fmaf chain per lane, k ascending, then the
+ * same shuffle and warp trees), so the fp32 output rounded to bf16 is the bf16 output.
  */
 template <int M, int ROWS, int UNROLL, typename T, bool F16, bool NORM>
 static __global__ void __launch_bounds__(GEMV_THREADS)
@@ -642,7 +644,8 @@ static struct gemm_plan *plan_of_call(kn_gemm_ctx *ctx, const T *y, const uint16
 }
 
 /* The common path of the entry points: T is the output and residual type (uint16_t: bf16,
- * float: fp32, __half: fp16); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output only). */
+ * float: fp32, __half: fp16); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output
+ * only). */
 template <typename T, bool F16>
 static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *W,
 		     const uint16_t *bias, const T *residual, int M, int N, int K,
@@ -723,9 +726,8 @@ extern "C" void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h
 {
 	if (M <= 0 || N <= 0)
 		return;
-	if (M <= GEMV_MAX_M && K >= 8 && K % 8 == 0 && K <= 4 * GEMV_NORM_NV * GEMV_THREADS &&
-	    (uintptr_t)x % 16 == 0 && (uintptr_t)norm_w % 8 == 0 && (uintptr_t)W % 16 == 0 &&
-	    gemv_norm_enabled()) {
+	if (gemv_fits(x, W, M, K) && K <= 4 * GEMV_NORM_NV * GEMV_THREADS &&
+	    (uintptr_t)norm_w % 8 == 0 && gemv_norm_enabled()) {
 		struct gemv_cfg c = gemv_pick(M, N, K);
 		struct gemv_norm nm = { (const float4 *)x, (const uint2 *)norm_w, eps };
 		if (f16)

@@ -64,7 +64,8 @@
  * h (M, K, 16-bit) is the caller's scratch: the GPU either writes h there and runs the two
  * kernels, or (M ≤ 4, K ≤ 2048, the decode of a few sequences) runs one GEMV that normalises
  * the rows in shared memory with rmsnorm.cu's own code and leaves h untouched; y is the same
- * bits either way when h is 16-byte aligned (else the two kernels would take cuBLASLt). y must not alias x or h. PDL contract: W's and norm_w's (gemm.cu).
+ * bits either way when h is 16-byte aligned (else the two kernels would take cuBLASLt). y must
+ * not alias x or h. PDL contract: W's and norm_w's (gemm.cu).
  */
 #ifndef QVL_KERNELS_GEMM_H
 #define QVL_KERNELS_GEMM_H

@@ -94,9 +94,9 @@ static void rmsnorm_launch(uint16_t *out, const float *x, const uint16_t *w, int
 	const bool vec = cols % 4 == 0 && (uintptr_t)x % 16 == 0 &&
 			 ((uintptr_t)w | (uintptr_t)out) % 8 == 0;
 	const int nv = cols / 4;
-	if (vec && nv <= 2 * RMSNORM_THREADS)
-		kn_launch(rmsnorm_reg_kernel<2, F16>, rows, RMSNORM_THREADS, 0, stream, (uint2 *)out,
-			  (const float4 *)x, (const uint2 *)w, nv, eps);
+	if (vec && nv <= RMSNORM_REG_SHORT * RMSNORM_THREADS)
+		kn_launch(rmsnorm_reg_kernel<RMSNORM_REG_SHORT, F16>, rows, RMSNORM_THREADS, 0, stream,
+			  (uint2 *)out, (const float4 *)x, (const uint2 *)w, nv, eps);
 	else if (vec && nv <= RMSNORM_REG_VECS * RMSNORM_THREADS)
 		kn_launch(rmsnorm_reg_kernel<RMSNORM_REG_VECS, F16>, rows, RMSNORM_THREADS, 0, stream,
 			  (uint2 *)out, (const float4 *)x, (const uint2 *)w, nv, eps);

@@ -12,6 +12,10 @@
 #include <cuda_fp16.h>
 
 #define RMSNORM_THREADS 256
+/* Rows of up to 4 · RMSNORM_REG_SHORT · 256 columns (2048: the decoder's D) take the register
+ * kernel with that many 4-column pieces a thread (rmsnorm.cu); a fused caller that wants its
+ * bits uses the same width. */
+#define RMSNORM_REG_SHORT 2
 
 static __device__ __forceinline__ float warp_sum(float v)
 {

@@ -94,36 +94,31 @@ static int grid_for(long n)
 	return (int)(blocks < cap ? blocks : cap);
 }
 
-extern "C" void kn_silu_mul_cuda(uint16_t *out, const float *gu, int T, int F,
-				 cudaStream_t stream)
+/* Both entry points: E the input element (float or __half), V4 four of them in one load. */
+template <typename E, typename V4>
+static void silu_mul_run(uint16_t *out, const E *gu, int T, int F, cudaStream_t stream)
 {
 	if (T <= 0 || F <= 0)
 		return;
 	long n = (long)T * F;
-	if (F % 4 == 0 && (uintptr_t)gu % 16 == 0 && (uintptr_t)out % 8 == 0) {
+	if (F % 4 == 0 && (uintptr_t)gu % sizeof(V4) == 0 && (uintptr_t)out % 8 == 0) {
 		long n_vec = n / 4;
-		kn_launch(silu_mul_vec_kernel<float4>, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
-			  (uint2 *)out, (const float4 *)gu, n_vec, F / 4);
+		kn_launch(silu_mul_vec_kernel<V4>, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
+			  (uint2 *)out, (const V4 *)gu, n_vec, F / 4);
 	} else {
-		kn_launch(silu_mul_kernel<float>, grid_for(n), SILU_MUL_THREADS, 0, stream, out, gu, n,
-			  F);
+		kn_launch(silu_mul_kernel<E>, grid_for(n), SILU_MUL_THREADS, 0, stream, out, gu, n, F);
 	}
 	KN_CHECK_LAUNCH();
+}
+
+extern "C" void kn_silu_mul_cuda(uint16_t *out, const float *gu, int T, int F,
+				 cudaStream_t stream)
+{
+	silu_mul_run<float, float4>(out, gu, T, F, stream);
 }
 
 extern "C" void kn_silu_mul_f16_cuda(uint16_t *out, const uint16_t *gu, int T, int F,
 				     cudaStream_t stream)
 {
-	if (T <= 0 || F <= 0)
-		return;
-	long n = (long)T * F;
-	if (F % 4 == 0 && (uintptr_t)gu % 8 == 0 && (uintptr_t)out % 8 == 0) {
-		long n_vec = n / 4;
-		kn_launch(silu_mul_vec_kernel<uint2>, grid_for(n_vec), SILU_MUL_THREADS, 0, stream,
-			  (uint2 *)out, (const uint2 *)gu, n_vec, F / 4);
-	} else {
-		kn_launch(silu_mul_kernel<__half>, grid_for(n), SILU_MUL_THREADS, 0, stream, out,
-			  (const __half *)gu, n, F);
-	}
-	KN_CHECK_LAUNCH();
+	silu_mul_run<__half, uint2>(out, (const __half *)gu, T, F, stream);
 }

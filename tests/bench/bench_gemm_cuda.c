@@ -38,18 +38,11 @@
 #pragma GCC diagnostic pop
 #include <cuda_runtime_api.h>
 
+#include "cuda_check.h"
+
 #define MAX_ALGOS 32
 #define WORKSPACE (32u << 20)
 
-#define CK(call)                                                                           \
-	do {                                                                               \
-		cudaError_t e_ = (call);                                                   \
-		if (e_ != cudaSuccess) {                                                   \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,         \
-				cudaGetErrorString(e_));                                   \
-			exit(1);                                                           \
-		}                                                                          \
-	} while (0)
 #define LT(call)                                                                           \
 	do {                                                                               \
 		cublasStatus_t s_ = (call);                                                \
@@ -91,7 +84,7 @@ static void fill(uint16_t *d, size_t n)
 		memcpy(&u, &f, 4);
 		h[i] = (uint16_t)(u >> 16);
 	}
-	CK(cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice));
+	CUDA_CHECK(cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice));
 	free(h);
 }
 
@@ -103,29 +96,29 @@ static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 {
 	const float alpha = 1.0f;
 	cudaEvent_t e0, e1;
-	CK(cudaEventCreate(&e0));
-	CK(cudaEventCreate(&e1));
+	CUDA_CHECK(cudaEventCreate(&e0));
+	CUDA_CHECK(cudaEventCreate(&e1));
 	float t[7];
 	int k = 0;
 	for (int i = 0; i < 3; i++)
 		if (cublasLtMatmul(lt, desc, &alpha, w[i % n_w], a, x, b, &beta, y, c, y, c, algo, ws,
 				   WORKSPACE, 0) != CUBLAS_STATUS_SUCCESS) {
-			CK(cudaEventDestroy(e0));
-			CK(cudaEventDestroy(e1));
+			CUDA_CHECK(cudaEventDestroy(e0));
+			CUDA_CHECK(cudaEventDestroy(e1));
 			return -1;
 		}
 	for (int m = 0; m < 7; m++) {
-		CK(cudaEventRecord(e0, 0));
+		CUDA_CHECK(cudaEventRecord(e0, 0));
 		for (int r = 0; r < reps; r++, k++)
 			LT(cublasLtMatmul(lt, desc, &alpha, w[k % n_w], a, x, b, &beta, y, c, y, c, algo,
 					  ws, WORKSPACE, 0));
-		CK(cudaEventRecord(e1, 0));
-		CK(cudaEventSynchronize(e1));
-		CK(cudaEventElapsedTime(&t[m], e0, e1));
+		CUDA_CHECK(cudaEventRecord(e1, 0));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		CUDA_CHECK(cudaEventElapsedTime(&t[m], e0, e1));
 		t[m] *= 1000.0f / reps;
 	}
-	CK(cudaEventDestroy(e0));
-	CK(cudaEventDestroy(e1));
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
 	qsort(t, 7, sizeof(float), cmp_float);
 	return t[3];
 }
@@ -161,24 +154,24 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	struct cudaDeviceProp prop;
-	CK(cudaGetDeviceProperties(&prop, 0));
+	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
 	printf("bench_gemm_cuda on %s: cuBLASLt heuristic #1 against the fastest of its first %d, "
 	       "median of 7 × %d launches, weights cold; %s operands for qkv and gate_up\n\n",
 	       prop.name, n_algos, reps, f16 ? "fp16" : "bf16");
 	cublasLtHandle_t lt;
 	LT(cublasLtCreate(&lt));
 	void *ws;
-	CK(cudaMalloc(&ws, WORKSPACE));
+	CUDA_CHECK(cudaMalloc(&ws, WORKSPACE));
 	int max_m = 0;
 	for (int i = 0; i < n_m; i++)
 		if (ms[i] > max_m)
 			max_m = ms[i];
 	uint16_t *x;
 	float *y;
-	CK(cudaMalloc((void **)&x, (size_t)max_m * 6144 * 2));
-	CK(cudaMalloc((void **)&y, (size_t)max_m * 12288 * 4));
+	CUDA_CHECK(cudaMalloc((void **)&x, (size_t)max_m * 6144 * 2));
+	CUDA_CHECK(cudaMalloc((void **)&y, (size_t)max_m * 12288 * 4));
 	fill(x, (size_t)max_m * 6144);
-	CK(cudaMemset(y, 0, (size_t)max_m * 12288 * 4));
+	CUDA_CHECK(cudaMemset(y, 0, (size_t)max_m * 12288 * 4));
 	printf("%6s %-8s %10s %9s %10s %9s %5s %7s %8s %8s\n", "M", "proj", "heur µs", "TFLOP/s",
 	       "best µs", "TFLOP/s", "#/spl", "gain", "W TB/s", "(best)");
 	for (int mi = 0; mi < n_m; mi++) {
@@ -192,7 +185,7 @@ int main(int argc, char **argv)
 				n_w = 64;
 			uint16_t *w[64];
 			for (int i = 0; i < n_w; i++) {
-				CK(cudaMalloc((void **)&w[i], wbytes));
+				CUDA_CHECK(cudaMalloc((void **)&w[i], wbytes));
 				fill(w[i], wbytes / 2);
 			}
 			cublasLtMatmulDesc_t desc;
@@ -276,15 +269,15 @@ int main(int argc, char **argv)
 			LT(cublasLtMatrixLayoutDestroy(c));
 			LT(cublasLtMatmulDescDestroy(desc));
 			for (int i = 0; i < n_w; i++)
-				CK(cudaFree(w[i]));
+				CUDA_CHECK(cudaFree(w[i]));
 		}
 		printf("%6d %-8s %10.1f %9s %10.1f %9s %5s %6.1f%%   (µs, the 4 projections × 28 "
 		       "layers)\n\n", M, "layers", 28 * sum_h, "", 28 * sum_b, "", "",
 		       100.0 * (sum_h - sum_b) / sum_h);
 	}
-	CK(cudaFree(x));
-	CK(cudaFree(y));
-	CK(cudaFree(ws));
+	CUDA_CHECK(cudaFree(x));
+	CUDA_CHECK(cudaFree(y));
+	CUDA_CHECK(cudaFree(ws));
 	LT(cublasLtDestroy(lt));
 	return 0;
 }
