@@ -89,6 +89,7 @@
 #include "rows.h"
 #include "sampling.h"
 #include "silu_mul.h"
+#include "step_profile.h"
 #include "token_chain.h"
 
 #define TEXT_CUDA_MAX_GRAPHS 64
@@ -181,7 +182,10 @@ struct text_cuda {
 		size_t plane;           /* elements between planes at src */
 		int row, n;             /* first vision row of the step, rows */
 	} *vruns;                       /* owned host (max_tokens) */
+	step_profile *prof;             /* owned; NULL unless QVL_PROFILE=1 (step_profile.h) */
 };
+
+#define PROF(t, ph) step_profile_mark((t)->prof, (ph))
 
 /* ---- weights ------------------------------------------------------------------------------- */
 
@@ -347,6 +351,7 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	}
 	t->gemm = gemm;
 	t->stream = stream;
+	t->prof = step_profile_from_env(stream);
 	t->kv_fp8 = kv_fp8;
 
 	const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, hd = (uint64_t)t->hd;
@@ -455,6 +460,8 @@ void text_cuda_free(text_cuda *t)
 	if (t->stream)
 		CUDA_CHECK(cudaStreamSynchronize(t->stream));
 	graphs_free(t);
+	step_profile_report(t->prof);
+	step_profile_free(t->prof);
 	CUDA_CHECK(cudaFree(t->wbuf));
 	CUDA_CHECK(cudaFree(t->pool));
 	CUDA_CHECK(cudaFree(t->act));
@@ -771,6 +778,8 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 					     ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
 					     t->lim.block_size, t->max_blocks, t->scale, t->attn_ws,
 					     t->attn_ws_bytes, t->stream);
+	if (nd)
+		PROF(t, PH_ATTN_DECODE);
 	if (!rc && S) {
 		/* the chunks: rows from nd on, sequences from nd on */
 		const size_t ro = (size_t)nd * t->Hq * t->hd;
@@ -787,6 +796,7 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 						       bt, qs, nc, S, T, t->Hq, t->KV, t->hd,
 						       t->lim.block_size, t->max_blocks, t->scale,
 						       t->attn_ws, t->attn_ws_bytes, t->stream);
+		PROF(t, PH_ATTN_PREFILL);
 	}
 	if (rc) {
 		/* the shapes were checked at text_cuda_new and the workspace sized for the limits:
@@ -806,6 +816,20 @@ static void norm_project(text_cuda *t, float *y, const uint16_t *norm_w, const u
 				 t->stream);
 }
 
+/* q/k norm, rope and the K/V cache write (bf16 or fp8) from the fp32 q/k/v rows in t->qkv. */
+static void qk_norm_rope(text_cuda *t, const layer16 *lw, int T)
+{
+	const int32_t *pos = ST(t, pos, int32_t), *slot = ST(t, slot, int32_t);
+	if (t->kv_fp8)
+		kn_qk_norm_rope_fp8_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm,
+					 lw->k_norm, pos, slot, T, t->Hq, t->KV, t->hd, t->section,
+					 t->theta, t->eps, 1.0f, 1.0f, t->stream);
+	else
+		kn_qk_norm_rope_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm, lw->k_norm,
+				     pos, slot, T, t->Hq, t->KV, t->hd, t->section, t->theta,
+				     t->eps, t->stream);
+}
+
 /* Everything up to the final norm (h holds the normed rows). Only stream work: capturable. */
 static void forward(text_cuda *t, const fwd_shape *sh)
 {
@@ -817,34 +841,38 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 	const size_t vis_plane = (size_t)sh->n_vis * D;
 	if (sh->n_vis)
 		kn_rows_scatter_cuda(t->x, vis, ST(t, vis_idx, int32_t), sh->n_vis, D, st);
+	PROF(t, PH_EMBED);
 	for (int l = 0; l < t->L; l++) {
 		const layer16 *lw = &t->layers[l];
 		norm_project(t, t->qkv, lw->in_norm, lw->wqkv, T, qkvw);
-		if (t->kv_fp8)
-			kn_qk_norm_rope_fp8_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm,
-						 lw->k_norm, ST(t, pos, int32_t), ST(t, slot, int32_t),
-						 T, t->Hq, t->KV, hd, t->section, t->theta, t->eps,
-						 1.0f, 1.0f, st);
-		else
-			kn_qk_norm_rope_cuda(t->q, lw->k_cache, lw->v_cache, t->qkv, lw->q_norm,
-					     lw->k_norm, ST(t, pos, int32_t), ST(t, slot, int32_t), T,
-					     t->Hq, t->KV, hd, t->section, t->theta, t->eps, st);
+		PROF(t, PH_NORM_QKV);
+		qk_norm_rope(t, lw, T);
+		PROF(t, PH_QK_ROPE);
 		attention(t, lw, sh);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->att, lw->wo, t->x, T, D, qd, st);
+		PROF(t, PH_O);
 		if (T > 4 && t->gu_f16) {   /* gu holds fp16 then: half the bytes */
 			kn_rmsnorm_f16_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
+			PROF(t, PH_NORM_POST);
 			kn_gemm_f16_cuda(t->gemm, (uint16_t *)t->gu, t->h, lw->wgu, T, 2 * F, D, st);
+			PROF(t, PH_GATE_UP);
 			kn_silu_mul_f16_cuda(t->mlp, (const uint16_t *)t->gu, T, F, st);
 		} else {
 			norm_project(t, t->gu, lw->post_norm, lw->wgu, T, 2 * F);
+			PROF(t, PH_GATE_UP);
 			kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
 		}
+		PROF(t, PH_SILU);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->mlp, lw->wd, t->x, T, D, F, st);
-		if (l < t->n_ds && sh->n_vis)
+		PROF(t, PH_DOWN);
+		if (l < t->n_ds && sh->n_vis) {
 			kn_rows_scatter_add_cuda(t->x, vis + (size_t)(1 + l) * vis_plane,
 						 ST(t, vis_idx, int32_t), sh->n_vis, D, st);
+			PROF(t, PH_DEEPSTACK);
+		}
 	}
 	kn_rmsnorm_cuda(t->h, t->x, t->norm, T, D, t->eps, st);
+	PROF(t, PH_FINAL_NORM);
 }
 
 /* LM head over logit rows [first, first + n) of the step's logit_idx. */
@@ -1166,9 +1194,12 @@ static void run(text_cuda *t, const step_info *si)
 	}
 	fwd_shape sh = { .T = (int)si->T, .S = si->n_seqs, .n_dec = si->n_dec,
 			 .n_vis = (int)si->NV, .n_logits = (int)si->NL };
+	step_profile_begin(t->prof, sh.T, sh.n_dec);
 	forward(t, &sh);
 	if (si->NL)
 		lm_head(t, 0, si->NL < (size_t)t->max_lrows ? (int)si->NL : t->max_lrows);
+	PROF(t, PH_LM_HEAD);
+	step_profile_end(t->prof);
 }
 
 int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *logits, qerr *e)

@@ -18,6 +18,11 @@
  *   returns the ids on the host and so synchronises. Also prefill of one 512- and one
  *   4096-token prompt (one logit row, median of 3 after the batched prefill warmed up).
  *
+ *   Then mixed steps: the first 128 sequences decode while 1, 2, 4, 8 or 15 others prefill their
+ *   512-token prompt again in the same step (the engine's usual step under load), and what a
+ *   prompt token adds to the 128-decode step. With QVL_PROFILE=1 the backends log each eager
+ *   step's phases (inference/step_profile.h) when they are freed.
+ *
  * Table 2: the kernels of one decode step called directly (the kernels/ headers) on random device
  *   buffers with the 2b shapes (D 2048, F 6144, Hq 16, KV 8, hd 128, V 151936, 28 layers), B = 1
  *   and 128 sequences of context 640. The step is the decoder's (text_cuda.c), with its residual
@@ -134,7 +139,12 @@ static void *xmalloc(size_t n)
 static const int B_LIST[N_B] = { 1, 8, 32, 64, 128, 256 };
 #define MAXB_SEQ ((PROMPT + N_WARM + MAX_STEPS + 15) / 16)   /* blocks per decoding sequence */
 
+#define N_MIX 5
+#define MIX_DEC 128   /* the decodes of a mixed step */
+static const int MIX_P[N_MIX] = { 512, 1024, 2048, 4096, 7680 };   /* its prompt tokens */
+
 typedef struct step_res {
+	double mix_ms[N_MIX];      /* MIX_DEC decodes + MIX_P[i] prompt tokens, mean ms a step */
 	double dec_ms[N_B];        /* mean ms per decode step */
 	double dec_med_ms[N_B];    /* median */
 	double pf_batch_tps;       /* batched prefill of 256 × 512 */
@@ -294,6 +304,42 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 		r->dec_med_ms[bi] = 1e3 * median(tv, steps);
 	}
 	free(tv);
+
+	/* mixed steps, as the engine makes them under load: the first MIX_DEC sequences decode
+	 * (at context PROMPT + s) and MIX_P / PROMPT of the next ones prefill their whole prompt
+	 * again (rewriting their own blocks); one logit row each, sampled */
+	for (int mi = 0; mi < N_MIX; mi++) {
+		const int np = MIX_P[mi] / PROMPT, n = MIX_DEC + np;
+		memcpy(ids, last, sizeof(int32_t) * MIX_DEC);
+		double tsum = 0;
+		const int warm = 3, reps = 10;
+		for (int s = 0; s < warm + reps; s++) {
+			int p = PROMPT + s;
+			for (int i = 0; i < MIX_DEC; i++) {
+				for (int a = 0; a < 3; a++)
+					dpos[3 * i + a] = p;
+				last[i] = ids[i];
+				q[i] = (backend_seq){ .n_new = 1, .ids = &last[i], .pos = &dpos[3 * i],
+						      .n_cached = p,
+						      .block_table = bt + (size_t)i * MAXB_SEQ,
+						      .n_logits = 1, .logit_rows = &lr0 };
+			}
+			for (int k = 0; k < np; k++) {
+				int si = MIX_DEC + k;
+				q[MIX_DEC + k] = (backend_seq){ .n_new = PROMPT,
+								.ids = tok + (size_t)si * PROMPT,
+								.pos = pos512, .n_cached = 0,
+								.block_table = bt + (size_t)si * MAXB_SEQ,
+								.n_logits = 1, .logit_rows = &lr_last };
+			}
+			double ts = now_s();
+			if (backend_step_sample(b, q, n, rows, ids, NULL, &e))
+				die_qerr("mixed", &e);
+			if (s >= warm)
+				tsum += now_s() - ts;
+		}
+		r->mix_ms[mi] = 1e3 * tsum / reps;
+	}
 	r->ok = true;
 	for (int i = 0; i < NS; i++)
 		sampler_state_deinit(&ss[i]);
@@ -815,6 +861,15 @@ int main(int argc, char **argv)
 		       4096e3 / rg.pf_ms[1], re.pf_ms[1], 4096e3 / re.pf_ms[1]);
 		printf("  batched 256 x 512 in steps of 8192: %.0f tok/s (graphs), %.0f tok/s (eager)\n",
 		       rg.pf_batch_tps, re.pf_batch_tps);
+		printf("mixed steps: %d decodes (context ~%d) + whole 512-token prompts, mean of 10:\n",
+		       MIX_DEC, PROMPT + 5);
+		printf("  %14s %10s %10s %22s\n", "prompt tokens", "graphs ms", "eager ms",
+		       "us a prompt token*");
+		for (int i = 0; i < N_MIX; i++)
+			printf("  %14d %10.3f %10.3f %22.2f\n", MIX_P[i], rg.mix_ms[i], re.mix_ms[i],
+			       1e3 * (rg.mix_ms[i] - rg.dec_ms[4]) / MIX_P[i]);
+		printf("  * (mixed step - the %d-decode step of the graphs column) / prompt tokens\n",
+		       MIX_DEC);
 		fflush(stdout);
 	}
 	if (do_kernels) {
