@@ -19,7 +19,7 @@
 
 static const char *const PH_NAME[PH_N] = {
 	"embedding", "norm+qkv", "qk_norm_rope", "attention (decodes)", "attention (prefill)",
-	"o", "post norm", "gate_up", "silu_mul", "down", "deepstack add", "final norm", "LM head"
+	"attention (both)", "o", "post norm", "gate_up", "silu_mul", "down", "deepstack add", "final norm", "LM head"
 };
 
 typedef struct prof_class {

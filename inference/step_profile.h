@@ -3,8 +3,9 @@
  * (QVL_PROFILE=1 in qvld's or a benchmark's environment).
  *
  * text_cuda records a CUDA event on its stream after each phase of a step it runs eagerly
- * (embedding, norm + qkv, q/k norm + rope, decode attention, prefill attention, o, post norm,
- * gate/up, SiLU·mul, down, deepstack adds, final norm, LM head); at the end of the step it waits
+ * (embedding, norm + qkv, q/k norm + rope, decode attention, prefill attention — or both
+ * together when they run side by side — o, post norm, gate/up, SiLU·mul, down, deepstack adds,
+ * final norm, LM head); at the end of the step it waits
  * for the last event and adds the time between consecutive events to the step's class, the pair
  * (rows T, leading decodes n_dec). step_profile_report logs, per class, the mean milliseconds
  * of each phase and its share of the step. Captured decode graphs are not profiled: run with
@@ -23,7 +24,8 @@
 #include <cuda_runtime_api.h>
 
 enum step_phase {
-	PH_EMBED, PH_NORM_QKV, PH_QK_ROPE, PH_ATTN_DECODE, PH_ATTN_PREFILL, PH_O, PH_NORM_POST,
+	PH_EMBED, PH_NORM_QKV, PH_QK_ROPE, PH_ATTN_DECODE, PH_ATTN_PREFILL, PH_ATTN_BOTH, PH_O,
+	PH_NORM_POST,
 	PH_GATE_UP, PH_SILU, PH_DOWN, PH_DEEPSTACK, PH_FINAL_NORM, PH_LM_HEAD, PH_N
 };
 

@@ -59,7 +59,12 @@
  * (memory-bound, split over the keys, every query head of a KV head from one read of it) while
  * the chunks after them take the prefill kernel, which would spend a 64-row query tile on each
  * decode row. prepare() writes q_start relative to row n_dec for the sequences from n_dec on, so
- * the prefill kernel sees a batch of its own starting at row 0 of q + n_dec rows.
+ * the prefill kernel sees a batch of its own starting at row 0 of q + n_dec rows. The two run
+ * side by side: the decode kernel on a second stream (t->side, forked after qk_norm_rope by an
+ * event, joined before o), so its DRAM-bound CTAs and the prefill kernel's tensor-core CTAs
+ * share the GPU instead of taking turns; QVL_ATTN_OVERLAP=0 in the environment runs them one
+ * after the other (A/B). They write disjoint rows of att, and only the prefill kernel uses the
+ * attention workspace.
  *
  * CUDA graphs (decode): a step whose sequences all have one new position and one logit row
  * runs a graph captured for the next batch size up in the ladder 1, 2, 4, 8, 16, 24, 32, …
@@ -183,6 +188,10 @@ struct text_cuda {
 		int row, n;             /* first vision row of the step, rows */
 	} *vruns;                       /* owned host (max_tokens) */
 	step_profile *prof;             /* owned; NULL unless QVL_PROFILE=1 (step_profile.h) */
+	/* a mixed step's decode attention runs on side, beside its prefill attention on stream:
+	 * owned, NULL with QVL_ATTN_OVERLAP=0 */
+	cudaStream_t side;
+	cudaEvent_t ev_fork, ev_join;   /* owned */
 };
 
 #define PROF(t, ph) step_profile_mark((t)->prof, (ph))
@@ -352,6 +361,12 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	t->gemm = gemm;
 	t->stream = stream;
 	t->prof = step_profile_from_env(stream);
+	const char *ov = getenv("QVL_ATTN_OVERLAP");
+	if (!(ov && *ov == '0')) {
+		CUDA_CHECK(cudaStreamCreateWithFlags(&t->side, cudaStreamNonBlocking));
+		CUDA_CHECK(cudaEventCreateWithFlags(&t->ev_fork, cudaEventDisableTiming));
+		CUDA_CHECK(cudaEventCreateWithFlags(&t->ev_join, cudaEventDisableTiming));
+	}
 	t->kv_fp8 = kv_fp8;
 
 	const uint64_t D = (uint64_t)t->D, F = (uint64_t)t->F, hd = (uint64_t)t->hd;
@@ -462,6 +477,12 @@ void text_cuda_free(text_cuda *t)
 	graphs_free(t);
 	step_profile_report(t->prof);
 	step_profile_free(t->prof);
+	if (t->side) {
+		CUDA_CHECK(cudaStreamSynchronize(t->side));
+		CUDA_CHECK(cudaStreamDestroy(t->side));
+		CUDA_CHECK(cudaEventDestroy(t->ev_fork));
+		CUDA_CHECK(cudaEventDestroy(t->ev_join));
+	}
 	CUDA_CHECK(cudaFree(t->wbuf));
 	CUDA_CHECK(cudaFree(t->pool));
 	CUDA_CHECK(cudaFree(t->act));
@@ -768,17 +789,27 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 	int rc = 0;
 	const int32_t *bt = ST(t, block_table, int32_t);
 	const int nd = sh->n_dec, S = sh->S - nd, T = sh->T - nd;
+	/* both kinds: the decodes on the side stream, beside the chunks (forked after qk_norm_rope,
+	 * joined before o) */
+	const bool fork = nd && S && t->side;
+	cudaStream_t ds = fork ? t->side : t->stream;
+	if (fork) {
+		CUDA_CHECK(cudaEventRecord(t->ev_fork, t->stream));
+		CUDA_CHECK(cudaStreamWaitEvent(ds, t->ev_fork, 0));
+	}
 	if (nd && t->kv_fp8)
 		rc = kn_paged_attention_fp8_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
 						 ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
 						 t->lim.block_size, t->max_blocks, t->scale, 1.0f,
-						 1.0f, t->attn_ws, t->attn_ws_bytes, t->stream);
+						 1.0f, t->attn_ws, t->attn_ws_bytes, ds);
 	else if (nd)
 		rc = kn_paged_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
 					     ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
 					     t->lim.block_size, t->max_blocks, t->scale, t->attn_ws,
-					     t->attn_ws_bytes, t->stream);
-	if (nd)
+					     t->attn_ws_bytes, ds);
+	if (fork)
+		CUDA_CHECK(cudaEventRecord(t->ev_join, ds));
+	else if (nd)
 		PROF(t, PH_ATTN_DECODE);
 	if (!rc && S) {
 		/* the chunks: rows from nd on, sequences from nd on */
@@ -796,7 +827,9 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 						       bt, qs, nc, S, T, t->Hq, t->KV, t->hd,
 						       t->lim.block_size, t->max_blocks, t->scale,
 						       t->attn_ws, t->attn_ws_bytes, t->stream);
-		PROF(t, PH_ATTN_PREFILL);
+		if (fork)
+			CUDA_CHECK(cudaStreamWaitEvent(t->stream, t->ev_join, 0));
+		PROF(t, fork ? PH_ATTN_BOTH : PH_ATTN_PREFILL);
 	}
 	if (rc) {
 		/* the shapes were checked at text_cuda_new and the workspace sized for the limits:
