@@ -30,7 +30,8 @@
  *   attention:
  *     x = embedding (fp32); per layer: h = rmsnorm(x); qkv = gemm_f32_f16(h) (fp16 operands,
  *     fp32 out); qk_norm_rope; paged_attention; x += gemm_f32(att) (o_proj, in place on x);
- *     h = rmsnorm(x); gu = gemm_f32_f16(h) (fp32 (B, 2F)); act = silu_mul(gu) (bf16);
+ *     h = rmsnorm(x); gu = gemm_f32_f16(h) (fp32 (B, 2F)); act = silu_mul(gu) (bf16) — above
+ *     4 sequences gu = gemm_f16(h) (fp16 (B, 2F)) and silu_mul_f16, as the decoder runs them;
  *     x += gemm_f32(act) (down, in place); then h = rmsnorm(x) (final), rows_gather, LM head
  *     (bf16 logits), sampling. rmsnorm counts 2 per layer + 1 (timed in its bf16 form: the
  *     fp16 one, which feeds qkv and gate/up, is the same kernel with another final rounding).
@@ -365,22 +366,25 @@ enum { D = 2048, F = 6144, HQ = 16, KVH = 8, HD = 128, V_ = 151936, L = 28, BS =
 
 enum {
 	K_EMBED, K_RMSNORM, K_QKV, K_QKNR, K_ATTN, K_O, K_GU, K_SILU, K_DOWN, K_GATHER, K_LM,
-	K_SAMPLE, K_NQKV, K_NGU, K_QKV16, K_O16, K_GU16, K_DOWN16, K_N
+	K_SAMPLE, K_NQKV, K_NGU, K_QKV16, K_O16, K_GU16, K_DOWN16, K_ATTN8, K_QKNR8, K_GUH,
+	K_SILUH, K_N
 };
 static const char *K_NAME[K_N] = { "embedding (fp32 x)", "rmsnorm (fp32 x)",
 	"gemm_f32 qkv 4096x2048", "qk_norm_rope", "paged_attention", "gemm_f32 o += (in place)",
 	"gemm_f32 gate_up 12288x2048", "silu_mul (fp32 gu)", "gemm_f32 down += (in place)",
 	"rows_gather", "gemm lm_head 151936x2048", "sample (greedy)", "rmsnorm+qkv (one GEMV)",
 	"rmsnorm+gate_up (one GEMV)", "old: gemm qkv bf16",
-	"old: gemm o bf16", "old: gemm gate_up bf16", "old: gemm down bf16" };
+	"old: gemm o bf16", "old: gemm gate_up bf16", "old: gemm down bf16",
+	"paged_attention fp8 KV", "qk_norm_rope fp8 KV", "gemm_f16 gate_up (fp16 out)",
+	"silu_mul (fp16 gu)" };
 /* Per step (the "old" bf16-output projections are timed for comparison only). Up to 4
  * sequences the decoder runs each RMSNorm before qkv and gate/up inside the projection's GEMV
  * (kn_gemm_f32_rmsnorm_cuda): then only the final norm is a kernel of its own. */
-static const int K_COUNT_SPLIT[K_N] = { 1, 2 * L + 1, L, L, L, L, L, L, L, 1, 1, 1, 0, 0,
-					 0, 0, 0, 0 };
+static const int K_COUNT_SPLIT[K_N] = { 1, 2 * L + 1, L, L, L, L, 0, 0, L, 1, 1, 1, 0, 0,
+					 0, 0, 0, 0, 0, 0, L, L };
 static const int K_COUNT_FUSED[K_N] = { 1, 1, 0, L, L, L, 0, L, L, 1, 1, 1, L, L,
-					 0, 0, 0, 0 };
-static const int *K_COUNT = K_COUNT_SPLIT;
+					 0, 0, 0, 0, 0, 0, 0, 0 };
+static int K_COUNT[K_N];   /* one of the two, with the fp8 rows instead under --kv-cache-dtype fp8 */
 
 typedef struct rot {
 	void *p[MAX_ROT];
@@ -594,6 +598,26 @@ static void launch(kctx *c, int k, int i, cudaStream_t s)
 	case K_DOWN16:
 		kn_gemm_cuda(c->gemm, c->tmp, c->mlp, c->wd.p[i % c->wd.n], NULL, B, D, F, s);
 		break;
+	case K_ATTN8:   /* the bf16 rotations hold twice the fp8 bytes: read as E4M3 */
+		if (kn_paged_attention_fp8_cuda(c->att, c->q, c->kc.p[i % c->kc.n],
+						c->vc.p[i % c->vc.n], c->bt, c->ctx_len, B, HQ, KVH, HD,
+						BS, NBLK_SEQ, 0.08838834764831845f, 1.0f, 1.0f, c->ws,
+						c->ws_bytes, s)) {
+			fprintf(stderr, "paged_attention_fp8 refused the shape\n");
+			exit(1);
+		}
+		break;
+	case K_GUH:
+		kn_gemm_f16_cuda(c->gemm, c->gu16, c->h, c->wgu.p[i % c->wgu.n], B, 2 * F, D, s);
+		break;
+	case K_SILUH:
+		kn_silu_mul_f16_cuda(c->mlp, c->gu16, B, F, s);
+		break;
+	case K_QKNR8:
+		kn_qk_norm_rope_fp8_cuda(c->q, c->kc.p[i % c->kc.n], c->vc.p[i % c->vc.n], c->qkv32,
+					 c->qn, c->kn, c->pos, c->slot, B, HQ, KVH, HD, SECTION, 5e6f,
+					 eps, 1.0f, 1.0f, s);
+		break;
 	case K_GATHER:
 		kn_rows_gather_cuda(c->hl, c->h, c->gidx, B, D, s);
 		break;
@@ -624,6 +648,10 @@ static double k_bytes(int k, int B, int CTX)
 	case K_GU: return 2.0 * F * D * e + b * D * e + b * 2 * F * f;
 	case K_SILU: return b * 2 * F * f + b * F * e;
 	case K_DOWN: return (double)D * F * e + b * F * e + 2 * b * D * f;
+	case K_ATTN8: return b * CTX * KVH * HD * 2 + 2 * b * HQ * HD * e + b * NBLK_SEQ * 4 + 4 * b;
+	case K_QKNR8: return b * QKVW * f + b * HQ * HD * e + 2 * b * KVH * HD + 2 * HD * e + 16 * b;
+	case K_GUH: return 2.0 * F * D * e + b * D * e + b * 2 * F * e;
+	case K_SILUH: return b * 2 * F * e + b * F * e;
 	case K_GATHER: return 2 * b * D * e + 4 * b;
 	case K_LM: return (double)V_ * D * e + b * D * e + b * V_ * e;
 	case K_SAMPLE: return b * V_ * e + b * (sizeof(kn_sample_row) + 4);
@@ -693,7 +721,16 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	CK(cudaEventCreate(&e0));
 	CK(cudaEventCreate(&e1));
 	const char *fz = getenv("QVL_FUSE_RMSNORM");
-	K_COUNT = B <= 4 && !(fz && *fz == '0') ? K_COUNT_FUSED : K_COUNT_SPLIT;
+	memcpy(K_COUNT, B <= 4 && !(fz && *fz == '0') ? K_COUNT_FUSED : K_COUNT_SPLIT,
+	       sizeof(K_COUNT));
+	if (B <= 4 && K_COUNT[K_GUH]) {   /* QVL_FUSE_RMSNORM=0: the decoder's fp32 gate/up */
+		K_COUNT[K_GU] = K_COUNT[K_GUH], K_COUNT[K_GUH] = 0;
+		K_COUNT[K_SILU] = K_COUNT[K_SILUH], K_COUNT[K_SILUH] = 0;
+	}
+	if (kv_fp8) {
+		K_COUNT[K_ATTN8] = K_COUNT[K_ATTN], K_COUNT[K_ATTN] = 0;
+		K_COUNT[K_QKNR8] = K_COUNT[K_QKNR], K_COUNT[K_QKNR] = 0;
+	}
 	double us1[K_N], usg[K_N];
 	for (int k = 0; k < K_N; k++) {
 		time_kernel(&c, k, s, e0, e1, &us1[k], &usg[k]);
@@ -704,7 +741,7 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 		sum_1 += K_COUNT[k] * us1[k];
 		bytes_all += K_COUNT[k] * k_bytes(k, B, ctx);
 	}
-	double kvbytes = (double)B * ctx * L * KVH * HD * 2 * 2;
+	double kvbytes = (double)B * ctx * L * KVH * HD * 2 * (kv_fp8 ? 1 : 2);
 	if (quiet) {
 		printf("B = %d, context %d: sum of kernels (graph) %.3f ms (single launches %.3f ms); "
 		       "attention %.2f us/layer",
@@ -715,7 +752,8 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 		printf("\n");
 		goto out;
 	}
-	printf("\nTable 2 (B = %d, context %d): kernels of one decode step, 2b shapes\n", B, ctx);
+	printf("\nTable 2 (B = %d, context %d): kernels of one decode step, 2b shapes, KV cache %s\n",
+	       B, ctx, kv_fp8 ? "fp8" : "bf16");
 	printf("%-28s %5s %10s %10s %12s %9s %8s\n", "kernel", "count", "us/launch", "us (graph)",
 	       "bytes", "GB/s", "share");
 	for (int k = 0; k < K_N; k++) {
