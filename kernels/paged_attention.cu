@@ -264,6 +264,13 @@ enum { PA_BF16 = 0, PA_FP8 = 1 };
 #ifndef PA_STAGES_FP8
 #define PA_STAGES_FP8 2
 #endif
+/* CTAs per multiprocessor the fp8 instances are compiled for (__launch_bounds__'s minimum;
+ * 1: the compiler's choice, 111 registers, which allows 4). Measured (H100, pa_timing, B = 128,
+ * ctx 576): 1 → 64.2 us; 5 (96 registers) → 67.8; 6 (80, with spills) → 89.0. Nor did 3 fp8
+ * stages (66.0) or pieces of 2 row groups with 3 stages (65.3) beat 2 stages of 4. */
+#ifndef PA_FP8_MIN_CTAS
+#define PA_FP8_MIN_CTAS 1
+#endif
 /* Smallest batch that takes the pipelined kernel with a bf16 cache (pa_pipe). */
 #ifndef PA_PIPE_MIN_B
 #define PA_PIPE_MIN_B 8
@@ -307,7 +314,7 @@ struct pa_shape {
  * shared memory, plus pa_shape::DYN bytes of dynamic for PIPE; see the top of the file.
  */
 template <int HD, int GM, int KT, bool PIPE>
-static __global__ void __launch_bounds__(PA_THREADS)
+static __global__ void __launch_bounds__(PA_THREADS, KT == PA_FP8 ? PA_FP8_MIN_CTAS : 1)
 pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint8_t *k_cache,
 	  const uint8_t *v_cache, const int32_t *block_table, const int32_t *ctx_len, int Hq, int KV,
 	  int g, int log2_bs, int max_blocks_per_seq, float scale_k, float v_scale)
