@@ -2,8 +2,9 @@
  * step_profile: per-phase GPU time of text_cuda's eager steps (step_profile.h).
  *
  * One event per phase boundary, reused by every step (a step waits for its last event before
- * the next begins, so the events are free again). Classes are the distinct (T, n_dec) pairs,
- * the first STEP_PROFILE_CLASSES of them; later pairs go to one class "other".
+ * the next begins, so the events are free again), recorded on the backend's stream (borrowed).
+ * Classes are the distinct (T, n_dec) pairs, the first STEP_PROFILE_CLASSES of them; later pairs
+ * go to one class "other". Not thread-safe: the backend's thread only.
  */
 #include "step_profile.h"
 
@@ -15,9 +16,9 @@
 #include "log.h"
 
 #define STEP_PROFILE_CLASSES 32
-#define STEP_PROFILE_MARKS 512   /* events of one step: 28 layers × ≤ 11 marks, and more */
+#define STEP_PROFILE_MARKS 512   /* events of one step: 28 layers × ≤ 10 marks + 3, and room */
 
-static const char *const PH_NAME[PH_N] = {
+static const char *const PH_NAME[STEP_PROFILE_N_PHASES] = {
 	"embedding", "norm+qkv", "qk_norm_rope", "attention (decodes)", "attention (prefill)",
 	"attention (both)", "o", "post norm", "gate_up", "silu_mul", "down", "deepstack add", "final norm", "LM head"
 };
@@ -25,11 +26,11 @@ static const char *const PH_NAME[PH_N] = {
 typedef struct prof_class {
 	int T, n_dec;           /* -1, -1: "other" */
 	long steps;
-	double ms[PH_N];
+	double ms[STEP_PROFILE_N_PHASES];
 } prof_class;
 
 struct step_profile {
-	cudaStream_t stream;
+	cudaStream_t stream;    /* borrowed */
 	cudaEvent_t ev[STEP_PROFILE_MARKS + 1];   /* ev[0]: the step's start */
 	int ph[STEP_PROFILE_MARKS + 1];
 	int n_marks;
@@ -40,7 +41,7 @@ struct step_profile {
 	int n_cls;
 };
 
-step_profile *step_profile_from_env(cudaStream_t stream)
+step_profile *step_profile_new(cudaStream_t stream)
 {
 	const char *s = getenv("QVL_PROFILE");
 	if (!s || strcmp(s, "1"))
@@ -85,7 +86,7 @@ void step_profile_begin(step_profile *p, int T, int n_dec)
 	CUDA_CHECK(cudaEventRecord(p->ev[0], p->stream));
 }
 
-void step_profile_mark(step_profile *p, enum step_phase ph)
+void step_profile_mark(step_profile *p, enum step_profile_phase ph)
 {
 	if (!p || !p->active)
 		return;
@@ -129,7 +130,7 @@ void step_profile_report(const step_profile *p)
 		if (!c->steps)
 			continue;
 		double sum = 0;
-		for (int k = 0; k < PH_N; k++)
+		for (int k = 0; k < STEP_PROFILE_N_PHASES; k++)
 			sum += c->ms[k];
 		const double n = (double)c->steps;
 		if (c->T < 0)
@@ -138,7 +139,7 @@ void step_profile_report(const step_profile *p)
 		else
 			log_msg(LOG_LEVEL_NOTICE, "profile", "steps of %d rows (%d decodes): %ld, %.3f "
 				"ms a step", c->T, c->n_dec, c->steps, sum / n);
-		for (int k = 0; k < PH_N; k++)
+		for (int k = 0; k < STEP_PROFILE_N_PHASES; k++)
 			if (c->ms[k] > 0)
 				log_msg(LOG_LEVEL_NOTICE, "profile", "  %-20s %9.3f ms %5.1f%%",
 					PH_NAME[k], c->ms[k] / n, 100.0 * c->ms[k] / sum);

@@ -194,7 +194,11 @@ struct text_cuda {
 	cudaEvent_t ev_fork, ev_join;   /* owned */
 };
 
-#define PROF(t, ph) step_profile_mark((t)->prof, (ph))
+#define PROF(t, ph)                                                                         \
+	do {                                                                                \
+		if ((t)->prof)                                                              \
+			step_profile_mark((t)->prof, STEP_PROFILE_##ph);                    \
+	} while (0)
 
 /* ---- weights ------------------------------------------------------------------------------- */
 
@@ -360,7 +364,7 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	}
 	t->gemm = gemm;
 	t->stream = stream;
-	t->prof = step_profile_from_env(stream);
+	t->prof = step_profile_new(stream);
 	const char *ov = getenv("QVL_ATTN_OVERLAP");
 	if (!(ov && *ov == '0')) {
 		CUDA_CHECK(cudaStreamCreateWithFlags(&t->side, cudaStreamNonBlocking));
@@ -791,9 +795,9 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 	const int nd = sh->n_dec, S = sh->S - nd, T = sh->T - nd;
 	/* both kinds: the decodes on the side stream, beside the chunks (forked after qk_norm_rope,
 	 * joined before o) */
-	const bool fork = nd && S && t->side;
-	cudaStream_t ds = fork ? t->side : t->stream;
-	if (fork) {
+	const bool overlap = nd && S && t->side;
+	cudaStream_t ds = overlap ? t->side : t->stream;
+	if (overlap) {
 		CUDA_CHECK(cudaEventRecord(t->ev_fork, t->stream));
 		CUDA_CHECK(cudaStreamWaitEvent(ds, t->ev_fork, 0));
 	}
@@ -807,10 +811,10 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 					     ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
 					     t->lim.block_size, t->max_blocks, t->scale, t->attn_ws,
 					     t->attn_ws_bytes, ds);
-	if (fork)
+	if (overlap)
 		CUDA_CHECK(cudaEventRecord(t->ev_join, ds));
 	else if (nd)
-		PROF(t, PH_ATTN_DECODE);
+		PROF(t, ATTN_DECODE);
 	if (!rc && S) {
 		/* the chunks: rows from nd on, sequences from nd on */
 		const size_t ro = (size_t)nd * t->Hq * t->hd;
@@ -827,9 +831,12 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 						       bt, qs, nc, S, T, t->Hq, t->KV, t->hd,
 						       t->lim.block_size, t->max_blocks, t->scale,
 						       t->attn_ws, t->attn_ws_bytes, t->stream);
-		if (fork)
+		if (overlap)
 			CUDA_CHECK(cudaStreamWaitEvent(t->stream, t->ev_join, 0));
-		PROF(t, fork ? PH_ATTN_BOTH : PH_ATTN_PREFILL);
+		if (overlap)
+			PROF(t, ATTN_BOTH);
+		else
+			PROF(t, ATTN_PREFILL);
 	}
 	if (rc) {
 		/* the shapes were checked at text_cuda_new and the workspace sized for the limits:
@@ -863,7 +870,8 @@ static void qk_norm_rope(text_cuda *t, const layer16 *lw, int T)
 				     t->eps, t->stream);
 }
 
-/* Everything up to the final norm (h holds the normed rows). Only stream work: capturable. */
+/* Everything up to the final norm (h holds the normed rows). Only stream work: capturable (the
+ * decode graphs' steps have no prompt chunks, so attention never forks onto t->side there). */
 static void forward(text_cuda *t, const fwd_shape *sh)
 {
 	const int T = sh->T, D = t->D, F = t->F, hd = t->hd;
@@ -874,38 +882,38 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 	const size_t vis_plane = (size_t)sh->n_vis * D;
 	if (sh->n_vis)
 		kn_rows_scatter_cuda(t->x, vis, ST(t, vis_idx, int32_t), sh->n_vis, D, st);
-	PROF(t, PH_EMBED);
+	PROF(t, EMBED);
 	for (int l = 0; l < t->L; l++) {
 		const layer16 *lw = &t->layers[l];
 		norm_project(t, t->qkv, lw->in_norm, lw->wqkv, T, qkvw);
-		PROF(t, PH_NORM_QKV);
+		PROF(t, NORM_QKV);
 		qk_norm_rope(t, lw, T);
-		PROF(t, PH_QK_ROPE);
+		PROF(t, QK_ROPE);
 		attention(t, lw, sh);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->att, lw->wo, t->x, T, D, qd, st);
-		PROF(t, PH_O);
+		PROF(t, O);
 		if (T > 4 && t->gu_f16) {   /* gu holds fp16 then: half the bytes */
 			kn_rmsnorm_f16_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
-			PROF(t, PH_NORM_POST);
+			PROF(t, NORM_POST);
 			kn_gemm_f16_cuda(t->gemm, (uint16_t *)t->gu, t->h, lw->wgu, T, 2 * F, D, st);
-			PROF(t, PH_GATE_UP);
+			PROF(t, GATE_UP);
 			kn_silu_mul_f16_cuda(t->mlp, (const uint16_t *)t->gu, T, F, st);
 		} else {
 			norm_project(t, t->gu, lw->post_norm, lw->wgu, T, 2 * F);
-			PROF(t, PH_GATE_UP);
+			PROF(t, GATE_UP);
 			kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
 		}
-		PROF(t, PH_SILU);
+		PROF(t, SILU);
 		kn_gemm_f32_cuda(t->gemm, t->x, t->mlp, lw->wd, t->x, T, D, F, st);
-		PROF(t, PH_DOWN);
+		PROF(t, DOWN);
 		if (l < t->n_ds && sh->n_vis) {
 			kn_rows_scatter_add_cuda(t->x, vis + (size_t)(1 + l) * vis_plane,
 						 ST(t, vis_idx, int32_t), sh->n_vis, D, st);
-			PROF(t, PH_DEEPSTACK);
+			PROF(t, DEEPSTACK);
 		}
 	}
 	kn_rmsnorm_cuda(t->h, t->x, t->norm, T, D, t->eps, st);
-	PROF(t, PH_FINAL_NORM);
+	PROF(t, FINAL_NORM);
 }
 
 /* LM head over logit rows [first, first + n) of the step's logit_idx. */
@@ -1231,7 +1239,7 @@ static void run(text_cuda *t, const step_info *si)
 	forward(t, &sh);
 	if (si->NL)
 		lm_head(t, 0, si->NL < (size_t)t->max_lrows ? (int)si->NL : t->max_lrows);
-	PROF(t, PH_LM_HEAD);
+	PROF(t, LM_HEAD);
 	step_profile_end(t->prof);
 }
 
