@@ -340,7 +340,6 @@ START_TEST(test_kernels_cuda_layernorm)
 }
 END_TEST
 
-/* Sizes: {n, misaligned}; n = rows·4096 (the vision MLP / merger width) plus odd tails. */
 /* ‖got − ref‖ / max(‖ref‖, 0.01·sqrt(n)) over n bf16 values (NaN: +inf): relative L2, except
  * that a vector of outputs all near zero is measured against 0.01 an element. The tanh form
  * (torch's, gelu.cu) cancels for x < -4, where 1 + tanh(u) is below 4e-5: its absolute error
@@ -349,17 +348,23 @@ END_TEST
 static double gelu_err(const uint16_t *got, const uint16_t *ref, size_t n)
 {
 	double num = 0, den = 0;
+	int shown = 0;
 	for (size_t i = 0; i < n; i++) {
 		double g = bf16_to_f32(got[i]), r = bf16_to_f32(ref[i]);
-		if (isnan(g))
+		if (isnan(g)) {
+			fprintf(stderr, "  NaN at %zu (want %g)\n", i, r);
 			return INFINITY;
+		}
 		num += (g - r) * (g - r);
 		den += r * r;
+		if (fabs(g - r) > 0.05 * fmax(fabs(r), 0.01) && shown++ < 5)
+			fprintf(stderr, "  mismatch at %zu: got %.6g want %.6g\n", i, g, r);
 	}
 	const double floor2 = 1e-4 * (double)n;
 	return sqrt(num / (den > floor2 ? den : floor2));
 }
 
+/* Sizes: {n, misaligned}; n = rows·4096 (the vision MLP / merger width) plus odd tails. */
 START_TEST(test_kernels_cuda_gelu)
 {
 	static const long sizes[][2] = { { 1, 0 },        { 7, 0 },         { 13, 0 },

@@ -37,6 +37,9 @@
  *     fp16 one, which feeds qkv and gate/up, is the same kernel with another final rounding).
  *     The random weights are bf16 bit patterns, read as fp16 by the fp16 projections (finite
  *     values either way: the time does not depend on them).
+ *   Under --kv-cache-dtype fp8 the fp8 attention and qk_norm_rope rows ("fp8 KV") replace the
+ *   bf16 ones in the step. They read half of each rotated bf16-sized copy, so at B = 1 a graph's
+ *   20 launches touch ~26 MB of K/V, which the L2 may partly hold: that B = 1 time is optimistic.
  *   Up to 4 sequences the step runs the RMSNorm before qkv and gate/up inside those
  *   projections' GEMV (kn_gemm_f32_rmsnorm_cuda, rows "rmsnorm+…"; QVL_FUSE_RMSNORM=0: the
  *   separate kernels): the counts say which rows make the step. The four projections are also
@@ -142,6 +145,7 @@ static const int B_LIST[N_B] = { 1, 8, 32, 64, 128, 256 };
 
 #define N_MIX 5
 #define MIX_DEC 128   /* the decodes of a mixed step */
+#define MIX_B_IDX 4   /* B_LIST[MIX_B_IDX] == MIX_DEC (checked below) */
 static const int MIX_P[N_MIX] = { 512, 1024, 2048, 4096, 7680 };   /* its prompt tokens */
 
 typedef struct step_res {
@@ -723,7 +727,9 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	const char *fz = getenv("QVL_FUSE_RMSNORM");
 	memcpy(K_COUNT, B <= 4 && !(fz && *fz == '0') ? K_COUNT_FUSED : K_COUNT_SPLIT,
 	       sizeof(K_COUNT));
-	if (B <= 4 && K_COUNT[K_GUH]) {   /* QVL_FUSE_RMSNORM=0: the decoder's fp32 gate/up */
+	const char *gh = getenv("QVL_GU_FP16");
+	if (K_COUNT[K_GUH] && (B <= 4 || (gh && *gh == '0'))) {
+		/* QVL_FUSE_RMSNORM=0 up to 4 rows, or QVL_GU_FP16=0: the decoder's fp32 gate/up */
 		K_COUNT[K_GU] = K_COUNT[K_GUH], K_COUNT[K_GUH] = 0;
 		K_COUNT[K_SILU] = K_COUNT[K_SILUH], K_COUNT[K_SILUH] = 0;
 	}
@@ -745,7 +751,7 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	if (quiet) {
 		printf("B = %d, context %d: sum of kernels (graph) %.3f ms (single launches %.3f ms); "
 		       "attention %.2f us/layer",
-		       B, ctx, sum_g / 1e3, sum_1 / 1e3, usg[K_ATTN]);
+		       B, ctx, sum_g / 1e3, sum_1 / 1e3, usg[kv_fp8 ? K_ATTN8 : K_ATTN]);
 		if (graph_step_ms > 0)
 			printf("; measured graph step %.3f ms, gap %.3f ms", graph_step_ms,
 			       graph_step_ms - sum_g / 1e3);
@@ -834,6 +840,10 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (B_LIST[MIX_B_IDX] != MIX_DEC) {
+		fprintf(stderr, "MIX_B_IDX does not name the B of MIX_DEC\n");
+		return 2;
+	}
 	if (steps < 1 || steps > MAX_STEPS) {
 		fprintf(stderr, "--steps: 1 … %d\n", MAX_STEPS);
 		return 2;
@@ -899,15 +909,17 @@ int main(int argc, char **argv)
 		       4096e3 / rg.pf_ms[1], re.pf_ms[1], 4096e3 / re.pf_ms[1]);
 		printf("  batched 256 x 512 in steps of 8192: %.0f tok/s (graphs), %.0f tok/s (eager)\n",
 		       rg.pf_batch_tps, re.pf_batch_tps);
-		printf("mixed steps: %d decodes (context ~%d) + whole 512-token prompts, mean of 10:\n",
-		       MIX_DEC, PROMPT + 5);
+		printf("mixed steps: %d decodes (context %d..%d) + whole 512-token prompts, mean of 10 "
+		       "(eager: a step with prompt tokens never takes a graph):\n",
+		       MIX_DEC, PROMPT + 3, PROMPT + 12);
 		printf("  %14s %10s %10s %22s\n", "prompt tokens", "graphs ms", "eager ms",
 		       "us a prompt token*");
 		for (int i = 0; i < N_MIX; i++)
 			printf("  %14d %10.3f %10.3f %22.2f\n", MIX_P[i], rg.mix_ms[i], re.mix_ms[i],
-			       1e3 * (rg.mix_ms[i] - rg.dec_ms[4]) / MIX_P[i]);
-		printf("  * (mixed step - the %d-decode step of the graphs column) / prompt tokens\n",
-		       MIX_DEC);
+			       1e3 * (rg.mix_ms[i] - rg.dec_ms[MIX_B_IDX]) / MIX_P[i]);
+		printf("  * (mixed step - the %d-decode graph step of table 1) / prompt tokens: what the "
+		       "engine pays a prompt token, the decodes' eager-over-graph cost and the prompts' "
+		       "logit rows included\n", MIX_DEC);
 		fflush(stdout);
 	}
 	if (do_kernels) {
