@@ -165,6 +165,22 @@ static void die_qerr(const char *what, const qerr *e)
 
 static bool kv_fp8;   /* --kv-cache-dtype fp8: table 1's backends cache K/V in fp8 E4M3 */
 
+/* Sequences 0 … B-1 each decode one token at position p: q[i] takes the id sampled last for
+ * it (ids[i], kept in last[i]) at context p, one logit row. */
+static void decode_seqs(backend_seq *q, int32_t *last, const int32_t *ids, int32_t *dpos,
+			const int32_t *bt, int B, int p)
+{
+	static const int32_t lr0 = 0;
+	for (int i = 0; i < B; i++) {
+		for (int a = 0; a < 3; a++)
+			dpos[3 * i + a] = p;
+		last[i] = ids[i];
+		q[i] = (backend_seq){ .n_new = 1, .ids = &last[i], .pos = &dpos[3 * i],
+				      .n_cached = p, .block_table = bt + (size_t)i * MAXB_SEQ,
+				      .n_logits = 1, .logit_rows = &lr0 };
+	}
+}
+
 static void run_backend(const model_config *mc, const model_weights *w, bool eager, int steps,
 			step_res *r)
 {
@@ -217,7 +233,7 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 	int32_t *ids = xmalloc(sizeof(int32_t) * NS);
 	int32_t *last = xmalloc(sizeof(int32_t) * NS);
 	int32_t *dpos = xmalloc(sizeof(int32_t) * 3 * NS);
-	const int32_t lr_last = PROMPT - 1, lr0 = 0;
+	const int32_t lr_last = PROMPT - 1;
 
 	/* batched prefill: 16 sequences (8192 tokens) per step */
 	const int per = 8192 / PROMPT;
@@ -286,16 +302,7 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 		memcpy(ids, last, sizeof(int32_t) * (size_t)B);
 		double tsum = 0;
 		for (int s = 0; s < N_WARM + steps; s++) {
-			int p = PROMPT + s;
-			for (int i = 0; i < B; i++) {
-				for (int a = 0; a < 3; a++)
-					dpos[3 * i + a] = p;
-				last[i] = ids[i];
-				q[i] = (backend_seq){ .n_new = 1, .ids = &last[i], .pos = &dpos[3 * i],
-						      .n_cached = p,
-						      .block_table = bt + (size_t)i * MAXB_SEQ,
-						      .n_logits = 1, .logit_rows = &lr0 };
-			}
+			decode_seqs(q, last, ids, dpos, bt, B, PROMPT + s);
 			double ts = now_s();
 			if (backend_step_sample(b, q, B, rows, ids, NULL, &e))
 				die_qerr("decode", &e);
@@ -319,16 +326,7 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 		double tsum = 0;
 		const int warm = 3, reps = 10;
 		for (int s = 0; s < warm + reps; s++) {
-			int p = PROMPT + s;
-			for (int i = 0; i < MIX_DEC; i++) {
-				for (int a = 0; a < 3; a++)
-					dpos[3 * i + a] = p;
-				last[i] = ids[i];
-				q[i] = (backend_seq){ .n_new = 1, .ids = &last[i], .pos = &dpos[3 * i],
-						      .n_cached = p,
-						      .block_table = bt + (size_t)i * MAXB_SEQ,
-						      .n_logits = 1, .logit_rows = &lr0 };
-			}
+			decode_seqs(q, last, ids, dpos, bt, MIX_DEC, PROMPT + s);
 			for (int k = 0; k < np; k++) {
 				int si = MIX_DEC + k;
 				q[MIX_DEC + k] = (backend_seq){ .n_new = PROMPT,
