@@ -34,10 +34,12 @@ static inline void fill_bf16(uint16_t *p, size_t n, float lo, float hi)
 		p[i] = f32_to_bf16(frand(lo, hi));
 }
 
-/* ‖got − ref‖ / ‖ref‖ over n bf16 values; NaN anywhere in got gives +inf. Prints the first
- * mismatches beyond tol_abs (and the NaN). */
-static inline double rel_l2_bf16(const uint16_t *got, const uint16_t *ref, size_t n,
-				 double tol_abs)
+/* ‖got − ref‖ / max(‖ref‖, floor·sqrt(n)) over n bf16 values: relative L2, except that a
+ * vector of outputs all below floor in RMS is measured against floor an element (floor 0:
+ * plain relative L2, and ‖got − ref‖ when ref is all zeros). NaN anywhere in got gives +inf.
+ * Prints the first mismatches beyond tol_abs (and the NaN). */
+static inline double rel_l2_bf16_floor(const uint16_t *got, const uint16_t *ref, size_t n,
+				       double tol_abs, double floor)
 {
 	double num = 0, den = 0;
 	int shown = 0;
@@ -52,7 +54,16 @@ static inline double rel_l2_bf16(const uint16_t *got, const uint16_t *ref, size_
 		if (fabs(g - r) > tol_abs && shown++ < 5)
 			fprintf(stderr, "  mismatch at %zu: got %g want %g\n", i, g, r);
 	}
+	const double f2 = floor * floor * (double)n;
+	den = den > f2 ? den : f2;
 	return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* ‖got − ref‖ / ‖ref‖ over n bf16 values (rel_l2_bf16_floor with no floor). */
+static inline double rel_l2_bf16(const uint16_t *got, const uint16_t *ref, size_t n,
+				 double tol_abs)
+{
+	return rel_l2_bf16_floor(got, ref, n, tol_abs, 0);
 }
 
 /* The median of n timings (sorts ms in place). */
