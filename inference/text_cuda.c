@@ -254,8 +254,9 @@ static float tensor_max_abs(const st_tensor *s, uint64_t numel, uint64_t *n_tiny
 				ss += v * v;
 			}
 		}
-		if (row_norm && r1 - r0 == cols && sqrt(ss) > *row_norm)
-			*row_norm = sqrt(ss);
+		const double rn = sqrt(ss);
+		if (row_norm && r1 - r0 == cols && rn > *row_norm)
+			*row_norm = rn;
 	}
 	*n_tiny += tiny;
 	return bf16_to_f32(m);
