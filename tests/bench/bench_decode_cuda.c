@@ -143,10 +143,13 @@ static void *xmalloc(size_t n)
 static const int B_LIST[N_B] = { 1, 8, 32, 64, 128, 256 };
 #define MAXB_SEQ ((PROMPT + N_WARM + MAX_STEPS + 15) / 16)   /* blocks per decoding sequence */
 
-#define N_MIX 5
+#define N_MIX 9
 #define MIX_DEC 128   /* the decodes of a mixed step */
 #define MIX_B_IDX 4   /* B_LIST[MIX_B_IDX] == MIX_DEC (checked below) */
-static const int MIX_P[N_MIX] = { 512, 1024, 2048, 4096, 7680 };   /* its prompt tokens */
+/* its prompt tokens: below PROMPT, the last MIX_P tokens of one prompt (a chunk reading the
+ * cached rest, as small --max-num-batched-tokens budgets make them); from PROMPT on, whole
+ * prompts */
+static const int MIX_P[N_MIX] = { 64, 128, 256, 384, 512, 1024, 2048, 4096, 7680 };
 
 typedef struct step_res {
 	double mix_ms[N_MIX];      /* MIX_DEC decodes + MIX_P[i] prompt tokens, mean ms a step */
@@ -320,8 +323,15 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 	/* mixed steps, as the engine makes them under load: the first MIX_DEC sequences decode
 	 * (at context PROMPT + s) and MIX_P / PROMPT of the next ones prefill their whole prompt
 	 * again (rewriting their own blocks); one logit row each, sampled */
+	int32_t *pos_tail = xmalloc(sizeof(int32_t) * 3 * PROMPT);
 	for (int mi = 0; mi < N_MIX; mi++) {
-		const int np = MIX_P[mi] / PROMPT, n = MIX_DEC + np;
+		const bool chunk = MIX_P[mi] < PROMPT;
+		const int np = chunk ? 1 : MIX_P[mi] / PROMPT, n = MIX_DEC + np;
+		const int n_new = chunk ? MIX_P[mi] : PROMPT, skip = PROMPT - n_new;
+		const int32_t lr_chunk = n_new - 1;
+		for (int a = 0; a < 3; a++)
+			for (int i = 0; i < n_new; i++)
+				pos_tail[a * n_new + i] = skip + i;
 		memcpy(ids, last, sizeof(int32_t) * MIX_DEC);
 		double tsum = 0;
 		const int warm = 3, reps = 10;
@@ -329,11 +339,11 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 			decode_seqs(q, last, ids, dpos, bt, MIX_DEC, PROMPT + s);
 			for (int k = 0; k < np; k++) {
 				int si = MIX_DEC + k;
-				q[MIX_DEC + k] = (backend_seq){ .n_new = PROMPT,
-								.ids = tok + (size_t)si * PROMPT,
-								.pos = pos512, .n_cached = 0,
+				q[MIX_DEC + k] = (backend_seq){ .n_new = n_new,
+								.ids = tok + (size_t)si * PROMPT + skip,
+								.pos = pos_tail, .n_cached = skip,
 								.block_table = bt + (size_t)si * MAXB_SEQ,
-								.n_logits = 1, .logit_rows = &lr_last };
+								.n_logits = 1, .logit_rows = &lr_chunk };
 			}
 			double ts = now_s();
 			if (backend_step_sample(b, q, n, rows, ids, NULL, &e))
@@ -354,6 +364,7 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 	free(dpos);
 	free(pos);
 	free(pos512);
+	free(pos_tail);
 	free(tok);
 	free(bt);
 	backend_free(b);
@@ -907,8 +918,9 @@ int main(int argc, char **argv)
 		       4096e3 / rg.pf_ms[1], re.pf_ms[1], 4096e3 / re.pf_ms[1]);
 		printf("  batched 256 x 512 in steps of 8192: %.0f tok/s (graphs), %.0f tok/s (eager)\n",
 		       rg.pf_batch_tps, re.pf_batch_tps);
-		printf("mixed steps: %d decodes (context %d..%d) + whole 512-token prompts, mean of 10 "
-		       "(eager: a step with prompt tokens never takes a graph):\n",
+		printf("mixed steps: %d decodes (context %d..%d) + whole 512-token prompts, or below 512 "
+		       "the last tokens of one, mean of 10 (eager: a step with prompt tokens never "
+		       "takes a graph):\n",
 		       MIX_DEC, PROMPT + 3, PROMPT + 12);
 		printf("  %14s %10s %10s %22s\n", "prompt tokens", "graphs ms", "eager ms",
 		       "us a prompt token*");
