@@ -1889,16 +1889,16 @@ int main(void)
 	tcase_add_test(tc8, test_kernels_cuda_paged_attention_fp8_bad_scales);
 	suite_add_tcase(s, tc8);
 	/* the fp16-operand projections, the GEMV with the RMSNorm inside and the plan tuning
-	 * (CK_RUN_CASE=gemm16: these alone, e.g. under compute-sanitizer, whose racecheck takes
-	 * minutes over core) */
+	 * (CK_RUN_CASE=gemm16: these alone, e.g. under memcheck; racecheck does not finish
+	 * gemm_tune's hundreds of cuBLASLt plans: run it on f16out) */
 	TCase *tc16 = tcase_create("gemm16");
 	tcase_add_test(tc16, test_kernels_cuda_gemm_f32_f16);
 	tcase_add_test(tc16, test_kernels_cuda_gemm_rmsnorm);
 	tcase_add_test(tc16, test_kernels_cuda_gemm_tune);
 	suite_add_tcase(s, tc16);
-	/* the fp16-output GEMV instance and silu_mul_f16, which the decoder runs above 4 rows
-	 * (CK_RUN_CASE=f16out: these alone; gemm_tune's 300 plans of distinct shapes make
-	 * racecheck instrument hundreds of cuBLASLt kernels) */
+	/* kn_gemm_f16 (the fp16-output GEMV instance up to 4 rows, cuBLASLt above; the decoder
+	 * calls it above 4 rows) and silu_mul_f16 (CK_RUN_CASE=f16out: these alone, e.g. under
+	 * racecheck) */
 	TCase *tcf = tcase_create("f16out");
 	tcase_add_test(tcf, test_kernels_cuda_gemm_f16);
 	tcase_add_test(tcf, test_kernels_cuda_silu_mul_f16);

@@ -18,9 +18,10 @@
  *   returns the ids on the host and so synchronises. Also prefill of one 512- and one
  *   4096-token prompt (one logit row, median of 3 after the batched prefill warmed up).
  *
- *   Then mixed steps: the first 128 sequences decode while 1, 2, 4, 8 or 15 others prefill their
- *   512-token prompt again in the same step (the engine's usual step under load), and what a
- *   prompt token adds to the 128-decode step. With QVL_PROFILE=1 the backends log each eager
+ *   Then mixed steps: the first 128 sequences decode while one other computes the last 64, 128,
+ *   256 or 384 positions of its prompt over its cached rest (the chunks small token budgets
+ *   make), or 1, 2, 4, 8 or 15 others prefill their 512-token prompt again in the same step (the
+ *   engine's usual step under load), and what a prompt token adds to the 128-decode step. With QVL_PROFILE=1 the backends log each eager
  *   step's phases (inference/step_profile.h) when they are freed.
  *
  * Table 2: the kernels of one decode step called directly (the kernels/ headers) on random device
@@ -322,7 +323,8 @@ static void run_backend(const model_config *mc, const model_weights *w, bool eag
 
 	/* mixed steps, as the engine makes them under load: the first MIX_DEC sequences decode
 	 * (at context PROMPT + s) and MIX_P / PROMPT of the next ones prefill their whole prompt
-	 * again (rewriting their own blocks); one logit row each, sampled */
+	 * again (rewriting their own blocks), or below PROMPT one of them computes only its last
+	 * MIX_P positions over its cached rest; one logit row each, sampled */
 	int32_t *pos_tail = xmalloc(sizeof(int32_t) * 3 * PROMPT);
 	for (int mi = 0; mi < N_MIX; mi++) {
 		const bool chunk = MIX_P[mi] < PROMPT;
