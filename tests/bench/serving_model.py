@@ -12,10 +12,13 @@ later), and charges every step
 with decode_ms interpolated from bench_decode_cuda's table 1 (graph steps at context ~540) and
 us_per_prompt_token from qvld's step log (mixed steps of 8192 tokens, --log-level debug). It
 prints output tok/s (total output tokens / duration, as `vllm bench serve` and gpu_bench count
-it) for the measured costs and for faster decode steps or prompt tokens.
+it) for the measured costs and for faster decode steps or prompt tokens. A prompt token costs
+the same in every step here, which holds for chunks of 512 tokens and more; smaller chunks cost
+more (PERF.md, session 8), so budgets under ~1024 come out too well.
 
     tests/bench/serving_model.py [--decode-ms 1:1.775,8:2.214,...] [--us-per-prompt-token 5.12]
-                                 [--budget 8192] [--requests 1024] [--concurrency 128]
+                                 [--budget 8192] [--max-num-seqs 256] [--requests 1024]
+                                 [--concurrency 128]
                                  [--input-len 512] [--output-len 128]
 
 The defaults are the H100 fp8-KV numbers of PERF.md's session 8. The model leaves out what
@@ -33,6 +36,8 @@ def parse_costs(s):
         raise SystemExit(f"serving_model: --decode-ms {s!r}: want B:ms pairs, e.g. 1:1.8,128:4.0")
     if any(b < 1 or ms <= 0 for b, ms in pts) or len({b for b, _ in pts}) != len(pts):
         raise SystemExit(f"serving_model: --decode-ms {s!r}: B ≥ 1, ms > 0, each B once")
+    if any(m1 < m0 for (_, m0), (_, m1) in zip(pts, pts[1:])):
+        raise SystemExit(f"serving_model: --decode-ms {s!r}: a bigger batch cannot cost less")
     return pts
 
 
@@ -52,7 +57,8 @@ def decode_ms(pts, b, scale):
 
 def simulate(a, pts, dscale=1.0, pscale=1.0):
     """Output tok/s, seconds and steps of one row."""
-    running, waiting, arrivals = [], [], []   # sequences are [prompt done, tokens out]
+    # sequences are [prompt tokens done, tokens out]; lists hold them by identity
+    running, waiting, arrivals = [], [], []
     for _ in range(min(a.concurrency, a.requests)):
         waiting.append([0, 0])
     submitted, done, out_tokens, t_ms, step = len(waiting), 0, 0, 0.0, 0
@@ -71,7 +77,7 @@ def simulate(a, pts, dscale=1.0, pscale=1.0):
                 n_prompt += n
             else:
                 n_dec += 1
-        while waiting and budget > 0:
+        while waiting and budget > 0 and len(running) < a.max_num_seqs:
             q = waiting.pop(0)
             running.append(q)
             n = min(a.input_len, budget)
@@ -79,6 +85,7 @@ def simulate(a, pts, dscale=1.0, pscale=1.0):
             budget -= n
             n_prompt += n
         t_ms += decode_ms(pts, n_dec, dscale) + n_prompt * a.us_per_prompt_token * pscale * 1e-3
+        finished = []
         for q, n in items:
             if q[0] < a.input_len:
                 q[0] += n
@@ -89,11 +96,13 @@ def simulate(a, pts, dscale=1.0, pscale=1.0):
                 q[1] += 1
                 out_tokens += 1
             if q[0] == a.input_len and q[1] >= a.output_len:
-                running.remove(q)
-                done += 1
-                if submitted < a.requests:
-                    submitted += 1
-                    arrivals.append(step + 1)
+                finished.append(q)
+        for q in finished:
+            running = [r for r in running if r is not q]
+            done += 1
+            if submitted < a.requests:
+                submitted += 1
+                arrivals.append(step + 1)
         step += 1
     return out_tokens / (t_ms * 1e-3), t_ms * 1e-3, step
 
@@ -104,12 +113,13 @@ def main():
                    help="B:ms pairs, a decode step of B sequences")
     p.add_argument("--us-per-prompt-token", type=float, default=5.12)
     p.add_argument("--budget", type=int, default=8192, help="--max-num-batched-tokens")
+    p.add_argument("--max-num-seqs", type=int, default=256, help="qvld's --max-num-seqs")
     p.add_argument("--requests", type=int, default=1024)
     p.add_argument("--concurrency", type=int, default=128)
     p.add_argument("--input-len", type=int, default=512)
     p.add_argument("--output-len", type=int, default=128)
     a = p.parse_args()
-    if min(a.budget, a.requests, a.concurrency, a.input_len, a.output_len) < 1:
+    if min(a.budget, a.max_num_seqs, a.requests, a.concurrency, a.input_len, a.output_len) < 1:
         raise SystemExit("serving_model: every count must be at least 1")
     pts = parse_costs(a.decode_ms)
     print(f"{'decode steps':>14} {'prompt tokens':>14} {'output tok/s':>13} {'s':>7} {'steps':>6}")
