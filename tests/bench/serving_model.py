@@ -7,23 +7,27 @@ prompt, then waiting ones FCFS, all within --max-num-batched-tokens) against `qv
 closed loop (C requests in flight; each one that finishes is replaced by the next one step
 later), and charges every step
 
-    decode_ms(number of decodes in it)  +  prompt tokens x us_per_prompt_token
+    decode_ms(number of decodes in it)  +  Σ over them (context − ctx_ref) x ms_per_position
+                                        +  prompt tokens x us_per_prompt_token
 
-with decode_ms interpolated from bench_decode_cuda's table 1 (graph steps at context ~540) and
-us_per_prompt_token from qvld's step log (mixed steps of 8192 tokens, --log-level debug). It
+with decode_ms interpolated from bench_decode_cuda's table 1 (graph steps at context ctx_ref),
+ms_per_position what one more cached position of one sequence adds to a step (the attention;
+qvld's step log: the 128-decode steps grow 4.04 → 4.2 ms as the context goes 512 → 640) and
+us_per_prompt_token from the same log (mixed steps of 8192 tokens, --log-level debug). It
 prints output tok/s (total output tokens / duration, as `vllm bench serve` and gpu_bench count
 it) for the measured costs and for faster decode steps or prompt tokens. A prompt token costs
 the same in every step here, which holds for chunks of 512 tokens and more; smaller chunks cost
 more (PERF.md, session 8), so budgets under ~1024 come out too well.
 
     tests/bench/serving_model.py [--decode-ms 1:1.775,8:2.214,...] [--us-per-prompt-token 5.12]
+                                 [--ctx-ref 541] [--ms-per-position 1e-5]
                                  [--budget 8192] [--max-num-seqs 256] [--requests 1024]
                                  [--concurrency 128]
                                  [--input-len 512] [--output-len 128]
 
 The defaults are the H100 fp8-KV numbers of PERF.md's session 8. The model leaves out what
 qvld does that it does not (host time, a step's cost depending on context), so compare its
-what-ifs with each other, not with gpu_bench's absolute numbers (it reads ~4% high).
+what-ifs with each other, not with gpu_bench's absolute numbers (it reads ~3.5% high).
 """
 import argparse
 import bisect
@@ -66,7 +70,7 @@ def simulate(a, pts, dscale=1.0, pscale=1.0):
         while arrivals and arrivals[0] <= step:
             arrivals.pop(0)
             waiting.append([0, 0])
-        budget, n_dec, n_prompt, items = a.budget, 0, 0, []
+        budget, n_dec, n_prompt, ctx_extra, items = a.budget, 0, 0, 0, []
         for q in running:
             if budget <= 0:
                 break
@@ -77,6 +81,7 @@ def simulate(a, pts, dscale=1.0, pscale=1.0):
                 n_prompt += n
             else:
                 n_dec += 1
+                ctx_extra += a.input_len + q[1] - a.ctx_ref
         while waiting and budget > 0 and len(running) < a.max_num_seqs:
             q = waiting.pop(0)
             running.append(q)
@@ -84,7 +89,8 @@ def simulate(a, pts, dscale=1.0, pscale=1.0):
             items.append((q, n))
             budget -= n
             n_prompt += n
-        t_ms += decode_ms(pts, n_dec, dscale) + n_prompt * a.us_per_prompt_token * pscale * 1e-3
+        t_ms += (decode_ms(pts, n_dec, dscale) + ctx_extra * a.ms_per_position * dscale +
+                 n_prompt * a.us_per_prompt_token * pscale * 1e-3)
         finished = []
         for q, n in items:
             if q[0] < a.input_len:
@@ -111,6 +117,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--decode-ms", default="1:1.775,8:2.214,32:2.632,64:2.976,128:4.023,256:6.120",
                    help="B:ms pairs, a decode step of B sequences")
+    p.add_argument("--ctx-ref", type=int, default=541, help="the context of --decode-ms")
+    p.add_argument("--ms-per-position", type=float, default=1e-5,
+                   help="ms one cached position of one decoding sequence adds to a step")
     p.add_argument("--us-per-prompt-token", type=float, default=5.12)
     p.add_argument("--budget", type=int, default=8192, help="--max-num-batched-tokens")
     p.add_argument("--max-num-seqs", type=int, default=256, help="qvld's --max-num-seqs")
@@ -121,6 +130,8 @@ def main():
     a = p.parse_args()
     if min(a.budget, a.max_num_seqs, a.requests, a.concurrency, a.input_len, a.output_len) < 1:
         raise SystemExit("serving_model: every count must be at least 1")
+    if a.ms_per_position < 0 or a.us_per_prompt_token <= 0:
+        raise SystemExit("serving_model: --ms-per-position ≥ 0 and --us-per-prompt-token > 0")
     pts = parse_costs(a.decode_ms)
     print(f"{'decode steps':>14} {'prompt tokens':>14} {'output tok/s':>13} {'s':>7} {'steps':>6}")
     for d, q in ((1.0, 1.0), (0.95, 1.0), (0.9, 1.0), (0.85, 1.0), (1.0, 0.9), (1.0, 0.8),
