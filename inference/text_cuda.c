@@ -832,12 +832,12 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 						       bt, qs, nc, S, T, t->Hq, t->KV, t->hd,
 						       t->lim.block_size, t->max_blocks, t->scale,
 						       t->attn_ws, t->attn_ws_bytes, t->stream);
-		if (overlap)
+		if (overlap) {
 			CUDA_CHECK(cudaStreamWaitEvent(t->stream, t->ev_join, 0));
-		if (overlap)
 			PROF(t, ATTN_BOTH);
-		else
+		} else {
 			PROF(t, ATTN_PREFILL);
+		}
 	}
 	if (rc) {
 		/* the shapes were checked at text_cuda_new and the workspace sized for the limits:

@@ -21,8 +21,9 @@
  *   Then mixed steps: the first 128 sequences decode while one other computes the last 64, 128,
  *   256 or 384 positions of its prompt over its cached rest (the chunks small token budgets
  *   make), or 1, 2, 4, 8 or 15 others prefill their 512-token prompt again in the same step (the
- *   engine's usual step under load), and what a prompt token adds to the 128-decode step. With QVL_PROFILE=1 the backends log each eager
- *   step's phases (inference/step_profile.h) when they are freed.
+ *   engine's usual step under load), and what a prompt token adds to the 128-decode step. With
+ *   QVL_PROFILE=1 the backends log each eager step's phases (inference/step_profile.h) when
+ *   they are freed.
  *
  * Table 2: the kernels of one decode step called directly (the kernels/ headers) on random device
  *   buffers with the 2b shapes (D 2048, F 6144, Hq 16, KV 8, hd 128, V 151936, 28 layers), B = 1

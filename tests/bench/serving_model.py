@@ -103,8 +103,10 @@ def simulate(a, pts, dscale=1.0, pscale=1.0):
                 out_tokens += 1
             if q[0] == a.input_len and q[1] >= a.output_len:
                 finished.append(q)
-        for q in finished:
-            running = [r for r in running if r is not q]
+        if finished:
+            gone = {id(q) for q in finished}
+            running = [r for r in running if id(r) not in gone]
+        for _ in finished:
             done += 1
             if submitted < a.requests:
                 submitted += 1

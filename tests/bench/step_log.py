@@ -120,7 +120,7 @@ def main():
         for i, r in enumerate(run):
             decode = r[0] == r[1]
             pos = pos + 1 if decode and i > 0 and run[i - 1][0] == run[i - 1][1] else 0
-            if decode and r[0] >= a.full and (i + 1 == len(run) or run[i + 1][0] == run[i + 1][1]):
+            if decode and r[0] >= a.full:
                 by_pos.setdefault(pos // 10 * 10, []).append(r[5])
         print("  interval by position in the run of decode steps (ms):")
         print("  " + "  ".join(f"{k}-{k + 9}: {statistics.median(v):.3f}"
