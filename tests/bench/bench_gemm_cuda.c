@@ -3,7 +3,7 @@
  * projections (Qwen3-VL-2B shapes), i.e. what an algorithm search at start-up would buy, and
  * how fast the weight streams at decode batch sizes.
  *
- *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] [--f16]
+ *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] [--f16] [--exhaustive]
  *   exits 77 when no GPU is visible (or the build has no CUDA)
  *
  * For each M (default 8, 32, 64, 128, 256: decode batches; 8192: a prefill step) and each
@@ -19,6 +19,14 @@
  *
  * Prints, per shape: the heuristic's first choice and the fastest (its rank/split), in µs and
  * TFLOP/s, the weight's TB/s for both, and the sum over the 28 layers' four projections.
+ * --exhaustive goes past the heuristic: for every algorithm id cublasLtMatmulAlgoGetIds lists, the
+ * heuristic restricted to that id (CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID, up to N results) and
+ * every tile × stages × cluster shape its capabilities list that cublasLtMatmulAlgoCheck
+ * accepts (no split-K), each timed as above; it prints the five fastest per shape with their
+ * configuration next to the heuristic's best. On an H200 with cuBLAS 13.0 (fp16 operands) the
+ * five fastest of every shape come from the heuristic restricted to id 66 (~200
+ * configurations timed a shape); at M = 128 it finds qkv 14% faster than the best of the first
+ * 32, o 2%, nothing for gate_up and down; at M = 8192 nothing.
  * Nothing is asserted (a benchmark, not a test). On an H100 (tests/bench/PERF.md): over the four
  * projections the best of 16 is 4–6 % faster than the first at M ≤ 128 and 12 % at M = 256
  * (down: 28 %), and no split-K variant is the fastest anywhere; at M = 128 the four
@@ -123,10 +131,146 @@ static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 	return t[3];
 }
 
+/* One timed configuration of --exhaustive. */
+typedef struct found_cfg {
+	float us;
+	int id, tile, stages, cluster, from_heuristic;
+} found_cfg;
+
+static void keep_best(found_cfg *top, int n_top, found_cfg c)
+{
+	for (int i = 0; i < n_top; i++)
+		if (top[i].us < 0 || c.us < top[i].us) {
+			memmove(&top[i + 1], &top[i], (size_t)(n_top - 1 - i) * sizeof(*top));
+			top[i] = c;
+			return;
+		}
+}
+
+static found_cfg cfg_of(const cublasLtMatmulAlgo_t *algo, float us, int from_heuristic)
+{
+	found_cfg c = { us, 0, 0, 0, 0, from_heuristic };
+	uint32_t v = 0;
+	size_t wr;
+	cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_ID, &c.id, sizeof(c.id), &wr);
+	if (cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &v, sizeof(v),
+						 &wr) == CUBLAS_STATUS_SUCCESS)
+		c.tile = (int)v;
+	if (cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &v, sizeof(v),
+						 &wr) == CUBLAS_STATUS_SUCCESS)
+		c.stages = (int)v;
+	if (cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &v,
+						 sizeof(v), &wr) == CUBLAS_STATUS_SUCCESS)
+		c.cluster = (int)v;
+	return c;
+}
+
+/* The uint32 list of capability `cap` of algo into out (at most max); how many. */
+static int cap_list(const cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoCapAttributes_t cap,
+		    uint32_t *out, int max)
+{
+	size_t need = 0;
+	if (cublasLtMatmulAlgoCapGetAttribute(algo, cap, NULL, 0, &need) != CUBLAS_STATUS_SUCCESS ||
+	    need == 0)
+		return 0;
+	int n = (int)(need / sizeof(uint32_t));
+	if (n > max)
+		n = max;
+	if (cublasLtMatmulAlgoCapGetAttribute(algo, cap, out, (size_t)n * sizeof(uint32_t), &need) !=
+	    CUBLAS_STATUS_SUCCESS)
+		return 0;
+	return n;
+}
+
+/* --exhaustive for one shape: every algorithm id's restricted heuristic and configurations. */
+static void search_all(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+		       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cudaDataType_t in,
+		       uint16_t *const *w, int n_w, const uint16_t *x, float *y, float beta, void *ws,
+		       int reps, int n_algos, int M, const char *name, float t_heur)
+{
+	enum { N_TOP = 5, MAX_IDS = 256, MAX_CAP = 128 };
+	found_cfg top[N_TOP];
+	for (int i = 0; i < N_TOP; i++)
+		top[i].us = -1;
+	int ids[MAX_IDS], n_ids = 0, n_timed = 0;
+	LT(cublasLtMatmulAlgoGetIds(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, in, in, CUDA_R_32F,
+				    CUDA_R_32F, MAX_IDS, ids, &n_ids));
+	for (int k = 0; k < n_ids; k++) {
+		cublasLtMatmulAlgo_t base;
+		if (cublasLtMatmulAlgoInit(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, in, in, CUDA_R_32F,
+					   CUDA_R_32F, ids[k], &base) != CUBLAS_STATUS_SUCCESS)
+			continue;
+		/* the heuristic, restricted to this id */
+		cublasLtMatmulPreference_t pref;
+		LT(cublasLtMatmulPreferenceCreate(&pref));
+		uint32_t mode = CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID;
+		uint64_t wsb = WORKSPACE;
+		LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_SEARCH_MODE, &mode,
+							sizeof(mode)));
+		LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+							&wsb, sizeof(wsb)));
+		cublasLtMatmulHeuristicResult_t res[MAX_ALGOS];
+		int found = 0;
+		for (int i = 0; i < n_algos; i++)
+			res[i].algo = base;
+		if (cublasLtMatmulAlgoGetHeuristic(lt, desc, a, b, c, c, pref, n_algos, res, &found) !=
+		    CUBLAS_STATUS_SUCCESS)
+			found = 0;
+		LT(cublasLtMatmulPreferenceDestroy(pref));
+		for (int i = 0; i < found; i++) {
+			if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > WORKSPACE)
+				continue;
+			float t = time_algo(lt, desc, a, b, c, &res[i].algo, w, n_w, x, y, beta, ws,
+					    reps);
+			n_timed++;
+			if (t > 0)
+				keep_best(top, N_TOP, cfg_of(&res[i].algo, t, 1));
+		}
+		/* every listed tile × stages × cluster shape */
+		uint32_t tiles[MAX_CAP], stages[MAX_CAP];
+		int n_t = cap_list(&base, CUBLASLT_ALGO_CAP_TILE_IDS, tiles, MAX_CAP);
+		int n_s = cap_list(&base, CUBLASLT_ALGO_CAP_STAGES_IDS, stages, MAX_CAP);
+		if (n_t == 0)
+			tiles[n_t++] = 0;
+		if (n_s == 0)
+			stages[n_s++] = 0;
+		for (int ti = 0; ti < n_t; ti++)
+			for (int si = 0; si < n_s; si++)
+				for (uint32_t cl = 0; cl < CUBLASLT_CLUSTER_SHAPE_END; cl++) {
+					cublasLtMatmulAlgo_t algo = base;
+					cublasLtMatmulHeuristicResult_t chk;
+					if (cublasLtMatmulAlgoConfigSetAttribute(
+						    &algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tiles[ti],
+						    sizeof(tiles[ti])) != CUBLAS_STATUS_SUCCESS ||
+					    cublasLtMatmulAlgoConfigSetAttribute(
+						    &algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages[si],
+						    sizeof(stages[si])) != CUBLAS_STATUS_SUCCESS ||
+					    (cl && cublasLtMatmulAlgoConfigSetAttribute(
+							   &algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+							   &cl, sizeof(cl)) != CUBLAS_STATUS_SUCCESS) ||
+					    cublasLtMatmulAlgoCheck(lt, desc, a, b, c, c, &algo, &chk) !=
+						    CUBLAS_STATUS_SUCCESS ||
+					    chk.workspaceSize > WORKSPACE)
+						continue;
+					float t = time_algo(lt, desc, a, b, c, &algo, w, n_w, x, y, beta,
+							    ws, reps);
+					n_timed++;
+					if (t > 0)
+						keep_best(top, N_TOP, cfg_of(&algo, t, 0));
+				}
+	}
+	printf("%6d %-8s exhaustive: %d ids, %d configurations timed; heuristic best %.2f µs\n", M,
+	       name, n_ids, n_timed, t_heur);
+	for (int i = 0; i < N_TOP && top[i].us > 0; i++)
+		printf("%6s %-8s   %8.2f µs  id %3d tile %3d stages %3d cluster %2d%s\n", "", "",
+		       top[i].us, top[i].id, top[i].tile, top[i].stages, top[i].cluster,
+		       top[i].from_heuristic ? "  (restricted heuristic)" : "");
+}
+
 int main(int argc, char **argv)
 {
 	int ms[16] = { 8, 32, 64, 128, 256, 8192 }, n_m = 6, n_algos = 16, reps = 20;
-	bool f16 = false;
+	bool f16 = false, exhaustive = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--m") && i + 1 < argc) {
 			n_m = 0;
@@ -136,11 +280,13 @@ int main(int argc, char **argv)
 			n_algos = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--f16")) {
 			f16 = true;
+		} else if (!strcmp(argv[i], "--exhaustive")) {
+			exhaustive = true;
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] "
-				"[--f16]\n");
+				"[--f16] [--exhaustive]\n");
 			return 2;
 		}
 	}
@@ -263,6 +409,9 @@ int main(int argc, char **argv)
 			}
 			sum_h += t_h;
 			sum_b += t_b;
+			if (exhaustive)
+				search_all(lt, desc, a, b, c, in, w, n_w, x, y, sh->residual ? 1.0f : 0.0f,
+					   ws, reps, n_algos, M, sh->name, t_b);
 			LT(cublasLtMatmulPreferenceDestroy(pref));
 			LT(cublasLtMatrixLayoutDestroy(a));
 			LT(cublasLtMatrixLayoutDestroy(b));
