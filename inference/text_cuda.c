@@ -614,32 +614,43 @@ size_t text_cuda_act_bytes(const text_cuda *t, const text_cuda_limits *lim)
 
 static int capture_graphs(text_cuda *t, qerr *e);
 
-/* The four projections of a step of M rows get the fastest of cuBLASLt's first candidates
- * instead of its first guess (kn_gemm_f32_tune), timed on layer 0's weights and the activation
- * buffers, which hold nothing yet: at start-up for M = max_tokens (every step while prompts wait
- * to be prefilled) and for each decode graph of more than 4 rows before it is captured. Adds
- * the first guesses' and the kept ones' times to *sum_first and *sum_best (ms); logs them when
- * log.
- * QVL_GEMM_TUNE=0 in the environment keeps the first guesses (A/B). */
+/* The four projections of a step of M rows get the fastest of cuBLASLt's candidates instead of
+ * its first guess (kn_gemm_f32_tune), timed on the activation buffers, which hold nothing yet,
+ * and on every layer's weights in turn (so each launch reads its weight from device memory, as
+ * in a step): at start-up for M = max_tokens (every step while prompts wait to be prefilled)
+ * and for each decode graph of more than 4 rows before it is captured. Adds the first guesses'
+ * and the kept ones' times to *sum_first and *sum_best (ms); logs them when log.
+ * QVL_GEMM_TUNE=0 in the environment keeps the first guesses, QVL_GEMM_TUNE_LAYERS=n times on
+ * the first n layers' weights only (1: the same weight every launch, L2-hot; A/B). */
 static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, double *sum_best)
 {
 	const char *env = getenv("QVL_GEMM_TUNE");
 	if (M <= 4 || (env && *env == '0'))
 		return;
+	const char *env_l = getenv("QVL_GEMM_TUNE_LAYERS");
+	int n_l = env_l ? atoi(env_l) : t->L;
+	if (n_l < 1 || n_l > t->L)
+		n_l = t->L;
 	const int qd = t->Hq * t->hd, qkvw = (t->Hq + 2 * t->KV) * t->hd;
-	const layer16 *lw = &t->layers[0];
+	const uint16_t **ws = xcalloc(4 * (size_t)n_l, sizeof(*ws));
+	for (int l = 0; l < n_l; l++) {
+		ws[l] = t->layers[l].wqkv;
+		ws[n_l + l] = t->layers[l].wo;
+		ws[2 * n_l + l] = t->layers[l].wgu;
+		ws[3 * n_l + l] = t->layers[l].wd;
+	}
 	struct {
 		const char *name;
 		float *y;
-		const uint16_t *x, *W;
+		const uint16_t *x;
 		const float *res;
 		int N, K;
 		bool f16;
 	} p[4] = {
-		{ "qkv", t->qkv, t->h, lw->wqkv, NULL, qkvw, t->D, t->f16 },
-		{ "o", t->x, t->att, lw->wo, t->x, t->D, qd, false },
-		{ "gate_up", t->gu, t->h, lw->wgu, NULL, 2 * t->F, t->D, t->f16 },
-		{ "down", t->x, t->mlp, lw->wd, t->x, t->D, t->F, false },
+		{ "qkv", t->qkv, t->h, NULL, qkvw, t->D, t->f16 },
+		{ "o", t->x, t->att, t->x, t->D, qd, false },
+		{ "gate_up", t->gu, t->h, NULL, 2 * t->F, t->D, t->f16 },
+		{ "down", t->x, t->mlp, t->x, t->D, t->F, false },
 	};
 	char line[512];
 	int len = snprintf(line, sizeof(line), "cuBLASLt at %d rows, first guess → kept:", M),
@@ -647,10 +658,11 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 	for (int i = 0; i < 4; i++) {
 		float first, best;
 		int k = i == 2 && t->gu_f16 ?
-				kn_gemm_f16_tune(t->gemm, (uint16_t *)p[i].y, p[i].x, p[i].W, M,
-						 p[i].N, p[i].K, t->stream, &first, &best) :
-				kn_gemm_f32_tune(t->gemm, p[i].y, p[i].x, p[i].W, p[i].res, M,
-						 p[i].N, p[i].K, p[i].f16, t->stream, &first, &best);
+				kn_gemm_f16_tune(t->gemm, (uint16_t *)p[i].y, p[i].x, ws + i * n_l,
+						 n_l, M, p[i].N, p[i].K, t->stream, &first, &best) :
+				kn_gemm_f32_tune(t->gemm, p[i].y, p[i].x, ws + i * n_l, n_l,
+						 p[i].res, M, p[i].N, p[i].K, p[i].f16, t->stream,
+						 &first, &best);
 		tuned += k >= 0;
 		if (k >= 0) {
 			*sum_first += first;
@@ -661,6 +673,7 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 					" %s %.3f → %.3f ms (candidate %d)", p[i].name, first, best,
 					k);
 	}
+	free(ws);
 	if (tuned && log)
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "%s", line);
 }

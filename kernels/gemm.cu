@@ -19,7 +19,7 @@
  * for its best algorithm within the ctx's workspace, and keeps all of it in a small table
  * (linear search, round-robin eviction);
  * later calls with the key only call cublasLtMatmul. kn_gemm_f32_tune replaces that first choice
- * by the fastest of the first GEMM_TUNE_MAX candidates, timed on the device (the decoder does it
+ * by the fastest of up to 2 · GEMM_TUNE_MAX candidates, timed on the device (the decoder does it
  * at start-up for its full-step shape: the heuristic's first pick is up to 9% slower there,
  * tests/bench/bench_gemm_cuda).
  *
@@ -74,6 +74,7 @@
 #include <cuda_fp16.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda_check.h"
 #include "gemm.h"
@@ -92,7 +93,7 @@
 	} while (0)
 
 #define GEMM_CACHE 256   /* plans (host state only): the graph ladder alone makes ~160 */
-#define GEMM_TUNE_MAX 8     /* cuBLASLt candidates kn_gemm_f32_tune times */
+#define GEMM_TUNE_MAX 8     /* cuBLASLt candidates kn_gemm_f32_tune times, twice over */
 
 struct gemm_plan {
 	int used;
@@ -163,12 +164,29 @@ static unsigned ptr_align(const void *p)
 }
 
 /* cuBLASLt's first n (≤ GEMM_TUNE_MAX) algorithms for plan p's descriptor and layouts within the
- * ctx's workspace and p's alignment, best first: how many it found (only usable ones). */
+ * ctx's workspace and p's alignment, best first: how many it found (only usable ones). With
+ * only_id ≥ 0, the heuristic is restricted to that algorithm id
+ * (CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID), which lists other tile and stage configurations of it
+ * than the unrestricted ranking's first n. */
 static int plan_heuristics(kn_gemm_ctx *ctx, const struct gemm_plan *p, int n,
-			   cublasLtMatmulHeuristicResult_t *res)
+			   cublasLtMatmulHeuristicResult_t *res, int only_id)
 {
 	cublasLtMatmulPreference_t pref;
 	CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+	if (only_id >= 0) {
+		cublasLtMatmulAlgo_t base;
+		if (cublasLtMatmulAlgoInit(ctx->lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, p->in, p->in,
+					   p->out, p->out, only_id, &base) !=
+		    CUBLAS_STATUS_SUCCESS) {
+			CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+			return 0;
+		}
+		uint32_t mode = CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID;
+		CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+			pref, CUBLASLT_MATMUL_PREF_SEARCH_MODE, &mode, sizeof(mode)));
+		for (int i = 0; i < n; i++)
+			res[i].algo = base;
+	}
 	uint64_t ws = ctx->workspace_bytes;
 	uint32_t al = p->align;
 	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
@@ -182,8 +200,12 @@ static int plan_heuristics(kn_gemm_ctx *ctx, const struct gemm_plan *p, int n,
 	CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
 		pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al, sizeof(al)));
 	int found = 0;
-	CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c, pref,
-						    n, res, &found));
+	cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(ctx->lt, p->desc, p->a, p->b, p->c, p->c,
+							   pref, n, res, &found);
+	if (only_id < 0)
+		CUBLAS_CHECK(st);
+	else if (st != CUBLAS_STATUS_SUCCESS)
+		found = 0;   /* no configuration of that id: the unrestricted candidates stand */
 	CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
 	int k = 0;
 	for (int i = 0; i < found; i++)
@@ -217,7 +239,7 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 	CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p->c, out, N, M, N));
 
 	cublasLtMatmulHeuristicResult_t res;
-	if (plan_heuristics(ctx, p, 1, &res) < 1) {
+	if (plan_heuristics(ctx, p, 1, &res, -1) < 1) {
 		fprintf(stderr, "<2>[cuda] gemm: no cuBLASLt algorithm for M=%d N=%d K=%d\n", M, N,
 			K);
 		abort();
@@ -745,33 +767,69 @@ extern "C" void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h
 	}
 }
 
-/* kn_gemm_f32_tune and kn_gemm_f16_tune: T the output type, F16 the operands' (gemm.h). */
+/* kn_gemm_f32_tune and kn_gemm_f16_tune: T the output type, F16 the operands' (gemm.h).
+ *
+ * Candidates: the heuristic's first GEMM_TUNE_MAX, then up to GEMM_TUNE_MAX more from the
+ * heuristic restricted to the first one's algorithm id (other tiles and stages of the same
+ * kernel family; bench_gemm_cuda --exhaustive: on the decode shapes they hold the fastest plan
+ * more often than the unrestricted ranking's tail), duplicates dropped.
+ * Timing: launch r reads W = Ws[r mod n] over the whole run (warm-up and every candidate), so a
+ * weight is read again only after n − 1 others: with the decoder's 28 layers that is every
+ * launch from device memory, as in a step. Timed on one W, a projection of ≤ 50 MB would sit
+ * in the H100's L2 and the kernel that computes fastest would win, not the one that streams
+ * fastest, which is what a decode step of up to a few hundred rows needs. */
 template <typename T, bool F16>
-static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *W,
-		     const T *residual, int M, int N, int K, cudaStream_t stream, float *ms_first,
-		     float *ms_best)
+static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *const *Ws,
+		     int n_W, const T *residual, int M, int N, int K, cudaStream_t stream,
+		     float *ms_first, float *ms_best)
 {
 	*ms_first = *ms_best = 0.f;
-	if (M <= 0 || N <= 0 || K <= 0 || gemv_fits(x, W, M, K))
+	if (M <= 0 || N <= 0 || K <= 0 || n_W < 1 || gemv_fits(x, Ws[0], M, K))
 		return -1;
 	cudaStreamCaptureStatus cs;
 	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
 	if (cs != cudaStreamCaptureStatusNone)
 		return -1;
-	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, W, NULL, residual, M, N, K);
-	cublasLtMatmulHeuristicResult_t res[GEMM_TUNE_MAX];
-	const int n = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res);
+	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, Ws[0], NULL, residual, M, N, K);
+	/* the weights the plan's alignment allows (the plan is Ws[0]'s) */
+	enum { ROT_MAX = 64 };
+	const uint16_t *rot[ROT_MAX];
+	int n_rot = 0;
+	for (int i = 0; i < n_W && n_rot < ROT_MAX; i++)
+		if (Ws[i] && ptr_align(Ws[i]) >= p->align)
+			rot[n_rot++] = Ws[i];
+	cublasLtMatmulHeuristicResult_t res[2 * GEMM_TUNE_MAX];
+	int n = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res, -1);
+	if (n > 0) {
+		int id = -1;
+		size_t wr;
+		if (cublasLtMatmulAlgoConfigGetAttribute(&res[0].algo, CUBLASLT_ALGO_CONFIG_ID, &id,
+							 sizeof(id), &wr) == CUBLAS_STATUS_SUCCESS &&
+		    id >= 0) {
+			const int n_more = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res + n, id);
+			const int n_first = n;
+			for (int j = 0; j < n_more; j++) {
+				bool dup = false;
+				for (int i = 0; i < n_first && !dup; i++)
+					dup = !memcmp(&res[i].algo, &res[n_first + j].algo,
+						      sizeof(res[i].algo));
+				if (!dup)
+					res[n++] = res[n_first + j];
+			}
+		}
+	}
 	cudaEvent_t e0, e1;
 	CUDA_CHECK(cudaEventCreate(&e0));
 	CUDA_CHECK(cudaEventCreate(&e1));
 	const float alpha = 1.f, beta = residual ? 1.f : 0.f;
 	const void *c = residual ? (const void *)residual : (const void *)y;
+	unsigned turn = 0;
 	/* the clocks up first: 20 runs of the first guess, untimed */
 	for (int r = 0; r < 20 && n > 0; r++)
-		CUBLAS_CHECK(cublasLtMatmul(ctx->lt, p->desc, &alpha, W, p->a, x, p->b, &beta, c, p->c,
-					    y, p->c, &res[0].algo, ctx->workspace,
-					    ctx->workspace_bytes, stream));
-	float ms[GEMM_TUNE_MAX];
+		CUBLAS_CHECK(cublasLtMatmul(ctx->lt, p->desc, &alpha, rot[turn++ % n_rot], p->a, x,
+					    p->b, &beta, c, p->c, y, p->c, &res[0].algo,
+					    ctx->workspace, ctx->workspace_bytes, stream));
+	float ms[2 * GEMM_TUNE_MAX];
 	for (int i = 0; i < n; i++) {
 		enum { REPS = 5 };
 		ms[i] = -1;
@@ -779,9 +837,9 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 		for (int r = 0; r <= REPS && st == CUBLAS_STATUS_SUCCESS; r++) {   /* warm-up, REPS */
 			if (r == 1)
 				CUDA_CHECK(cudaEventRecord(e0, stream));
-			st = cublasLtMatmul(ctx->lt, p->desc, &alpha, W, p->a, x, p->b, &beta, c, p->c,
-					    y, p->c, &res[i].algo, ctx->workspace,
-					    ctx->workspace_bytes, stream);
+			st = cublasLtMatmul(ctx->lt, p->desc, &alpha, rot[turn++ % n_rot], p->a, x,
+					    p->b, &beta, c, p->c, y, p->c, &res[i].algo,
+					    ctx->workspace, ctx->workspace_bytes, stream);
 		}
 		if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
 			continue;   /* a candidate the library lists but cannot run here */
@@ -816,20 +874,21 @@ extern "C" int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx)
 	return n;
 }
 
-extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *W,
-				const float *residual, int M, int N, int K, bool f16,
-				cudaStream_t stream, float *ms_first, float *ms_best)
+extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x,
+				const uint16_t *const *Ws, int n_W, const float *residual, int M,
+				int N, int K, bool f16, cudaStream_t stream, float *ms_first,
+				float *ms_best)
 {
-	return f16 ? gemm_tune<float, true>(ctx, y, x, W, residual, M, N, K, stream, ms_first,
-					    ms_best) :
-		     gemm_tune<float, false>(ctx, y, x, W, residual, M, N, K, stream, ms_first,
-					     ms_best);
+	return f16 ? gemm_tune<float, true>(ctx, y, x, Ws, n_W, residual, M, N, K, stream,
+					    ms_first, ms_best) :
+		     gemm_tune<float, false>(ctx, y, x, Ws, n_W, residual, M, N, K, stream,
+					     ms_first, ms_best);
 }
 
 extern "C" int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,
-				const uint16_t *W, int M, int N, int K, cudaStream_t stream,
-				float *ms_first, float *ms_best)
+				const uint16_t *const *Ws, int n_W, int M, int N, int K,
+				cudaStream_t stream, float *ms_first, float *ms_best)
 {
-	return gemm_tune<__half, true>(ctx, (__half *)y, x, W, NULL, M, N, K, stream, ms_first,
-				       ms_best);
+	return gemm_tune<__half, true>(ctx, (__half *)y, x, Ws, n_W, NULL, M, N, K, stream,
+				       ms_first, ms_best);
 }

@@ -1576,9 +1576,11 @@ END_TEST
 /* kn_gemm_f32_tune: it keeps the fastest of cuBLASLt's candidates for a call's key (never slower
  * than the first guess as it timed them), and the plan it leaves computes the product: after
  * tuning on garbage, kn_gemm_f32(_f16)_cuda on real operands with the same pointers matches the
- * reference. Shapes the GEMV runs (M ≤ 4) are left alone (-1). The tuned plans survive more
- * other keys than the cache holds. Cases {M, N, K, residual (0
- * none, 2 in place), fp16}. */
+ * reference. The timing takes three weights in turn, one of them 2 bytes off its buffer's
+ * start (below the plan's alignment, so skipped: a plan must never run on a weight its
+ * alignment does not allow). Shapes the GEMV runs (M ≤ 4) and an empty weight list are left
+ * alone (-1). The tuned plans survive more other keys than the cache holds. Cases {M, N, K,
+ * residual (0 none, 2 in place), fp16}. */
 START_TEST(test_kernels_cuda_gemm_tune)
 {
 	static const int cases[][5] = {
@@ -1596,12 +1598,16 @@ START_TEST(test_kernels_cuda_gemm_tune)
 		CUDA_CHECK(cudaMemset(dx, 0x3c, nx * 2));   /* garbage, but finite */
 		CUDA_CHECK(cudaMemset(dw, 0x3c, nw * 2));
 		CUDA_CHECK(cudaMemset(dy, 0, ny * 4));
+		uint16_t *dw2 = dev_bf16(NULL, nw + 1, 0);
+		CUDA_CHECK(cudaMemset(dw2, 0x3c, (nw + 1) * 2));
+		const uint16_t *ws[3] = { dw, dw2 + 1, dw2 };
 		float first = -1, best = -1;
-		int k = kn_gemm_f32_tune(ctx, dy, dx, dw, res ? dy : NULL, M, N, K, f16, 0, &first,
+		int k = kn_gemm_f32_tune(ctx, dy, dx, ws, 3, res ? dy : NULL, M, N, K, f16, 0, &first,
 					 &best);
 		fprintf(stderr, "gemm tune M=%d N=%d K=%d: candidate %d, %.3f → %.3f ms\n", M, N, K, k,
 			first, best);
-		ck_assert_msg(k >= 0 && k < 8, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
+		ck_assert_msg(k >= 0 && k < 16, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
+		CUDA_CHECK(cudaFree(dw2));
 		ck_assert_msg(best > 0 && best <= first, "gemm tune: kept %g ms against %g", best, first);
 		for (size_t i = 0; i < nx; i++)
 			x[i] = f16 ? f32_to_f16(frand(-2.f, 2.f)) : f32_to_bf16(frand(-1.f, 1.f));
@@ -1633,8 +1639,11 @@ START_TEST(test_kernels_cuda_gemm_tune)
 		free(got);
 	}
 	float a, b;
-	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, NULL, NULL, 4, 2048, 2048, false, 0, &a,
-					  &b), -1);
+	const uint16_t *none[1] = { NULL };
+	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, none, 1, NULL, 4, 2048, 2048, false, 0,
+					  &a, &b), -1);
+	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, none, 0, NULL, 300, 2048, 2048, false, 0,
+					  &a, &b), -1);
 	/* 300 other keys (more than the cache holds) evict untuned plans only */
 	ck_assert_int_eq(kn_gemm_ctx_n_tuned(ctx), 3);
 	uint16_t *sx = dev_bf16(NULL, 304 * 64, 0), *sw = dev_bf16(NULL, 128 * 64, 0);
