@@ -182,8 +182,11 @@ static int plan_heuristics(kn_gemm_ctx *ctx, const struct gemm_plan *p, int n,
 			return 0;
 		}
 		uint32_t mode = CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID;
-		CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
-			pref, CUBLASLT_MATMUL_PREF_SEARCH_MODE, &mode, sizeof(mode)));
+		if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_SEARCH_MODE, &mode,
+							 sizeof(mode)) != CUBLAS_STATUS_SUCCESS) {
+			CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
+			return 0;
+		}
 		for (int i = 0; i < n; i++)
 			res[i].algo = base;
 	}
@@ -784,7 +787,7 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 		     float *ms_first, float *ms_best)
 {
 	*ms_first = *ms_best = 0.f;
-	if (M <= 0 || N <= 0 || K <= 0 || n_W < 1 || gemv_fits(x, Ws[0], M, K))
+	if (M <= 0 || N <= 0 || K <= 0 || n_W < 1 || !Ws[0] || gemv_fits(x, Ws[0], M, K))
 		return -1;
 	cudaStreamCaptureStatus cs;
 	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
@@ -798,7 +801,9 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	for (int i = 0; i < n_W && n_rot < ROT_MAX; i++)
 		if (Ws[i] && ptr_align(Ws[i]) >= p->align)
 			rot[n_rot++] = Ws[i];
+	/* zeroed: the duplicate test compares whole algorithm descriptors */
 	cublasLtMatmulHeuristicResult_t res[2 * GEMM_TUNE_MAX];
+	memset(res, 0, sizeof(res));
 	int n = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res, -1);
 	if (n > 0) {
 		int id = -1;

@@ -125,18 +125,20 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
 			      int K, bool f16, cudaStream_t stream);
 
 /* Tunes the cuBLASLt plan that kn_gemm_f32_cuda (f16: kn_gemm_f32_f16_cuda) uses for exactly
- * these arguments' key (shape, types, pointer alignment; the weight's is Ws[0]'s): times up to
- * 16 candidate algorithms (cuBLASLt's first 8, and 8 more configurations of the first one's
- * algorithm id; one warm-up and 5 runs each) and keeps the fastest for later calls (the first
- * guess stays unless another is more than 2% faster); the tuned plan is never evicted from the
- * ctx's cache. Ws: n_W weights of that shape (a decoder passes one per layer); the launches
- * take them in turn, so that each reads its weight from device memory as a step does, not
- * from L2 (Ws whose alignment is below Ws[0]'s are skipped). The products run on y (and on
- * residual when y is it): their contents are garbage afterwards. Synchronises the stream.
- * Returns the index of the candidate kept (0: the heuristic's own first choice) with
- * *ms_first and *ms_best (its time and the kept one's), or -1 (nothing done) when the GEMV
- * would run the shape (M ≤ 4), n_W < 1 or the stream is capturing. Timing picks the algorithm,
- * so two start-ups may keep different ones for a shape (the same accuracy class; not the same
+ * these arguments' key (shape, types, pointer alignment, the weight's being Ws[0]'s): after 20
+ * untimed runs of the first guess, times up to 16 candidate algorithms (cuBLASLt's first 8,
+ * then up to 8 more configurations of the first one's algorithm id, duplicates dropped; one
+ * warm-up and 5 runs each) and keeps the fastest for later calls (the first guess stays unless
+ * another is more than 2% faster); the tuned plan is never evicted from the ctx's cache.
+ * Ws: n_W weights of that shape (a decoder passes one per layer); the launches take them in
+ * turn, so that each reads its weight from device memory as a step does, not from L2. The
+ * first 64 are used, and of those only the ones aligned at least as the plan's key (the
+ * smallest alignment of y, x, Ws[0] and residual). The products run on y (and on residual when
+ * y is it): their contents are garbage afterwards. Synchronises the stream. Returns the index
+ * of the candidate kept (0: the heuristic's own first choice) with *ms_first and *ms_best
+ * (its time and the kept one's), or -1 (nothing done) when the GEMV would run the shape
+ * (M ≤ 4), n_W < 1, Ws[0] is NULL or the stream is capturing. Timing picks the algorithm, so
+ * two start-ups may keep different ones for a shape (the same accuracy class; not the same
  * last bits). */
 int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *const *Ws,
 		     int n_W, const float *residual, int M, int N, int K, bool f16,

@@ -1578,8 +1578,8 @@ END_TEST
  * tuning on garbage, kn_gemm_f32(_f16)_cuda on real operands with the same pointers matches the
  * reference. The timing takes three weights in turn, one of them 2 bytes off its buffer's
  * start (below the plan's alignment, so skipped: a plan must never run on a weight its
- * alignment does not allow). Shapes the GEMV runs (M ≤ 4) and an empty weight list are left
- * alone (-1). The tuned plans survive more other keys than the cache holds. Cases {M, N, K,
+ * alignment does not allow). Shapes the GEMV runs (M ≤ 4), an empty weight list and a NULL
+ * first weight are left alone (-1). The tuned plans survive more other keys than the cache holds. Cases {M, N, K,
  * residual (0 none, 2 in place), fp16}. */
 START_TEST(test_kernels_cuda_gemm_tune)
 {
@@ -1606,8 +1606,8 @@ START_TEST(test_kernels_cuda_gemm_tune)
 					 &best);
 		fprintf(stderr, "gemm tune M=%d N=%d K=%d: candidate %d, %.3f → %.3f ms\n", M, N, K, k,
 			first, best);
-		ck_assert_msg(k >= 0 && k < 16, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
 		CUDA_CHECK(cudaFree(dw2));
+		ck_assert_msg(k >= 0 && k < 16, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
 		ck_assert_msg(best > 0 && best <= first, "gemm tune: kept %g ms against %g", best, first);
 		for (size_t i = 0; i < nx; i++)
 			x[i] = f16 ? f32_to_f16(frand(-2.f, 2.f)) : f32_to_bf16(frand(-1.f, 1.f));
@@ -1643,6 +1643,8 @@ START_TEST(test_kernels_cuda_gemm_tune)
 	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, none, 1, NULL, 4, 2048, 2048, false, 0,
 					  &a, &b), -1);
 	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, none, 0, NULL, 300, 2048, 2048, false, 0,
+					  &a, &b), -1);
+	ck_assert_int_eq(kn_gemm_f32_tune(ctx, NULL, NULL, none, 1, NULL, 300, 2048, 2048, false, 0,
 					  &a, &b), -1);
 	/* 300 other keys (more than the cache holds) evict untuned plans only */
 	ck_assert_int_eq(kn_gemm_ctx_n_tuned(ctx), 3);
