@@ -21,12 +21,15 @@
  * TFLOP/s, the weight's TB/s for both, and the sum over the 28 layers' four projections.
  * --exhaustive goes past the heuristic: for every algorithm id cublasLtMatmulAlgoGetIds lists, the
  * heuristic restricted to that id (CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID, up to N results) and
- * every tile × stages × cluster shape its capabilities list that cublasLtMatmulAlgoCheck
- * accepts (no split-K), each timed as above; it prints the five fastest per shape with their
- * configuration next to the heuristic's best. On an H200 with cuBLAS 13.0 (fp16 operands) the
- * five fastest of every shape come from the heuristic restricted to id 66 (~200
- * configurations timed a shape); at M = 128 it finds qkv 14% faster than the best of the first
- * 32, o 2%, nothing for gate_up and down; at M = 8192 nothing.
+ * every tile × stages its capabilities list (cluster shape auto), then every cluster shape for
+ * the five fastest so far, each that cublasLtMatmulAlgoCheck accepts timed as above (no
+ * split-K); it prints the five fastest per shape with their configuration next to the
+ * heuristic's best. On an H100 with cuBLAS 13.0 (fp16 operands, M = 64 and 128): of the ~4,100
+ * tile × stages pairs the ids list, cublasLtMatmulAlgoCheck accepts none for these shapes;
+ * ~240 configurations are timed a shape, and the five fastest are all the Hopper id's (66)
+ * restricted-heuristic ones, some with an explicit cluster shape. Against the best of the
+ * first 32 they are 1-10% faster (down at M = 128: 16.74 → 15.04 µs), 3-4% over a layer's
+ * four projections.
  * Nothing is asserted (a benchmark, not a test). On an H100 (tests/bench/PERF.md): over the four
  * projections the best of 16 is 4–6 % faster than the first at M ≤ 128 and 12 % at M = 256
  * (down: 28 %), and no split-K variant is the fastest anywhere; at M = 128 the four
@@ -134,6 +137,7 @@ static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 /* One timed configuration of --exhaustive. */
 typedef struct found_cfg {
 	float us;
+	cublasLtMatmulAlgo_t algo;
 	int id, tile, stages, cluster, from_heuristic;
 } found_cfg;
 
@@ -149,8 +153,9 @@ static void keep_best(found_cfg *top, int n_top, found_cfg c)
 
 static found_cfg cfg_of(const cublasLtMatmulAlgo_t *algo, float us, int from_heuristic)
 {
-	found_cfg c = { us, 0, 0, 0, 0, from_heuristic };
+	found_cfg c = { .us = us, .algo = *algo, .from_heuristic = from_heuristic };
 	uint32_t v = 0;
+	uint16_t v16 = 0;
 	size_t wr;
 	cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_ID, &c.id, sizeof(c.id), &wr);
 	if (cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &v, sizeof(v),
@@ -159,40 +164,59 @@ static found_cfg cfg_of(const cublasLtMatmulAlgo_t *algo, float us, int from_heu
 	if (cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &v, sizeof(v),
 						 &wr) == CUBLAS_STATUS_SUCCESS)
 		c.stages = (int)v;
-	if (cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &v,
-						 sizeof(v), &wr) == CUBLAS_STATUS_SUCCESS)
-		c.cluster = (int)v;
+	/* uint16_t, unlike the tile and stage ids */
+	if (cublasLtMatmulAlgoConfigGetAttribute(algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, &v16,
+						 sizeof(v16), &wr) == CUBLAS_STATUS_SUCCESS)
+		c.cluster = v16;
 	return c;
 }
 
-/* The uint32 list of capability `cap` of algo into out (at most max); how many. */
+/* The uint32 list of capability `cap` of algo (malloc'd into *out, NULL when empty): how many. */
 static int cap_list(const cublasLtMatmulAlgo_t *algo, cublasLtMatmulAlgoCapAttributes_t cap,
-		    uint32_t *out, int max)
+		    uint32_t **out)
 {
 	size_t need = 0;
+	*out = NULL;
 	if (cublasLtMatmulAlgoCapGetAttribute(algo, cap, NULL, 0, &need) != CUBLAS_STATUS_SUCCESS ||
-	    need == 0)
+	    need < sizeof(uint32_t))
 		return 0;
-	int n = (int)(need / sizeof(uint32_t));
-	if (n > max)
-		n = max;
-	if (cublasLtMatmulAlgoCapGetAttribute(algo, cap, out, (size_t)n * sizeof(uint32_t), &need) !=
-	    CUBLAS_STATUS_SUCCESS)
+	*out = malloc(need);
+	if (cublasLtMatmulAlgoCapGetAttribute(algo, cap, *out, need, &need) != CUBLAS_STATUS_SUCCESS) {
+		free(*out);
+		*out = NULL;
 		return 0;
-	return n;
+	}
+	return (int)(need / sizeof(uint32_t));
 }
 
-/* --exhaustive for one shape: every algorithm id's restricted heuristic and configurations. */
+/* Times algo when cublasLtMatmulAlgoCheck accepts it; keeps it in top. */
+static int try_cfg(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+		   cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, const cublasLtMatmulAlgo_t *algo,
+		   uint16_t *const *w, int n_w, const uint16_t *x, float *y, float beta, void *ws,
+		   int reps, found_cfg *top, int n_top, int from_heuristic)
+{
+	cublasLtMatmulHeuristicResult_t chk;
+	if (cublasLtMatmulAlgoCheck(lt, desc, a, b, c, c, algo, &chk) != CUBLAS_STATUS_SUCCESS ||
+	    chk.workspaceSize > WORKSPACE)
+		return 0;
+	float t = time_algo(lt, desc, a, b, c, algo, w, n_w, x, y, beta, ws, reps);
+	if (t > 0)
+		keep_best(top, n_top, cfg_of(algo, t, from_heuristic));
+	return 1;
+}
+
+/* --exhaustive for one shape: every algorithm id's restricted heuristic and its listed tile ×
+ * stages configurations (cluster shape auto), then every cluster shape for the five fastest. */
 static void search_all(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
 		       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c, cudaDataType_t in,
 		       uint16_t *const *w, int n_w, const uint16_t *x, float *y, float beta, void *ws,
 		       int reps, int n_algos, int M, const char *name, float t_heur)
 {
-	enum { N_TOP = 5, MAX_IDS = 256, MAX_CAP = 128 };
+	enum { N_TOP = 5, MAX_IDS = 256 };
 	found_cfg top[N_TOP];
 	for (int i = 0; i < N_TOP; i++)
 		top[i].us = -1;
-	int ids[MAX_IDS], n_ids = 0, n_timed = 0;
+	int ids[MAX_IDS], n_ids = 0, n_timed = 0, n_listed = 0;
 	LT(cublasLtMatmulAlgoGetIds(lt, CUBLAS_COMPUTE_32F, CUDA_R_32F, in, in, CUDA_R_32F,
 				    CUDA_R_32F, MAX_IDS, ids, &n_ids));
 	for (int k = 0; k < n_ids; k++) {
@@ -217,50 +241,45 @@ static void search_all(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 		    CUBLAS_STATUS_SUCCESS)
 			found = 0;
 		LT(cublasLtMatmulPreferenceDestroy(pref));
-		for (int i = 0; i < found; i++) {
-			if (res[i].state != CUBLAS_STATUS_SUCCESS || res[i].workspaceSize > WORKSPACE)
-				continue;
-			float t = time_algo(lt, desc, a, b, c, &res[i].algo, w, n_w, x, y, beta, ws,
-					    reps);
-			n_timed++;
-			if (t > 0)
-				keep_best(top, N_TOP, cfg_of(&res[i].algo, t, 1));
-		}
-		/* every listed tile × stages × cluster shape */
-		uint32_t tiles[MAX_CAP], stages[MAX_CAP];
-		int n_t = cap_list(&base, CUBLASLT_ALGO_CAP_TILE_IDS, tiles, MAX_CAP);
-		int n_s = cap_list(&base, CUBLASLT_ALGO_CAP_STAGES_IDS, stages, MAX_CAP);
-		if (n_t == 0)
-			tiles[n_t++] = 0;
-		if (n_s == 0)
-			stages[n_s++] = 0;
+		for (int i = 0; i < found; i++)
+			if (res[i].state == CUBLAS_STATUS_SUCCESS)
+				n_timed += try_cfg(lt, desc, a, b, c, &res[i].algo, w, n_w, x, y, beta,
+						   ws, reps, top, N_TOP, 1);
+		/* every listed tile × stages, the cluster shape left to the library */
+		uint32_t *tiles, *stages;
+		int n_t = cap_list(&base, CUBLASLT_ALGO_CAP_TILE_IDS, &tiles);
+		int n_s = cap_list(&base, CUBLASLT_ALGO_CAP_STAGES_IDS, &stages);
+		n_listed += n_t * (n_s ? n_s : 1);
 		for (int ti = 0; ti < n_t; ti++)
-			for (int si = 0; si < n_s; si++)
-				for (uint32_t cl = 0; cl < CUBLASLT_CLUSTER_SHAPE_END; cl++) {
-					cublasLtMatmulAlgo_t algo = base;
-					cublasLtMatmulHeuristicResult_t chk;
-					if (cublasLtMatmulAlgoConfigSetAttribute(
-						    &algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tiles[ti],
-						    sizeof(tiles[ti])) != CUBLAS_STATUS_SUCCESS ||
-					    cublasLtMatmulAlgoConfigSetAttribute(
+			for (int si = 0; si < (n_s ? n_s : 1); si++) {
+				cublasLtMatmulAlgo_t algo = base;
+				if (cublasLtMatmulAlgoConfigSetAttribute(
+					    &algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tiles[ti],
+					    sizeof(tiles[ti])) != CUBLAS_STATUS_SUCCESS ||
+				    (n_s && cublasLtMatmulAlgoConfigSetAttribute(
 						    &algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages[si],
-						    sizeof(stages[si])) != CUBLAS_STATUS_SUCCESS ||
-					    (cl && cublasLtMatmulAlgoConfigSetAttribute(
-							   &algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
-							   &cl, sizeof(cl)) != CUBLAS_STATUS_SUCCESS) ||
-					    cublasLtMatmulAlgoCheck(lt, desc, a, b, c, c, &algo, &chk) !=
-						    CUBLAS_STATUS_SUCCESS ||
-					    chk.workspaceSize > WORKSPACE)
-						continue;
-					float t = time_algo(lt, desc, a, b, c, &algo, w, n_w, x, y, beta,
-							    ws, reps);
-					n_timed++;
-					if (t > 0)
-						keep_best(top, N_TOP, cfg_of(&algo, t, 0));
-				}
+						    sizeof(stages[si])) != CUBLAS_STATUS_SUCCESS))
+					continue;
+				n_timed += try_cfg(lt, desc, a, b, c, &algo, w, n_w, x, y, beta, ws,
+						   reps, top, N_TOP, 0);
+			}
+		free(tiles);
+		free(stages);
 	}
-	printf("%6d %-8s exhaustive: %d ids, %d configurations timed; heuristic best %.2f µs\n", M,
-	       name, n_ids, n_timed, t_heur);
+	/* every cluster shape for the fastest five so far */
+	found_cfg best[N_TOP];
+	memcpy(best, top, sizeof(best));
+	for (int i = 0; i < N_TOP && best[i].us > 0; i++)
+		for (uint16_t cl = 1; cl < CUBLASLT_CLUSTER_SHAPE_END; cl++) {
+			cublasLtMatmulAlgo_t algo = best[i].algo;
+			if (cublasLtMatmulAlgoConfigSetAttribute(&algo,
+								 CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID,
+								 &cl, sizeof(cl)) == CUBLAS_STATUS_SUCCESS)
+				n_timed += try_cfg(lt, desc, a, b, c, &algo, w, n_w, x, y, beta, ws,
+						   reps, top, N_TOP, best[i].from_heuristic);
+		}
+	printf("%6d %-8s exhaustive: %d ids, %d tile × stages listed, %d configurations timed; "
+	       "heuristic best %.2f µs\n", M, name, n_ids, n_listed, n_timed, t_heur);
 	for (int i = 0; i < N_TOP && top[i].us > 0; i++)
 		printf("%6s %-8s   %8.2f µs  id %3d tile %3d stages %3d cluster %2d%s\n", "", "",
 		       top[i].us, top[i].id, top[i].tile, top[i].stages, top[i].cluster,
