@@ -131,6 +131,7 @@ void bench_metrics_compute(const bench_result *r, size_t n, double duration, ben
 		e2el[m->completed] = q->latency;
 		m->completed++;
 		m->total_input += q->prompt_tokens;
+		m->total_cached += q->cached_tokens;
 		m->total_output += q->output_tokens;
 		if (q->output_tokens > 1)
 			tpot[n_tpot++] = (q->latency - q->ttft) / (double)(q->output_tokens - 1);
@@ -231,6 +232,9 @@ void bench_print_table(FILE *f, const bench_opts *o, const bench_metrics *m)
 		fprintf(f, "%-40s %-10.2f\n", "Request rate configured (RPS):", o->request_rate);
 	fprintf(f, "%-40s %-10.2f\n", "Benchmark duration (s):", m->duration);
 	fprintf(f, "%-40s %-10lld\n", "Total input tokens:", (long long)m->total_input);
+	if (m->total_cached)   /* a benchmark of prefill wants to know its prompts were computed */
+		fprintf(f, "%-40s %-10lld\n", "Prefix-cached input tokens:",
+			(long long)m->total_cached);
 	fprintf(f, "%-40s %-10lld\n", "Total generated tokens:", (long long)m->total_output);
 	fprintf(f, "%-40s %-10.2f\n", "Request throughput (req/s):", m->request_throughput);
 	fprintf(f, "%-40s %-10.2f\n", "Output token throughput (tok/s):", m->output_throughput);
@@ -282,6 +286,7 @@ int bench_write_json(const char *path, const bench_opts *o, const char *model,
 	json_object_object_add(j, "completed", json_object_new_int(m->completed));
 	json_object_object_add(j, "failed", json_object_new_int(m->failed));
 	json_object_object_add(j, "total_input_tokens", json_object_new_int64(m->total_input));
+	json_object_object_add(j, "total_cached_tokens", json_object_new_int64(m->total_cached));
 	json_object_object_add(j, "total_output_tokens", json_object_new_int64(m->total_output));
 	json_object_object_add(j, "request_throughput", json_object_new_double(m->request_throughput));
 	json_object_object_add(j, "output_throughput", json_object_new_double(m->output_throughput));
@@ -292,11 +297,13 @@ int bench_write_json(const char *path, const bench_opts *o, const char *model,
 	json_object_object_add(j, "max_concurrent_requests",
 			       json_object_new_int(m->max_concurrent_requests));
 	json_object *in = json_object_new_array(), *out = json_object_new_array();
+	json_object *cached = json_object_new_array();
 	json_object *ttfts = json_object_new_array(), *itls = json_object_new_array();
 	json_object *errs = json_object_new_array();
 	for (size_t i = 0; i < n; i++) {
 		json_object_array_add(in, json_object_new_int64(r[i].prompt_tokens));
 		json_object_array_add(out, json_object_new_int64(r[i].output_tokens));
+		json_object_array_add(cached, json_object_new_int64(r[i].cached_tokens));
 		json_object_array_add(ttfts, json_object_new_double(r[i].ok ? r[i].ttft : 0));
 		json_object *g = json_object_new_array();
 		for (size_t k = 1; r[i].ok && k < r[i].n_events; k++)
@@ -307,6 +314,7 @@ int bench_write_json(const char *path, const bench_opts *o, const char *model,
 	}
 	json_object_object_add(j, "input_lens", in);
 	json_object_object_add(j, "output_lens", out);
+	json_object_object_add(j, "cached_lens", cached);
 	json_object_object_add(j, "ttfts", ttfts);
 	json_object_object_add(j, "itls", itls);
 	json_object_object_add(j, "errors", errs);
@@ -484,6 +492,11 @@ static void resp_event(resp *p, const char *data, double t)
 			p->r->prompt_tokens = json_object_get_int64(x);
 		if (json_object_object_get_ex(v, "completion_tokens", &x))
 			p->r->output_tokens = json_object_get_int64(x);
+		json_object *det;
+		if (json_object_object_get_ex(v, "prompt_tokens_details", &det) &&
+		    json_object_is_type(det, json_type_object) &&
+		    json_object_object_get_ex(det, "cached_tokens", &x))
+			p->r->cached_tokens = json_object_get_int64(x);
 		p->have_usage = true;
 	}
 	json_object_put(j);
@@ -842,6 +855,7 @@ static void wire_request(runner *R, int *fd, const int32_t *ids, uint64_t id, be
 			r->latency = t;
 			r->prompt_tokens = f.prompt_tokens;
 			r->output_tokens = f.completion_tokens;
+			r->cached_tokens = f.cached_tokens;
 			r->ttft = r->n_events ? r->events[0] : t;
 			r->ok = true;
 			break;
@@ -868,15 +882,18 @@ static void wire_request(runner *R, int *fd, const int32_t *ids, uint64_t id, be
 }
 
 /* Run request k: build its body, wait for its arrival, send it. */
-static void run_one(runner *R, int k, int *wire_fd)
+/* Request slot k (its arrival time and result) with the prompt (and image) of request number
+ * `prompt`: the timed requests have prompt = k; the readiness check uses one no timed request
+ * uses. */
+static void run_one(runner *R, int k, uint64_t prompt, int *wire_fd)
 {
 	bench_result *r = &R->res[k];
 	qerr e = { 0 };
 	char *body = NULL;
 	int32_t *ids = NULL;
 	if (R->o->mode == BENCH_MODE_WIRE)
-		ids = wire_ids(R, (uint64_t)k);
-	else if (!(body = chat_body(R->o, R->model, (uint64_t)k, &e))) {
+		ids = wire_ids(R, prompt);
+	else if (!(body = chat_body(R->o, R->model, prompt, &e))) {
 		result_fail(r, e.msg);
 		return;
 	}
@@ -905,7 +922,7 @@ static void *worker(void *arg)
 		pthread_mutex_unlock(&R->mu);
 		if (k < 0)
 			break;
-		run_one(R, k, &fd);
+		run_one(R, k, (uint64_t)k, &fd);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -1015,14 +1032,19 @@ int bench_run(const bench_opts *o, bench_result **out, double *duration, char **
 		}
 	}
 	R.model = o->model ? o->model : served;
-	/* the readiness check: request 0's prompt, once, untimed */
+	/* the readiness check, untimed: a request of the same shape as the timed ones with the
+	 * prompt (and image) of request number num_prompts, which no timed request has. (vllm bench
+	 * serve sends request 0's own prompt, which then finds its blocks in the server's prefix
+	 * cache, and its image in an encoder cache, when it is timed: with a few requests a row, as
+	 * in a TTFT or prefill measurement, that one cached request moves the mean and even the
+	 * median.) */
 	double zero = 0;
 	bench_result test = { 0 };
 	int fd = -1;
 	R.arrival = &zero;
 	R.res = &test;
 	R.t0 = mono();
-	run_one(&R, 0, &fd);
+	run_one(&R, 0, (uint64_t)o->num_prompts, &fd);
 	if (fd >= 0)
 		close(fd);
 	if (!test.ok) {

@@ -5,7 +5,9 @@
  *
  * Method (docs: /work/shared/notes/serving-anchors.md §3):
  *   - one readiness request first (GET /v1/models over HTTP/FastCGI, HELLO over the wire, then a
- *     single test prompt); when it fails the target is reported unreachable and nothing is timed
+ *     single test prompt, request number num_prompts's, which no timed request repeats, so
+ *     that no timed prompt or image is in the server's caches beforehand); when it fails the
+ *     target is reported unreachable and nothing is timed
  *   - N requests, each sent at its arrival time: Poisson arrivals at --request-rate (gaps
  *     -ln(1-u)/rate, seeded), or all at t=0 for inf; at most --max-concurrency in flight (a pool
  *     of that many worker threads is the semaphore)
@@ -17,7 +19,9 @@
  *       TTFT = first token event − send, ITL = every gap between successive token events,
  *       TPOT = (E2EL − TTFT)/(out − 1) per request with out > 1, E2EL = last byte − send
  *   - metrics and their names as vLLM's calculate_metrics: mean/median/std/p99 (numpy's linear
- *     percentile), throughputs over the benchmark duration (first send → last finish)
+ *     percentile), throughputs over the benchmark duration (first send → last finish); also
+ *     the prompt tokens the server's prefix cache served (usage.prompt_tokens_details
+ *     .cached_tokens, the wire's FINISH frame), so a prefill figure can be seen to be one
  *
  * Ownership: bench_result arrays are owned by whoever ran them (bench_results_free). Threads:
  * bench_run starts and joins its own workers; everything else is single-threaded.
@@ -59,6 +63,8 @@ typedef struct bench_result {
 	double start;                  /* send time, relative to the benchmark start */
 	double ttft, latency;          /* from send */
 	int64_t prompt_tokens, output_tokens;
+	int64_t cached_tokens;         /* of prompt_tokens, those the server's prefix cache held
+					* (usage.prompt_tokens_details.cached_tokens) */
 	double *events;                /* owned: token event times relative to send, ascending */
 	size_t n_events, cap_events;
 	char *error;                   /* owned; NULL when ok */
@@ -74,6 +80,7 @@ typedef struct bench_metrics {
 	int completed, failed;
 	double duration;               /* s */
 	int64_t total_input, total_output;
+	int64_t total_cached;          /* prompt tokens served from the prefix cache */
 	double request_throughput, output_throughput, total_token_throughput;
 	double max_output_tokens_per_s;  /* peak over 1 s buckets of token events */
 	int max_concurrent_requests;

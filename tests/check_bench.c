@@ -64,10 +64,12 @@ START_TEST(test_bench_metrics_synthetic)
 	bench_result *r = calloc(3, sizeof(bench_result));
 	double e0[] = { 0.1, 0.2, 0.35 }, e1[] = { 0.2, 0.3 };
 	r[0] = (bench_result){ .ok = true, .start = 0, .ttft = 0.1, .latency = 0.4,
-			       .prompt_tokens = 10, .output_tokens = 3, .n_events = 3 };
+			       .prompt_tokens = 10, .output_tokens = 3, .cached_tokens = 4,
+			       .n_events = 3 };
 	r[1] = (bench_result){ .ok = true, .start = 0.5, .ttft = 0.2, .latency = 0.5,
 			       .prompt_tokens = 20, .output_tokens = 2, .n_events = 2 };
-	r[2] = (bench_result){ .ok = false, .start = 0.2, .latency = 0.05, .prompt_tokens = 99 };
+	r[2] = (bench_result){ .ok = false, .start = 0.2, .latency = 0.05, .prompt_tokens = 99,
+			       .cached_tokens = 7 };
 	r[0].events = malloc(sizeof(e0));
 	memcpy(r[0].events, e0, sizeof(e0));
 	r[1].events = malloc(sizeof(e1));
@@ -78,6 +80,7 @@ START_TEST(test_bench_metrics_synthetic)
 	ck_assert_int_eq(m.completed, 2);
 	ck_assert_int_eq(m.failed, 1);
 	ck_assert_int_eq(m.total_input, 30);
+	ck_assert_int_eq(m.total_cached, 4);   /* the failed request's count is not summed */
 	ck_assert_int_eq(m.total_output, 5);
 	assert_near(m.request_throughput, 1.0, 1e-12);
 	assert_near(m.output_throughput, 2.5, 1e-12);
