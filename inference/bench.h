@@ -5,9 +5,10 @@
  *
  * Method (docs: /work/shared/notes/serving-anchors.md §3):
  *   - one readiness request first (GET /v1/models over HTTP/FastCGI, HELLO over the wire, then a
- *     single test prompt, request number num_prompts's, which no timed request repeats, so
- *     that no timed prompt or image is in the server's caches beforehand); when it fails the
- *     target is reported unreachable and nothing is timed
+ *     single test prompt, request number num_prompts's, which no timed request of the run
+ *     repeats, so that no timed prompt or image is in the server's caches beforehand: runs
+ *     against one server need seeds of their own); when it fails the target is reported
+ *     unreachable and nothing is timed
  *   - N requests, each sent at its arrival time: Poisson arrivals at --request-rate (gaps
  *     -ln(1-u)/rate, seeded), or all at t=0 for inf; at most --max-concurrency in flight (a pool
  *     of that many worker threads is the semaphore)

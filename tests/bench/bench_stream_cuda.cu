@@ -20,8 +20,8 @@
  *
  * What it says (H100 80GB HBM3, tests/bench/PERF.md session 9): with enough bytes in flight a
  * CTA (bulk copies), 32-132 CTAs read 8.4 MB in ~5.7 µs, 16.8 MB in ~8.3, 25.2 MB in ~11 and
- * 50.3 MB in ~18.5: a launch carries ~2.5-3 µs of ramp and tail that no kernel reading those
- * bytes avoids, unless PDL starts its loads under the previous kernel.
+ * 50.3 MB in ~18.5: 1.2-2.8 µs over the time at 2.9 TB/s, a launch's ramp and tail, which no
+ * kernel reading those bytes avoids unless PDL starts its loads under the previous kernel.
  */
 #include <algorithm>
 #include <cstdint>
