@@ -13,15 +13,21 @@
  *   bulk N×S:   one thread issues 1-D bulk copies (cp.async.bulk, the copy engine) of S bytes
  *               into a ring of N stages completing on mbarriers; 128 threads wait for each
  *               stage, read a word of it, and the stage is refilled; N·S bytes in flight a CTA
- * Each CTA reads a contiguous B/G bytes (rounded down to the stage size, so the TB/s column is
- * the bytes actually read over the time). Time: median of 15 measurements of 10 launches back
- * to back between CUDA events (the launches pipeline as a step's kernels do without PDL), each
- * launch on other data of a 2 GiB pool, so none of it is in the 50 MB L2.
+ * B (rounded down to 4 KB for plain loads, to a stage for bulk copies) is split evenly: each
+ * CTA reads a contiguous share, the shares within one unit of each other (table 1).
  *
- * What it says (H100 80GB HBM3, tests/bench/PERF.md session 9): with enough bytes in flight a
- * CTA (bulk copies), 32-132 CTAs read 8.4 MB in ~5.7 µs, 16.8 MB in ~8.3, 25.2 MB in ~11 and
- * 50.3 MB in ~18.5: 1.2-2.8 µs over the time at 2.9 TB/s, a launch's ramp and tail, which no
- * kernel reading those bytes avoids unless PDL starts its loads under the previous kernel.
+ * Table 2 puts the read (bulk 4 × 32 KB, 132 CTAs) behind a small kernel like the step's
+ * RMSNorm, pairs back to back, once in plain stream order and once with PDL: the small kernel
+ * lets its successor be scheduled at its start and the read issues its first four stages
+ * before griddepcontrol.wait, as a GEMM of ours could with its weights; what the read adds to
+ * the small kernel's time is then its cost in a step.
+ * Time: median of 15 measurements of 10 launches (or pairs) back to back between CUDA events,
+ * each launch on other data of a 2 GiB pool, so none of it is in the 50 MB L2.
+ *
+ * What it says (H100 80GB HBM3, tests/bench/PERF.md session 9): with bulk copies and 64-192 KB
+ * in flight a CTA, 64-132 CTAs read 8.4 MB in ~5.8 µs, 16.8 MB in ~8.4, 25.2 MB in ~11.1 and
+ * 50.3 MB in ~19.4, i.e. 2.1-2.9 µs over the time at 2.9 TB/s, a launch's ramp and tail. Behind
+ * a small kernel with PDL the same reads add only 0.5-1.6 µs over that time.
  */
 #include <algorithm>
 #include <cstdint>
@@ -39,10 +45,20 @@
 		}                                                                             \
 	} while (0)
 
-template <int U>
-__global__ void __launch_bounds__(256) ldg_kernel(const uint4 *src, size_t n_vec, unsigned *sink)
+/* CTA b of G takes units [b·n/G, (b+1)·n/G) of n: every CTA within one unit of the others. */
+static __device__ __forceinline__ void cta_range(size_t n, size_t *lo, size_t *hi)
 {
-	const uint4 *p = src + (size_t)blockIdx.x * n_vec;
+	*lo = n * blockIdx.x / gridDim.x;
+	*hi = n * (blockIdx.x + 1) / gridDim.x;
+}
+
+template <int U>
+__global__ void __launch_bounds__(256) ldg_kernel(const uint4 *src, size_t n_vec_all, unsigned *sink)
+{
+	size_t lo, hi;
+	cta_range(n_vec_all, &lo, &hi);
+	const uint4 *p = src + lo;
+	const size_t n_vec = hi - lo;
 	unsigned acc = 0;
 	for (size_t i = threadIdx.x; i < n_vec; i += 256 * U) {
 		uint4 v[U];
@@ -65,12 +81,15 @@ static __device__ __forceinline__ uint32_t smem_u32(const void *p)
 }
 
 template <int NST, int SB>
-__global__ void __launch_bounds__(128) bulk_kernel(const uint8_t *src, size_t bytes, unsigned *sink)
+__global__ void __launch_bounds__(128) bulk_kernel(const uint8_t *src, size_t n_stages_all,
+						   unsigned *sink, int pdl)
 {
 	extern __shared__ __align__(128) uint8_t ring[];
 	__shared__ __align__(8) uint64_t full[NST];
-	const uint8_t *p = src + (size_t)blockIdx.x * bytes;
-	const int n = (int)(bytes / SB);
+	size_t lo, hi;
+	cta_range(n_stages_all, &lo, &hi);
+	const uint8_t *p = src + lo * SB;
+	const int n = (int)(hi - lo);
 	if (threadIdx.x == 0) {
 		for (int s = 0; s < NST; s++)
 			asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(smem_u32(&full[s])));
@@ -90,6 +109,9 @@ __global__ void __launch_bounds__(128) bulk_kernel(const uint8_t *src, size_t by
 	if (threadIdx.x == 0)
 		for (int i = 0; i < NST && i < n; i++)
 			issue(i);
+	if (pdl)   /* the first stages are in flight under the predecessor; nothing after this
+		    * would read what it writes, but a GEMM's activations would */
+		asm volatile("griddepcontrol.wait;" ::: "memory");
 	unsigned acc = 0;
 	for (int i = 0; i < n; i++) {
 		const int s = i % NST;
@@ -114,7 +136,7 @@ __global__ void __launch_bounds__(128) bulk_kernel(const uint8_t *src, size_t by
 
 struct variant {
 	const char *name;
-	size_t unit;   /* a CTA's bytes are a multiple of this */
+	size_t unit;   /* the bytes read are a multiple of this, split evenly over the CTAs */
 	void (*launch)(int g, const uint8_t *src, size_t bytes, unsigned *sink);
 };
 
@@ -126,7 +148,35 @@ template <int U> static void launch_ldg(int g, const uint8_t *src, size_t bytes,
 template <int NST, int SB>
 static void launch_bulk(int g, const uint8_t *src, size_t bytes, unsigned *sink)
 {
-	bulk_kernel<NST, SB><<<g, 128, NST * SB>>>(src, bytes, sink);
+	bulk_kernel<NST, SB><<<g, 128, NST * SB>>>(src, bytes / SB, sink, 0);
+}
+
+/* A decode step's small kernel (an RMSNorm of 128 rows of 2048 fp32: ~1 MB read and written)
+ * that lets its successor be scheduled as soon as it starts, as the step's kernels do. */
+__global__ void __launch_bounds__(256) small_kernel(const float *x, float *y, int n, int pdl)
+{
+	if (pdl) {
+		asm volatile("griddepcontrol.wait;" ::: "memory");
+		asm volatile("griddepcontrol.launch_dependents;");
+	}
+	for (int i = blockIdx.x * 256 + threadIdx.x; i < n; i += gridDim.x * 256)
+		y[i] = x[i] * 1.0001f;
+}
+
+/* kernel with args, on stream 0, with the programmatic-serialisation attribute when pdl */
+template <typename... A> static void launch_ex(void (*k)(A...), int g, int threads, size_t smem,
+					       bool pdl, A... args)
+{
+	cudaLaunchConfig_t cfg = {};
+	cfg.gridDim = dim3(g);
+	cfg.blockDim = dim3(threads);
+	cfg.dynamicSmemBytes = smem;
+	cudaLaunchAttribute attr[1];
+	attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	attr[0].val.programmaticStreamSerializationAllowed = pdl;
+	cfg.attrs = attr;
+	cfg.numAttrs = 1;
+	CK(cudaLaunchKernelEx(&cfg, k, args...));
 }
 
 template <int NST, int SB> static void allow_smem(void)
@@ -177,12 +227,8 @@ int main(void)
 		for (int g : gs) {
 			printf("  G = %3d %24s", g, "");
 			for (double m : mb) {
-				const size_t per = (size_t)(m * 1e6 / g) / v.unit * v.unit;
-				if (per == 0) {
-					printf(" %15s", "-");
-					continue;
-				}
-				const size_t total = per * (size_t)g, step = (total + 4095) & ~(size_t)4095;
+				const size_t total = (size_t)(m * 1e6) / v.unit * v.unit;
+				const size_t step = (total + 4095) & ~(size_t)4095;
 				size_t off = 0;
 				std::vector<float> t;
 				for (int r = 0; r < 17; r++) {
@@ -191,7 +237,7 @@ int main(void)
 					for (int k = 0; k < REPS; k++) {
 						if (off + total > pool)
 							off = 0;
-						v.launch(g, buf + off, per, sink);
+						v.launch(g, buf + off, total, sink);
 						off += step;
 					}
 					CK(cudaEventRecord(e1));
@@ -209,6 +255,60 @@ int main(void)
 			printf("\n");
 		}
 	}
+	/* Table 2: the read behind a small kernel, without and with PDL (its first stages issued
+	 * before griddepcontrol.wait), pairs back to back; what the read adds to the pair. */
+	float *xa, *ya;
+	const int n_small = 128 * 2048;
+	CK(cudaMalloc((void **)&xa, n_small * sizeof(float)));
+	CK(cudaMalloc((void **)&ya, n_small * sizeof(float)));
+	CK(cudaMemset(xa, 0, n_small * sizeof(float)));
+	printf("\nBehind a small kernel (128 × 2048 fp32 scaled, 132 CTAs), bulk 4 x 32 KB, G = 132: "
+	       "µs a pair, and what the read adds to the small kernel alone\n");
+	printf("%-28s", "");
+	for (double m : mb)
+		printf(" %8.1f MB          ", m);
+	printf("\n");
+	auto time_pairs = [&](bool pdl, double m, bool with_read) {
+		const size_t total = (size_t)(m * 1e6) / 32768 * 32768;
+		const size_t step = (total + 4095) & ~(size_t)4095;
+		size_t off = 0;
+		std::vector<float> t;
+		for (int r = 0; r < 17; r++) {
+			enum { REPS = 10 };
+			CK(cudaEventRecord(e0));
+			for (int k = 0; k < REPS; k++) {
+				launch_ex(small_kernel, 132, 256, 0, pdl, (const float *)xa, ya, n_small,
+					  (int)pdl);
+				if (!with_read)
+					continue;
+				if (off + total > pool)
+					off = 0;
+				launch_ex(bulk_kernel<4, 32768>, 132, 128, (size_t)4 * 32768, pdl,
+					  (const uint8_t *)(buf + off), total / 32768, sink, (int)pdl);
+				off += step;
+			}
+			CK(cudaEventRecord(e1));
+			CK(cudaEventSynchronize(e1));
+			CK(cudaGetLastError());
+			float ms;
+			CK(cudaEventElapsedTime(&ms, e0, e1));
+			if (r >= 2)
+				t.push_back(ms * 1000.f / REPS);
+		}
+		std::sort(t.begin(), t.end());
+		return t[t.size() / 2];
+	};
+	for (int pdl = 0; pdl < 2; pdl++) {
+		const float alone = time_pairs(pdl, mb[0], false);
+		printf("%-28s", pdl ? "PDL" : "no PDL");
+		for (double m : mb) {
+			const float pair = time_pairs(pdl, m, true);
+			printf(" %6.2f (+%5.2f)     ", pair, pair - alone);
+		}
+		printf("   (small kernel alone %.2f)\n", alone);
+	}
+	CK(cudaFree(xa));
+	CK(cudaFree(ya));
 	CK(cudaFree(buf));
 	CK(cudaFree(sink));
 	return 0;
