@@ -881,10 +881,9 @@ static void wire_request(runner *R, int *fd, const int32_t *ids, uint64_t id, be
 	}
 }
 
-/* Run request k: build its body, wait for its arrival, send it. */
-/* Request slot k (its arrival time and result) with the prompt (and image) of request number
- * `prompt`: the timed requests have prompt = k; the readiness check uses one no timed request
- * uses. */
+/* Run request slot k (its arrival time and result) with the prompt (and image) of request number
+ * `prompt`: build its body, wait for its arrival, send it. The timed requests have prompt = k;
+ * the readiness check uses one no timed request uses. */
 static void run_one(runner *R, int k, uint64_t prompt, int *wire_fd)
 {
 	bench_result *r = &R->res[k];

@@ -770,6 +770,33 @@ extern "C" void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h
 	}
 }
 
+/* gemm_tune's candidates for plan p into res (2 · GEMM_TUNE_MAX): the heuristic's first
+ * GEMM_TUNE_MAX, then the configurations of the first one's algorithm id that are not among
+ * them (whole descriptors compared, so res is zeroed first). How many. */
+static int tune_candidates(kn_gemm_ctx *ctx, const struct gemm_plan *p,
+			   cublasLtMatmulHeuristicResult_t *res)
+{
+	memset(res, 0, 2 * GEMM_TUNE_MAX * sizeof(*res));
+	const int n_first = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res, -1);
+	int id = -1;
+	size_t wr;
+	if (n_first < 1 ||
+	    cublasLtMatmulAlgoConfigGetAttribute(&res[0].algo, CUBLASLT_ALGO_CONFIG_ID, &id,
+						 sizeof(id), &wr) != CUBLAS_STATUS_SUCCESS ||
+	    id < 0)
+		return n_first;
+	const int n_more = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res + n_first, id);
+	int n = n_first;
+	for (int j = n_first; j < n_first + n_more; j++) {
+		bool dup = false;
+		for (int i = 0; i < n_first && !dup; i++)
+			dup = !memcmp(&res[i].algo, &res[j].algo, sizeof(res[i].algo));
+		if (!dup)
+			res[n++] = res[j];
+	}
+	return n;
+}
+
 /* kn_gemm_f32_tune and kn_gemm_f16_tune: T the output type, F16 the operands' (gemm.h).
  *
  * Candidates: the heuristic's first GEMM_TUNE_MAX, then up to GEMM_TUNE_MAX more from the
@@ -801,28 +828,8 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	for (int i = 0; i < n_W && n_rot < ROT_MAX; i++)
 		if (Ws[i] && ptr_align(Ws[i]) >= p->align)
 			rot[n_rot++] = Ws[i];
-	/* zeroed: the duplicate test compares whole algorithm descriptors */
 	cublasLtMatmulHeuristicResult_t res[2 * GEMM_TUNE_MAX];
-	memset(res, 0, sizeof(res));
-	int n = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res, -1);
-	if (n > 0) {
-		int id = -1;
-		size_t wr;
-		if (cublasLtMatmulAlgoConfigGetAttribute(&res[0].algo, CUBLASLT_ALGO_CONFIG_ID, &id,
-							 sizeof(id), &wr) == CUBLAS_STATUS_SUCCESS &&
-		    id >= 0) {
-			const int n_more = plan_heuristics(ctx, p, GEMM_TUNE_MAX, res + n, id);
-			const int n_first = n;
-			for (int j = 0; j < n_more; j++) {
-				bool dup = false;
-				for (int i = 0; i < n_first && !dup; i++)
-					dup = !memcmp(&res[i].algo, &res[n_first + j].algo,
-						      sizeof(res[i].algo));
-				if (!dup)
-					res[n++] = res[n_first + j];
-			}
-		}
-	}
+	const int n = tune_candidates(ctx, p, res);
 	cudaEvent_t e0, e1;
 	CUDA_CHECK(cudaEventCreate(&e0));
 	CUDA_CHECK(cudaEventCreate(&e1));

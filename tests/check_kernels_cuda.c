@@ -1579,8 +1579,8 @@ END_TEST
  * reference. The timing takes three weights in turn, one of them 2 bytes off its buffer's
  * start (below the plan's alignment, so skipped: a plan must never run on a weight its
  * alignment does not allow). Shapes the GEMV runs (M ≤ 4), an empty weight list and a NULL
- * first weight are left alone (-1). The tuned plans survive more other keys than the cache holds. Cases {M, N, K,
- * residual (0 none, 2 in place), fp16}. */
+ * first weight are left alone (-1). The tuned plans survive more other keys than the cache
+ * holds. Cases {M, N, K, residual (0 none, 2 in place), fp16}. */
 START_TEST(test_kernels_cuda_gemm_tune)
 {
 	static const int cases[][5] = {

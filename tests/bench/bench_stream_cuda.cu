@@ -179,6 +179,47 @@ template <typename... A> static void launch_ex(void (*k)(A...), int g, int threa
 	CK(cudaLaunchKernelEx(&cfg, k, args...));
 }
 
+/* Each next() is the following `total` bytes of the pool, wrapping at its end: a launch never
+ * reads what one of the last pool/total launches read, so nothing it reads is in the L2. */
+struct rotor {
+	uint8_t *pool;
+	size_t size, total, step, off;
+	rotor(uint8_t *p, size_t sz, size_t tot)
+		: pool(p), size(sz), total(tot), step((tot + 4095) & ~(size_t)4095), off(0)
+	{
+	}
+	uint8_t *next(void)
+	{
+		if (off + total > size)
+			off = 0;
+		uint8_t *b = pool + off;
+		off += step;
+		return b;
+	}
+};
+
+/* µs a call of one(): the median of 15 measurements (after 2 untimed ones) of 10 calls back to
+ * back between CUDA events. */
+template <typename F> static float median_us(cudaEvent_t e0, cudaEvent_t e1, F one)
+{
+	enum { MEASURES = 17, WARM = 2, REPS = 10 };
+	std::vector<float> t;
+	for (int r = 0; r < MEASURES; r++) {
+		CK(cudaEventRecord(e0));
+		for (int k = 0; k < REPS; k++)
+			one();
+		CK(cudaEventRecord(e1));
+		CK(cudaEventSynchronize(e1));
+		CK(cudaGetLastError());
+		float ms;
+		CK(cudaEventElapsedTime(&ms, e0, e1));
+		if (r >= WARM)
+			t.push_back(ms * 1000.f / REPS);
+	}
+	std::sort(t.begin(), t.end());
+	return t[t.size() / 2];
+}
+
 template <int NST, int SB> static void allow_smem(void)
 {
 	CK(cudaFuncSetAttribute(bulk_kernel<NST, SB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -228,28 +269,10 @@ int main(void)
 			printf("  G = %3d %24s", g, "");
 			for (double m : mb) {
 				const size_t total = (size_t)(m * 1e6) / v.unit * v.unit;
-				const size_t step = (total + 4095) & ~(size_t)4095;
-				size_t off = 0;
-				std::vector<float> t;
-				for (int r = 0; r < 17; r++) {
-					enum { REPS = 10 };
-					CK(cudaEventRecord(e0));
-					for (int k = 0; k < REPS; k++) {
-						if (off + total > pool)
-							off = 0;
-						v.launch(g, buf + off, total, sink);
-						off += step;
-					}
-					CK(cudaEventRecord(e1));
-					CK(cudaEventSynchronize(e1));
-					CK(cudaGetLastError());
-					float ms;
-					CK(cudaEventElapsedTime(&ms, e0, e1));
-					if (r >= 2)   /* two warm-up measurements */
-						t.push_back(ms * 1000.f / REPS);
-				}
-				std::sort(t.begin(), t.end());
-				const float us = t[t.size() / 2];
+				rotor rot(buf, pool, total);
+				const float us = median_us(e0, e1, [&] {
+					v.launch(g, rot.next(), total, sink);
+				});
 				printf(" %6.2f (%4.2f) ", us, (double)total / us * 1e-6);
 			}
 			printf("\n");
@@ -270,33 +293,14 @@ int main(void)
 	printf("\n");
 	auto time_pairs = [&](bool pdl, double m, bool with_read) {
 		const size_t total = (size_t)(m * 1e6) / 32768 * 32768;
-		const size_t step = (total + 4095) & ~(size_t)4095;
-		size_t off = 0;
-		std::vector<float> t;
-		for (int r = 0; r < 17; r++) {
-			enum { REPS = 10 };
-			CK(cudaEventRecord(e0));
-			for (int k = 0; k < REPS; k++) {
-				launch_ex(small_kernel, 132, 256, 0, pdl, (const float *)xa, ya, n_small,
-					  (int)pdl);
-				if (!with_read)
-					continue;
-				if (off + total > pool)
-					off = 0;
+		rotor rot(buf, pool, total);
+		return median_us(e0, e1, [&] {
+			launch_ex(small_kernel, 132, 256, 0, pdl, (const float *)xa, ya, n_small,
+				  (int)pdl);
+			if (with_read)
 				launch_ex(bulk_kernel<4, 32768>, 132, 128, (size_t)4 * 32768, pdl,
-					  (const uint8_t *)(buf + off), total / 32768, sink, (int)pdl);
-				off += step;
-			}
-			CK(cudaEventRecord(e1));
-			CK(cudaEventSynchronize(e1));
-			CK(cudaGetLastError());
-			float ms;
-			CK(cudaEventElapsedTime(&ms, e0, e1));
-			if (r >= 2)
-				t.push_back(ms * 1000.f / REPS);
-		}
-		std::sort(t.begin(), t.end());
-		return t[t.size() / 2];
+					  (const uint8_t *)rot.next(), total / 32768, sink, (int)pdl);
+		});
 	};
 	for (int pdl = 0; pdl < 2; pdl++) {
 		const float alone = time_pairs(pdl, mb[0], false);
