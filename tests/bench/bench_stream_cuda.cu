@@ -32,18 +32,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <vector>
 
-#define CK(call)                                                                              \
-	do {                                                                                  \
-		cudaError_t e_ = (call);                                                      \
-		if (e_ != cudaSuccess) {                                                      \
-			fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call,            \
-				cudaGetErrorString(e_));                                      \
-			exit(1);                                                              \
-		}                                                                             \
-	} while (0)
+#include "cuda_check.h"
 
 /* CTA b of G takes units [b·n/G, (b+1)·n/G) of n: every CTA within one unit of the others. */
 static __device__ __forceinline__ void cta_range(size_t n, size_t *lo, size_t *hi)
@@ -53,7 +44,8 @@ static __device__ __forceinline__ void cta_range(size_t n, size_t *lo, size_t *h
 }
 
 template <int U>
-__global__ void __launch_bounds__(256) ldg_kernel(const uint4 *src, size_t n_vec_all, unsigned *sink)
+__global__ void __launch_bounds__(256) ldg_kernel(const uint4 *src, size_t n_vec_all,
+						  unsigned *sink)
 {
 	size_t lo, hi;
 	cta_range(n_vec_all, &lo, &hi);
@@ -176,7 +168,7 @@ template <typename... A> static void launch_ex(void (*k)(A...), int g, int threa
 	attr[0].val.programmaticStreamSerializationAllowed = pdl;
 	cfg.attrs = attr;
 	cfg.numAttrs = 1;
-	CK(cudaLaunchKernelEx(&cfg, k, args...));
+	CUDA_CHECK(cudaLaunchKernelEx(&cfg, k, args...));
 }
 
 /* Each next() is the following `total` bytes of the pool, wrapping at its end: a launch never
@@ -205,14 +197,14 @@ template <typename F> static float median_us(cudaEvent_t e0, cudaEvent_t e1, F o
 	enum { MEASURES = 17, WARM = 2, REPS = 10 };
 	std::vector<float> t;
 	for (int r = 0; r < MEASURES; r++) {
-		CK(cudaEventRecord(e0));
+		CUDA_CHECK(cudaEventRecord(e0));
 		for (int k = 0; k < REPS; k++)
 			one();
-		CK(cudaEventRecord(e1));
-		CK(cudaEventSynchronize(e1));
-		CK(cudaGetLastError());
+		CUDA_CHECK(cudaEventRecord(e1));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		CUDA_CHECK(cudaGetLastError());
 		float ms;
-		CK(cudaEventElapsedTime(&ms, e0, e1));
+		CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
 		if (r >= WARM)
 			t.push_back(ms * 1000.f / REPS);
 	}
@@ -222,8 +214,8 @@ template <typename F> static float median_us(cudaEvent_t e0, cudaEvent_t e1, F o
 
 template <int NST, int SB> static void allow_smem(void)
 {
-	CK(cudaFuncSetAttribute(bulk_kernel<NST, SB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-				NST * SB));
+	CUDA_CHECK(cudaFuncSetAttribute(bulk_kernel<NST, SB>,
+					cudaFuncAttributeMaxDynamicSharedMemorySize, NST * SB));
 }
 
 int main(void)
@@ -234,7 +226,7 @@ int main(void)
 		return 77;
 	}
 	cudaDeviceProp prop;
-	CK(cudaGetDeviceProperties(&prop, 0));
+	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
 	allow_smem<4, 16384>();
 	allow_smem<8, 16384>();
 	allow_smem<4, 32768>();
@@ -252,12 +244,12 @@ int main(void)
 	const size_t pool = (size_t)2 << 30;
 	uint8_t *buf;
 	unsigned *sink;
-	CK(cudaMalloc((void **)&buf, pool));
-	CK(cudaMemset(buf, 1, pool));
-	CK(cudaMalloc((void **)&sink, 4));
+	CUDA_CHECK(cudaMalloc((void **)&buf, pool));
+	CUDA_CHECK(cudaMemset(buf, 1, pool));
+	CUDA_CHECK(cudaMalloc((void **)&sink, 4));
 	cudaEvent_t e0, e1;
-	CK(cudaEventCreate(&e0));
-	CK(cudaEventCreate(&e1));
+	CUDA_CHECK(cudaEventCreate(&e0));
+	CUDA_CHECK(cudaEventCreate(&e1));
 	printf("bench_stream_cuda on %s (%d SMs): µs a launch, median of 15 × 10 back-to-back "
 	       "launches on cold data, (TB/s)\n", prop.name, prop.multiProcessorCount);
 	for (const variant &v : vs) {
@@ -282,9 +274,9 @@ int main(void)
 	 * before griddepcontrol.wait), pairs back to back; what the read adds to the pair. */
 	float *xa, *ya;
 	const int n_small = 128 * 2048;
-	CK(cudaMalloc((void **)&xa, n_small * sizeof(float)));
-	CK(cudaMalloc((void **)&ya, n_small * sizeof(float)));
-	CK(cudaMemset(xa, 0, n_small * sizeof(float)));
+	CUDA_CHECK(cudaMalloc((void **)&xa, n_small * sizeof(float)));
+	CUDA_CHECK(cudaMalloc((void **)&ya, n_small * sizeof(float)));
+	CUDA_CHECK(cudaMemset(xa, 0, n_small * sizeof(float)));
 	printf("\nBehind a small kernel (128 × 2048 fp32 scaled, 132 CTAs), bulk 4 x 32 KB, G = 132: "
 	       "µs a pair, and what the read adds to the small kernel alone\n");
 	printf("%-28s", "");
@@ -311,9 +303,9 @@ int main(void)
 		}
 		printf("   (small kernel alone %.2f)\n", alone);
 	}
-	CK(cudaFree(xa));
-	CK(cudaFree(ya));
-	CK(cudaFree(buf));
-	CK(cudaFree(sink));
+	CUDA_CHECK(cudaFree(xa));
+	CUDA_CHECK(cudaFree(ya));
+	CUDA_CHECK(cudaFree(buf));
+	CUDA_CHECK(cudaFree(sink));
 	return 0;
 }
