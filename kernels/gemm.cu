@@ -72,12 +72,14 @@
  */
 #include <cublasLt.h>
 #include <cuda_fp16.h>
+#include <type_traits>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cuda_check.h"
 #include "gemm.h"
+#include "gemm_wgmma.h"
 #include "pdl.cuh"
 #include "rmsnorm.cuh"
 #include "rmsnorm.h"
@@ -105,6 +107,7 @@ struct gemm_plan {
 	cublasLtMatmulDesc_t desc;
 	cublasLtMatrixLayout_t a, b, c; /* c is the layout of both C and D */
 	cublasLtMatmulAlgo_t algo;
+	int use_wgmma;                  /* tuned: gemm_wgmma beat cuBLASLt for this key */
 };
 
 struct kn_gemm_ctx {
@@ -112,6 +115,7 @@ struct kn_gemm_ctx {
 	void *workspace;
 	size_t workspace_bytes;
 	int next_evict;
+	kn_gemm_wgmma *wgmma;           /* NULL off sm_90 (or QVL_GEMM_WGMMA=0) */
 	struct gemm_plan plans[GEMM_CACHE];
 };
 
@@ -126,6 +130,7 @@ extern "C" kn_gemm_ctx *kn_gemm_ctx_new(size_t workspace_bytes)
 	ctx->workspace_bytes = workspace_bytes;
 	if (workspace_bytes)
 		CUDA_CHECK(cudaMalloc(&ctx->workspace, workspace_bytes));
+	ctx->wgmma = kn_gemm_wgmma_new();
 	return ctx;
 }
 
@@ -150,6 +155,7 @@ extern "C" void kn_gemm_ctx_free(kn_gemm_ctx *ctx)
 		plan_release(&ctx->plans[i]);
 	if (ctx->workspace)
 		CUDA_CHECK(cudaFree(ctx->workspace));
+	kn_gemm_wgmma_free(ctx->wgmma);
 	CUBLAS_CHECK(cublasLtDestroy(ctx->lt));
 	free(ctx);
 }
@@ -223,6 +229,7 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 	p->M = M, p->N = N, p->K = K, p->has_res = has_res, p->has_bias = has_bias, p->out = out;
 	p->in = in;
 	p->align = align;
+	p->use_wgmma = 0;
 	CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
 	cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
 	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
@@ -668,6 +675,27 @@ static struct gemm_plan *plan_of_call(kn_gemm_ctx *ctx, const T *y, const uint16
 	return plan_get(ctx, M, N, K, residual != NULL, bias != NULL, in, out, align);
 }
 
+/* gemm_wgmma takes fp32 (with or without residual) and fp16 outputs; bf16 ones stay here. */
+template <typename T, bool F16>
+static bool wgmma_fits(const kn_gemm_ctx *ctx, const T *y, const uint16_t *x, const uint16_t *W,
+		       const T *residual, int M, int N, int K)
+{
+	constexpr bool f32 = std::is_same<T, float>::value, f16o = std::is_same<T, __half>::value;
+	if constexpr (!f32 && !f16o)
+		return false;
+	else
+		return kn_gemm_wgmma_fits(ctx->wgmma, y, x, W, (const float *)residual, M, N, K,
+					  f16o);
+}
+
+template <typename T, bool F16>
+static void wgmma_launch(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *W,
+			 const T *residual, int M, int N, int K, cudaStream_t stream)
+{
+	kn_gemm_wgmma_run(ctx->wgmma, y, x, W, (const float *)residual, M, N, K, F16,
+			  std::is_same<T, __half>::value, stream);
+}
+
 /* The common path of the entry points: T is the output and residual type (uint16_t: bf16,
  * float: fp32, __half: fp16); bias NULL: no epilogue (a bias is bf16 and comes with bf16 output
  * only). */
@@ -694,6 +722,10 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	if (!bias && gemv_run<T, F16>(y, x, W, residual, M, N, K, stream))
 		return;
 	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, W, bias, residual, M, N, K);
+	if (p->use_wgmma && wgmma_fits<T, F16>(ctx, y, x, W, residual, M, N, K)) {
+		wgmma_launch<T, F16>(ctx, y, x, W, residual, M, N, K, stream);
+		return;
+	}
 	if (bias)
 		CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
 			p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -861,6 +893,24 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 		CUDA_CHECK(cudaEventElapsedTime(&ms[i], e0, e1));
 		ms[i] /= REPS;
 	}
+	/* gemm_wgmma, where it fits every weight of the rotation, on the same terms */
+	float ms_w = -1;
+	bool w_fits = true;
+	for (int i = 0; i < n_rot; i++)
+		w_fits = w_fits && wgmma_fits<T, F16>(ctx, y, x, rot[i], residual, M, N, K);
+	if (w_fits) {
+		enum { REPS = 5 };
+		for (int r = 0; r <= REPS; r++) {
+			if (r == 1)
+				CUDA_CHECK(cudaEventRecord(e0, stream));
+			wgmma_launch<T, F16>(ctx, y, x, rot[turn++ % n_rot], residual, M, N, K,
+					     stream);
+		}
+		CUDA_CHECK(cudaEventRecord(e1, stream));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		CUDA_CHECK(cudaEventElapsedTime(&ms_w, e0, e1));
+		ms_w /= REPS;
+	}
 	CUDA_CHECK(cudaEventDestroy(e0));
 	CUDA_CHECK(cudaEventDestroy(e1));
 	/* the first guess stays unless another is more than 2% faster (timing noise must not
@@ -875,7 +925,22 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 		p->algo = res[best].algo;
 		p->pinned = 1;
 	}
+	if (w_fits) {
+		p->pinned = 1;
+		p->use_wgmma = best < 0 || ms_w <= ms[best];
+		if (p->use_wgmma) {
+			if (best < 0)
+				*ms_first = ms_w;
+			*ms_best = ms_w;
+			best = 2 * GEMM_TUNE_MAX;
+		}
+	}
 	return best;
+}
+
+extern "C" bool kn_gemm_ctx_wgmma(const kn_gemm_ctx *ctx)
+{
+	return ctx->wgmma != NULL;
 }
 
 extern "C" int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx)

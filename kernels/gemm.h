@@ -27,6 +27,12 @@
  * start-up, never are. (A copy, an event wait or a kernel launched without PDL in between makes
  * it safe again.)
  *
+ * For 5 ≤ M ≤ 128 (decode steps of 5-128 sequences) kn_gemm_f32(_f16)_cuda and kn_gemm_f16_cuda
+ * may run gemm_wgmma.cu's Hopper kernel instead of cuBLASLt, under the same PDL contract on W:
+ * only for a key whose plan kn_gemm_*_tune timed it faster on (kn_gemm_ctx_wgmma says whether
+ * the device has it). Its sums are fp32 in another order than cuBLASLt's (the same accuracy
+ * class, not the same last bits), and the same every run.
+ *
  * kn_gemm_ref is the plain-C reference (always built); kn_gemm_cuda takes the same arguments in
  * the same order after the ctx, plus a stream, with device pointers.
  *
@@ -135,7 +141,9 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
  * first 64 are used, and of those only the ones aligned at least as the plan's key (the
  * smallest alignment of y, x, Ws[0] and residual). The products run on y (and on residual when
  * y is it): their contents are garbage afterwards. Synchronises the stream. Returns the index
- * of the candidate kept (0: the heuristic's own first choice) with *ms_first and *ms_best
+ * of the candidate kept (0: the heuristic's own first choice; 16: gemm_wgmma, timed the same
+ * way where it fits every weight, kept when no cuBLASLt candidate is faster) with *ms_first and
+ * *ms_best
  * (its time and the kept one's), or -1 (nothing done) when the GEMV would run the shape
  * (M ≤ 4), n_W < 1, Ws[0] is NULL or the stream is capturing. Timing picks the algorithm, so
  * two start-ups may keep different ones for a shape (the same accuracy class; not the same
@@ -143,6 +151,11 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
 int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *const *Ws,
 		     int n_W, const float *residual, int M, int N, int K, bool f16,
 		     cudaStream_t stream, float *ms_first, float *ms_best);
+/* Whether the ctx runs gemm_wgmma.cu's kernel for 5-128 rows (an sm_90 device with this
+ * build's sm_90a code, QVL_GEMM_WGMMA not 0): fp32 and fp16 outputs, N % 128 == 0, K % 64 ==
+ * 0, 16-byte aligned operands; kn_gemm_*_tune times it against cuBLASLt's candidates and keeps
+ * the faster (returning 2 · 8 = 16 as the candidate when it is this kernel). */
+bool kn_gemm_ctx_wgmma(const kn_gemm_ctx *ctx);
 /* How many of the ctx's cached plans are tuned ones (they stay, whatever else is cached). */
 int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx);
 /* The same for kn_gemm_f16_cuda's plan of these arguments. */

@@ -18,6 +18,7 @@
 #include "fp8.h"
 #include "gelu.h"
 #include "gemm.h"
+#include "gemm_wgmma.h"
 #include "kernel_testutil.h"
 #include "layernorm.h"
 #include "logits_topk.h"
@@ -1494,6 +1495,111 @@ START_TEST(test_kernels_cuda_gemm_f32_f16)
 }
 END_TEST
 
+/* gemm_wgmma (the Hopper kernel that kn_gemm_f32(_f16)_cuda and kn_gemm_f16_cuda run for 5-128
+ * rows on an sm_90 device where the start-up tuning timed it faster than cuBLASLt; gemm_tune
+ * below checks that path) called directly, against the references: every K split it chooses (S = 8 for N = 2048,
+ * 4 for 4096, 1 for 12288; S = 8 with two tiles at N = 256), both batch widths (BN 64 up to 64
+ * rows, 128 above) with rows past M in the last tile, fp32 output with the residual in place
+ * and without, fp16 output; and twice over, bit for bit (the split-K sums have a fixed order).
+ * Elsewhere the same calls run cuBLASLt and the test checks that path. Cases {M, N, K, kind}:
+ * kind 0 bf16 operands, fp32 out += residual; 1 fp16 operands, fp32 out; 2 fp16 out. */
+START_TEST(test_kernels_cuda_gemm_wgmma)
+{
+	static const int cases[][4] = {
+		{ 128, 2048, 2048, 0 }, { 128, 2048, 6144, 0 }, { 128, 4096, 2048, 1 },
+		{ 128, 12288, 2048, 2 }, { 65, 2048, 2048, 0 }, { 64, 4096, 2048, 1 },
+		{ 5, 256, 512, 0 },      { 100, 12288, 2048, 1 }, { 37, 2048, 6144, 2 },
+		{ 77, 1024, 1024, 0 },
+	};
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	kn_gemm_wgmma *g = kn_gemm_wgmma_new();
+	fprintf(stderr, "gemm_wgmma: %s\n", g ? "on (sm_90)" :
+				  "off here: the same calls check cuBLASLt");
+	ck_assert_int_eq(g != NULL, kn_gemm_ctx_wgmma(ctx));
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		const int M = cases[s][0], N = cases[s][1], K = cases[s][2], kind = cases[s][3];
+		const size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *h16 = malloc(ny * 2);
+		float *r = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4),
+		      *again = malloc(ny * 4);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = kind ? f32_to_f16(frand(-4.f, 4.f)) : f32_to_bf16(frand(-4.f, 4.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = kind ? f32_to_f16(frand(-0.05f, 0.05f)) :
+				      f32_to_bf16(frand(-0.05f, 0.05f));
+		fill_f32(r, ny, -1.f, 1.f);
+		if (kind == 0)
+			kn_gemm_f32_ref(ref, x, w, r, M, N, K);
+		else if (kind == 1)
+			kn_gemm_f32_f16_ref(ref, x, w, NULL, M, N, K);
+		else {
+			kn_gemm_f16_ref(h16, x, w, M, N, K);
+			for (size_t i = 0; i < ny; i++)
+				ref[i] = f16_to_f32(h16[i]);
+		}
+		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0);
+		float *dy = dev_f32(NULL, ny, 0);
+		for (int run = 0; run < 2; run++) {
+			float *dst = run ? again : got;
+			if (kind == 0)
+				CUDA_CHECK(cudaMemcpy(dy, r, ny * 4, cudaMemcpyHostToDevice));
+			else
+				CUDA_CHECK(cudaMemset(dy, 0xff, ny * 4));
+			float *res = kind == 0 ? dy : NULL;
+			if (g) {
+				ck_assert(kn_gemm_wgmma_fits(g, dy, dx, dw, res, M, N, K, kind == 2));
+				kn_gemm_wgmma_run(g, dy, dx, dw, res, M, N, K, kind > 0, kind == 2, 0);
+			} else if (kind == 0) {
+				kn_gemm_f32_cuda(ctx, dy, dx, dw, dy, M, N, K, 0);
+			} else if (kind == 1) {
+				kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, NULL, M, N, K, 0);
+			} else {
+				kn_gemm_f16_cuda(ctx, (uint16_t *)dy, dx, dw, M, N, K, 0);
+			}
+			CUDA_CHECK(cudaDeviceSynchronize());
+			if (kind == 2) {
+				CUDA_CHECK(cudaMemcpy(h16, dy, ny * 2, cudaMemcpyDeviceToHost));
+				for (size_t i = 0; i < ny; i++)
+					dst[i] = f16_to_f32(h16[i]);
+			} else {
+				CUDA_CHECK(cudaMemcpy(dst, dy, ny * 4, cudaMemcpyDeviceToHost));
+			}
+		}
+		const double e = rel_l2_f32(got, ref, ny, kind == 2 ? 1e-2 : 1e-4);
+		fprintf(stderr, "gemm_wgmma M=%d N=%d K=%d kind %d: rel L2 %.3g\n", M, N, K, kind, e);
+		ck_assert_msg(e <= (kind == 2 ? 1e-3 : 1e-5), "gemm_wgmma M=%d N=%d K=%d kind %d: "
+			      "rel L2 %g", M, N, K, kind, e);
+		ck_assert_msg(!memcmp(got, again, ny * 4), "gemm_wgmma M=%d N=%d K=%d kind %d: a "
+			      "second run gave other bits", M, N, K, kind);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dy));
+		free(x);
+		free(w);
+		free(h16);
+		free(r);
+		free(ref);
+		free(got);
+		free(again);
+	}
+	if (g) {   /* what it refuses: too few or too many rows, N or K off the tiles, misalignment,
+		    * fp16 output with a residual */
+		const void *a = (const void *)(uintptr_t)256, *u = (const void *)(uintptr_t)258;
+		const uint16_t *x = a, *w = a, *wu = u;
+		const float *rf = a;
+		ck_assert(kn_gemm_wgmma_fits(g, a, x, w, NULL, 64, 2048, 2048, false));
+		ck_assert(!kn_gemm_wgmma_fits(g, a, x, w, NULL, 4, 2048, 2048, false));
+		ck_assert(!kn_gemm_wgmma_fits(g, a, x, w, NULL, 129, 2048, 2048, false));
+		ck_assert(!kn_gemm_wgmma_fits(g, a, x, w, NULL, 64, 2000, 2048, false));
+		ck_assert(!kn_gemm_wgmma_fits(g, a, x, w, NULL, 64, 2048, 2000, false));
+		ck_assert(!kn_gemm_wgmma_fits(g, a, x, wu, NULL, 64, 2048, 2048, false));
+		ck_assert(!kn_gemm_wgmma_fits(g, a, x, w, rf, 64, 2048, 2048, true));
+	}
+	kn_gemm_wgmma_free(g);
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
 /* kn_gemm_f32_rmsnorm_cuda (RMSNorm, then the projection) against kn_gemm_f32_rmsnorm_ref, bf16
  * and fp16 operands; and against the two kernels it stands for (kn_rmsnorm(_f16)_cuda, then
  * kn_gemm_f32(_f16)_cuda), bit for bit, where it fuses them into one GEMV (M ≤ 4, K ≤ 2048, N
@@ -1607,7 +1713,7 @@ START_TEST(test_kernels_cuda_gemm_tune)
 		fprintf(stderr, "gemm tune M=%d N=%d K=%d: candidate %d, %.3f → %.3f ms\n", M, N, K, k,
 			first, best);
 		CUDA_CHECK(cudaFree(dw2));
-		ck_assert_msg(k >= 0 && k < 16, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
+		ck_assert_msg(k >= 0 && k <= 16, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
 		ck_assert_msg(best > 0 && best <= first, "gemm tune: kept %g ms against %g", best, first);
 		for (size_t i = 0; i < nx; i++)
 			x[i] = f16 ? f32_to_f16(frand(-2.f, 2.f)) : f32_to_bf16(frand(-1.f, 1.f));
@@ -1907,6 +2013,10 @@ int main(void)
 	tcase_add_test(tc16, test_kernels_cuda_gemm_rmsnorm);
 	tcase_add_test(tc16, test_kernels_cuda_gemm_tune);
 	suite_add_tcase(s, tc16);
+	/* gemm_wgmma, the Hopper kernel of the decode steps' projections (CK_RUN_CASE=wgmma) */
+	TCase *tcw = tcase_create("wgmma");
+	tcase_add_test(tcw, test_kernels_cuda_gemm_wgmma);
+	suite_add_tcase(s, tcw);
 	/* kn_gemm_f16 (the fp16-output GEMV instance up to 4 rows, cuBLASLt above; the decoder
 	 * calls it above 4 rows) and silu_mul_f16 (CK_RUN_CASE=f16out: these alone, e.g. under
 	 * racecheck) */

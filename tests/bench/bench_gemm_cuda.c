@@ -49,6 +49,8 @@
 #pragma GCC diagnostic pop
 #include <cuda_runtime_api.h>
 
+#include "gemm_wgmma.h"
+
 #include "cuda_check.h"
 
 #define MAX_ALGOS 32
@@ -99,30 +101,25 @@ static void fill(uint16_t *d, size_t n)
 	free(h);
 }
 
-/* Median µs per launch of algo over `reps` launches, 7 measurements; negative if it fails. */
-static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
-		       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
-		       const cublasLtMatmulAlgo_t *algo, uint16_t *const *w, int n_w,
-		       const uint16_t *x, float *y, float beta, void *ws, int reps)
+/* One launch of a timed product, on weight copy k mod n_w; false when it cannot run. */
+typedef bool (*launch_fn)(const void *call, int k);
+
+/* Median µs per launch over `reps` back-to-back launches (after 3 untimed), 7 measurements;
+ * negative if a launch fails. */
+static float time_launches(launch_fn launch, const void *call, int reps)
 {
-	const float alpha = 1.0f;
 	cudaEvent_t e0, e1;
 	CUDA_CHECK(cudaEventCreate(&e0));
 	CUDA_CHECK(cudaEventCreate(&e1));
 	float t[7];
 	int k = 0;
-	for (int i = 0; i < 3; i++)
-		if (cublasLtMatmul(lt, desc, &alpha, w[i % n_w], a, x, b, &beta, y, c, y, c, algo, ws,
-				   WORKSPACE, 0) != CUBLAS_STATUS_SUCCESS) {
-			CUDA_CHECK(cudaEventDestroy(e0));
-			CUDA_CHECK(cudaEventDestroy(e1));
-			return -1;
-		}
-	for (int m = 0; m < 7; m++) {
+	bool ok = true;
+	for (; k < 3 && ok; k++)
+		ok = launch(call, k);
+	for (int m = 0; m < 7 && ok; m++) {
 		CUDA_CHECK(cudaEventRecord(e0, 0));
-		for (int r = 0; r < reps; r++, k++)
-			LT(cublasLtMatmul(lt, desc, &alpha, w[k % n_w], a, x, b, &beta, y, c, y, c, algo,
-					  ws, WORKSPACE, 0));
+		for (int r = 0; r < reps && ok; r++, k++)
+			ok = launch(call, k);
 		CUDA_CHECK(cudaEventRecord(e1, 0));
 		CUDA_CHECK(cudaEventSynchronize(e1));
 		CUDA_CHECK(cudaEventElapsedTime(&t[m], e0, e1));
@@ -130,8 +127,71 @@ static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 	}
 	CUDA_CHECK(cudaEventDestroy(e0));
 	CUDA_CHECK(cudaEventDestroy(e1));
+	if (!ok)
+		return -1;
 	qsort(t, 7, sizeof(float), cmp_float);
 	return t[3];
+}
+
+struct lt_call {
+	cublasLtHandle_t lt;
+	cublasLtMatmulDesc_t desc;
+	cublasLtMatrixLayout_t a, b, c;
+	const cublasLtMatmulAlgo_t *algo;
+	uint16_t *const *w;
+	int n_w;
+	const uint16_t *x;
+	float *y, beta;
+	void *ws;
+};
+
+static bool lt_launch(const void *call, int k)
+{
+	const struct lt_call *p = call;
+	const float alpha = 1.0f;
+	return cublasLtMatmul(p->lt, p->desc, &alpha, p->w[k % p->n_w], p->a, p->x, p->b, &p->beta,
+			      p->y, p->c, p->y, p->c, p->algo, p->ws, WORKSPACE, 0) ==
+	       CUBLAS_STATUS_SUCCESS;
+}
+
+/* Median µs per launch of algo (time_launches); negative if it fails. */
+static float time_algo(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtMatrixLayout_t a,
+		       cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+		       const cublasLtMatmulAlgo_t *algo, uint16_t *const *w, int n_w,
+		       const uint16_t *x, float *y, float beta, void *ws, int reps)
+{
+	const struct lt_call call = { lt, desc, a, b, c, algo, w, n_w, x, y, beta, ws };
+	return time_launches(lt_launch, &call, reps);
+}
+
+struct wgmma_call {
+	kn_gemm_wgmma *g;
+	uint16_t *const *w;
+	int n_w;
+	const uint16_t *x;
+	float *y;
+	bool residual, f16, out_f16;
+	int M, N, K;
+};
+
+static bool wgmma_launch(const void *call, int k)
+{
+	const struct wgmma_call *p = call;
+	kn_gemm_wgmma_run(p->g, p->y, p->x, p->w[k % p->n_w], p->residual ? p->y : NULL, p->M,
+			  p->N, p->K, p->f16, p->out_f16, 0);
+	return true;
+}
+
+/* The same timing for gemm_wgmma.cu's kernel (launched with PDL, so consecutive launches overlap
+ * as they do behind a PDL predecessor in a step); gate_up with fp16 operands writes fp16, as
+ * the decoder runs it. Negative when the kernel does not take the shape. */
+static float time_wgmma(kn_gemm_wgmma *g, uint16_t *const *w, int n_w, const uint16_t *x,
+			float *y, bool residual, bool f16, bool out_f16, int M, int N, int K, int reps)
+{
+	if (!kn_gemm_wgmma_fits(g, y, x, w[0], residual ? y : NULL, M, N, K, out_f16))
+		return -1;
+	const struct wgmma_call call = { g, w, n_w, x, y, residual, f16, out_f16, M, N, K };
+	return time_launches(wgmma_launch, &call, reps);
 }
 
 /* One timed configuration of --exhaustive. */
@@ -325,6 +385,7 @@ int main(int argc, char **argv)
 	       prop.name, n_algos, reps, f16 ? "fp16" : "bf16");
 	cublasLtHandle_t lt;
 	LT(cublasLtCreate(&lt));
+	kn_gemm_wgmma *gw = kn_gemm_wgmma_new();   /* NULL off sm_90 */
 	void *ws;
 	CUDA_CHECK(cudaMalloc(&ws, WORKSPACE));
 	int max_m = 0;
@@ -341,7 +402,7 @@ int main(int argc, char **argv)
 	       "best µs", "TFLOP/s", "#/spl", "gain", "W TB/s", "(best)");
 	for (int mi = 0; mi < n_m; mi++) {
 		const int M = ms[mi];
-		double sum_h = 0, sum_b = 0;
+		double sum_h = 0, sum_b = 0, sum_w = 0;
 		for (int si = 0; si < N_SHAPES; si++) {
 			const shape *sh = &shapes[si];
 			const size_t wbytes = (size_t)sh->N * sh->K * 2;
@@ -428,6 +489,28 @@ int main(int argc, char **argv)
 			}
 			sum_h += t_h;
 			sum_b += t_b;
+			{
+				/* gemm_wgmma with at most 8, 4, 2, 1 K splits; its default is 8 */
+				const bool f16_op = f16 && !sh->residual;
+				float t_min = t_b;
+				for (int cap = 8; cap >= 1 && gw; cap /= 2) {
+					kn_gemm_wgmma_set_max_splits(gw, cap);
+					const float t_w = time_wgmma(gw, w, n_w, x, y, sh->residual,
+								     f16_op, f16_op && !strcmp(sh->name,
+								     "gate_up"), M, sh->N, sh->K, reps);
+					if (t_w > 0)
+						printf("%6d %-8s %10s %9s %10.2f %9.1f  wg%d %6.1f%% %8s "
+						       "%8.2f   (gemm_wgmma, ≤ %d splits, against the "
+						       "best)\n", M, sh->name, "", "", t_w, fl / t_w * 1e-6,
+						       cap, 100.0 * (t_b - t_w) / t_b, "", wbytes / t_w * 1e-6,
+						       cap);
+					if (t_w > 0 && t_w < t_min)
+						t_min = t_w;
+				}
+				if (gw)
+					kn_gemm_wgmma_set_max_splits(gw, 8);
+				sum_w += t_min;
+			}
 			if (exhaustive)
 				search_all(lt, desc, a, b, c, in, w, n_w, x, y, sh->residual ? 1.0f : 0.0f,
 					   ws, reps, n_algos, M, sh->name, t_b);
@@ -442,10 +525,15 @@ int main(int argc, char **argv)
 		printf("%6d %-8s %10.1f %9s %10.1f %9s %5s %6.1f%%   (µs, the 4 projections × 28 "
 		       "layers)\n\n", M, "layers", 28 * sum_h, "", 28 * sum_b, "", "",
 		       100.0 * (sum_h - sum_b) / sum_h);
+		if (gw)
+			printf("%6d %-8s %10s %9s %10.1f %9s %5s %6.1f%%   (µs, with gemm_wgmma where "
+			       "it is faster)\n\n", M, "layers", "", "", 28 * sum_w, "", "",
+			       100.0 * (sum_h - sum_w) / sum_h);
 	}
 	CUDA_CHECK(cudaFree(x));
 	CUDA_CHECK(cudaFree(y));
 	CUDA_CHECK(cudaFree(ws));
 	LT(cublasLtDestroy(lt));
+	kn_gemm_wgmma_free(gw);
 	return 0;
 }

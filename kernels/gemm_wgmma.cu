@@ -1,0 +1,411 @@
+/*
+ * gemm_wgmma: a decode step's projections, y = x · Wᵀ for 5-128 rows of x, on Hopper's wgmma,
+ * launched with PDL (interface in gemm_wgmma.h; formulas and reference in gemm.h).
+ *
+ * Why: at 128 rows a projection is close to the machine's balance point (one layer's four
+ * products are ~26 GFLOP against ~100 MB of weights), so it must stream W at full bandwidth
+ * with its math under the loads. cuBLASLt's kernels stream at 1.6-2.5 TB/s there and take no
+ * PDL, so each of them also pays a drain and a ramp (tests/bench/PERF.md, sessions 6-9). This
+ * kernel reads its weights before waiting for its predecessor and lets its successor be
+ * scheduled before its epilogue.
+ *
+ * Shape of the work: W rows are the MMA's M side (a CTA owns 128 of them: two warpgroups of
+ * 64) and the batch its N side (BN = 64 or 128 columns, rows of x past M read as zeros), so
+ * yᵀ tile = W tile · xᵀ. K is split S ways (S = 1, 2, 4 or 8, the most that keeps the grid of
+ * N / 128 · S CTAs within one per multiprocessor) so that the small projections (N = 2048)
+ * still spread over the whole GPU. A CTA walks its K range in stages of 64 (128 bytes a row):
+ *
+ *   smem ring of R stages, each  W tile (128 × 64) | x tile (BN × 64), 128-byte swizzled
+ *   (wgmma.cuh), filled by all 256 threads with 16-byte cp.async (x rows ≥ M zero-filled);
+ *   before kn_pdl_wait the CTA issues the W tiles of its first R − 2 stages (weights only: the
+ *   PDL contract of gemm.h), after it the x tiles; stage k + R − 2 is issued once every
+ *   warpgroup is past stage k − 2's MMAs (one __syncthreads a stage), so R − 2 stages are in
+ *   flight while one is computed.
+ *   Each warpgroup: four wgmma m64nBNk16 a stage into 64 × BN fp32 registers.
+ *
+ * Epilogue: the accumulators go through shared memory (transposed to rows of y, padded rows:
+ * no bank conflicts) and leave as 16-byte rows:
+ *   S = 1: y = sum (+ residual), fp32 or fp16 (one rounding).
+ *   S > 1: each CTA writes its partial (BN × 128 fp32) to the workspace, then the S CTAs of a
+ *   tile meet at a counter (each adds 8 / S, so a launch moves every used counter by exactly 8
+ *   whatever its S; thread 0 spins with acquire loads until the launch's 8 are in) and each
+ *   sums a 1/S share of the rows, partials in split order, then adds the residual: the same
+ *   order every run, so the bits do not depend on timing. The spin is safe because the grid
+ *   never exceeds one CTA per multiprocessor, so all of a tile's CTAs are resident together
+ *   (its successor, launched early by PDL, is scheduled only after every CTA of this grid has
+ *   started).
+ *
+ * Measured (H100, tests/bench/bench_gemm_cuda, weights cold, µs against cuBLASLt's best of 8):
+ * at 32 and 64 rows the four projections of a layer take ~10% less (o 8.3 vs 10.2 at 64 rows),
+ * at 128 rows only gate_up (S = 1) is faster (23.1 vs 23.9) while the split shapes lose (o 11.6
+ * vs 8.5, qkv 14.0 vs 10.1, down 18.6 vs 15.7): writing, meeting on and re-reading 64 KB of
+ * partials a CTA after the main loop costs more than cuBLASLt's whole launch gap. So gemm.cu
+ * runs it only where its start-up tuning timed it faster (PERF.md, session 10).
+ *
+ * sm_90a only (wgmma is arch-specific); Makefile.am builds this file for it, and
+ * kn_gemm_wgmma_new returns NULL on any other device.
+ */
+#include <cuda_fp16.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda_check.h"
+#include "gemm_wgmma.h"
+#include "pdl.cuh"
+#include "wgmma.cuh"
+
+#define GW_TM 128                 /* W rows a CTA */
+#define GW_KB 64                  /* k elements a stage */
+#define GW_THREADS 256            /* two warpgroups */
+#define GW_RING (192 * 1024)      /* shared memory for the ring (the epilogue reuses it) */
+#define GW_SMEM (GW_RING + 1024)  /* + alignment slack: the ring starts 1024-byte aligned */
+#define GW_MAXS 8                 /* most K splits; counters move by GW_MAXS a launch */
+#define GW_COUNTERS 4096
+#define GW_TS (GW_TM + 4)         /* epilogue row stride in floats (conflict-free writes) */
+
+template <int BN> struct gw_ring {
+	static constexpr int W_BYTES = GW_TM * GW_KB * 2;
+	static constexpr int X_BYTES = BN * GW_KB * 2;
+	static constexpr int STAGE = W_BYTES + X_BYTES;
+	static constexpr int R = GW_RING / STAGE;
+	static_assert(STAGE % 1024 == 0, "swizzled tiles start 1024-byte aligned");
+	static_assert(R >= 3, "the ring needs a stage in flight");
+	static_assert(BN * GW_TS * 4 <= GW_RING, "the epilogue tile fits the ring");
+};
+
+struct kn_gemm_wgmma {
+	float *partials;
+	size_t partial_floats;
+	unsigned *counters;
+	int sms;
+	int max_splits;   /* a power of two ≤ GW_MAXS */
+};
+
+/* The device helpers exist only where the kernel has a body (sm_90a), so that other targets'
+ * passes do not warn about them. */
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+/* ROWS rows × 128 bytes of a 16-bit matrix (row stride ld elements) into a swizzled tile at
+ * shared address dst; rows ≥ valid are zeros (nothing read). */
+template <int ROWS>
+static __device__ __forceinline__ void gw_load(uint32_t dst, const uint16_t *src, int ld,
+					       int valid, int tid)
+{
+#pragma unroll
+	for (int j = 0; j < ROWS * 8 / GW_THREADS; j++) {
+		const int q = tid + j * GW_THREADS, r = q >> 3, c = q & 7;
+		const bool ok = r < valid;
+		const uint16_t *s = ok ? src + (size_t)r * ld + c * 8 : src;
+		const uint32_t d = dst + r * 128 + ((c ^ (r & 7)) << 4);
+		asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(s),
+			     "r"(ok ? 16 : 0));
+	}
+}
+
+template <int N> static __device__ __forceinline__ void gw_cp_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+static __device__ __forceinline__ void gw_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ unsigned gw_ld_acquire(const unsigned *p)
+{
+	unsigned v;
+	asm volatile("ld.acquire.gpu.global.u32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+	return v;
+}
+
+template <int BN, bool F16>
+static __device__ __forceinline__ void gw_mma(float (&acc)[BN / 2], uint64_t a, uint64_t b)
+{
+	if constexpr (BN == 128 && F16)
+		wgmma_m64n128k16_f16(acc, a, b, 1);
+	else if constexpr (BN == 128)
+		wgmma_m64n128k16_bf16(acc, a, b, 1);
+	else if constexpr (F16)
+		wgmma_m64n64k16_f16(acc, a, b, 1);
+	else
+		wgmma_m64n64k16_bf16(acc, a, b, 1);
+}
+
+/* y[m][n .. n+3] from the fp32 sums v (+ residual), one rounding for fp16. */
+template <bool OUT_F16>
+static __device__ __forceinline__ void gw_store(void *y, const float *residual, size_t at,
+						float4 v)
+{
+	if constexpr (OUT_F16) {
+		__half2 a = __floats2half2_rn(v.x, v.y), b = __floats2half2_rn(v.z, v.w);
+		uint2 u;
+		u.x = *(uint32_t *)&a;
+		u.y = *(uint32_t *)&b;
+		*(uint2 *)((__half *)y + at) = u;
+	} else {
+		if (residual) {
+			const float4 r = *(const float4 *)(residual + at);
+			v.x += r.x;
+			v.y += r.y;
+			v.z += r.z;
+			v.w += r.w;
+		}
+		*(float4 *)((float *)y + at) = v;
+	}
+}
+
+#endif
+
+template <int BN, bool F16, bool OUT_F16>
+static __global__ void __launch_bounds__(GW_THREADS, 1)
+gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ W,
+	  const float *residual, int M, int N, int K, int S, float *ws, unsigned *counters)
+{
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+	typedef gw_ring<BN> RG;
+	constexpr int R = RG::R;
+	extern __shared__ uint8_t gw_raw[];
+	const uint32_t raw = (uint32_t)__cvta_generic_to_shared(gw_raw);
+	const uint32_t base = (raw + 1023) & ~1023u;
+	float *tile_t = (float *)(gw_raw + (base - raw));
+
+	const int tid = threadIdx.x, wg = tid >> 7;
+	const int tile = blockIdx.x / S, s = blockIdx.x % S;
+	const int n0 = tile * GW_TM;
+	const int nkb = K / GW_KB / S;
+	const uint16_t *Wt = W + (size_t)n0 * K + (size_t)s * nkb * GW_KB;
+	const uint16_t *xt = x + (size_t)s * nkb * GW_KB;
+
+	/* the weights of the first stages while the predecessor may still run */
+	const int pre = nkb < R - 2 ? nkb : R - 2;
+	for (int i = 0; i < pre; i++)
+		gw_load<GW_TM>(base + i * RG::STAGE, Wt + i * GW_KB, K, GW_TM, tid);
+	kn_pdl_wait();
+	/* group i holds stage i's x tile (group 0 also every W tile above) */
+	for (int i = 0; i < R - 2; i++) {
+		if (i < pre)
+			gw_load<BN>(base + i * RG::STAGE + RG::W_BYTES, xt + i * GW_KB, K, M, tid);
+		gw_commit();
+	}
+
+	float acc[BN / 2];
+#pragma unroll
+	for (int i = 0; i < BN / 2; i++)
+		acc[i] = 0.f;
+	for (int kb = 0; kb < nkb; kb++) {
+		gw_cp_wait<R - 3>();   /* groups 0 .. kb complete */
+		fence_proxy_async_smem();
+		__syncthreads();
+		const uint32_t st = base + (kb % R) * RG::STAGE;
+		const uint32_t sw = st + wg * 64 * 128, sx = st + RG::W_BYTES;
+		wgmma_fence();
+#pragma unroll
+		for (int kk = 0; kk < GW_KB / 16; kk++)
+			gw_mma<BN, F16>(acc, wgmma_desc_sw128(sw + kk * 32),
+					wgmma_desc_sw128(sx + kk * 32));
+		wgmma_commit();
+		wgmma_wait<1>();   /* this warpgroup's stage kb − 1 is read */
+		/* stage (kb − 2) mod R: every warpgroup waited for it before the barrier above */
+		const int nk = kb + R - 2;
+		if (nk < nkb) {
+			const uint32_t dst = base + (nk % R) * RG::STAGE;
+			gw_load<GW_TM>(dst, Wt + (size_t)nk * GW_KB, K, GW_TM, tid);
+			gw_load<BN>(dst + RG::W_BYTES, xt + (size_t)nk * GW_KB, K, M, tid);
+		}
+		gw_commit();
+	}
+	wgmma_wait<0>();
+	wgmma_pin(acc);
+	gw_cp_wait<0>();
+	kn_pdl_trigger();
+	__syncthreads();   /* the ring is free: the epilogue tile overwrites it */
+
+	/* accumulators → tile_t[c][r] (c: row of y, r: column within the CTA's 128) */
+	{
+		const int w = (tid >> 5) & 3, l = tid & 31;
+		const int r = wg * 64 + w * 16 + (l >> 2);
+#pragma unroll
+		for (int j = 0; j < BN / 8; j++) {
+			const int c = j * 8 + (l & 3) * 2;
+			tile_t[c * GW_TS + r] = acc[4 * j];
+			tile_t[(c + 1) * GW_TS + r] = acc[4 * j + 1];
+			tile_t[c * GW_TS + r + 8] = acc[4 * j + 2];
+			tile_t[(c + 1) * GW_TS + r + 8] = acc[4 * j + 3];
+		}
+	}
+	__syncthreads();
+	const int q = tid & 31, r0 = tid >> 5;   /* 32 float4 a row, 8 rows a pass */
+	if (S == 1) {
+		for (int m = r0; m < M; m += GW_THREADS / 32)
+			gw_store<OUT_F16>(y, residual, (size_t)m * N + n0 + 4 * q,
+					  *(const float4 *)&tile_t[m * GW_TS + 4 * q]);
+		return;
+	}
+	float *mine = ws + (size_t)blockIdx.x * BN * GW_TM;
+	for (int m = r0; m < M; m += GW_THREADS / 32)
+		__stcg((float4 *)&mine[m * GW_TM + 4 * q],
+		       *(const float4 *)&tile_t[m * GW_TS + 4 * q]);
+	__threadfence();
+	__syncthreads();
+	if (tid == 0) {
+		unsigned *cnt = counters + tile;
+		const unsigned old = atomicAdd(cnt, GW_MAXS / S);
+		const unsigned target = old - old % GW_MAXS + GW_MAXS;
+		while ((int)(gw_ld_acquire(cnt) - target) < 0)
+			__nanosleep(32);
+	}
+	__syncthreads();
+	const float *parts = ws + (size_t)tile * S * BN * GW_TM;
+	const int per = (M + S - 1) / S, m_lo = s * per;
+	const int m_hi = m_lo + per < M ? m_lo + per : M;
+	for (int m = m_lo + r0; m < m_hi; m += GW_THREADS / 32) {
+		float4 v = __ldcg((const float4 *)&parts[m * GW_TM + 4 * q]);
+		for (int z = 1; z < S; z++) {
+			const float4 p = __ldcg((const float4 *)&parts[((size_t)z * BN + m) * GW_TM +
+								       4 * q]);
+			v.x += p.x;
+			v.y += p.y;
+			v.z += p.z;
+			v.w += p.w;
+		}
+		gw_store<OUT_F16>(y, residual, (size_t)m * N + n0 + 4 * q, v);
+	}
+#else
+	__trap();
+#endif
+}
+
+/* The instances and their attributes. */
+template <int BN, bool F16, bool OUT_F16> static cudaError_t gw_prepare(void)
+{
+	return cudaFuncSetAttribute(gw_kernel<BN, F16, OUT_F16>,
+				    cudaFuncAttributeMaxDynamicSharedMemorySize, GW_SMEM);
+}
+
+static bool gw_env_enabled(void)
+{
+	const char *e = getenv("QVL_GEMM_WGMMA");
+	return !(e && *e == '0');
+}
+
+extern "C" kn_gemm_wgmma *kn_gemm_wgmma_new(void)
+{
+	if (!gw_env_enabled())
+		return NULL;
+	int dev, major, minor, sms;
+	CUDA_CHECK(cudaGetDevice(&dev));
+	CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+	CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+	CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+	if (major != 9 || minor != 0)
+		return NULL;
+	cudaFuncAttributes fa;
+	if (cudaFuncGetAttributes(&fa, gw_kernel<128, false, false>) != cudaSuccess) {
+		(void)cudaGetLastError();   /* no sm_90a image in this build */
+		return NULL;
+	}
+	CUDA_CHECK((gw_prepare<64, false, false>()));
+	CUDA_CHECK((gw_prepare<64, true, false>()));
+	CUDA_CHECK((gw_prepare<64, true, true>()));
+	CUDA_CHECK((gw_prepare<128, false, false>()));
+	CUDA_CHECK((gw_prepare<128, true, false>()));
+	CUDA_CHECK((gw_prepare<128, true, true>()));
+	kn_gemm_wgmma *g = (kn_gemm_wgmma *)calloc(1, sizeof(*g));
+	if (!g) {
+		fprintf(stderr, "<2>[cuda] kn_gemm_wgmma_new: out of memory\n");
+		abort();
+	}
+	g->sms = sms;
+	g->max_splits = GW_MAXS;
+	/* split-K partials: at most one CTA per multiprocessor, BN × 128 floats each */
+	g->partial_floats = (size_t)sms * GW_MAX_M * GW_TM;
+	CUDA_CHECK(cudaMalloc(&g->partials, g->partial_floats * sizeof(float)));
+	CUDA_CHECK(cudaMalloc(&g->counters, GW_COUNTERS * sizeof(unsigned)));
+	CUDA_CHECK(cudaMemset(g->counters, 0, GW_COUNTERS * sizeof(unsigned)));
+	return g;
+}
+
+extern "C" void kn_gemm_wgmma_set_max_splits(kn_gemm_wgmma *g, int s)
+{
+	int p = 1;
+	while (2 * p <= s && 2 * p <= GW_MAXS)
+		p *= 2;
+	g->max_splits = p;
+}
+
+extern "C" void kn_gemm_wgmma_free(kn_gemm_wgmma *g)
+{
+	if (!g)
+		return;
+	CUDA_CHECK(cudaDeviceSynchronize());
+	CUDA_CHECK(cudaFree(g->partials));
+	CUDA_CHECK(cudaFree(g->counters));
+	free(g);
+}
+
+/* K splits: the most (a power of two ≤ GW_MAXS dividing the 64-wide k blocks) that keeps the
+ * grid within one CTA per multiprocessor. */
+static int gw_splits(const kn_gemm_wgmma *g, int N, int K)
+{
+	const int tiles = N / GW_TM, kbs = K / GW_KB;
+	int S = 1;
+	while (2 * S <= g->max_splits && tiles * 2 * S <= g->sms && kbs % (2 * S) == 0)
+		S *= 2;
+	return S;
+}
+
+static bool gw_aligned(const void *p)
+{
+	return ((uintptr_t)p & 15) == 0;
+}
+
+extern "C" bool kn_gemm_wgmma_fits(const kn_gemm_wgmma *g, const void *y, const uint16_t *x,
+				   const uint16_t *W, const float *residual, int M, int N, int K,
+				   bool out_f16)
+{
+	if (!g || M < GW_MIN_M || M > GW_MAX_M || N <= 0 || K <= 0 || N % GW_TM || K % GW_KB)
+		return false;
+	if (!gw_aligned(y) || !gw_aligned(x) || !gw_aligned(W) || (residual && !gw_aligned(residual)))
+		return false;
+	if (out_f16 && residual)
+		return false;
+	const int S = gw_splits(g, N, K), tiles = N / GW_TM;
+	return S == 1 || (tiles <= GW_COUNTERS && (size_t)tiles * S * GW_MAX_M * GW_TM <=
+					      g->partial_floats);
+}
+
+template <int BN, bool F16, bool OUT_F16>
+static void gw_launch(kn_gemm_wgmma *g, void *y, const uint16_t *x, const uint16_t *W,
+		      const float *residual, int M, int N, int K, int S, cudaStream_t stream)
+{
+	kn_launch(gw_kernel<BN, F16, OUT_F16>, dim3((N / GW_TM) * S), dim3(GW_THREADS), GW_SMEM,
+		  stream, y, x, W, residual, M, N, K, S, g->partials, g->counters);
+}
+
+extern "C" void kn_gemm_wgmma_run(kn_gemm_wgmma *g, void *y, const uint16_t *x,
+				  const uint16_t *W, const float *residual, int M, int N, int K,
+				  bool f16, bool out_f16, cudaStream_t stream)
+{
+	const int S = gw_splits(g, N, K);
+	if (out_f16 && !f16) {
+		fprintf(stderr, "<2>[cuda] gemm_wgmma: fp16 output comes with fp16 operands\n");
+		abort();
+	}
+	if (M <= 64) {
+		if (out_f16)
+			gw_launch<64, true, true>(g, y, x, W, NULL, M, N, K, S, stream);
+		else if (f16)
+			gw_launch<64, true, false>(g, y, x, W, residual, M, N, K, S, stream);
+		else
+			gw_launch<64, false, false>(g, y, x, W, residual, M, N, K, S, stream);
+	} else {
+		if (out_f16)
+			gw_launch<128, true, true>(g, y, x, W, NULL, M, N, K, S, stream);
+		else if (f16)
+			gw_launch<128, true, false>(g, y, x, W, residual, M, N, K, S, stream);
+		else
+			gw_launch<128, false, false>(g, y, x, W, residual, M, N, K, S, stream);
+	}
+}

@@ -1,0 +1,51 @@
+/*
+ * gemm_wgmma: the decode steps' projections on Hopper tensor cores, with PDL (gemm_wgmma.cu has
+ * the design). Internal to gemm.cu, which routes kn_gemm_f32(_f16)_cuda and kn_gemm_f16_cuda
+ * here for 5 ≤ M ≤ 128 rows when the shape fits (kn_gemm_wgmma_fits) and the start-up tuning
+ * timed it faster than cuBLASLt for that key; the formulas, aliasing and PDL contract are
+ * gemm.h's.
+ */
+#ifndef QVL_KERNELS_GEMM_WGMMA_H
+#define QVL_KERNELS_GEMM_WGMMA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cuda_runtime_api.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GW_MIN_M 5     /* below: gemm.cu's GEMV */
+#define GW_MAX_M 128
+
+typedef struct kn_gemm_wgmma kn_gemm_wgmma;
+
+/* NULL (and nothing allocated) unless the device is sm_90 with this build's sm_90a kernels and
+ * QVL_GEMM_WGMMA is not 0 in the environment. Holds the split-K partials and the per-tile
+ * counters (~9 MB), allocated here, once. */
+kn_gemm_wgmma *kn_gemm_wgmma_new(void);
+void kn_gemm_wgmma_free(kn_gemm_wgmma *g);
+/* At most s K splits from now on (rounded down to a power of two ≤ 8; the default is 8):
+ * bench_gemm_cuda's sweep. */
+void kn_gemm_wgmma_set_max_splits(kn_gemm_wgmma *g, int s);
+
+/* Whether kn_gemm_wgmma_run takes this call: GW_MIN_M ≤ M ≤ GW_MAX_M, N % 128 == 0,
+ * K % 64 == 0, x, W, y and residual 16-byte aligned, residual only with fp32 output. */
+bool kn_gemm_wgmma_fits(const kn_gemm_wgmma *g, const void *y, const uint16_t *x,
+			const uint16_t *W, const float *residual, int M, int N, int K,
+			bool out_f16);
+
+/* y (M, N) = x (M, K) · Wᵀ (+ residual), fp32 accumulation; y fp32 (out_f16 false: residual
+ * allowed, y may alias it) or fp16 (out_f16 true); x and W fp16 when f16, else bf16. Launched
+ * with PDL: W's first stages are read before the wait. The call must fit. */
+void kn_gemm_wgmma_run(kn_gemm_wgmma *g, void *y, const uint16_t *x, const uint16_t *W,
+		       const float *residual, int M, int N, int K, bool f16, bool out_f16,
+		       cudaStream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
