@@ -31,7 +31,8 @@
  * may run gemm_wgmma.cu's Hopper kernel instead of cuBLASLt, under the same PDL contract on W:
  * only for a key whose plan kn_gemm_*_tune timed it faster on (kn_gemm_ctx_wgmma says whether
  * the device has it). Its sums are fp32 in another order than cuBLASLt's (the same accuracy
- * class, not the same last bits), and the same every run.
+ * class, not the same last bits); with the residual in place and K split, the splits are added
+ * into y atomically in arrival order, so those last bits may also differ between runs.
  *
  * kn_gemm_ref is the plain-C reference (always built); kn_gemm_cuda takes the same arguments in
  * the same order after the ctx, plus a stream, with device pointers.

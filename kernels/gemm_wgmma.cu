@@ -26,21 +26,26 @@
  * Epilogue: the accumulators go through shared memory (transposed to rows of y, padded rows:
  * no bank conflicts) and leave as 16-byte rows:
  *   S = 1: y = sum (+ residual), fp32 or fp16 (one rounding).
- *   S > 1: each CTA writes its partial (BN × 128 fp32) to the workspace, then the S CTAs of a
- *   tile meet at a counter (each adds 8 / S, so a launch moves every used counter by exactly 8
- *   whatever its S; thread 0 spins with acquire loads until the launch's 8 are in) and each
- *   sums a 1/S share of the rows, partials in split order, then adds the residual: the same
- *   order every run, so the bits do not depend on timing. The spin is safe because the grid
- *   never exceeds one CTA per multiprocessor, so all of a tile's CTAs are resident together
- *   (its successor, launched early by PDL, is scheduled only after every CTA of this grid has
- *   started).
+ *   S > 1 with the residual in place (y == residual: o and down, y += x·Wᵀ): each CTA adds its
+ *   sums into y with vector atomic adds (red.global.add.v4.f32, done in the L2). Nothing
+ *   waits and nothing is read back, but the splits land in arrival order, so the last bits of
+ *   y may differ between runs (~1e-7 relative; as with cuBLASLt's atomic split-K schemes).
+ *   S > 1 otherwise: each CTA writes its partial (BN × 128 fp32) to the workspace, then the S
+ *   CTAs of a tile meet at a counter (each adds 8 / S, so a launch moves every used counter
+ *   by exactly 8 whatever its S; thread 0 spins with acquire loads until the launch's 8 are
+ *   in) and each sums a 1/S share of the rows, partials in split order, then adds the
+ *   residual: the same order every run, so the bits do not depend on timing. The spin is
+ *   safe because the grid never exceeds one CTA per multiprocessor: all of a tile's CTAs are
+ *   resident together (its successor, launched early by PDL, is scheduled only after every
+ *   CTA of this grid has started).
  *
- * Measured (H100, tests/bench/bench_gemm_cuda, weights cold, µs against cuBLASLt's best of 8):
- * at 32 and 64 rows the four projections of a layer take ~10% less (o 8.3 vs 10.2 at 64 rows),
- * at 128 rows only gate_up (S = 1) is faster (23.1 vs 23.9) while the split shapes lose (o 11.6
- * vs 8.5, qkv 14.0 vs 10.1, down 18.6 vs 15.7): writing, meeting on and re-reading 64 KB of
- * partials a CTA after the main loop costs more than cuBLASLt's whole launch gap. So gemm.cu
- * runs it only where its start-up tuning timed it faster (PERF.md, session 10).
+ * Measured (H100, tests/bench/bench_gemm_cuda --f16, weights cold, µs against cuBLASLt's best
+ * of its first 8 with split-K): at 128 rows qkv 14.0 vs 10.1 (the partials' round trip), o
+ * 8.0 vs 7.9, gate_up 23.1 vs 23.9, down 13.5 vs 15.7; at 64 rows a layer's four projections
+ * take 12% less, at 32 rows 15% less. The partials' workspace, counter and re-read cost
+ * ~5.7 µs a launch (o at 128 rows: 11.6 µs that way, 5.9 µs for the main loop alone), which
+ * is why the in-place shapes add into y instead. gemm.cu runs the kernel only where its
+ * start-up tuning timed it faster (tests/bench/PERF.md, session 10).
  *
  * sm_90a only (wgmma is arch-specific); Makefile.am builds this file for it, and
  * kn_gemm_wgmma_new returns NULL on any other device.
@@ -113,6 +118,14 @@ static __device__ __forceinline__ void gw_commit(void)
 	asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
+/* y[at .. at+3] += v, atomically (the L2 adds; in whatever order the splits arrive). */
+static __device__ __forceinline__ void gw_red_add(void *y, size_t at, float4 v)
+{
+	asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"((float *)y + at),
+		     "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+		     : "memory");
+}
+
 static __device__ __forceinline__ unsigned gw_ld_acquire(const unsigned *p)
 {
 	unsigned v;
@@ -161,7 +174,7 @@ static __device__ __forceinline__ void gw_store(void *y, const float *residual, 
 template <int BN, bool F16, bool OUT_F16>
 static __global__ void __launch_bounds__(GW_THREADS, 1)
 gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ W,
-	  const float *residual, int M, int N, int K, int S, float *ws, unsigned *counters)
+	  const float *residual, int M, int N, int K, int S, bool red, float *ws, unsigned *counters)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 	typedef gw_ring<BN> RG;
@@ -241,6 +254,12 @@ gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ 
 		for (int m = r0; m < M; m += GW_THREADS / 32)
 			gw_store<OUT_F16>(y, residual, (size_t)m * N + n0 + 4 * q,
 					  *(const float4 *)&tile_t[m * GW_TS + 4 * q]);
+		return;
+	}
+	if (red) {   /* y holds the residual: add this split's sums into it */
+		for (int m = r0; m < M; m += GW_THREADS / 32)
+			gw_red_add(y, (size_t)m * N + n0 + 4 * q,
+				   *(const float4 *)&tile_t[m * GW_TS + 4 * q]);
 		return;
 	}
 	float *mine = ws + (size_t)blockIdx.x * BN * GW_TM;
@@ -381,7 +400,8 @@ static void gw_launch(kn_gemm_wgmma *g, void *y, const uint16_t *x, const uint16
 		      const float *residual, int M, int N, int K, int S, cudaStream_t stream)
 {
 	kn_launch(gw_kernel<BN, F16, OUT_F16>, dim3((N / GW_TM) * S), dim3(GW_THREADS), GW_SMEM,
-		  stream, y, x, W, residual, M, N, K, S, g->partials, g->counters);
+		  stream, y, x, W, residual, M, N, K, S, S > 1 && residual == y && !OUT_F16,
+		  g->partials, g->counters);
 }
 
 extern "C" void kn_gemm_wgmma_run(kn_gemm_wgmma *g, void *y, const uint16_t *x,

@@ -1497,19 +1497,21 @@ END_TEST
 
 /* gemm_wgmma (the Hopper kernel that kn_gemm_f32(_f16)_cuda and kn_gemm_f16_cuda run for 5-128
  * rows on an sm_90 device where the start-up tuning timed it faster than cuBLASLt; gemm_tune
- * below checks that path) called directly, against the references: every K split it chooses (S = 8 for N = 2048,
- * 4 for 4096, 1 for 12288; S = 8 with two tiles at N = 256), both batch widths (BN 64 up to 64
- * rows, 128 above) with rows past M in the last tile, fp32 output with the residual in place
- * and without, fp16 output; and twice over, bit for bit (the split-K sums have a fixed order).
+ * below checks that path) called directly, against the references: every K split it chooses
+ * (S = 8 for N = 2048, 4 for 4096, 1 for 12288; S = 8 with two tiles at N = 256), both batch
+ * widths (BN 64 up to 64 rows, 128 above) with rows past M in the last tile, fp32 output with
+ * the residual in place (the splits added into y atomically), with a separate residual and
+ * without one (the splits summed in a fixed order: twice over, bit for bit), fp16 output.
  * Elsewhere the same calls run cuBLASLt and the test checks that path. Cases {M, N, K, kind}:
- * kind 0 bf16 operands, fp32 out += residual; 1 fp16 operands, fp32 out; 2 fp16 out. */
+ * kind 0 bf16 operands, fp32 out += residual in place; 1 fp16 operands, fp32 out; 2 fp16 out;
+ * 3 bf16 operands, fp32 out = residual (another buffer) + product. */
 START_TEST(test_kernels_cuda_gemm_wgmma)
 {
 	static const int cases[][4] = {
 		{ 128, 2048, 2048, 0 }, { 128, 2048, 6144, 0 }, { 128, 4096, 2048, 1 },
 		{ 128, 12288, 2048, 2 }, { 65, 2048, 2048, 0 }, { 64, 4096, 2048, 1 },
 		{ 5, 256, 512, 0 },      { 100, 12288, 2048, 1 }, { 37, 2048, 6144, 2 },
-		{ 77, 1024, 1024, 0 },
+		{ 77, 1024, 1024, 0 },   { 128, 2048, 6144, 3 }, { 70, 4096, 2048, 3 },
 	};
 	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
 	kn_gemm_wgmma *g = kn_gemm_wgmma_new();
@@ -1522,13 +1524,14 @@ START_TEST(test_kernels_cuda_gemm_wgmma)
 		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *h16 = malloc(ny * 2);
 		float *r = malloc(ny * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4),
 		      *again = malloc(ny * 4);
+		const bool f16 = kind == 1 || kind == 2;
 		for (size_t i = 0; i < nx; i++)
-			x[i] = kind ? f32_to_f16(frand(-4.f, 4.f)) : f32_to_bf16(frand(-4.f, 4.f));
+			x[i] = f16 ? f32_to_f16(frand(-4.f, 4.f)) : f32_to_bf16(frand(-4.f, 4.f));
 		for (size_t i = 0; i < nw; i++)
-			w[i] = kind ? f32_to_f16(frand(-0.05f, 0.05f)) :
-				      f32_to_bf16(frand(-0.05f, 0.05f));
+			w[i] = f16 ? f32_to_f16(frand(-0.05f, 0.05f)) :
+				     f32_to_bf16(frand(-0.05f, 0.05f));
 		fill_f32(r, ny, -1.f, 1.f);
-		if (kind == 0)
+		if (kind == 0 || kind == 3)
 			kn_gemm_f32_ref(ref, x, w, r, M, N, K);
 		else if (kind == 1)
 			kn_gemm_f32_f16_ref(ref, x, w, NULL, M, N, K);
@@ -1538,19 +1541,19 @@ START_TEST(test_kernels_cuda_gemm_wgmma)
 				ref[i] = f16_to_f32(h16[i]);
 		}
 		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0);
-		float *dy = dev_f32(NULL, ny, 0);
+		float *dy = dev_f32(NULL, ny, 0), *dr = kind == 3 ? dev_f32(r, ny, 0) : NULL;
 		for (int run = 0; run < 2; run++) {
 			float *dst = run ? again : got;
 			if (kind == 0)
 				CUDA_CHECK(cudaMemcpy(dy, r, ny * 4, cudaMemcpyHostToDevice));
 			else
 				CUDA_CHECK(cudaMemset(dy, 0xff, ny * 4));
-			float *res = kind == 0 ? dy : NULL;
+			float *res = kind == 0 ? dy : dr;
 			if (g) {
 				ck_assert(kn_gemm_wgmma_fits(g, dy, dx, dw, res, M, N, K, kind == 2));
-				kn_gemm_wgmma_run(g, dy, dx, dw, res, M, N, K, kind > 0, kind == 2, 0);
-			} else if (kind == 0) {
-				kn_gemm_f32_cuda(ctx, dy, dx, dw, dy, M, N, K, 0);
+				kn_gemm_wgmma_run(g, dy, dx, dw, res, M, N, K, f16, kind == 2, 0);
+			} else if (kind == 0 || kind == 3) {
+				kn_gemm_f32_cuda(ctx, dy, dx, dw, res, M, N, K, 0);
 			} else if (kind == 1) {
 				kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, NULL, M, N, K, 0);
 			} else {
@@ -1569,11 +1572,18 @@ START_TEST(test_kernels_cuda_gemm_wgmma)
 		fprintf(stderr, "gemm_wgmma M=%d N=%d K=%d kind %d: rel L2 %.3g\n", M, N, K, kind, e);
 		ck_assert_msg(e <= (kind == 2 ? 1e-3 : 1e-5), "gemm_wgmma M=%d N=%d K=%d kind %d: "
 			      "rel L2 %g", M, N, K, kind, e);
-		ck_assert_msg(!memcmp(got, again, ny * 4), "gemm_wgmma M=%d N=%d K=%d kind %d: a "
-			      "second run gave other bits", M, N, K, kind);
+		if (kind != 0)
+			ck_assert_msg(!memcmp(got, again, ny * 4), "gemm_wgmma M=%d N=%d K=%d kind %d: "
+				      "a second run gave other bits", M, N, K, kind);
+		else
+			ck_assert_msg(rel_l2_f32(again, got, ny, 1e-4) <= 1e-6, "gemm_wgmma M=%d N=%d "
+				      "K=%d in place: a second run differs beyond the order of its sums",
+				      M, N, K);
 		CUDA_CHECK(cudaFree(dx));
 		CUDA_CHECK(cudaFree(dw));
 		CUDA_CHECK(cudaFree(dy));
+		if (dr)
+			CUDA_CHECK(cudaFree(dr));
 		free(x);
 		free(w);
 		free(h16);
