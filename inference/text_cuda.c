@@ -668,10 +668,15 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 			*sum_first += first;
 			*sum_best += best;
 		}
-		if (k >= 0 && len < (int)sizeof(line))
+		if (k >= 0 && len < (int)sizeof(line)) {
+			char kept[32];
+			if (k == 16)   /* gemm.h: gemm_wgmma's kernel */
+				snprintf(kept, sizeof(kept), "gemm_wgmma");
+			else
+				snprintf(kept, sizeof(kept), "candidate %d", k);
 			len += snprintf(line + len, sizeof(line) - (size_t)len,
-					" %s %.3f → %.3f ms (candidate %d)", p[i].name, first, best,
-					k);
+					" %s %.3f → %.3f ms (%s)", p[i].name, first, best, kept);
+		}
 	}
 	free(ws);
 	if (tuned && log)

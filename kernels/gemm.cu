@@ -722,7 +722,9 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	if (!bias && gemv_run<T, F16>(y, x, W, residual, M, N, K, stream))
 		return;
 	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, W, bias, residual, M, N, K);
-	if (p->use_wgmma && wgmma_fits<T, F16>(ctx, y, x, W, residual, M, N, K)) {
+	/* tuned on the decoder's calls, whose residual is y itself when there is one */
+	if (p->use_wgmma && (!residual || residual == y) &&
+	    wgmma_fits<T, F16>(ctx, y, x, W, residual, M, N, K)) {
 		wgmma_launch<T, F16>(ctx, y, x, W, residual, M, N, K, stream);
 		return;
 	}
@@ -927,7 +929,8 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	}
 	if (w_fits) {
 		p->pinned = 1;
-		p->use_wgmma = best < 0 || ms_w <= ms[best];
+		/* as between cuBLASLt's candidates: a near tie keeps the first guess */
+		p->use_wgmma = best < 0 || ms_w < 0.98f * ms[best];
 		if (p->use_wgmma) {
 			if (best < 0)
 				*ms_first = ms_w;

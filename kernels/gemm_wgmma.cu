@@ -37,7 +37,9 @@
  *   residual: the same order every run, so the bits do not depend on timing. The spin is
  *   safe because the grid never exceeds one CTA per multiprocessor: all of a tile's CTAs are
  *   resident together (its successor, launched early by PDL, is scheduled only after every
- *   CTA of this grid has started).
+ *   CTA of this grid has started), as long as no other grid that waits the same way holds
+ *   multiprocessors at the same moment: one context per stream, and no other process's
+ *   kernels beside it (MPS). qvld has one context and one stream per GPU.
  *
  * Measured (H100, tests/bench/bench_gemm_cuda --f16, weights cold, µs against cuBLASLt's best
  * of its first 8 with split-K): at 128 rows qkv 14.0 vs 10.1 (the partials' round trip), o
@@ -47,8 +49,9 @@
  * is why the in-place shapes add into y instead. gemm.cu runs the kernel only where its
  * start-up tuning timed it faster (tests/bench/PERF.md, session 10).
  *
- * sm_90a only (wgmma is arch-specific); Makefile.am builds this file for it, and
- * kn_gemm_wgmma_new returns NULL on any other device.
+ * sm_90a only (wgmma is arch-specific): Makefile.am builds this file's device code for sm_90a
+ * alone, so on any other device the kernels have no image, cudaFuncGetAttributes fails and
+ * kn_gemm_wgmma_new returns NULL.
  */
 #include <cuda_fp16.h>
 #include <stdint.h>
@@ -80,9 +83,9 @@ template <int BN> struct gw_ring {
 };
 
 struct kn_gemm_wgmma {
-	float *partials;
+	float *partials;            /* owned */
 	size_t partial_floats;
-	unsigned *counters;
+	unsigned *counters;         /* owned */
 	int sms;
 	int max_splits;   /* a power of two ≤ GW_MAXS */
 };
@@ -269,6 +272,7 @@ gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ 
 	__threadfence();
 	__syncthreads();
 	if (tid == 0) {
+		__threadfence();   /* the signalling thread's own release of the CTA's partials */
 		unsigned *cnt = counters + tile;
 		const unsigned old = atomicAdd(cnt, GW_MAXS / S);
 		const unsigned target = old - old % GW_MAXS + GW_MAXS;
@@ -339,7 +343,7 @@ extern "C" kn_gemm_wgmma *kn_gemm_wgmma_new(void)
 	g->sms = sms;
 	g->max_splits = GW_MAXS;
 	/* split-K partials: at most one CTA per multiprocessor, BN × 128 floats each */
-	g->partial_floats = (size_t)sms * GW_MAX_M * GW_TM;
+	g->partial_floats = (size_t)sms * KN_GEMM_WGMMA_MAX_M * GW_TM;
 	CUDA_CHECK(cudaMalloc(&g->partials, g->partial_floats * sizeof(float)));
 	CUDA_CHECK(cudaMalloc(&g->counters, GW_COUNTERS * sizeof(unsigned)));
 	CUDA_CHECK(cudaMemset(g->counters, 0, GW_COUNTERS * sizeof(unsigned)));
@@ -358,8 +362,7 @@ extern "C" void kn_gemm_wgmma_free(kn_gemm_wgmma *g)
 {
 	if (!g)
 		return;
-	CUDA_CHECK(cudaDeviceSynchronize());
-	CUDA_CHECK(cudaFree(g->partials));
+	CUDA_CHECK(cudaFree(g->partials));   /* synchronises: no launch still uses them */
 	CUDA_CHECK(cudaFree(g->counters));
 	free(g);
 }
@@ -384,14 +387,15 @@ extern "C" bool kn_gemm_wgmma_fits(const kn_gemm_wgmma *g, const void *y, const 
 				   const uint16_t *W, const float *residual, int M, int N, int K,
 				   bool out_f16)
 {
-	if (!g || M < GW_MIN_M || M > GW_MAX_M || N <= 0 || K <= 0 || N % GW_TM || K % GW_KB)
+	if (!g || M < KN_GEMM_WGMMA_MIN_M || M > KN_GEMM_WGMMA_MAX_M || N <= 0 || K <= 0 ||
+	    N % GW_TM || K % GW_KB)
 		return false;
 	if (!gw_aligned(y) || !gw_aligned(x) || !gw_aligned(W) || (residual && !gw_aligned(residual)))
 		return false;
 	if (out_f16 && residual)
 		return false;
 	const int S = gw_splits(g, N, K), tiles = N / GW_TM;
-	return S == 1 || (tiles <= GW_COUNTERS && (size_t)tiles * S * GW_MAX_M * GW_TM <=
+	return S == 1 || (tiles <= GW_COUNTERS && (size_t)tiles * S * KN_GEMM_WGMMA_MAX_M * GW_TM <=
 					      g->partial_floats);
 }
 

@@ -17,22 +17,26 @@
 extern "C" {
 #endif
 
-#define GW_MIN_M 5     /* below: gemm.cu's GEMV */
-#define GW_MAX_M 128
+#define KN_GEMM_WGMMA_MIN_M 5     /* below: gemm.cu's GEMV */
+#define KN_GEMM_WGMMA_MAX_M 128
 
 typedef struct kn_gemm_wgmma kn_gemm_wgmma;
 
 /* NULL (and nothing allocated) unless the device is sm_90 with this build's sm_90a kernels and
  * QVL_GEMM_WGMMA is not 0 in the environment. Holds the split-K partials and the per-tile
- * counters (~9 MB), allocated here, once. */
+ * counters (~9 MB), allocated here, once.
+ * One context's calls must go to one stream (as gemm.h's), and the device should not be shared
+ * with another process's kernels at the same moment (MPS): a split without a residual in place
+ * has its CTAs wait for each other, which needs the whole grid resident (gemm_wgmma.cu). */
 kn_gemm_wgmma *kn_gemm_wgmma_new(void);
 void kn_gemm_wgmma_free(kn_gemm_wgmma *g);
 /* At most s K splits from now on (rounded down to a power of two ≤ 8; the default is 8):
  * bench_gemm_cuda's sweep. */
 void kn_gemm_wgmma_set_max_splits(kn_gemm_wgmma *g, int s);
 
-/* Whether kn_gemm_wgmma_run takes this call: GW_MIN_M ≤ M ≤ GW_MAX_M, N % 128 == 0,
- * K % 64 == 0, x, W, y and residual 16-byte aligned, residual only with fp32 output. */
+/* Whether kn_gemm_wgmma_run takes this call: KN_GEMM_WGMMA_MIN_M ≤ M ≤ KN_GEMM_WGMMA_MAX_M,
+ * N % 128 == 0, K % 64 == 0, x, W, y and residual 16-byte aligned, residual only with fp32
+ * output. */
 bool kn_gemm_wgmma_fits(const kn_gemm_wgmma *g, const void *y, const uint16_t *x,
 			const uint16_t *W, const float *residual, int M, int N, int K,
 			bool out_f16);

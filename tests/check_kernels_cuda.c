@@ -1499,7 +1499,7 @@ END_TEST
  * rows on an sm_90 device where the start-up tuning timed it faster than cuBLASLt; gemm_tune
  * below checks that path) called directly, against the references: every K split it chooses
  * (S = 8 for N = 2048, 4 for 4096, 1 for 12288; S = 8 with two tiles at N = 256), both batch
- * widths (BN 64 up to 64 rows, 128 above) with rows past M in the last tile, fp32 output with
+ * widths (BN 64 up to 64 rows, 128 above) with batch rows past M padding the tile, fp32 output with
  * the residual in place (the splits added into y atomically), with a separate residual and
  * without one (the splits summed in a fixed order: twice over, bit for bit), fp16 output.
  * Elsewhere the same calls run cuBLASLt and the test checks that path. Cases {M, N, K, kind}:

@@ -18,7 +18,9 @@
  * cold.
  *
  * Prints, per shape: the heuristic's first choice and the fastest (its rank/split), in µs and
- * TFLOP/s, the weight's TB/s for both, and the sum over the 28 layers' four projections.
+ * TFLOP/s, the weight's TB/s for both, and the sum over the 28 layers' four projections. On an
+ * sm_90 device also kernels/gemm_wgmma.cu's kernel ("wg" rows), timed the same way with at most
+ * 8, 4, 2 and 1 K splits (its default: 8), and the layers' sum with it where it is faster.
  * --exhaustive goes past the heuristic: for every algorithm id cublasLtMatmulAlgoGetIds lists, the
  * heuristic restricted to that id (CUBLASLT_SEARCH_LIMITED_BY_ALGO_ID, up to N results) and
  * every tile × stages its capabilities list (cluster shape auto), then every cluster shape for
