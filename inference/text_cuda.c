@@ -670,7 +670,7 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 		}
 		if (k >= 0 && len < (int)sizeof(line)) {
 			char kept[32];
-			if (k == 16)   /* gemm.h: gemm_wgmma's kernel */
+			if (k == KN_GEMM_TUNE_WGMMA)
 				snprintf(kept, sizeof(kept), "gemm_wgmma");
 			else
 				snprintf(kept, sizeof(kept), "candidate %d", k);

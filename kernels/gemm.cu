@@ -96,11 +96,13 @@
 
 #define GEMM_CACHE 256   /* plans (host state only): the graph ladder alone makes ~160 */
 #define GEMM_TUNE_MAX 8     /* cuBLASLt candidates kn_gemm_f32_tune times, twice over */
+static_assert(KN_GEMM_TUNE_WGMMA >= 2 * GEMM_TUNE_MAX, "gemm_wgmma's index is no candidate's");
 
 struct gemm_plan {
 	int used;
 	int pinned;                     /* tuned (kn_gemm_*_tune): never evicted */
-	int M, N, K, has_res, has_bias;
+	int M, N, K, has_bias;
+	int has_res;                    /* 0 none, 1 another buffer, 2 in place (y is it) */
 	cudaDataType_t in;              /* of A and B: CUDA_R_16BF or CUDA_R_16F */
 	cudaDataType_t out;             /* of C and D: CUDA_R_16BF or CUDA_R_32F */
 	unsigned align;                 /* min alignment in bytes of the four pointers, ≤ 256 */
@@ -672,7 +674,9 @@ static struct gemm_plan *plan_of_call(kn_gemm_ctx *ctx, const T *y, const uint16
 		align = a4;
 	const cudaDataType_t out = out_type<T>();
 	const cudaDataType_t in = F16 ? CUDA_R_16F : CUDA_R_16BF;
-	return plan_get(ctx, M, N, K, residual != NULL, bias != NULL, in, out, align);
+	/* in place or not matters to gemm_wgmma's split-K epilogue (a tuned choice is for one) */
+	const int has_res = !residual ? 0 : residual == y ? 2 : 1;
+	return plan_get(ctx, M, N, K, has_res, bias != NULL, in, out, align);
 }
 
 /* gemm_wgmma takes fp32 (with or without residual) and fp16 outputs; bf16 ones stay here. */
@@ -722,9 +726,7 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	if (!bias && gemv_run<T, F16>(y, x, W, residual, M, N, K, stream))
 		return;
 	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, W, bias, residual, M, N, K);
-	/* tuned on the decoder's calls, whose residual is y itself when there is one */
-	if (p->use_wgmma && (!residual || residual == y) &&
-	    wgmma_fits<T, F16>(ctx, y, x, W, residual, M, N, K)) {
+	if (p->use_wgmma && wgmma_fits<T, F16>(ctx, y, x, W, residual, M, N, K)) {
 		wgmma_launch<T, F16>(ctx, y, x, W, residual, M, N, K, stream);
 		return;
 	}
@@ -831,6 +833,28 @@ static int tune_candidates(kn_gemm_ctx *ctx, const struct gemm_plan *p,
 	return n;
 }
 
+/* ms a launch of launch() (a cublasStatus_t), between events e0 and e1 on stream: one untimed
+ * warm-up, then 5 timed; -1 for a candidate the library lists but cannot run here. */
+template <typename F>
+static float tune_time(F launch, cudaStream_t stream, cudaEvent_t e0, cudaEvent_t e1)
+{
+	enum { REPS = 5 };
+	cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
+	for (int r = 0; r <= REPS && st == CUBLAS_STATUS_SUCCESS; r++) {
+		if (r == 1)
+			CUDA_CHECK(cudaEventRecord(e0, stream));
+		st = launch();
+	}
+	if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
+		return -1;
+	CUBLAS_CHECK(st);
+	CUDA_CHECK(cudaEventRecord(e1, stream));
+	CUDA_CHECK(cudaEventSynchronize(e1));
+	float ms;
+	CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+	return ms / REPS;
+}
+
 /* kn_gemm_f32_tune and kn_gemm_f16_tune: T the output type, F16 the operands' (gemm.h).
  *
  * Candidates: the heuristic's first GEMM_TUNE_MAX, then up to GEMM_TUNE_MAX more from the
@@ -870,49 +894,28 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	const float alpha = 1.f, beta = residual ? 1.f : 0.f;
 	const void *c = residual ? (const void *)residual : (const void *)y;
 	unsigned turn = 0;
+	auto lt_run = [&](const cublasLtMatmulAlgo_t *algo) {
+		return cublasLtMatmul(ctx->lt, p->desc, &alpha, rot[turn++ % n_rot], p->a, x, p->b,
+				      &beta, c, p->c, y, p->c, algo, ctx->workspace,
+				      ctx->workspace_bytes, stream);
+	};
 	/* the clocks up first: 20 runs of the first guess, untimed */
 	for (int r = 0; r < 20 && n > 0; r++)
-		CUBLAS_CHECK(cublasLtMatmul(ctx->lt, p->desc, &alpha, rot[turn++ % n_rot], p->a, x,
-					    p->b, &beta, c, p->c, y, p->c, &res[0].algo,
-					    ctx->workspace, ctx->workspace_bytes, stream));
+		CUBLAS_CHECK(lt_run(&res[0].algo));
 	float ms[2 * GEMM_TUNE_MAX];
-	for (int i = 0; i < n; i++) {
-		enum { REPS = 5 };
-		ms[i] = -1;
-		cublasStatus_t st = CUBLAS_STATUS_SUCCESS;
-		for (int r = 0; r <= REPS && st == CUBLAS_STATUS_SUCCESS; r++) {   /* warm-up, REPS */
-			if (r == 1)
-				CUDA_CHECK(cudaEventRecord(e0, stream));
-			st = cublasLtMatmul(ctx->lt, p->desc, &alpha, rot[turn++ % n_rot], p->a, x,
-					    p->b, &beta, c, p->c, y, p->c, &res[i].algo,
-					    ctx->workspace, ctx->workspace_bytes, stream);
-		}
-		if (st == CUBLAS_STATUS_NOT_SUPPORTED || st == CUBLAS_STATUS_INVALID_VALUE)
-			continue;   /* a candidate the library lists but cannot run here */
-		CUBLAS_CHECK(st);
-		CUDA_CHECK(cudaEventRecord(e1, stream));
-		CUDA_CHECK(cudaEventSynchronize(e1));
-		CUDA_CHECK(cudaEventElapsedTime(&ms[i], e0, e1));
-		ms[i] /= REPS;
-	}
+	for (int i = 0; i < n; i++)
+		ms[i] = tune_time([&] { return lt_run(&res[i].algo); }, stream, e0, e1);
 	/* gemm_wgmma, where it fits every weight of the rotation, on the same terms */
 	float ms_w = -1;
 	bool w_fits = true;
 	for (int i = 0; i < n_rot; i++)
 		w_fits = w_fits && wgmma_fits<T, F16>(ctx, y, x, rot[i], residual, M, N, K);
-	if (w_fits) {
-		enum { REPS = 5 };
-		for (int r = 0; r <= REPS; r++) {
-			if (r == 1)
-				CUDA_CHECK(cudaEventRecord(e0, stream));
+	if (w_fits)
+		ms_w = tune_time([&] {
 			wgmma_launch<T, F16>(ctx, y, x, rot[turn++ % n_rot], residual, M, N, K,
 					     stream);
-		}
-		CUDA_CHECK(cudaEventRecord(e1, stream));
-		CUDA_CHECK(cudaEventSynchronize(e1));
-		CUDA_CHECK(cudaEventElapsedTime(&ms_w, e0, e1));
-		ms_w /= REPS;
-	}
+			return CUBLAS_STATUS_SUCCESS;
+		}, stream, e0, e1);
 	CUDA_CHECK(cudaEventDestroy(e0));
 	CUDA_CHECK(cudaEventDestroy(e1));
 	/* the first guess stays unless another is more than 2% faster (timing noise must not
@@ -935,7 +938,7 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 			if (best < 0)
 				*ms_first = ms_w;
 			*ms_best = ms_w;
-			best = 2 * GEMM_TUNE_MAX;
+			best = KN_GEMM_TUNE_WGMMA;
 		}
 	}
 	return best;

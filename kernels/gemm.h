@@ -142,10 +142,9 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
  * first 64 are used, and of those only the ones aligned at least as the plan's key (the
  * smallest alignment of y, x, Ws[0] and residual). The products run on y (and on residual when
  * y is it): their contents are garbage afterwards. Synchronises the stream. Returns the index
- * of the candidate kept (0: the heuristic's own first choice; 16: gemm_wgmma, timed the same
- * way where it fits every weight, kept when no cuBLASLt candidate is faster) with *ms_first and
- * *ms_best
- * (its time and the kept one's), or -1 (nothing done) when the GEMV would run the shape
+ * of the candidate kept (0: the heuristic's own first choice; KN_GEMM_TUNE_WGMMA: gemm_wgmma,
+ * timed the same way where it fits every weight, kept when it is more than 2% faster than the
+ * best cuBLASLt candidate) with *ms_first and *ms_best (its time and the kept one's), or -1 (nothing done) when the GEMV would run the shape
  * (M ≤ 4), n_W < 1, Ws[0] is NULL or the stream is capturing. Timing picks the algorithm, so
  * two start-ups may keep different ones for a shape (the same accuracy class; not the same
  * last bits). */
@@ -155,7 +154,8 @@ int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16
 /* Whether the ctx runs gemm_wgmma.cu's kernel for 5-128 rows (an sm_90 device with this
  * build's sm_90a code, QVL_GEMM_WGMMA not 0): fp32 and fp16 outputs, N % 128 == 0, K % 64 ==
  * 0, 16-byte aligned operands; kn_gemm_*_tune times it against cuBLASLt's candidates and keeps
- * the faster (returning 2 · 8 = 16 as the candidate when it is this kernel). */
+ * the faster (returning KN_GEMM_TUNE_WGMMA as the candidate when it is this kernel). */
+#define KN_GEMM_TUNE_WGMMA 16
 bool kn_gemm_ctx_wgmma(const kn_gemm_ctx *ctx);
 /* How many of the ctx's cached plans are tuned ones (they stay, whatever else is cached). */
 int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx);

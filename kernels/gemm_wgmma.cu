@@ -69,7 +69,6 @@
 #define GW_RING (192 * 1024)      /* shared memory for the ring (the epilogue reuses it) */
 #define GW_SMEM (GW_RING + 1024)  /* + alignment slack: the ring starts 1024-byte aligned */
 #define GW_MAXS 8                 /* most K splits; counters move by GW_MAXS a launch */
-#define GW_COUNTERS 4096
 #define GW_TS (GW_TM + 4)         /* epilogue row stride in floats (conflict-free writes) */
 
 template <int BN> struct gw_ring {
@@ -82,17 +81,14 @@ template <int BN> struct gw_ring {
 	static_assert(BN * GW_TS * 4 <= GW_RING, "the epilogue tile fits the ring");
 };
 
+/* A split grid has tiles · S ≤ sms CTAs (gw_splits), so sms partial tiles of the widest BN and
+ * sms tile counters hold any of them. */
 struct kn_gemm_wgmma {
-	float *partials;            /* owned */
-	size_t partial_floats;
-	unsigned *counters;         /* owned */
+	float *partials;            /* owned: sms × KN_GEMM_WGMMA_MAX_M × GW_TM */
+	unsigned *counters;         /* owned: sms */
 	int sms;
 	int max_splits;   /* a power of two ≤ GW_MAXS */
 };
-
-/* The device helpers exist only where the kernel has a body (sm_90a), so that other targets'
- * passes do not warn about them. */
-#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
 
 /* ROWS rows × 128 bytes of a 16-bit matrix (row stride ld elements) into a swizzled tile at
  * shared address dst; rows ≥ valid are zeros (nothing read). */
@@ -172,14 +168,11 @@ static __device__ __forceinline__ void gw_store(void *y, const float *residual, 
 	}
 }
 
-#endif
-
 template <int BN, bool F16, bool OUT_F16>
 static __global__ void __launch_bounds__(GW_THREADS, 1)
 gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ W,
 	  const float *residual, int M, int N, int K, int S, bool red, float *ws, unsigned *counters)
 {
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 	typedef gw_ring<BN> RG;
 	constexpr int R = RG::R;
 	extern __shared__ uint8_t gw_raw[];
@@ -295,16 +288,19 @@ gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ 
 		}
 		gw_store<OUT_F16>(y, residual, (size_t)m * N + n0 + 4 * q, v);
 	}
-#else
-	__trap();
-#endif
 }
 
-/* The instances and their attributes. */
-template <int BN, bool F16, bool OUT_F16> static cudaError_t gw_prepare(void)
+/* The instances of one batch width (the decoder's three operand and output forms), allowed
+ * their shared memory. */
+template <int BN> static void gw_prepare(void)
 {
-	return cudaFuncSetAttribute(gw_kernel<BN, F16, OUT_F16>,
-				    cudaFuncAttributeMaxDynamicSharedMemorySize, GW_SMEM);
+	const int smem = GW_SMEM;
+	CUDA_CHECK(cudaFuncSetAttribute(gw_kernel<BN, false, false>,
+					cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+	CUDA_CHECK(cudaFuncSetAttribute(gw_kernel<BN, true, false>,
+					cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+	CUDA_CHECK(cudaFuncSetAttribute(gw_kernel<BN, true, true>,
+					cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 
 static bool gw_env_enabled(void)
@@ -317,24 +313,17 @@ extern "C" kn_gemm_wgmma *kn_gemm_wgmma_new(void)
 {
 	if (!gw_env_enabled())
 		return NULL;
-	int dev, major, minor, sms;
-	CUDA_CHECK(cudaGetDevice(&dev));
-	CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-	CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
-	CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-	if (major != 9 || minor != 0)
-		return NULL;
+	/* the kernels exist for sm_90a alone: any other device has no image for them */
 	cudaFuncAttributes fa;
 	if (cudaFuncGetAttributes(&fa, gw_kernel<128, false, false>) != cudaSuccess) {
-		(void)cudaGetLastError();   /* no sm_90a image in this build */
+		(void)cudaGetLastError();
 		return NULL;
 	}
-	CUDA_CHECK((gw_prepare<64, false, false>()));
-	CUDA_CHECK((gw_prepare<64, true, false>()));
-	CUDA_CHECK((gw_prepare<64, true, true>()));
-	CUDA_CHECK((gw_prepare<128, false, false>()));
-	CUDA_CHECK((gw_prepare<128, true, false>()));
-	CUDA_CHECK((gw_prepare<128, true, true>()));
+	int dev, sms;
+	CUDA_CHECK(cudaGetDevice(&dev));
+	CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+	gw_prepare<64>();
+	gw_prepare<128>();
 	kn_gemm_wgmma *g = (kn_gemm_wgmma *)calloc(1, sizeof(*g));
 	if (!g) {
 		fprintf(stderr, "<2>[cuda] kn_gemm_wgmma_new: out of memory\n");
@@ -342,11 +331,10 @@ extern "C" kn_gemm_wgmma *kn_gemm_wgmma_new(void)
 	}
 	g->sms = sms;
 	g->max_splits = GW_MAXS;
-	/* split-K partials: at most one CTA per multiprocessor, BN × 128 floats each */
-	g->partial_floats = (size_t)sms * KN_GEMM_WGMMA_MAX_M * GW_TM;
-	CUDA_CHECK(cudaMalloc(&g->partials, g->partial_floats * sizeof(float)));
-	CUDA_CHECK(cudaMalloc(&g->counters, GW_COUNTERS * sizeof(unsigned)));
-	CUDA_CHECK(cudaMemset(g->counters, 0, GW_COUNTERS * sizeof(unsigned)));
+	CUDA_CHECK(cudaMalloc(&g->partials,
+			      (size_t)sms * KN_GEMM_WGMMA_MAX_M * GW_TM * sizeof(float)));
+	CUDA_CHECK(cudaMalloc(&g->counters, (size_t)sms * sizeof(unsigned)));
+	CUDA_CHECK(cudaMemset(g->counters, 0, (size_t)sms * sizeof(unsigned)));
 	return g;
 }
 
@@ -392,11 +380,7 @@ extern "C" bool kn_gemm_wgmma_fits(const kn_gemm_wgmma *g, const void *y, const 
 		return false;
 	if (!gw_aligned(y) || !gw_aligned(x) || !gw_aligned(W) || (residual && !gw_aligned(residual)))
 		return false;
-	if (out_f16 && residual)
-		return false;
-	const int S = gw_splits(g, N, K), tiles = N / GW_TM;
-	return S == 1 || (tiles <= GW_COUNTERS && (size_t)tiles * S * KN_GEMM_WGMMA_MAX_M * GW_TM <=
-					      g->partial_floats);
+	return !(out_f16 && residual);   /* the workspace holds any split (struct kn_gemm_wgmma) */
 }
 
 template <int BN, bool F16, bool OUT_F16>
@@ -408,6 +392,20 @@ static void gw_launch(kn_gemm_wgmma *g, void *y, const uint16_t *x, const uint16
 		  g->partials, g->counters);
 }
 
+/* The instance of batch width BN for the operand and output forms. */
+template <int BN>
+static void gw_launch_forms(kn_gemm_wgmma *g, void *y, const uint16_t *x, const uint16_t *W,
+			    const float *residual, int M, int N, int K, bool f16, bool out_f16,
+			    int S, cudaStream_t stream)
+{
+	if (out_f16)
+		gw_launch<BN, true, true>(g, y, x, W, NULL, M, N, K, S, stream);
+	else if (f16)
+		gw_launch<BN, true, false>(g, y, x, W, residual, M, N, K, S, stream);
+	else
+		gw_launch<BN, false, false>(g, y, x, W, residual, M, N, K, S, stream);
+}
+
 extern "C" void kn_gemm_wgmma_run(kn_gemm_wgmma *g, void *y, const uint16_t *x,
 				  const uint16_t *W, const float *residual, int M, int N, int K,
 				  bool f16, bool out_f16, cudaStream_t stream)
@@ -417,19 +415,8 @@ extern "C" void kn_gemm_wgmma_run(kn_gemm_wgmma *g, void *y, const uint16_t *x,
 		fprintf(stderr, "<2>[cuda] gemm_wgmma: fp16 output comes with fp16 operands\n");
 		abort();
 	}
-	if (M <= 64) {
-		if (out_f16)
-			gw_launch<64, true, true>(g, y, x, W, NULL, M, N, K, S, stream);
-		else if (f16)
-			gw_launch<64, true, false>(g, y, x, W, residual, M, N, K, S, stream);
-		else
-			gw_launch<64, false, false>(g, y, x, W, residual, M, N, K, S, stream);
-	} else {
-		if (out_f16)
-			gw_launch<128, true, true>(g, y, x, W, NULL, M, N, K, S, stream);
-		else if (f16)
-			gw_launch<128, true, false>(g, y, x, W, residual, M, N, K, S, stream);
-		else
-			gw_launch<128, false, false>(g, y, x, W, residual, M, N, K, S, stream);
-	}
+	if (M <= 64)
+		gw_launch_forms<64>(g, y, x, W, residual, M, N, K, f16, out_f16, S, stream);
+	else
+		gw_launch_forms<128>(g, y, x, W, residual, M, N, K, f16, out_f16, S, stream);
 }

@@ -1723,7 +1723,8 @@ START_TEST(test_kernels_cuda_gemm_tune)
 		fprintf(stderr, "gemm tune M=%d N=%d K=%d: candidate %d, %.3f → %.3f ms\n", M, N, K, k,
 			first, best);
 		CUDA_CHECK(cudaFree(dw2));
-		ck_assert_msg(k >= 0 && k <= 16, "gemm tune M=%d N=%d K=%d: candidate %d", M, N, K, k);
+		ck_assert_msg(k >= 0 && k <= KN_GEMM_TUNE_WGMMA, "gemm tune M=%d N=%d K=%d: "
+			      "candidate %d", M, N, K, k);
 		ck_assert_msg(best > 0 && best <= first, "gemm tune: kept %g ms against %g", best, first);
 		for (size_t i = 0; i < nx; i++)
 			x[i] = f16 ? f32_to_f16(frand(-2.f, 2.f)) : f32_to_bf16(frand(-1.f, 1.f));
