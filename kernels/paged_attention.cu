@@ -47,7 +47,9 @@
  *   exp(m_x − M)·l_x (M = max_x m_x, shuffles over the S lanes); out[o] = bf16(Σ_x w_x
  *   acc_x[o]) (shuffles again), the single rounding. A second barrier keeps every CTA's shared
  *   memory alive until the others have read it. No workspace and no second kernel: at B = 1
- *   the merge used to be a separate launch and a drain between the two.
+ *   the merge used to be a separate launch and a drain between the two. With S = 1 (B ≥ 64)
+ *   the CTA finishes alone after a CTA barrier, with neither cluster barrier
+ *   (pa_cluster_merge).
  *
  * PDL (pdl.cuh): before griddepcontrol.wait a CTA reads ctx_len, the block table and the K/V
  *   rows of its first piece (ring: of its first NST − 1 pieces, and the block table of
@@ -307,6 +309,87 @@ struct pa_shape {
 };
 
 /*
+ * The cluster's merge (top of the file): every CTA holds its slice's unnormalised (g, HD) sum
+ * in red[0 … g·HD), its running max in run_m and its sum of weights in run_l; the S CTAs each
+ * write g·HD / S of the merged outputs, v_scale (fp8) applied before the single rounding.
+ * Called by every thread of every CTA of the cluster. With S = 1 (B ≥ 64) the same arithmetic
+ * needs no DSMEM and no cluster barrier, only the CTA's: measured (H100, hd 128, g 2, ctx 576)
+ * B = 64 / 128 / 256 fp8 32.1 / 63.9 / 123.7 → 30.6 / 60.8 / 116.4 us, bf16 109.8 → 107.4 at
+ * 128.
+ */
+template <int HD, int GM, bool FP8>
+static __device__ __forceinline__ void pa_cluster_merge(__nv_bfloat16 *out, float *red,
+							float *run_m, float *run_l, float *wn,
+							int Hq, int g, int kvh, int b, float v_scale)
+{
+	cg::cluster_group cluster = cg::this_cluster();
+	const int split = blockIdx.x, n_split = gridDim.x;
+	if (n_split == 1) {   /* below with S = 1: w = 1 or 0, L = l, out = acc · (1/L) */
+		__syncthreads();
+		for (int i = threadIdx.x; i < g * HD; i += PA_THREADS) {
+			const int j = i / HD;
+			const float L = run_m[j] > -INFINITY ? run_l[j] : 0.f;
+			float v = red[i] * (L > 0.f ? 1.f / L : 0.f);
+			if constexpr (FP8)
+				v *= v_scale;
+			out[((long)b * Hq + (long)kvh * g + j) * HD + i % HD] = __float2bfloat16(v);
+		}
+		return;
+	}
+	/* merge the cluster's partial results (release/acquire: the barrier orders the writes
+	 * above before the other CTAs' reads) */
+	cluster.sync();
+	/* Work item (o, x), o < g·HD an output element, x < S a CTA: items split·g·HD … + g·HD − 1
+	 * in order, so the S items of an o sit in S consecutive lanes (S a power of two ≤ 16, g·HD
+	 * a multiple of 32). The acc loads go out first (one DSMEM round trip), then the weights. */
+	const int S = n_split;
+	constexpr int ITEMS = (GM * HD + PA_THREADS - 1) / PA_THREADS;
+	float av[ITEMS];
+#pragma unroll
+	for (int k = 0; k < ITEMS; k++) {
+		const int i = k * PA_THREADS + threadIdx.x;
+		if (i < g * HD) {
+			const int it = split * g * HD + i;
+			av[k] = dsmem_ld(red + it / S, it % S);
+		}
+	}
+	/* w (j, x) = exp(m_x − M) / L for query head j: thread t = j·S + x, S-lane groups */
+	{
+		const int t = threadIdx.x, j = t / S, x = t % S;
+		float m = -INFINITY, l = 0.f;
+		if (t < g * S) {
+			m = dsmem_ld(run_m + j, x);
+			l = dsmem_ld(run_l + j, x);
+		}
+		float M = m;
+		for (int o = S / 2; o > 0; o >>= 1)
+			M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+		const float w = M > -INFINITY ? __expf(m - M) : 0.f;   /* 0: empty slice, or ctx 0 */
+		float L = w * l;
+		for (int o = S / 2; o > 0; o >>= 1)
+			L += __shfl_xor_sync(0xffffffffu, L, o);
+		if (t < g * S)
+			wn[t] = L > 0.f ? w / L : 0.f;   /* L ≥ 1 unless ctx is 0 */
+	}
+	__syncthreads();
+#pragma unroll
+	for (int k = 0; k < ITEMS; k++) {
+		const int i = k * PA_THREADS + threadIdx.x;
+		if (i >= g * HD)   /* warp-uniform: g·HD is a multiple of 32 */
+			continue;
+		const int it = split * g * HD + i, o = it / S, x = it % S, j = o / HD;
+		float v = av[k] * wn[j * S + x];
+		for (int d = S / 2; d > 0; d >>= 1)
+			v += __shfl_xor_sync(0xffffffffu, v, d);
+		if constexpr (FP8)
+			v *= v_scale;
+		if (x == 0)
+			out[((long)b * Hq + (long)kvh * g + j) * HD + o % HD] = __float2bfloat16(v);
+	}
+	cluster.sync();   /* keep this CTA's shared memory until every reader is done */
+}
+
+/*
  * HD: head dim; GM: a compile-time bound on g (register arrays are GM long, heads j ≥ g are
  * skipped); KT: the cache type (the lane width follows, pa_shape); PIPE: the K/V rows stream
  * through the shared-memory ring instead of registers. scale_k multiplies the dot
@@ -332,7 +415,6 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint8_t *k_cache,
 	__shared__ float run_m[GM], run_l[GM], alpha[GM];
 	__shared__ float wn[GM * PA_MAX_CLUSTER];               /* merge weights (g, S) */
 
-	cg::cluster_group cluster = cg::this_cluster();
 	const int split = blockIdx.x, n_split = gridDim.x, kvh = blockIdx.y, b = blockIdx.z;
 	const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 	const int sub = lane % LPK;                       /* which EPL dims of the row this lane holds */
@@ -619,57 +701,7 @@ pa_kernel(__nv_bfloat16 *out, const __nv_bfloat16 *q, const uint8_t *k_cache,
 		red[t] = a;
 	}
 
-	/* merge the cluster's partial results (release/acquire: the barrier orders the writes
-	 * above before the other CTAs' reads) */
-	cluster.sync();
-	/* Work item (o, x), o < g·HD an output element, x < S a CTA: items split·g·HD … + g·HD − 1
-	 * in order, so the S items of an o sit in S consecutive lanes (S a power of two ≤ 16, g·HD
-	 * a multiple of 32). The acc loads go out first (one DSMEM round trip), then the weights. */
-	const int S = n_split;
-	constexpr int ITEMS = (GM * HD + PA_THREADS - 1) / PA_THREADS;
-	float av[ITEMS];
-#pragma unroll
-	for (int k = 0; k < ITEMS; k++) {
-		const int i = k * PA_THREADS + threadIdx.x;
-		if (i < g * HD) {
-			const int it = split * g * HD + i;
-			av[k] = dsmem_ld(red + it / S, it % S);
-		}
-	}
-	/* w (j, x) = exp(m_x − M) / L for query head j: thread t = j·S + x, S-lane groups */
-	{
-		const int t = threadIdx.x, j = t / S, x = t % S;
-		float m = -INFINITY, l = 0.f;
-		if (t < g * S) {
-			m = dsmem_ld(run_m + j, x);
-			l = dsmem_ld(run_l + j, x);
-		}
-		float M = m;
-		for (int o = S / 2; o > 0; o >>= 1)
-			M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
-		const float w = M > -INFINITY ? __expf(m - M) : 0.f;   /* 0: empty slice, or ctx 0 */
-		float L = w * l;
-		for (int o = S / 2; o > 0; o >>= 1)
-			L += __shfl_xor_sync(0xffffffffu, L, o);
-		if (t < g * S)
-			wn[t] = L > 0.f ? w / L : 0.f;   /* L ≥ 1 unless ctx is 0 */
-	}
-	__syncthreads();
-#pragma unroll
-	for (int k = 0; k < ITEMS; k++) {
-		const int i = k * PA_THREADS + threadIdx.x;
-		if (i >= g * HD)   /* warp-uniform: g·HD is a multiple of 32 */
-			continue;
-		const int it = split * g * HD + i, o = it / S, x = it % S, j = o / HD;
-		float v = av[k] * wn[j * S + x];
-		for (int d = S / 2; d > 0; d >>= 1)
-			v += __shfl_xor_sync(0xffffffffu, v, d);
-		if constexpr (FP8)
-			v *= v_scale;
-		if (x == 0)
-			out[((long)b * Hq + (long)kvh * g + j) * HD + o % HD] = __float2bfloat16(v);
-	}
-	cluster.sync();   /* keep this CTA's shared memory until every reader is done */
+	pa_cluster_merge<HD, GM, FP8>(out, red, run_m, run_l, wn, Hq, g, kvh, b, v_scale);
 }
 
 /* CTAs per (sequence, kv head) for a batch of B, a power of two (the merge's lanes). Measured
