@@ -680,7 +680,7 @@ static struct gemm_plan *plan_of_call(kn_gemm_ctx *ctx, const T *y, const uint16
 }
 
 /* gemm_wgmma takes fp32 (with or without residual) and fp16 outputs; bf16 ones stay here. */
-template <typename T, bool F16>
+template <typename T>
 static bool wgmma_fits(const kn_gemm_ctx *ctx, const T *y, const uint16_t *x, const uint16_t *W,
 		       const T *residual, int M, int N, int K)
 {
@@ -726,7 +726,7 @@ static void gemm_run(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	if (!bias && gemv_run<T, F16>(y, x, W, residual, M, N, K, stream))
 		return;
 	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, W, bias, residual, M, N, K);
-	if (p->use_wgmma && wgmma_fits<T, F16>(ctx, y, x, W, residual, M, N, K)) {
+	if (p->use_wgmma && wgmma_fits<T>(ctx, y, x, W, residual, M, N, K)) {
 		wgmma_launch<T, F16>(ctx, y, x, W, residual, M, N, K, stream);
 		return;
 	}
@@ -909,7 +909,7 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 	float ms_w = -1;
 	bool w_fits = true;
 	for (int i = 0; i < n_rot; i++)
-		w_fits = w_fits && wgmma_fits<T, F16>(ctx, y, x, rot[i], residual, M, N, K);
+		w_fits = w_fits && wgmma_fits<T>(ctx, y, x, rot[i], residual, M, N, K);
 	if (w_fits)
 		ms_w = tune_time([&] {
 			wgmma_launch<T, F16>(ctx, y, x, rot[turn++ % n_rot], residual, M, N, K,

@@ -144,8 +144,9 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
  * y is it): their contents are garbage afterwards. Synchronises the stream. Returns the index
  * of the candidate kept (0: the heuristic's own first choice; KN_GEMM_TUNE_WGMMA: gemm_wgmma,
  * timed the same way where it fits every weight, kept when it is more than 2% faster than the
- * best cuBLASLt candidate) with *ms_first and *ms_best (its time and the kept one's), or -1 (nothing done) when the GEMV would run the shape
- * (M ≤ 4), n_W < 1, Ws[0] is NULL or the stream is capturing. Timing picks the algorithm, so
+ * best cuBLASLt candidate) with *ms_first and *ms_best (its time and the kept one's), or -1
+ * (nothing done) when the GEMV would run the shape (M ≤ 4), n_W < 1, Ws[0] is NULL or the
+ * stream is capturing. Timing picks the algorithm, so
  * two start-ups may keep different ones for a shape (the same accuracy class; not the same
  * last bits). */
 int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *const *Ws,

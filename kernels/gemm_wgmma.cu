@@ -60,6 +60,7 @@
 
 #include "cuda_check.h"
 #include "gemm_wgmma.h"
+#include "mma.cuh"
 #include "pdl.cuh"
 #include "wgmma.cuh"
 
@@ -101,20 +102,8 @@ static __device__ __forceinline__ void gw_load(uint32_t dst, const uint16_t *src
 		const int q = tid + j * GW_THREADS, r = q >> 3, c = q & 7;
 		const bool ok = r < valid;
 		const uint16_t *s = ok ? src + (size_t)r * ld + c * 8 : src;
-		const uint32_t d = dst + r * 128 + ((c ^ (r & 7)) << 4);
-		asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(s),
-			     "r"(ok ? 16 : 0));
+		cp_async16_shared(dst + r * 128 + ((c ^ (r & 7)) << 4), s, ok);
 	}
-}
-
-template <int N> static __device__ __forceinline__ void gw_cp_wait(void)
-{
-	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-
-static __device__ __forceinline__ void gw_commit(void)
-{
-	asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
 /* y[at .. at+3] += v, atomically (the L2 adds; in whatever order the splits arrive). */
@@ -196,7 +185,7 @@ gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ 
 	for (int i = 0; i < R - 2; i++) {
 		if (i < pre)
 			gw_load<BN>(base + i * RG::STAGE + RG::W_BYTES, xt + i * GW_KB, K, M, tid);
-		gw_commit();
+		cp_async_commit();
 	}
 
 	float acc[BN / 2];
@@ -204,7 +193,7 @@ gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ 
 	for (int i = 0; i < BN / 2; i++)
 		acc[i] = 0.f;
 	for (int kb = 0; kb < nkb; kb++) {
-		gw_cp_wait<R - 3>();   /* groups 0 .. kb complete */
+		cp_async_wait<R - 3>();   /* groups 0 .. kb complete */
 		fence_proxy_async_smem();
 		__syncthreads();
 		const uint32_t st = base + (kb % R) * RG::STAGE;
@@ -223,11 +212,11 @@ gw_kernel(void *y, const uint16_t *__restrict__ x, const uint16_t *__restrict__ 
 			gw_load<GW_TM>(dst, Wt + (size_t)nk * GW_KB, K, GW_TM, tid);
 			gw_load<BN>(dst + RG::W_BYTES, xt + (size_t)nk * GW_KB, K, M, tid);
 		}
-		gw_commit();
+		cp_async_commit();
 	}
 	wgmma_wait<0>();
 	wgmma_pin(acc);
-	gw_cp_wait<0>();
+	cp_async_wait<0>();
 	kn_pdl_trigger();
 	__syncthreads();   /* the ring is free: the epilogue tile overwrites it */
 

@@ -1,7 +1,8 @@
 /*
- * mma: the PTX wrappers the tensor-core attention kernels share (prefill_attention.cu,
- * vision_attention.cu): cp.async 16-byte copies, ldmatrix (plain and transposed), the
- * m16n8k16 bf16 MMA with fp32 accumulation, ex2.approx, and bf16x2 packing. sm_80 and later.
+ * mma: the PTX wrappers the tensor-core kernels share (prefill_attention.cu,
+ * vision_attention.cu, and gemm_wgmma.cu's copies): cp.async 16-byte copies, ldmatrix (plain
+ * and transposed), the m16n8k16 bf16 MMA with fp32 accumulation, ex2.approx, and bf16x2
+ * packing. sm_80 and later.
  */
 #ifndef QVL_KERNELS_MMA_CUH
 #define QVL_KERNELS_MMA_CUH
@@ -10,12 +11,18 @@
 
 #include <cuda_bf16.h>
 
-/* 16-byte global → shared copy; when !valid nothing is read and the 16 bytes are zeroed. */
-static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+/* 16-byte global → shared copy to shared address s; when !valid nothing is read and the 16
+ * bytes are zeroed. */
+static __device__ __forceinline__ void cp_async16_shared(unsigned s, const void *src, bool valid)
 {
-	unsigned s = (unsigned)__cvta_generic_to_shared(dst);
 	int n = valid ? 16 : 0;
 	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(n));
+}
+
+/* The same to a generic pointer into shared memory. */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid)
+{
+	cp_async16_shared((unsigned)__cvta_generic_to_shared(dst), src, valid);
 }
 
 static __device__ __forceinline__ void cp_async_commit(void)
@@ -26,6 +33,12 @@ static __device__ __forceinline__ void cp_async_commit(void)
 static __device__ __forceinline__ void cp_async_wait_all(void)
 {
 	asm volatile("cp.async.wait_group 0;\n" ::: "memory");
+}
+
+/* Until at most N of this thread's most recent cp.async groups are still in flight. */
+template <int N> static __device__ __forceinline__ void cp_async_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 
 static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const void *p)

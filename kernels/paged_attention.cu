@@ -130,6 +130,7 @@
 
 #include "cuda_check.h"
 #include "fp8.cuh"
+#include "mma.cuh"
 #include "paged_attention.h"
 #include "pdl.cuh"
 
@@ -236,17 +237,6 @@ static __device__ __forceinline__ void cp_async(void *dst, const void *src)
 			     : "memory");
 }
 
-static __device__ __forceinline__ void cp_async_commit(void)
-{
-	asm volatile("cp.async.commit_group;" ::: "memory");
-}
-
-/* Until at most N of this thread's most recent cp.async groups are still in flight. */
-template <int N>
-static __device__ __forceinline__ void cp_async_wait(void)
-{
-	asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
-}
 
 /* Cache element types of the kernel's instances: bf16 (16-byte lanes, 8 elements); fp8 with
  * 16-byte lanes (16 elements a lane, for g ≤ 2; 8-byte lanes of 8 elements above, where 16
