@@ -73,6 +73,7 @@
 
 #include "cuda_check.h"
 #include "mma.cuh"
+#include "prefill_attention.cuh"
 #include "prefill_attention.h"
 
 #define PFA_BN 64
@@ -132,28 +133,6 @@ pfa_tiles_kernel(int32_t *prefix, const int32_t *q_start, int n_seqs, int bm)
 /* ---- 2. attention ----------------------------------------------------------------------- */
 
 /*
- * Four E4M3 bytes (x, the lowest byte first) to four bf16 (lo: bytes 0, 1; hi: bytes 2, 3),
- * exact. A byte b = s.eeee.mmm placed as bf16 bits s.0000eeee.mmm0000 is the bf16 of exponent
- * field e and mantissa m/8, i.e. value · 2^-120 — subnormals included (e = 0: m·2^-3 · 2^-126
- * = m·2^-9 · 2^-120) — so one multiply by 2^120 (exact, no overflow: |value| ≤ 448) finishes.
- * Only the NaN codes differ from fp8x2_to_bf162: they come out as ±480.
- */
-static __device__ __forceinline__ void pfa_fp8x4_to_bf16x4(uint32_t x, uint32_t &lo, uint32_t &hi)
-{
-	/* each byte into the high byte of a 16-bit half: t = b1 << 24 | b0 << 8 */
-	const uint32_t t0 = __byte_perm(x, 0u, 0x1404), t1 = __byte_perm(x, 0u, 0x3424);
-	/* sign stays at bit 15; eeee.mmm moves down four bits (its old sign bit masked off) */
-	const uint32_t w0 = (t0 & 0x80008000u) | ((t0 >> 4) & 0x07f007f0u);
-	const uint32_t w1 = (t1 & 0x80008000u) | ((t1 >> 4) & 0x07f007f0u);
-	const __nv_bfloat162 two120 = __halves2bfloat162(__ushort_as_bfloat16(0x7b80),
-							 __ushort_as_bfloat16(0x7b80));
-	__nv_bfloat162 b0 = __hmul2(*(const __nv_bfloat162 *)&w0, two120);
-	__nv_bfloat162 b1 = __hmul2(*(const __nv_bfloat162 *)&w1, two120);
-	lo = *(uint32_t *)&b0;
-	hi = *(uint32_t *)&b1;
-}
-
-/*
  * HD: head dim; RW: 16-row blocks per warp (4 warps, BM = 64·RW query rows); KVT: the cache
  * element, uint16_t (bf16) or uint8_t (fp8 E4M3, widened to bf16 in shared memory).
  *   RW 1: the warp's Q fragments live in registers (staged in buffer 1, read once);
@@ -189,31 +168,13 @@ pfa_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT 
 	static_assert(sizeof(KVT) == 1 || sizeof(KVT) == 2, "bf16 or fp8 cache");
 	static_assert(BN * CPR8 % NT == 0, "whole fp8 chunks per thread");
 
-	const int h = blockIdx.x, t = blockIdx.y;
-	if (t >= tile_prefix[n_seqs])
+	const int h = blockIdx.x, nsplit = gridDim.z, z = blockIdx.z;
+	pfa_work w;
+	if (!pfa_locate(w, tile_prefix, q_start, n_cached, n_seqs, blockIdx.y, z, nsplit, BM, BN,
+			max_blocks_per_seq << log2_bs))
 		return;
-	/* the sequence: the largest s with tile_prefix[s] ≤ t (empty sequences share a prefix) */
-	int lo = 0, hi = n_seqs - 1;
-	while (lo < hi) {
-		int mid = (lo + hi + 1) >> 1;
-		if (tile_prefix[mid] <= t)
-			lo = mid;
-		else
-			hi = mid - 1;
-	}
-	const int s = lo;
-	const int row0 = q_start[s], len = q_start[s + 1] - row0;
-	const int mt = tile_prefix[s + 1] - 1 - t;     /* heaviest tile first */
-	const int m0 = mt * BM;
-	const int nc = max(n_cached[s], 0);
-	const int kv_len = min(nc + len, max_blocks_per_seq << log2_bs);
-	const int rows = min(BM, len - m0);
-	const int last_key = min(nc + m0 + rows - 1, kv_len - 1);
-	const int n_kv = last_key / BN + 1;
-	/* split z of gridDim.z takes key tiles j0 .. j1-1 */
-	const int nsplit = gridDim.z, z = blockIdx.z;
-	const int chunk = (n_kv + nsplit - 1) / nsplit;
-	const int j0 = min(z * chunk, n_kv), j1 = min(j0 + chunk, n_kv);
+	const int s = w.s, row0 = w.row0, m0 = w.m0, nc = w.nc, kv_len = w.kv_len, rows = w.rows;
+	const int j0 = w.j0, j1 = w.j1;
 	const int kvh = h / (Hq / KV);
 	const int bs_mask = (1 << log2_bs) - 1;
 	const int32_t *bt = block_table + (long)s * max_blocks_per_seq;
