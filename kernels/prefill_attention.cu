@@ -3,7 +3,9 @@
  * reference kn_prefill_attention_ref).
  *
  * FlashAttention-2 on tensor cores (mma.sync m16n8k16 bf16 → fp32, sm_80+), in two launches
- * (three with split-KV):
+ * (three with split-KV). Head dim 128 on an sm_90 device runs prefill_attention_wgmma.cu's
+ * kernel in launch 2 instead (wgmma, the same 128-row tiles, map, splits and workspace;
+ * QVL_PREFILL_ATTN_WG=0 or an explicit QVL_PREFILL_ATTN_BM keeps this file's):
  *
  *   1. pfa_tiles_kernel, one CTA of 1024 threads: tile_prefix[s] = Σ_{s'<s} ceil(len_s' / BM),
  *      the number of query tiles before sequence s (a block-wide scan), into the workspace.
@@ -75,6 +77,7 @@
 #include "mma.cuh"
 #include "prefill_attention.cuh"
 #include "prefill_attention.h"
+#include "prefill_attention_wgmma.h"
 
 #define PFA_BN 64
 #define PFA_THREADS 128
@@ -592,13 +595,29 @@ static constexpr size_t pfa_smem_bytes(void)
 		       : (size_t)((RW == 1 ? 4 : 6) * PFA_BN) * (HD + 8) * sizeof(uint16_t);
 }
 
+/* Whether hd takes prefill_attention_wgmma.cu's kernel: head dim 128 on a device that has it,
+ * unless QVL_PREFILL_ATTN_WG=0 or an explicit QVL_PREFILL_ATTN_BM asks for this file's. */
+static bool pfa_wgmma_wanted(int hd)
+{
+	if (hd != KN_PFA_WGMMA_HD)
+		return false;
+	const char *e = getenv("QVL_PREFILL_ATTN_WG"), *bm = getenv("QVL_PREFILL_ATTN_BM");
+	if ((e && *e == '0') || (bm && (atoi(bm) == 64 || atoi(bm) == 128)))
+		return false;
+	return kn_pfa_wgmma_available();
+}
+
+/* wg: prefill_attention_wgmma.cu's kernel instead of pfa_kernel (HD 128, RW 2: the same
+ * 128-row query tiles, map, splits and workspace). */
 template <int HD, int RW, typename KVT>
 static int pfa_launch(uint16_t *out, const uint16_t *q, const KVT *k_cache, const KVT *v_cache,
 		      const int32_t *block_table, const int32_t *q_start, const int32_t *n_cached,
 		      int n_seqs, int T, int Hq, int KV, int log2_bs, int max_blocks_per_seq,
-		      float scale_log2, float v_scale, void *ws, cudaStream_t stream)
+		      float scale_log2, float v_scale, void *ws, bool wg, cudaStream_t stream)
 {
 	constexpr int BM = 64 * RW;
+	static_assert(HD != KN_PFA_WGMMA_HD || RW != 2 || BM == KN_PFA_WGMMA_BM,
+		      "the two kernels share the tile map");
 	const long max_tiles = pfa_max_tiles(T, n_seqs, BM);
 	if (max_tiles > 65535)
 		return -1;
@@ -615,11 +634,19 @@ static int pfa_launch(uint16_t *out, const uint16_t *q, const KVT *k_cache, cons
 	}
 	pfa_tiles_kernel<<<1, PFA_SCAN_THREADS, 0, stream>>>(tile_prefix, q_start, n_seqs, BM);
 	KN_CHECK_LAUNCH();
-	pfa_kernel<HD, RW, KVT><<<dim3(Hq, (unsigned)max_tiles, nsplit), PFA_THREADS, shm, stream>>>(
-		(__nv_bfloat16 *)out, q, k_cache, v_cache, block_table, q_start, n_cached,
-		tile_prefix, n_seqs, T, Hq, KV, log2_bs, max_blocks_per_seq, scale_log2, v_scale,
-		ws_o, ws_ml);
-	KN_CHECK_LAUNCH();
+	if (wg && HD == KN_PFA_WGMMA_HD && RW == 2) {
+		kn_pfa_wgmma_launch(out, q, k_cache, v_cache, sizeof(KVT) == 1, block_table, q_start,
+				    n_cached, tile_prefix, n_seqs, T, Hq, KV, log2_bs,
+				    max_blocks_per_seq, scale_log2, v_scale, ws_o, (float *)ws_ml,
+				    (int)max_tiles, nsplit, stream);
+	} else {
+		pfa_kernel<HD, RW, KVT><<<dim3(Hq, (unsigned)max_tiles, nsplit), PFA_THREADS, shm,
+					  stream>>>((__nv_bfloat16 *)out, q, k_cache, v_cache,
+						    block_table, q_start, n_cached, tile_prefix,
+						    n_seqs, T, Hq, KV, log2_bs, max_blocks_per_seq,
+						    scale_log2, v_scale, ws_o, ws_ml);
+		KN_CHECK_LAUNCH();
+	}
 	if (nsplit > 1) {
 		pfa_combine_kernel<<<(unsigned)((long)T * Hq), HD, 0, stream>>>(
 			(__nv_bfloat16 *)out, ws_o, ws_ml, T, Hq, HD, nsplit);
@@ -652,11 +679,12 @@ static int pfa_dispatch(uint16_t *out, const uint16_t *q, const KVT *k_cache, co
 	if (!workspace || ((uintptr_t)workspace & 15) != 0 ||
 	    workspace_bytes < kn_prefill_attention_workspace_bytes(T, n_seqs, Hq, hd, 0))
 		return -1;
-	const int bm = pfa_choose_bm(T, Hq);
+	const bool wg = pfa_wgmma_wanted(hd);
+	const int bm = wg ? KN_PFA_WGMMA_BM : pfa_choose_bm(T, Hq);
 #define PFA_GO(HD, RW)                                                                         \
 	pfa_launch<HD, RW, KVT>(out, q, k_cache, v_cache, block_table, q_start, n_cached, n_seqs, \
 				T, Hq, KV, log2_bs, max_blocks_per_seq, scale_log2, v_scale,     \
-				workspace, stream)
+				workspace, wg, stream)
 	switch (hd) {
 	case 32:
 		return bm == 128 ? PFA_GO(32, 2) : PFA_GO(32, 1);

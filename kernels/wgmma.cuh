@@ -1,11 +1,12 @@
 /*
- * wgmma: the PTX wrappers of gemm_wgmma.cu's Hopper tensor-core GEMM (sm_90a only: wgmma is an
- * arch-specific instruction, so these compile to a trap elsewhere and the host never launches
- * them there).
+ * wgmma: the PTX wrappers of Hopper's tensor-core products for gemm_wgmma.cu and
+ * prefill_attention_wgmma.cu (sm_90a only: wgmma is an arch-specific instruction, so these
+ * compile to a trap elsewhere and the host never launches them there).
  *
  * wgmma.mma_async: one warpgroup (4 warps, 128 threads) computes D (64 × N, fp32 registers) +=
  * A (64 × 16) · B (16 × N), A and B read from shared memory through 64-bit matrix descriptors.
- * Both operands here are "K-major" (16-bit elements contiguous along k) in the 128-byte
+ * Operands are "K-major" (16-bit elements contiguous along k; wgmma_desc_sw128_mn below is the
+ * one exception, an MN-major B) in the 128-byte
  * swizzled layout: a tile of R rows × 64 elements is R rows of 128 bytes, 8-row groups 1024
  * bytes apart (the descriptor's stride byte offset), and within a group the 16-byte chunk c of
  * row r sits at chunk position c ^ (r mod 8). The tile must start 1024-byte aligned; the k16
@@ -20,6 +21,21 @@
 #define QVL_KERNELS_WGMMA_CUH
 
 #include <stdint.h>
+
+/* The descriptor of an MN-major, 128-byte swizzled operand (B read "transposed", imm-trans-b 1:
+ * 16-bit elements contiguous along N): k-row r of a 64-wide N block is 128 bytes at r · 128,
+ * 8-row groups 1024 bytes apart (stride byte offset), chunk c of row r at chunk position
+ * c ^ (r mod 8), and the next 64 N elements lbo_bytes further (leading byte offset). A k16
+ * slice starts 16 rows (2048 bytes) after the previous one. */
+static __device__ __forceinline__ uint64_t wgmma_desc_sw128_mn(uint32_t smem_addr, uint32_t lbo_bytes)
+{
+	uint64_t d = 0;
+	d |= (uint64_t)((smem_addr & 0x3FFFF) >> 4);
+	d |= (uint64_t)((lbo_bytes >> 4) & 0x3FFF) << 16;
+	d |= (uint64_t)(1024 >> 4) << 32;
+	d |= (uint64_t)1 << 62;
+	return d;
+}
 
 /* The descriptor of a K-major, 128-byte swizzled tile at shared address smem_addr. */
 static __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr)
@@ -122,6 +138,34 @@ static __device__ __forceinline__ void wgmma_m64n128k16_##TY(float(&d)[64], uint
 		    "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),  \
 		    "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])                             \
 		  : "l"(a), "l"(b), "r"(scale_d));                                                 \
+}
+
+/* D (64 × 128) += A (64 × 16, bf16 in registers: four .b32 a thread, the m16n8k16 A fragment of
+ * the thread's warp for rows 16w..16w+15) · B (16 × 128, MN-major descriptor b: imm-trans-b 1).
+ * The C layout of m64nN is this A layout for 16 columns (two 8-column blocks), so an fp32 score
+ * tile feeds the next product straight from its accumulators. */
+static __device__ __forceinline__ void wgmma_m64n128k16_bf16_rs_tb(float (&d)[64], const uint32_t (&a)[4],
+								  uint64_t b)
+{
+	WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+		  "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+		  "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+		  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31,"
+		  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47,"
+		  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+		  "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+		  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]),
+		    "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]),
+		    "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]),
+		    "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
+		    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]),
+		    "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]),
+		    "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]),
+		    "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]),
+		    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]),
+		    "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]),
+		    "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+		  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
 
 WGMMA_M64N64K16(bf16)

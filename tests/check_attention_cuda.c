@@ -2,9 +2,10 @@
  * prefill_attention on the GPU against kn_prefill_attention_ref (and, for one-row sequences,
  * against the decode kernel kn_paged_attention_cuda), on seeded random inputs (never zeros) with
  * shuffled block tables and the output poisoned with NaN first so that an unwritten element
- * fails. Every case runs in five variants: the kernel's own choice, both query tile heights
- * (QVL_PREFILL_ATTN_BM=64, 128) and split-KV over 3 and 8 splits (QVL_PREFILL_ATTN_SPLIT). A
- * timing test prints (never asserts) ms and TFLOP/s for the 2B model's shape, bf16 and fp8
+ * fails. Every case runs in seven variants: the kernel's own choice, both query tile heights of
+ * prefill_attention.cu's mma.sync kernel (QVL_PREFILL_ATTN_BM=64, 128), split-KV over 3 and 8
+ * splits (QVL_PREFILL_ATTN_SPLIT), and the kernel's own tile choice over 1 and 5 splits — for
+ * head dim 128 on an sm_90 device that is prefill_attention_wgmma.cu's kernel. A timing test prints (never asserts) ms and TFLOP/s for the 2B model's shape, bf16 and fp8
  * caches side by side. Exits 77 (automake's SKIP) when no GPU is visible.
  *
  * The fp8 cache (tcase "fp8"): kn_prefill_attention_fp8_cuda against kn_prefill_attention_fp8_ref
@@ -244,10 +245,13 @@ static int pow2(float x)
 }
 
 /* Kernel variants the correctness tests run: query tile height and key splits (NULL: the
- * kernel's own choice). Splits apply only to batches of ≤ 16384 (row, head) pairs. */
+ * kernel's own choice). Splits apply only to batches of ≤ 16384 (row, head) pairs. An explicit
+ * tile height selects prefill_attention.cu's mma.sync kernel; without one, head dim 128 on an
+ * sm_90 device runs prefill_attention_wgmma.cu's (so the last two variants split that one). */
 static const struct {
 	const char *bm, *split;
-} pf_variants[] = { { NULL, NULL }, { "128", "1" }, { "64", "1" }, { "64", "3" }, { "128", "8" } };
+} pf_variants[] = { { NULL, NULL }, { "128", "1" }, { "64", "1" }, { "64", "3" }, { "128", "8" },
+		    { NULL, "1" },  { NULL, "5" } };
 
 static void pf_set_variant(int v)
 {
