@@ -626,11 +626,16 @@ static int pfa_launch(uint16_t *out, const uint16_t *q, const KVT *k_cache, cons
 	float *ws_o = (float *)((char *)ws + pfa_prefix_bytes(n_seqs));
 	float2 *ws_ml = (float2 *)(ws_o + (size_t)pfa_split_rh(T, Hq) * PFA_MAX_SPLIT * HD);
 	const size_t shm = pfa_smem_bytes<HD, RW, KVT>();
-	static bool attr_set = false;   /* per instantiation; setting it twice is harmless */
-	if (!attr_set) {
+	/* the opt-in above 48 KB, once per instantiation and device (setting it twice is
+	 * harmless, so threads may race here) */
+	static bool attr_set[64];
+	int dev = 0;
+	CUDA_CHECK(cudaGetDevice(&dev));
+	if (dev < 0 || dev >= 64 || !attr_set[dev]) {
 		CUDA_CHECK(cudaFuncSetAttribute(pfa_kernel<HD, RW, KVT>,
 						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
-		attr_set = true;
+		if (dev >= 0 && dev < 64)
+			attr_set[dev] = true;
 	}
 	pfa_tiles_kernel<<<1, PFA_SCAN_THREADS, 0, stream>>>(tile_prefix, q_start, n_seqs, BM);
 	KN_CHECK_LAUNCH();

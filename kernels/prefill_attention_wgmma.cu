@@ -396,14 +396,20 @@ pw_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT *
 	}
 }
 
+/* Per device (a host may mix GPUs): 0 not asked yet, 1 no image, 2 ready (the shared-memory
+ * opt-in set). Threads may race on the first call; both write the same answer. */
 extern "C" bool kn_pfa_wgmma_available(void)
 {
-	static int state = -1;   /* -1 unknown, 0 no, 1 yes; the same answer for every thread */
-	if (state < 0) {
+	static signed char state[64];
+	int dev = 0;
+	CUDA_CHECK(cudaGetDevice(&dev));
+	if (dev < 0 || dev >= 64)
+		return false;
+	if (state[dev] == 0) {
 		cudaFuncAttributes fa;
 		if (cudaFuncGetAttributes(&fa, pw_kernel<uint16_t>) != cudaSuccess) {
 			(void)cudaGetLastError();
-			state = 0;
+			state[dev] = 1;
 		} else {
 			CUDA_CHECK(cudaFuncSetAttribute(pw_kernel<uint16_t>,
 							cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -411,10 +417,10 @@ extern "C" bool kn_pfa_wgmma_available(void)
 			CUDA_CHECK(cudaFuncSetAttribute(pw_kernel<uint8_t>,
 							cudaFuncAttributeMaxDynamicSharedMemorySize,
 							PW_SMEM_FP8));
-			state = 1;
+			state[dev] = 2;
 		}
 	}
-	return state == 1;
+	return state[dev] == 2;
 }
 
 template <typename KVT>

@@ -5,8 +5,8 @@
  * workspace and the split merge; this file holds only the attention kernel itself, built for
  * sm_90a alone (Makefile.am).
  *
- * kn_pfa_wgmma_available: whether this device runs the kernel (sm_90a image present; cached
- * after the first call, which must not be during stream capture).
+ * kn_pfa_wgmma_available: whether the current device runs the kernel (sm_90a image present;
+ * asked once per device, which also sets the kernel's shared-memory opt-in there).
  * kn_pfa_wgmma_launch: launches it on grid (Hq, max_tiles, nsplit) with query tiles of
  * KN_PFA_WGMMA_BM rows; tile_prefix is pfa_tiles_kernel's map for that tile height; ws_o and
  * ws_ml (float pairs) receive the split partials when nsplit > 1 (the layout of
