@@ -50,8 +50,9 @@
  * kernel's 128-row tiles in the same run): 1 × 8192 new 379 / 311 (277 / 276), 1 × 4096 335 /
  * 266 (252 / 251), 8 × 512 138 / 124 (104 / 105). Short sequences stay far below: a CTA of 2-8
  * key tiles spends much of its life loading Q and its first tiles with nothing else on its
- * multiprocessor to overlap (two CTAs a multiprocessor, or a persistent CTA that prefetches
- * its next tile's Q, would). fp8 trails bf16 by the widening.
+ * multiprocessor to overlap. Two one-warpgroup CTAs a multiprocessor did not help (branch
+ * wip/pfa-wg1, tests/bench/PERF.md session 12); a persistent CTA that loads its next query
+ * tile under the current one might. fp8 trails bf16 by the widening.
  *
  * sm_90a only (Makefile.am builds this file for that target alone; elsewhere
  * kn_pfa_wgmma_available is false).
