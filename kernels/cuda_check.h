@@ -35,6 +35,23 @@ static inline int kn_sync_each_launch(void)
 	return on;
 }
 
+/* The dynamic shared-memory opt-in (above 48 KB) of kernel func, set to bytes on the current
+ * device the first time done[] — one array per kernel instance — sees that device. Threads
+ * may race here: setting it twice is harmless. */
+#define KN_MAX_DEVICES 64
+static inline void kn_smem_optin_once(const void *func, int bytes,
+				      unsigned char done[KN_MAX_DEVICES])
+{
+	int dev = 0;
+	CUDA_CHECK(cudaGetDevice(&dev));
+	const int known = dev >= 0 && dev < KN_MAX_DEVICES;
+	if (known && done[dev])
+		return;
+	CUDA_CHECK(cudaFuncSetAttribute(func, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+	if (known)
+		done[dev] = 1;
+}
+
 #define KN_CHECK_LAUNCH()                                                                  \
 	do {                                                                               \
 		CUDA_CHECK(cudaGetLastError());                                            \

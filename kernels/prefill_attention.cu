@@ -625,18 +625,6 @@ static int pfa_launch(uint16_t *out, const uint16_t *q, const KVT *k_cache, cons
 	int32_t *tile_prefix = (int32_t *)ws;
 	float *ws_o = (float *)((char *)ws + pfa_prefix_bytes(n_seqs));
 	float2 *ws_ml = (float2 *)(ws_o + (size_t)pfa_split_rh(T, Hq) * PFA_MAX_SPLIT * HD);
-	const size_t shm = pfa_smem_bytes<HD, RW, KVT>();
-	/* the opt-in above 48 KB, once per instantiation and device (setting it twice is
-	 * harmless, so threads may race here) */
-	static bool attr_set[64];
-	int dev = 0;
-	CUDA_CHECK(cudaGetDevice(&dev));
-	if (dev < 0 || dev >= 64 || !attr_set[dev]) {
-		CUDA_CHECK(cudaFuncSetAttribute(pfa_kernel<HD, RW, KVT>,
-						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
-		if (dev >= 0 && dev < 64)
-			attr_set[dev] = true;
-	}
 	pfa_tiles_kernel<<<1, PFA_SCAN_THREADS, 0, stream>>>(tile_prefix, q_start, n_seqs, BM);
 	KN_CHECK_LAUNCH();
 	if (wg && HD == KN_PFA_WGMMA_HD && RW == 2) {
@@ -645,6 +633,9 @@ static int pfa_launch(uint16_t *out, const uint16_t *q, const KVT *k_cache, cons
 				    max_blocks_per_seq, scale_log2, v_scale, ws_o, (float *)ws_ml,
 				    (int)max_tiles, nsplit, stream);
 	} else {
+		const size_t shm = pfa_smem_bytes<HD, RW, KVT>();
+		static unsigned char optin[KN_MAX_DEVICES];   /* per instantiation */
+		kn_smem_optin_once((const void *)pfa_kernel<HD, RW, KVT>, (int)shm, optin);
 		pfa_kernel<HD, RW, KVT><<<dim3(Hq, (unsigned)max_tiles, nsplit), PFA_THREADS, shm,
 					  stream>>>((__nv_bfloat16 *)out, q, k_cache, v_cache,
 						    block_table, q_start, n_cached, tile_prefix,

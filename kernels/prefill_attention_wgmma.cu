@@ -59,7 +59,6 @@
  */
 #include <cuda_bf16.h>
 #include <stdint.h>
-#include <stdio.h>
 
 #include "cuda_check.h"
 #include "mma.cuh"
@@ -154,18 +153,34 @@ pw_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT *
 			}
 		}
 	};
-	/* fp8: this thread's chunks of staging buffer sg → bf16 in stage st. Chunk (row r, bytes
-	 * 16·kc ..) is bf16 chunks 2·kc and 2·kc + 1; lanes with kc ≥ 4 store their odd chunk
-	 * first, so that the 8 lanes of a row hit 8 different swizzled 16-byte slots each store. */
-	auto widen_kv = [&](int sg, int st) {
-		uint8_t *sb = gen + PW_STAGE0 + st * PW_STAGE;
+	const int wg = tid >> 7, lane = tid & 31, g = lane >> 2, tq = lane & 3;
+	const int r_lo = wg * 64 + ((tid >> 5) & 3) * 16 + g;   /* this thread's rows: r_lo, +8 */
+	const int lim0 = min(nc + m0 + r_lo, kv_len - 1), lim1 = min(nc + m0 + r_lo + 8, kv_len - 1);
+	auto stage = [&](int j) { return base + PW_STAGE0 + ((j - j0) & (PW_NST - 1)) * PW_STAGE; };
+
+	/* the current tile's bytes into its stage for all threads. bf16: this thread's copies of
+	 * tiles j and j + 1 are its last two commit groups; fp8: tile j was widened into its stage
+	 * during tile j − 1 (refill), so only the barrier remains */
+	auto prep = [&]() {
+		if constexpr (!FP8)
+			cp_async_wait<1>();
+		fence_proxy_async_smem();
+		__syncthreads();
+	};
+	/* fp8: this thread's staged chunks of tile t (its older of two commit groups, in staging
+	 * buffer t mod 2) → bf16 in stage(t). Chunk (row r, bytes 16·kc ..) is bf16 chunks 2·kc and
+	 * 2·kc + 1; lanes with kc ≥ 4 store their odd chunk first, so that the 8 lanes of a row hit
+	 * 8 different swizzled 16-byte slots each store. */
+	auto widen = [&](int t) {
+		cp_async_wait<1>();
+		const uint8_t *sg = gen + PW_STG + ((t - j0) & 1) * 2 * PW_STG8;
+		uint8_t *sb = gen + PW_STAGE0 + ((t - j0) & (PW_NST - 1)) * PW_STAGE;
 #pragma unroll
 		for (int n = 0; n < NR; n++) {
 			const int r = kr + RSTEP * n;
 #pragma unroll
 			for (int kv = 0; kv < 2; kv++) {
-				const uint4 x = *(const uint4 *)(gen + PW_STG + (2 * sg + kv) * PW_STG8 +
-								 (r * 8 + kc) * 16);
+				const uint4 x = *(const uint4 *)(sg + kv * PW_STG8 + (r * 8 + kc) * 16);
 				uint4 a, b;
 				pfa_fp8x4_to_bf16x4(x.x, a.x, a.y);
 				pfa_fp8x4_to_bf16x4(x.y, a.z, a.w);
@@ -182,32 +197,11 @@ pw_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT *
 				}
 			}
 		}
-	};
-	const int wg = tid >> 7, lane = tid & 31, g = lane >> 2, tq = lane & 3;
-	const int r_lo = wg * 64 + ((tid >> 5) & 3) * 16 + g;   /* this thread's rows: r_lo, +8 */
-	const int lim0 = min(nc + m0 + r_lo, kv_len - 1), lim1 = min(nc + m0 + r_lo + 8, kv_len - 1);
-	auto stage = [&](int j) { return base + PW_STAGE0 + ((j - j0) & (PW_NST - 1)) * PW_STAGE; };
-
-	/* tile j's bytes into stage(j) for all threads. bf16: this thread's copies of tiles j and
-	 * j + 1 are its last two commit groups; fp8: tile j was widened into its stage during tile
-	 * j − 1 (advance), so only the barrier remains */
-	auto prep = [&](int j) {
-		(void)j;
-		if constexpr (!FP8)
-			cp_async_wait<1>();
-		fence_proxy_async_smem();
-		__syncthreads();
-	};
-	/* fp8: this thread's staged chunks of tile t (its older of two commit groups) → bf16 in
-	 * stage(t) */
-	auto widen = [&](int t) {
-		cp_async_wait<1>();
-		widen_kv((t - j0) & 1, (t - j0) & (PW_NST - 1));
 		/* the widening's shared loads stay before later copies into the same chunks */
 		asm volatile("" ::: "memory");
 	};
 	/* After tile j's products are issued. bf16: tile j + 2's copies into stage(j + 2), last
-	 * read by tile j − 2, whose P·V every warpgroup waited for before prep(j)'s barrier.
+	 * read by tile j − 2, whose P·V every warpgroup waited for before this tile's barrier (prep).
 	 * fp8: tile j + 1 widened into stage(j + 1) (last read by tile j − 3), then tile j + 3's
 	 * copies into the staging buffer just widened (each thread refills only its own chunks).
 	 * One commit group a tile, empty past the end; blk holds the next copy's blocks and is
@@ -332,7 +326,7 @@ pw_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT *
 		fetch_blocks(j0 + 3, blk);
 	}
 	if (j0 < j1) {
-		prep(j0);
+		prep();
 		issue_s(j0);
 		refill(j0, blk);
 		wgmma_wait<0>();
@@ -341,7 +335,7 @@ pw_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT *
 		pack();
 	}
 	for (int j = j0 + 1; j < j1; j++) {
-		prep(j);
+		prep();
 		issue_s(j);
 		issue_pv(j - 1);
 		refill(j, blk);

@@ -403,17 +403,8 @@ static void vatt_launch(uint16_t *out, const uint16_t *qkv, int n_seg, int L, in
 			cudaStream_t stream)
 {
 	constexpr size_t shm = vatt_smem_bytes<HD, RW, NG>();
-	/* the opt-in above 48 KB, once per instantiation and device (setting it twice is
-	 * harmless, so threads may race here) */
-	static bool attr_set[64];
-	int dev = 0;
-	CUDA_CHECK(cudaGetDevice(&dev));
-	if (dev < 0 || dev >= 64 || !attr_set[dev]) {
-		CUDA_CHECK(cudaFuncSetAttribute(vatt_kernel<HD, RW, NG>,
-						cudaFuncAttributeMaxDynamicSharedMemorySize, (int)shm));
-		if (dev >= 0 && dev < 64)
-			attr_set[dev] = true;
-	}
+	static unsigned char optin[KN_MAX_DEVICES];   /* per instantiation */
+	kn_smem_optin_once((const void *)vatt_kernel<HD, RW, NG>, (int)shm, optin);
 	dim3 grid((unsigned)((L + 64 * RW - 1) / (64 * RW)), (unsigned)H, (unsigned)n_seg);
 	float scale_log2 = (float)(1.0 / sqrt((double)HD) * 1.4426950408889634);
 	vatt_kernel<HD, RW, NG><<<grid, VATT_GROUP * NG, shm, stream>>>(
