@@ -37,7 +37,9 @@
  *     x  += att · Woᵀ                                              kn_gemm_f32, residual x
  *     h   = RMSNorm(x; post norm)                      (fp16)      kn_gemm_f32_rmsnorm
  *     gu  = h · Wguᵀ                                   (fp32; fp16 when gu_f16 and T > 4:
- *                                                                  kn_gemm_f16, kn_silu_mul_f16)
+ *                                                                  kn_gemm_glu: kn_gemm_f16 and
+ *                                                                  kn_silu_mul_f16, or one
+ *                                                                  fused launch where tuned)
  *     x  += silu(gate)·up · Wdᵀ                                    kn_silu_mul, kn_gemm_f32
  *     l < n_ds and vision rows: x[vision rows] += deepstack row l  kn_rows_scatter_add
  *   h = RMSNorm(x; final norm) (bf16); logits = gather(h, logit rows) · lm_headᵀ (bf16 logits)
@@ -63,7 +65,10 @@
  * side by side: the decode kernel on a second stream (t->side, forked after qk_norm_rope by an
  * event, joined before o), so its DRAM-bound CTAs and the prefill kernel's tensor-core CTAs
  * share the GPU instead of taking turns; QVL_ATTN_OVERLAP=0 in the environment runs them one
- * after the other (A/B). They write disjoint rows of att, and only the prefill kernel uses the
+ * after the other (A/B), and QVL_ATTN_OVERLAP=2 swaps the streams: the prefill kernel first, on
+ * a side stream of the highest priority, so that its CTAs are placed before the decode
+ * kernel's fill the GPU (fp8, 128 concurrent: 19,158 against 18,931-18,963 output tok/s, one
+ * run each; not yet the default). They write disjoint rows of att, and only the prefill kernel uses the
  * attention workspace.
  *
  * CUDA graphs (decode): a step whose sequences all have one new position and one logit row
@@ -127,6 +132,7 @@ struct text_cuda {
 	bool kv_fp8;                    /* the KV pool in fp8 E4M3, scale 1 (else bf16) */
 	bool f16;                       /* qkv and gate/up: weights and inputs in fp16 (else bf16) */
 	bool gu_f16;                    /* gate/up output in fp16 for steps of > 4 rows (else fp32) */
+	int n_glu_fused;                /* tuned sizes where gate/up and SwiGLU run fused */
 	kn_gemm_ctx *gemm;              /* borrowed */
 	cudaStream_t stream;            /* borrowed */
 	/* weights */
@@ -192,6 +198,8 @@ struct text_cuda {
 	 * owned, NULL with QVL_ATTN_OVERLAP=0 */
 	cudaStream_t side;
 	cudaEvent_t ev_fork, ev_join;   /* owned */
+	bool prefill_side;              /* QVL_ATTN_OVERLAP=2: the prefill kernel goes first, on a
+					 * side stream of the highest priority */
 };
 
 #define PROF(t, ph)                                                                         \
@@ -368,7 +376,11 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	t->prof = step_profile_new(stream);
 	const char *ov = getenv("QVL_ATTN_OVERLAP");
 	if (!(ov && *ov == '0')) {
-		CUDA_CHECK(cudaStreamCreateWithFlags(&t->side, cudaStreamNonBlocking));
+		t->prefill_side = ov && *ov == '2';
+		int lo = 0, hi = 0;
+		CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
+		CUDA_CHECK(cudaStreamCreateWithPriority(&t->side, cudaStreamNonBlocking,
+							t->prefill_side ? hi : lo));
 		CUDA_CHECK(cudaEventCreateWithFlags(&t->ev_fork, cudaEventDisableTiming));
 		CUDA_CHECK(cudaEventCreateWithFlags(&t->ev_join, cudaEventDisableTiming));
 	}
@@ -620,6 +632,8 @@ static int capture_graphs(text_cuda *t, qerr *e);
  * in a step): at start-up for M = max_tokens (every step while prompts wait to be prefilled)
  * and for each decode graph of more than 4 rows before it is captured. Adds the first guesses'
  * and the kept ones' times to *sum_first and *sum_best (ms); logs them when log.
+ * For the fp16 gate/up it then times kn_gemm_glu's fused launch against the product and
+ * silu_mul apart (QVL_GEMM_GLU=0: not, so they stay apart; A/B).
  * QVL_GEMM_TUNE=0 in the environment keeps the first guesses, QVL_GEMM_TUNE_LAYERS=n times on
  * the first n layers' weights only (1: the same weight every launch, L2-hot; A/B). */
 static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, double *sum_best)
@@ -664,6 +678,13 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 						 p[i].res, M, p[i].N, p[i].K, p[i].f16, t->stream,
 						 &first, &best);
 		tuned += k >= 0;
+		float unfused = 0, fused = 0;
+		const char *glu_env = getenv("QVL_GEMM_GLU");
+		const int glu = i == 2 && t->gu_f16 && !(glu_env && *glu_env == '0') ?
+				kn_gemm_glu_tune(t->gemm, t->mlp, (uint16_t *)p[i].y, p[i].x,
+						 ws + i * n_l, n_l, M, t->F, p[i].K, t->stream,
+						 &unfused, &fused) : -1;
+		t->n_glu_fused += glu == 1;
 		if (k >= 0) {
 			*sum_first += first;
 			*sum_best += best;
@@ -677,6 +698,10 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 			len += snprintf(line + len, sizeof(line) - (size_t)len,
 					" %s %.3f → %.3f ms (%s)", p[i].name, first, best, kept);
 		}
+		if (glu >= 0 && fused > 0 && len < (int)sizeof(line))
+			len += snprintf(line + len, sizeof(line) - (size_t)len,
+					" gate_up+silu %.3f, fused %.3f ms (%s)", unfused, fused,
+					glu ? "fused" : "apart");
 	}
 	free(ws);
 	if (tuned && log)
@@ -807,53 +832,64 @@ typedef struct fwd_shape {
 #define ST(t, field, type) ((type *)((t)->stage_d + (t)->sl.field))
 #define STH(t, field, type) ((type *)((t)->stage_h + (t)->sl.field))
 
+/* The paged decode kernel for the leading nd one-row sequences. */
+static int decode_attention(text_cuda *t, const layer16 *lw, int nd, cudaStream_t st)
+{
+	const int32_t *bt = ST(t, block_table, int32_t), *ctx = ST(t, ctx_len, int32_t);
+	if (t->kv_fp8)
+		return kn_paged_attention_fp8_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt, ctx,
+						   nd, t->Hq, t->KV, t->hd, t->lim.block_size,
+						   t->max_blocks, t->scale, 1.0f, 1.0f, t->attn_ws,
+						   t->attn_ws_bytes, st);
+	return kn_paged_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt, ctx, nd, t->Hq,
+				       t->KV, t->hd, t->lim.block_size, t->max_blocks, t->scale,
+				       t->attn_ws, t->attn_ws_bytes, st);
+}
+
+/* The prefill kernel for the chunks: rows from nd on, sequences from nd on (S of them, T rows). */
+static int chunk_attention(text_cuda *t, const layer16 *lw, int nd, int S, int T, cudaStream_t st)
+{
+	const size_t ro = (size_t)nd * t->Hq * t->hd;
+	const int32_t *bt = ST(t, block_table, int32_t) + (size_t)nd * t->max_blocks;
+	const int32_t *qs = ST(t, q_start, int32_t) + nd, *nc = ST(t, n_cached, int32_t) + nd;
+	if (t->kv_fp8)
+		return kn_prefill_attention_fp8_cuda(t->att + ro, t->q + ro, lw->k_cache,
+						     lw->v_cache, bt, qs, nc, S, T, t->Hq, t->KV,
+						     t->hd, t->lim.block_size, t->max_blocks,
+						     t->scale, 1.0f, 1.0f, t->attn_ws,
+						     t->attn_ws_bytes, st);
+	return kn_prefill_attention_cuda(t->att + ro, t->q + ro, lw->k_cache, lw->v_cache, bt, qs,
+					 nc, S, T, t->Hq, t->KV, t->hd, t->lim.block_size,
+					 t->max_blocks, t->scale, t->attn_ws, t->attn_ws_bytes, st);
+}
+
 static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 {
 	int rc = 0;
-	const int32_t *bt = ST(t, block_table, int32_t);
 	const int nd = sh->n_dec, S = sh->S - nd, T = sh->T - nd;
-	/* both kinds: the decodes on the side stream, beside the chunks (forked after qk_norm_rope,
-	 * joined before o) */
-	const bool overlap = nd && S && t->side;
-	cudaStream_t ds = overlap ? t->side : t->stream;
-	if (overlap) {
+	if (nd && S && t->side) {
+		/* both kinds side by side, forked after qk_norm_rope and joined before o: the one
+		 * launched first on t->side (the decodes; the chunks with prefill_side, whose side
+		 * stream has the highest priority so that their CTAs are placed first) */
 		CUDA_CHECK(cudaEventRecord(t->ev_fork, t->stream));
-		CUDA_CHECK(cudaStreamWaitEvent(ds, t->ev_fork, 0));
-	}
-	if (nd && t->kv_fp8)
-		rc = kn_paged_attention_fp8_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
-						 ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
-						 t->lim.block_size, t->max_blocks, t->scale, 1.0f,
-						 1.0f, t->attn_ws, t->attn_ws_bytes, ds);
-	else if (nd)
-		rc = kn_paged_attention_cuda(t->att, t->q, lw->k_cache, lw->v_cache, bt,
-					     ST(t, ctx_len, int32_t), nd, t->Hq, t->KV, t->hd,
-					     t->lim.block_size, t->max_blocks, t->scale, t->attn_ws,
-					     t->attn_ws_bytes, ds);
-	if (overlap)
-		CUDA_CHECK(cudaEventRecord(t->ev_join, ds));
-	else if (nd)
-		PROF(t, ATTN_DECODE);
-	if (!rc && S) {
-		/* the chunks: rows from nd on, sequences from nd on */
-		const size_t ro = (size_t)nd * t->Hq * t->hd;
-		bt += (size_t)nd * t->max_blocks;
-		const int32_t *qs = ST(t, q_start, int32_t) + nd, *nc = ST(t, n_cached, int32_t) + nd;
-		if (t->kv_fp8)
-			rc = kn_prefill_attention_fp8_cuda(t->att + ro, t->q + ro, lw->k_cache,
-							   lw->v_cache, bt, qs, nc, S, T, t->Hq, t->KV,
-							   t->hd, t->lim.block_size, t->max_blocks,
-							   t->scale, 1.0f, 1.0f, t->attn_ws,
-							   t->attn_ws_bytes, t->stream);
-		else
-			rc = kn_prefill_attention_cuda(t->att + ro, t->q + ro, lw->k_cache, lw->v_cache,
-						       bt, qs, nc, S, T, t->Hq, t->KV, t->hd,
-						       t->lim.block_size, t->max_blocks, t->scale,
-						       t->attn_ws, t->attn_ws_bytes, t->stream);
-		if (overlap) {
-			CUDA_CHECK(cudaStreamWaitEvent(t->stream, t->ev_join, 0));
-			PROF(t, ATTN_BOTH);
+		CUDA_CHECK(cudaStreamWaitEvent(t->side, t->ev_fork, 0));
+		if (t->prefill_side) {
+			rc = chunk_attention(t, lw, nd, S, T, t->side);
+			rc = rc ? rc : decode_attention(t, lw, nd, t->stream);
 		} else {
+			rc = decode_attention(t, lw, nd, t->side);
+			rc = rc ? rc : chunk_attention(t, lw, nd, S, T, t->stream);
+		}
+		CUDA_CHECK(cudaEventRecord(t->ev_join, t->side));
+		CUDA_CHECK(cudaStreamWaitEvent(t->stream, t->ev_join, 0));
+		PROF(t, ATTN_BOTH);
+	} else {
+		if (nd) {
+			rc = decode_attention(t, lw, nd, t->stream);
+			PROF(t, ATTN_DECODE);
+		}
+		if (!rc && S) {
+			rc = chunk_attention(t, lw, nd, S, T, t->stream);
 			PROF(t, ATTN_PREFILL);
 		}
 	}
@@ -914,9 +950,10 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 		if (T > 4 && t->gu_f16) {   /* gu holds fp16 then: half the bytes */
 			kn_rmsnorm_f16_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
 			PROF(t, NORM_POST);
-			kn_gemm_f16_cuda(t->gemm, (uint16_t *)t->gu, t->h, lw->wgu, T, 2 * F, D, st);
+			/* gate/up and silu·up in one launch where the tuning kept that */
+			kn_gemm_glu_cuda(t->gemm, t->mlp, (uint16_t *)t->gu, t->h, lw->wgu, T, F, D,
+					 st);
 			PROF(t, GATE_UP);
-			kn_silu_mul_f16_cuda(t->mlp, (const uint16_t *)t->gu, T, F, st);
 		} else {
 			norm_project(t, t->gu, lw->post_norm, lw->wgu, T, 2 * F);
 			PROF(t, GATE_UP);
@@ -1031,7 +1068,8 @@ static int capture_graphs(text_cuda *t, qerr *e)
 	if (first > 0)
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "cuBLASLt for the decode graphs: the four "
 			"projections of one layer summed over the %d sizes, first guess %.3f ms → "
-			"kept %.3f ms", n, first, best);
+			"kept %.3f ms; gate/up and SwiGLU fused (gemm_wgmma) at %d of them", n,
+			first, best, t->n_glu_fused);
 	return 0;
 }
 

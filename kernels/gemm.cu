@@ -80,6 +80,7 @@
 #include "cuda_check.h"
 #include "gemm.h"
 #include "gemm_wgmma.h"
+#include "silu_mul.h"
 #include "pdl.cuh"
 #include "rmsnorm.cuh"
 #include "rmsnorm.h"
@@ -110,6 +111,7 @@ struct gemm_plan {
 	cublasLtMatrixLayout_t a, b, c; /* c is the layout of both C and D */
 	cublasLtMatmulAlgo_t algo;
 	int use_wgmma;                  /* tuned: gemm_wgmma beat cuBLASLt for this key */
+	int use_glu;                    /* tuned (fp16 gate/up keys): kn_gemm_glu_cuda runs fused */
 };
 
 struct kn_gemm_ctx {
@@ -232,6 +234,7 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 	p->in = in;
 	p->align = align;
 	p->use_wgmma = 0;
+	p->use_glu = 0;
 	CUBLAS_CHECK(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
 	cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
 	CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta,
@@ -974,4 +977,85 @@ extern "C" int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x
 {
 	return gemm_tune<__half, true>(ctx, (__half *)y, x, Ws, n_W, NULL, M, N, K, stream,
 				       ms_first, ms_best);
+}
+
+/* ---- kn_gemm_glu: gate/up and SwiGLU, fused where tuned ------------------------------------ */
+
+/* The plan of the unfused gate/up product (fp16 operands and output) that carries the choice. */
+static struct gemm_plan *glu_plan(kn_gemm_ctx *ctx, uint16_t *gu, const uint16_t *x,
+				  const uint16_t *W, int M, int F, int K)
+{
+	return plan_of_call<__half, true>(ctx, (__half *)gu, x, W, NULL, NULL, M, 2 * F, K);
+}
+
+static void glu_unfused(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
+			const uint16_t *W, int M, int F, int K, cudaStream_t stream)
+{
+	gemm_run<__half, true>(ctx, (__half *)gu, x, W, NULL, NULL, M, 2 * F, K, stream);
+	kn_silu_mul_f16_cuda(act, gu, M, F, stream);
+}
+
+extern "C" void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu,
+				 const uint16_t *x, const uint16_t *W, int M, int F, int K,
+				 cudaStream_t stream)
+{
+	if (M <= 0 || F <= 0)
+		return;
+	if (K > 0 && !gemv_fits(x, W, M, K) &&
+	    kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K) &&
+	    glu_plan(ctx, gu, x, W, M, F, K)->use_glu) {
+		kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, W, M, F, K, stream);
+		return;
+	}
+	glu_unfused(ctx, act, gu, x, W, M, F, K, stream);
+}
+
+extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
+				const uint16_t *const *Ws, int n_W, int M, int F, int K,
+				cudaStream_t stream, float *ms_unfused, float *ms_fused)
+{
+	*ms_unfused = *ms_fused = 0.f;
+	if (M <= 0 || F <= 0 || K <= 0 || n_W < 1 || !Ws[0] || gemv_fits(x, Ws[0], M, K))
+		return -1;
+	cudaStreamCaptureStatus cs;
+	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
+	if (cs != cudaStreamCaptureStatusNone)
+		return -1;
+	struct gemm_plan *p = glu_plan(ctx, gu, x, Ws[0], M, F, K);
+	enum { ROT_MAX = 64 };
+	const uint16_t *rot[ROT_MAX];
+	int n_rot = 0;
+	bool fits = true;
+	for (int i = 0; i < n_W && n_rot < ROT_MAX; i++)
+		if (Ws[i] && ptr_align(Ws[i]) >= p->align) {
+			rot[n_rot] = Ws[i];
+			fits = fits && kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, Ws[i], M, F, K);
+			n_rot++;
+		}
+	p->use_glu = 0;
+	cudaEvent_t e0, e1;
+	CUDA_CHECK(cudaEventCreate(&e0));
+	CUDA_CHECK(cudaEventCreate(&e1));
+	unsigned turn = 0;
+	/* the product as it runs now (its own tuning already chose cuBLASLt or gemm_wgmma) and
+	 * the activation after it, against the fused launch, on the same rotation of weights */
+	auto unfused = [&] {
+		glu_unfused(ctx, act, gu, x, rot[turn++ % n_rot], M, F, K, stream);
+		return CUBLAS_STATUS_SUCCESS;
+	};
+	for (int r = 0; r < 20; r++)
+		unfused();
+	*ms_unfused = tune_time(unfused, stream, e0, e1);
+	if (fits)
+		*ms_fused = tune_time([&] {
+			kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, rot[turn++ % n_rot], M, F, K,
+					      stream);
+			return CUBLAS_STATUS_SUCCESS;
+		}, stream, e0, e1);
+	CUDA_CHECK(cudaEventDestroy(e0));
+	CUDA_CHECK(cudaEventDestroy(e1));
+	p->pinned = 1;
+	/* a near tie keeps the unfused form, as the product's own tuning keeps its first guess */
+	p->use_glu = fits && *ms_fused < 0.98f * *ms_unfused;
+	return p->use_glu;
 }

@@ -164,6 +164,30 @@ int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx);
 int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *const *Ws,
 		     int n_W, int M, int N, int K, cudaStream_t stream, float *ms_first,
 		     float *ms_best);
+/* kn_gemm_glu: the decoder's gate/up projection and SwiGLU (silu_mul.h) in one call, for its
+ * fp16 form (text_cuda.c: steps of more than 4 rows with gu_f16):
+ *
+ *   x (M, K) fp16    W (2F, K) fp16: the F gate rows, then the F up rows    act (M, F) bf16
+ *
+ *   unfused: gu = kn_gemm_f16(x, W) into the caller's scratch gu (M, 2F), act =
+ *            kn_silu_mul_f16(gu): gate and up rounded to fp16, then act to bf16
+ *   fused:   gemm_wgmma's GLU epilogue (kn_gemm_wgmma_glu_run): act = bf16(silu(g)·u) straight
+ *            from the fp32 sums, one rounding, and gu neither written nor read
+ *
+ * The fused form runs only where kn_gemm_glu_tune kept it for the key of the unfused product
+ * (its plan carries the choice); elsewhere, and before any tuning, the call is the unfused
+ * pair. Same PDL contract on W. act must not overlap gu, x or W. */
+void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
+		      const uint16_t *W, int M, int F, int K, cudaStream_t stream);
+/* Times the two forms for exactly these arguments' key (the unfused product as its own tuning
+ * left it, then silu_mul; the fused launch where it fits every weight), on Ws in turn as
+ * kn_gemm_f32_tune does, and keeps the fused one when it is more than 2% faster. Returns 1
+ * (fused kept), 0 (unfused) or -1 (nothing done: the GEMV's rows, no weight, a capturing
+ * stream), with *ms_unfused and *ms_fused (0 where not timed). act and gu hold garbage after.
+ * Synchronises the stream. */
+int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
+		     const uint16_t *const *Ws, int n_W, int M, int F, int K, cudaStream_t stream,
+		     float *ms_unfused, float *ms_fused);
 #endif
 
 #ifdef __cplusplus

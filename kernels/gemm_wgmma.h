@@ -48,6 +48,19 @@ void kn_gemm_wgmma_run(kn_gemm_wgmma *g, void *y, const uint16_t *x, const uint1
 		       const float *residual, int M, int N, int K, bool f16, bool out_f16,
 		       cudaStream_t stream);
 
+/* Whether kn_gemm_wgmma_glu_run takes this call: KN_GEMM_WGMMA_MIN_M ≤ M ≤
+ * KN_GEMM_WGMMA_MAX_M, F % 64 == 0, K % 64 == 0, act, x and W 16-byte aligned. */
+bool kn_gemm_wgmma_glu_fits(const kn_gemm_wgmma *g, const uint16_t *act, const uint16_t *x,
+			    const uint16_t *W, int M, int F, int K);
+
+/* The gate/up projection and SwiGLU in one launch (kn_gemm_glu, gemm.h): W (2F, K) fp16 holds
+ * the gate rows then the up rows, x (M, K) fp16; act (M, F) bf16 = silu(x·Wgᵀ)·(x·Wuᵀ) from the
+ * fp32 sums (silu_mul.cuh's arithmetic, one rounding). A CTA owns 64 gate rows and the 64 up
+ * rows of the same outputs (its two warpgroups), with K unsplit. PDL as kn_gemm_wgmma_run. The
+ * call must fit. */
+void kn_gemm_wgmma_glu_run(kn_gemm_wgmma *g, uint16_t *act, const uint16_t *x, const uint16_t *W,
+			   int M, int F, int K, cudaStream_t stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,18 +17,9 @@
 #include "cuda_check.h"
 #include "pdl.cuh"
 #include "silu_mul.h"
+#include "silu_mul.cuh"
 
 #define SILU_MUL_THREADS 256
-
-/* The bf16 bits (round to nearest even; NaN stays NaN) of silu(g)·u in fp32. */
-static __device__ __forceinline__ unsigned silu_mul1(float g, float u)
-{
-	float v = g / (1.0f + expf(-g)) * u;
-	unsigned b = __float_as_uint(v);
-	if ((b & 0x7fffffffu) > 0x7f800000u)
-		return ((b >> 16) | 0x40u) & 0xffffu;
-	return (b + 0x7fffu + ((b >> 16) & 1u)) >> 16;
-}
 
 /* 4 consecutive inputs as fp32: a float4 of fp32, or a uint2 of 4 fp16 (exactly). */
 static __device__ __forceinline__ float4 widen4(float4 v)
@@ -62,8 +53,8 @@ static __global__ void silu_mul_vec_kernel(uint2 *out, const V4 *gu, long n_vec,
 		const V4 *row = gu + t * 2 * fv;
 		float4 g = widen4(__ldg(&row[c])), u = widen4(__ldg(&row[fv + c]));
 		uint2 o;
-		o.x = silu_mul1(g.x, u.x) | silu_mul1(g.y, u.y) << 16;
-		o.y = silu_mul1(g.z, u.z) | silu_mul1(g.w, u.w) << 16;
+		o.x = kn_silu_mul_bits(g.x, u.x) | kn_silu_mul_bits(g.y, u.y) << 16;
+		o.y = kn_silu_mul_bits(g.z, u.z) | kn_silu_mul_bits(g.w, u.w) << 16;
 		out[i] = o;
 	}
 }
@@ -79,7 +70,7 @@ static __global__ void silu_mul_kernel(uint16_t *out, const E *gu, long n, int F
 		long t = i / F;
 		int c = (int)(i - t * F);
 		const E *row = gu + t * 2 * F;
-		out[i] = (uint16_t)silu_mul1(widen1(row[c]), widen1(row[F + c]));
+		out[i] = (uint16_t)kn_silu_mul_bits(widen1(row[c]), widen1(row[F + c]));
 	}
 }
 

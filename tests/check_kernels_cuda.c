@@ -1610,6 +1610,101 @@ START_TEST(test_kernels_cuda_gemm_wgmma)
 }
 END_TEST
 
+/* kn_gemm_glu (gemm.h): the gate/up projection and SwiGLU in one call. Against the reference
+ * (kn_gemm_f32_f16_ref's sums, then kn_silu_mul_ref): gemm_wgmma's fused GLU launch called
+ * directly on an sm_90 device (both batch widths, rows past M padding the tile; one rounding,
+ * so nearly the reference's bits; twice over, bit for bit), and kn_gemm_glu_cuda before any
+ * tuning, which must be the unfused pair bit for bit (kn_gemm_f16_cuda, kn_silu_mul_f16_cuda;
+ * the GEMV's rows at M = 3). Then kn_gemm_glu_tune, and the call after it must give the bits of
+ * the form the tuning kept. Cases {M, F, K}. */
+START_TEST(test_kernels_cuda_gemm_glu)
+{
+	static const int cases[][3] = {
+		{ 128, 6144, 2048 }, { 37, 384, 512 }, { 100, 192, 1024 },
+		{ 5, 64, 256 },      { 64, 6144, 2048 }, { 3, 128, 256 },
+	};
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	kn_gemm_wgmma *g = kn_gemm_wgmma_new();
+	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
+		const int M = cases[s][0], F = cases[s][1], K = cases[s][2];
+		const size_t nx = (size_t)M * K, nw = (size_t)2 * F * K, na = (size_t)M * F;
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *ref = malloc(na * 2),
+			 *fused = malloc(na * 2), *again = malloc(na * 2), *pair = malloc(na * 2),
+			 *call = malloc(na * 2);
+		float *gu = malloc((size_t)M * 2 * F * 4);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = f32_to_f16(frand(-4.f, 4.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f32_to_f16(frand(-0.05f, 0.05f));
+		kn_gemm_f32_f16_ref(gu, x, w, NULL, M, 2 * F, K);
+		kn_silu_mul_ref(ref, gu, M, F);
+		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0), *dact = dev_bf16(NULL, na, 0),
+			 *dgu = dev_bf16(NULL, (size_t)M * 2 * F, 0);
+		const bool direct = g && kn_gemm_wgmma_glu_fits(g, dact, dx, dw, M, F, K);
+		for (int run = 0; run < 2 && direct; run++) {
+			CUDA_CHECK(cudaMemset(dact, 0xff, na * 2));
+			kn_gemm_wgmma_glu_run(g, dact, dx, dw, M, F, K, 0);
+			CUDA_CHECK(cudaMemcpy(run ? again : fused, dact, na * 2, cudaMemcpyDeviceToHost));
+		}
+		if (direct) {
+			const double e = rel_l2_bf16(fused, ref, na, 1e-2);
+			fprintf(stderr, "gemm_glu fused M=%d F=%d K=%d: rel L2 %.3g\n", M, F, K, e);
+			ck_assert_msg(e <= 1e-3, "gemm_glu fused M=%d F=%d K=%d: rel L2 %g", M, F, K, e);
+			ck_assert_msg(!memcmp(fused, again, na * 2), "gemm_glu fused M=%d F=%d K=%d: a "
+				      "second run gave other bits", M, F, K);
+		}
+		/* untuned: the unfused pair */
+		kn_gemm_f16_cuda(ctx, dgu, dx, dw, M, 2 * F, K, 0);
+		kn_silu_mul_f16_cuda(dact, dgu, M, F, 0);
+		CUDA_CHECK(cudaMemcpy(pair, dact, na * 2, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemset(dact, 0xff, na * 2));
+		kn_gemm_glu_cuda(ctx, dact, dgu, dx, dw, M, F, K, 0);
+		CUDA_CHECK(cudaMemcpy(call, dact, na * 2, cudaMemcpyDeviceToHost));
+		ck_assert_msg(!memcmp(call, pair, na * 2), "gemm_glu M=%d F=%d K=%d: untuned, not the "
+			      "unfused pair's bits", M, F, K);
+		const double eu = rel_l2_bf16(pair, ref, na, 1e-2);
+		ck_assert_msg(eu <= 3e-3, "gemm_glu unfused M=%d F=%d K=%d: rel L2 %g", M, F, K, eu);
+		/* tuned: the kept form's bits */
+		const uint16_t *ws[1] = { dw };
+		float ms_u, ms_f;
+		const int kept = kn_gemm_glu_tune(ctx, dact, dgu, dx, ws, 1, M, F, K, 0, &ms_u, &ms_f);
+		fprintf(stderr, "gemm_glu M=%d F=%d K=%d: tuning %d (apart %.4f ms, fused %.4f ms)\n",
+			M, F, K, kept, ms_u, ms_f);
+		ck_assert(M <= 4 ? kept == -1 : kept == 0 || kept == 1);
+		ck_assert(kept != 1 || direct);
+		CUDA_CHECK(cudaMemset(dact, 0xff, na * 2));
+		kn_gemm_glu_cuda(ctx, dact, dgu, dx, dw, M, F, K, 0);
+		CUDA_CHECK(cudaMemcpy(call, dact, na * 2, cudaMemcpyDeviceToHost));
+		ck_assert_msg(!memcmp(call, kept == 1 ? fused : pair, na * 2), "gemm_glu M=%d F=%d "
+			      "K=%d: after tuning (%d), not the kept form's bits", M, F, K, kept);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dact));
+		CUDA_CHECK(cudaFree(dgu));
+		free(x);
+		free(w);
+		free(ref);
+		free(fused);
+		free(again);
+		free(pair);
+		free(call);
+		free(gu);
+	}
+	if (g) {   /* what the fused launch refuses: rows, F or K off the tiles, misalignment */
+		const uint16_t *a = (const uint16_t *)(uintptr_t)256, *u = (const uint16_t *)(uintptr_t)258;
+		ck_assert(kn_gemm_wgmma_glu_fits(g, a, a, a, 128, 6144, 2048));
+		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, a, 4, 6144, 2048));
+		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, a, 129, 6144, 2048));
+		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, a, 64, 6000, 2048));
+		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, a, 64, 6144, 2000));
+		ck_assert(!kn_gemm_wgmma_glu_fits(g, u, a, a, 64, 6144, 2048));
+		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, u, 64, 6144, 2048));
+	}
+	kn_gemm_wgmma_free(g);
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
 /* kn_gemm_f32_rmsnorm_cuda (RMSNorm, then the projection) against kn_gemm_f32_rmsnorm_ref, bf16
  * and fp16 operands; and against the two kernels it stands for (kn_rmsnorm(_f16)_cuda, then
  * kn_gemm_f32(_f16)_cuda), bit for bit, where it fuses them into one GEMV (M ≤ 4, K ≤ 2048, N
@@ -2027,6 +2122,7 @@ int main(void)
 	/* gemm_wgmma, the Hopper kernel of the decode steps' projections (CK_RUN_CASE=wgmma) */
 	TCase *tcw = tcase_create("wgmma");
 	tcase_add_test(tcw, test_kernels_cuda_gemm_wgmma);
+	tcase_add_test(tcw, test_kernels_cuda_gemm_glu);
 	suite_add_tcase(s, tcw);
 	/* kn_gemm_f16 (the fp16-output GEMV instance up to 4 rows, cuBLASLt above; the decoder
 	 * calls it above 4 rows) and silu_mul_f16 (CK_RUN_CASE=f16out: these alone, e.g. under
