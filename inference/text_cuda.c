@@ -62,13 +62,15 @@
  * the chunks after them take the prefill kernel, which would spend a 64-row query tile on each
  * decode row. prepare() writes q_start relative to row n_dec for the sequences from n_dec on, so
  * the prefill kernel sees a batch of its own starting at row 0 of q + n_dec rows. The two run
- * side by side: the decode kernel on a second stream (t->side, forked after qk_norm_rope by an
- * event, joined before o), so its DRAM-bound CTAs and the prefill kernel's tensor-core CTAs
- * share the GPU instead of taking turns; QVL_ATTN_OVERLAP=0 in the environment runs them one
- * after the other (A/B), and QVL_ATTN_OVERLAP=2 swaps the streams: the prefill kernel first, on
- * a side stream of the highest priority, so that its CTAs are placed before the decode
- * kernel's fill the GPU (fp8, 128 concurrent: 19,158 against 18,931-18,963 output tok/s, one
- * run each; not yet the default). They write disjoint rows of att, and only the prefill kernel uses the
+ * side by side (forked after qk_norm_rope by an event, joined before o), so the decode kernel's
+ * DRAM-bound CTAs and the prefill kernel's tensor-core CTAs share the GPU instead of taking
+ * turns: the prefill kernel first, on a second stream (t->side) of the highest priority, so
+ * that its CTAs (one a multiprocessor, by their shared memory) are placed before the decode
+ * kernel's fill the GPU, and the decode kernel on the step's stream. H100, fp8, 128
+ * concurrent, output tok/s in pairs of runs: 19,158 / 19,658 / 19,586 against 18,947 (two
+ * runs' mean) / 19,591 / 19,532 with the streams the other way round, the decode kernel first
+ * on a side stream of the lowest priority (QVL_ATTN_OVERLAP=1, A/B; QVL_ATTN_OVERLAP=0: one
+ * after the other). They write disjoint rows of att, and only the prefill kernel uses the
  * attention workspace.
  *
  * CUDA graphs (decode): a step whose sequences all have one new position and one logit row
@@ -194,12 +196,13 @@ struct text_cuda {
 		int row, n;             /* first vision row of the step, rows */
 	} *vruns;                       /* owned host (max_tokens) */
 	step_profile *prof;             /* owned; NULL unless QVL_PROFILE=1 (step_profile.h) */
-	/* a mixed step's decode attention runs on side, beside its prefill attention on stream:
+	/* a mixed step's prefill attention runs on side, beside its decode attention on stream:
 	 * owned, NULL with QVL_ATTN_OVERLAP=0 */
 	cudaStream_t side;
 	cudaEvent_t ev_fork, ev_join;   /* owned */
-	bool prefill_side;              /* QVL_ATTN_OVERLAP=2: the prefill kernel goes first, on a
-					 * side stream of the highest priority */
+	bool prefill_side;              /* the prefill kernel on side (highest priority), first;
+					 * false (QVL_ATTN_OVERLAP=1): the decode kernel there
+					 * (lowest priority) */
 };
 
 #define PROF(t, ph)                                                                         \
@@ -376,7 +379,7 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 	t->prof = step_profile_new(stream);
 	const char *ov = getenv("QVL_ATTN_OVERLAP");
 	if (!(ov && *ov == '0')) {
-		t->prefill_side = ov && *ov == '2';
+		t->prefill_side = !(ov && *ov == '1');
 		int lo = 0, hi = 0;
 		CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&lo, &hi));
 		CUDA_CHECK(cudaStreamCreateWithPriority(&t->side, cudaStreamNonBlocking,
@@ -869,8 +872,8 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 	const int nd = sh->n_dec, S = sh->S - nd, T = sh->T - nd;
 	if (nd && S && t->side) {
 		/* both kinds side by side, forked after qk_norm_rope and joined before o: the one
-		 * launched first on t->side (the decodes; the chunks with prefill_side, whose side
-		 * stream has the highest priority so that their CTAs are placed first) */
+		 * launched first on t->side (the chunks, whose side stream has the highest priority
+		 * so that their CTAs are placed first; the decodes with QVL_ATTN_OVERLAP=1) */
 		CUDA_CHECK(cudaEventRecord(t->ev_fork, t->stream));
 		CUDA_CHECK(cudaStreamWaitEvent(t->side, t->ev_fork, 0));
 		if (t->prefill_side) {

@@ -263,6 +263,31 @@ static void plan_build(kn_gemm_ctx *ctx, struct gemm_plan *p, int M, int N, int 
 	p->used = 1;
 }
 
+/* A prompt step's product of M rows (past the decode graphs' sizes) whose M was not tuned takes
+ * the algorithm that kn_gemm_*_tune kept for the nearest tuned M above it of the same shape and
+ * types (at most twice M), where cuBLASLt accepts it for M: the engine tunes its
+ * max_num_batched_tokens, while the steps at the edges of a wave of prompts hold a few rows
+ * less. */
+static void plan_borrow_tuned(kn_gemm_ctx *ctx, struct gemm_plan *p)
+{
+	if (p->M <= KN_GEMM_WGMMA_MAX_M)
+		return;
+	const struct gemm_plan *best = NULL;
+	for (int i = 0; i < GEMM_CACHE; i++) {
+		const struct gemm_plan *q = &ctx->plans[i];
+		if (q != p && q->used && q->pinned && q->N == p->N && q->K == p->K &&
+		    q->has_res == p->has_res && q->has_bias == p->has_bias && q->in == p->in &&
+		    q->out == p->out && q->align == p->align && q->M > p->M && q->M <= 2 * p->M &&
+		    (!best || q->M < best->M))
+			best = q;
+	}
+	cublasLtMatmulHeuristicResult_t r;
+	if (best && cublasLtMatmulAlgoCheck(ctx->lt, p->desc, p->a, p->b, p->c, p->c, &best->algo,
+					    &r) == CUBLAS_STATUS_SUCCESS &&
+	    r.workspaceSize <= ctx->workspace_bytes)
+		p->algo = best->algo;
+}
+
 static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has_res,
 				  int has_bias, cudaDataType_t in, cudaDataType_t out,
 				  unsigned align)
@@ -291,6 +316,7 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 		plan_release(p);
 	}
 	plan_build(ctx, p, M, N, K, has_res, has_bias, in, out, align);
+	plan_borrow_tuned(ctx, p);
 	return p;
 }
 

@@ -146,7 +146,10 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
  * timed the same way where it fits every weight, kept when it is more than 2% faster than the
  * best cuBLASLt candidate) with *ms_first and *ms_best (its time and the kept one's), or -1
  * (nothing done) when the GEMV would run the shape (M ≤ 4), n_W < 1, Ws[0] is NULL or the
- * stream is capturing. Timing picks the algorithm, so
+ * stream is capturing. An untuned key of more than 128 rows borrows the algorithm kept for the
+ * nearest tuned M above it (at most twice its rows; same N, K, types and alignment) where
+ * cuBLASLt accepts it: a prompt step a few rows short of the tuned max_num_batched_tokens. Timing
+ * picks the algorithm, so
  * two start-ups may keep different ones for a shape (the same accuracy class; not the same
  * last bits). */
 int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x, const uint16_t *const *Ws,

@@ -1841,6 +1841,19 @@ START_TEST(test_kernels_cuda_gemm_tune)
 		CUDA_CHECK(cudaMemcpy(got, dy, ny * 4, cudaMemcpyDeviceToHost));
 		double e = rel_l2_f32(got, ref, ny, 1e-4);
 		ck_assert_msg(e <= 1e-5, "gemm after tune M=%d N=%d K=%d: rel L2 %g", M, N, K, e);
+		if (M > 128) {   /* fewer rows: the tuned M's algorithm, borrowed (gemm.cu) */
+			const int M2 = M * 3 / 4;
+			CUDA_CHECK(cudaMemcpy(dy, r, ny * 4, cudaMemcpyHostToDevice));
+			if (f16)
+				kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, res ? dy : NULL, M2, N, K, 0);
+			else
+				kn_gemm_f32_cuda(ctx, dy, dx, dw, res ? dy : NULL, M2, N, K, 0);
+			CUDA_CHECK(cudaDeviceSynchronize());
+			CUDA_CHECK(cudaMemcpy(got, dy, (size_t)M2 * N * 4, cudaMemcpyDeviceToHost));
+			e = rel_l2_f32(got, ref, (size_t)M2 * N, 1e-4);
+			ck_assert_msg(e <= 1e-5, "gemm after tune M=%d N=%d K=%d, %d rows: rel L2 %g",
+				      M, N, K, M2, e);
+		}
 		CUDA_CHECK(cudaFree(dx));
 		CUDA_CHECK(cudaFree(dw));
 		CUDA_CHECK(cudaFree(dy));

@@ -33,7 +33,10 @@
  *     x = embedding (fp32); per layer: h = rmsnorm(x); qkv = gemm_f32_f16(h) (fp16 operands,
  *     fp32 out); qk_norm_rope; paged_attention; x += gemm_f32(att) (o_proj, in place on x);
  *     h = rmsnorm(x); gu = gemm_f32_f16(h) (fp32 (B, 2F)); act = silu_mul(gu) (bf16) — above
- *     4 sequences gu = gemm_f16(h) (fp16 (B, 2F)) and silu_mul_f16, as the decoder runs them;
+ *     4 sequences gu = gemm_f16(h) (fp16 (B, 2F)) and silu_mul_f16 through kn_gemm_glu, as the
+ *     decoder runs them: one fused gemm_wgmma launch where kn_gemm_glu_tune, run first for
+ *     the B, keeps it (QVL_GEMM_GLU=0: not tuned, so the two launches; their rows are also
+ *     timed alone, count 0);
  *     x += gemm_f32(act) (down, in place); then h = rmsnorm(x) (final), rows_gather, LM head
  *     (bf16 logits), sampling. rmsnorm counts 2 per layer + 1 (timed in its bf16 form: the
  *     fp16 one, which feeds qkv and gate/up, is the same kernel with another final rounding).
@@ -383,7 +386,7 @@ enum { D = 2048, F = 6144, HQ = 16, KVH = 8, HD = 128, V_ = 151936, L = 28, BS =
 enum {
 	K_EMBED, K_RMSNORM, K_QKV, K_QKNR, K_ATTN, K_O, K_GU, K_SILU, K_DOWN, K_GATHER, K_LM,
 	K_SAMPLE, K_NQKV, K_NGU, K_QKV16, K_O16, K_GU16, K_DOWN16, K_ATTN8, K_QKNR8, K_GUH,
-	K_SILUH, K_N
+	K_SILUH, K_GLU, K_N
 };
 static const char *K_NAME[K_N] = { "embedding (fp32 x)", "rmsnorm (fp32 x)",
 	"gemm_f32 qkv 4096x2048", "qk_norm_rope", "paged_attention", "gemm_f32 o += (in place)",
@@ -392,14 +395,14 @@ static const char *K_NAME[K_N] = { "embedding (fp32 x)", "rmsnorm (fp32 x)",
 	"rmsnorm+gate_up (one GEMV)", "old: gemm qkv bf16",
 	"old: gemm o bf16", "old: gemm gate_up bf16", "old: gemm down bf16",
 	"paged_attention fp8 KV", "qk_norm_rope fp8 KV", "gemm_f16 gate_up (fp16 out)",
-	"silu_mul (fp16 gu)" };
+	"silu_mul (fp16 gu)", "gate_up+silu (kn_gemm_glu)" };
 /* Per step (the "old" bf16-output projections are timed for comparison only). Up to 4
  * sequences the decoder runs each RMSNorm before qkv and gate/up inside the projection's GEMV
  * (kn_gemm_f32_rmsnorm_cuda): then only the final norm is a kernel of its own. */
 static const int K_COUNT_SPLIT[K_N] = { 1, 2 * L + 1, L, L, L, L, 0, 0, L, 1, 1, 1, 0, 0,
-					 0, 0, 0, 0, 0, 0, L, L };
+					 0, 0, 0, 0, 0, 0, 0, 0, L };
 static const int K_COUNT_FUSED[K_N] = { 1, 1, 0, L, L, L, 0, L, L, 1, 1, 1, L, L,
-					 0, 0, 0, 0, 0, 0, 0, 0 };
+					 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 static int K_COUNT[K_N];   /* one of the two, with the fp8 rows instead under --kv-cache-dtype fp8 */
 
 typedef struct rot {
@@ -629,6 +632,9 @@ static void launch(kctx *c, int k, int i, cudaStream_t s)
 	case K_SILUH:
 		kn_silu_mul_f16_cuda(c->mlp, c->gu16, B, F, s);
 		break;
+	case K_GLU:
+		kn_gemm_glu_cuda(c->gemm, c->mlp, c->gu16, c->h, c->wgu.p[i % c->wgu.n], B, F, D, s);
+		break;
 	case K_QKNR8:
 		kn_qk_norm_rope_fp8_cuda(c->q, c->kc.p[i % c->kc.n], c->vc.p[i % c->vc.n], c->qkv32,
 					 c->qn, c->kn, c->pos, c->slot, B, HQ, KVH, HD, SECTION, 5e6f,
@@ -668,6 +674,7 @@ static double k_bytes(int k, int B, int CTX)
 	case K_QKNR8: return b * QKVW * f + b * HQ * HD * e + 2 * b * KVH * HD + 2 * HD * e + 16 * b;
 	case K_GUH: return 2.0 * F * D * e + b * D * e + b * 2 * F * e;
 	case K_SILUH: return b * 2 * F * e + b * F * e;
+	case K_GLU: return 2.0 * F * D * e + b * D * e + b * F * e;   /* fused: no gu */
 	case K_GATHER: return 2 * b * D * e + 4 * b;
 	case K_LM: return (double)V_ * D * e + b * D * e + b * V_ * e;
 	case K_SAMPLE: return b * V_ * e + b * (sizeof(kn_sample_row) + 4);
@@ -740,10 +747,22 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 	memcpy(K_COUNT, B <= 4 && !(fz && *fz == '0') ? K_COUNT_FUSED : K_COUNT_SPLIT,
 	       sizeof(K_COUNT));
 	const char *gh = getenv("QVL_GU_FP16");
-	if (K_COUNT[K_GUH] && (B <= 4 || (gh && *gh == '0'))) {
+	if (K_COUNT[K_GLU] && (B <= 4 || (gh && *gh == '0'))) {
 		/* QVL_FUSE_RMSNORM=0 up to 4 rows, or QVL_GU_FP16=0: the decoder's fp32 gate/up */
-		K_COUNT[K_GU] = K_COUNT[K_GUH], K_COUNT[K_GUH] = 0;
-		K_COUNT[K_SILU] = K_COUNT[K_SILUH], K_COUNT[K_SILUH] = 0;
+		K_COUNT[K_GU] = K_COUNT[K_SILU] = K_COUNT[K_GLU];
+		K_COUNT[K_GLU] = 0;
+	}
+	const char *glu_env = getenv("QVL_GEMM_GLU");
+	if (K_COUNT[K_GLU] && !(glu_env && *glu_env == '0')) {
+		/* as text_cuda.c's start-up tuning: kn_gemm_glu runs fused where that is faster */
+		float apart, fused;
+		const int kept = kn_gemm_glu_tune(gemm, c.mlp, c.gu16, c.h,
+						  (const uint16_t *const *)c.wgu.p, c.wgu.n, B, F, D,
+						  s, &apart, &fused);
+		if (!quiet)
+			printf("kn_gemm_glu at B = %d: gate_up and silu_mul apart %.2f us, fused %.2f "
+			       "us: %s\n", B, 1e3 * apart, 1e3 * fused,
+			       kept == 1 ? "fused" : "apart");
 	}
 	if (kv_fp8) {
 		K_COUNT[K_ATTN8] = K_COUNT[K_ATTN], K_COUNT[K_ATTN] = 0;
