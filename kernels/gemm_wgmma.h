@@ -2,8 +2,8 @@
  * gemm_wgmma: the decode steps' projections on Hopper tensor cores, with PDL (gemm_wgmma.cu has
  * the design). Internal to gemm.cu, which routes kn_gemm_f32(_f16)_cuda and kn_gemm_f16_cuda
  * here for 5 ≤ M ≤ 128 rows when the shape fits (kn_gemm_wgmma_fits) and the start-up tuning
- * timed it faster than cuBLASLt for that key; the formulas, aliasing and PDL contract are
- * gemm.h's.
+ * timed it faster than cuBLASLt for that key, and kn_gemm_glu_cuda to its GLU form where
+ * kn_gemm_glu_tune timed that faster; the formulas, aliasing and PDL contract are gemm.h's.
  */
 #ifndef QVL_KERNELS_GEMM_WGMMA_H
 #define QVL_KERNELS_GEMM_WGMMA_H
