@@ -644,7 +644,8 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 	const char *env = getenv("QVL_GEMM_TUNE");
 	if (M <= 4 || (env && *env == '0'))
 		return;
-	const char *env_l = getenv("QVL_GEMM_TUNE_LAYERS");
+	const char *env_l = getenv("QVL_GEMM_TUNE_LAYERS"), *env_glu = getenv("QVL_GEMM_GLU");
+	const bool glu_on = !(env_glu && *env_glu == '0');
 	int n_l = env_l ? atoi(env_l) : t->L;
 	if (n_l < 1 || n_l > t->L)
 		n_l = t->L;
@@ -682,8 +683,7 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 						 &first, &best);
 		tuned += k >= 0;
 		float unfused = 0, fused = 0;
-		const char *glu_env = getenv("QVL_GEMM_GLU");
-		const int glu = i == 2 && t->gu_f16 && !(glu_env && *glu_env == '0') ?
+		const int glu = i == 2 && t->gu_f16 && glu_on ?
 				kn_gemm_glu_tune(t->gemm, t->mlp, (uint16_t *)p[i].y, p[i].x,
 						 ws + i * n_l, n_l, M, t->F, p[i].K, t->stream,
 						 &unfused, &fused) : -1;

@@ -884,6 +884,28 @@ static float tune_time(F launch, cudaStream_t stream, cudaEvent_t e0, cudaEvent_
 	return ms / REPS;
 }
 
+#define TUNE_ROT_MAX 64   /* weights a tuning rotates over */
+
+/* Whether the tuning may run on stream: not while it is being captured. */
+static bool tune_stream_free(cudaStream_t stream)
+{
+	cudaStreamCaptureStatus cs;
+	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
+	return cs == cudaStreamCaptureStatusNone;
+}
+
+/* The weights of Ws that plan p's alignment allows (p is Ws[0]'s), at most TUNE_ROT_MAX, into
+ * rot; how many. */
+static int tune_rotation(const struct gemm_plan *p, const uint16_t *const *Ws, int n_W,
+			 const uint16_t **rot)
+{
+	int n_rot = 0;
+	for (int i = 0; i < n_W && n_rot < TUNE_ROT_MAX; i++)
+		if (Ws[i] && ptr_align(Ws[i]) >= p->align)
+			rot[n_rot++] = Ws[i];
+	return n_rot;
+}
+
 /* kn_gemm_f32_tune and kn_gemm_f16_tune: T the output type, F16 the operands' (gemm.h).
  *
  * Candidates: the heuristic's first GEMM_TUNE_MAX, then up to GEMM_TUNE_MAX more from the
@@ -901,20 +923,12 @@ static int gemm_tune(kn_gemm_ctx *ctx, T *y, const uint16_t *x, const uint16_t *
 		     float *ms_first, float *ms_best)
 {
 	*ms_first = *ms_best = 0.f;
-	if (M <= 0 || N <= 0 || K <= 0 || n_W < 1 || !Ws[0] || gemv_fits(x, Ws[0], M, K))
-		return -1;
-	cudaStreamCaptureStatus cs;
-	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
-	if (cs != cudaStreamCaptureStatusNone)
+	if (M <= 0 || N <= 0 || K <= 0 || n_W < 1 || !Ws[0] || gemv_fits(x, Ws[0], M, K) ||
+	    !tune_stream_free(stream))
 		return -1;
 	struct gemm_plan *p = plan_of_call<T, F16>(ctx, y, x, Ws[0], NULL, residual, M, N, K);
-	/* the weights the plan's alignment allows (the plan is Ws[0]'s) */
-	enum { ROT_MAX = 64 };
-	const uint16_t *rot[ROT_MAX];
-	int n_rot = 0;
-	for (int i = 0; i < n_W && n_rot < ROT_MAX; i++)
-		if (Ws[i] && ptr_align(Ws[i]) >= p->align)
-			rot[n_rot++] = Ws[i];
+	const uint16_t *rot[TUNE_ROT_MAX];
+	const int n_rot = tune_rotation(p, Ws, n_W, rot);
 	cublasLtMatmulHeuristicResult_t res[2 * GEMM_TUNE_MAX];
 	const int n = tune_candidates(ctx, p, res);
 	cudaEvent_t e0, e1;
@@ -1041,23 +1055,15 @@ extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, c
 				cudaStream_t stream, float *ms_unfused, float *ms_fused)
 {
 	*ms_unfused = *ms_fused = 0.f;
-	if (M <= 0 || F <= 0 || K <= 0 || n_W < 1 || !Ws[0] || gemv_fits(x, Ws[0], M, K))
-		return -1;
-	cudaStreamCaptureStatus cs;
-	CUDA_CHECK(cudaStreamIsCapturing(stream, &cs));
-	if (cs != cudaStreamCaptureStatusNone)
+	if (M <= 0 || F <= 0 || K <= 0 || n_W < 1 || !Ws[0] || gemv_fits(x, Ws[0], M, K) ||
+	    !tune_stream_free(stream))
 		return -1;
 	struct gemm_plan *p = glu_plan(ctx, gu, x, Ws[0], M, F, K);
-	enum { ROT_MAX = 64 };
-	const uint16_t *rot[ROT_MAX];
-	int n_rot = 0;
+	const uint16_t *rot[TUNE_ROT_MAX];
+	const int n_rot = tune_rotation(p, Ws, n_W, rot);
 	bool fits = true;
-	for (int i = 0; i < n_W && n_rot < ROT_MAX; i++)
-		if (Ws[i] && ptr_align(Ws[i]) >= p->align) {
-			rot[n_rot] = Ws[i];
-			fits = fits && kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, Ws[i], M, F, K);
-			n_rot++;
-		}
+	for (int i = 0; i < n_rot; i++)
+		fits = fits && kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, rot[i], M, F, K);
 	p->use_glu = 0;
 	cudaEvent_t e0, e1;
 	CUDA_CHECK(cudaEventCreate(&e0));

@@ -1832,27 +1832,21 @@ START_TEST(test_kernels_cuda_gemm_tune)
 			kn_gemm_f32_ref(ref, x, w, res ? r : NULL, M, N, K);
 		CUDA_CHECK(cudaMemcpy(dx, x, nx * 2, cudaMemcpyHostToDevice));
 		CUDA_CHECK(cudaMemcpy(dw, w, nw * 2, cudaMemcpyHostToDevice));
-		CUDA_CHECK(cudaMemcpy(dy, r, ny * 4, cudaMemcpyHostToDevice));
-		if (f16)
-			kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, res ? dy : NULL, M, N, K, 0);
-		else
-			kn_gemm_f32_cuda(ctx, dy, dx, dw, res ? dy : NULL, M, N, K, 0);
-		CUDA_CHECK(cudaDeviceSynchronize());
-		CUDA_CHECK(cudaMemcpy(got, dy, ny * 4, cudaMemcpyDeviceToHost));
-		double e = rel_l2_f32(got, ref, ny, 1e-4);
-		ck_assert_msg(e <= 1e-5, "gemm after tune M=%d N=%d K=%d: rel L2 %g", M, N, K, e);
-		if (M > 128) {   /* fewer rows: the tuned M's algorithm, borrowed (gemm.cu) */
-			const int M2 = M * 3 / 4;
+		/* all M rows with the tuned plan; then, past 128, three quarters of them, which
+		 * borrow the tuned M's algorithm (gemm.cu) */
+		const int rows[2] = { M, M > 128 ? M * 3 / 4 : 0 };
+		for (int j = 0; j < 2 && rows[j] > 0; j++) {
+			const int m = rows[j];
 			CUDA_CHECK(cudaMemcpy(dy, r, ny * 4, cudaMemcpyHostToDevice));
 			if (f16)
-				kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, res ? dy : NULL, M2, N, K, 0);
+				kn_gemm_f32_f16_cuda(ctx, dy, dx, dw, res ? dy : NULL, m, N, K, 0);
 			else
-				kn_gemm_f32_cuda(ctx, dy, dx, dw, res ? dy : NULL, M2, N, K, 0);
+				kn_gemm_f32_cuda(ctx, dy, dx, dw, res ? dy : NULL, m, N, K, 0);
 			CUDA_CHECK(cudaDeviceSynchronize());
-			CUDA_CHECK(cudaMemcpy(got, dy, (size_t)M2 * N * 4, cudaMemcpyDeviceToHost));
-			e = rel_l2_f32(got, ref, (size_t)M2 * N, 1e-4);
+			CUDA_CHECK(cudaMemcpy(got, dy, (size_t)m * N * 4, cudaMemcpyDeviceToHost));
+			const double e = rel_l2_f32(got, ref, (size_t)m * N, 1e-4);
 			ck_assert_msg(e <= 1e-5, "gemm after tune M=%d N=%d K=%d, %d rows: rel L2 %g",
-				      M, N, K, M2, e);
+				      M, N, K, m, e);
 		}
 		CUDA_CHECK(cudaFree(dx));
 		CUDA_CHECK(cudaFree(dw));
