@@ -43,16 +43,22 @@
  *     wait for S_j; causal mask, online softmax in the log2 domain (as prefill_attention.cu:
  *       quad shuffles for a row's max, p = 2^(s·scale_log2 − m), alpha = 2^(m_old − m_new)),
  *       under the P·V still running; wait for it; P_j packed to bf16.
- *   After the last tile its P·V; then O / l → bf16 (one rounding), or the split partials
- *   and (m, l) in fp32.
+ *   After the last tile its P·V; then O / l → bf16 (one rounding), written through the
+ *   warpgroup's own rows of the Q tile (free by then) and stored as whole 16-byte chunks of
+ *   each row (ncu, 16 × 512 fp8: stored straight from the registers, a quad's 16 contiguous
+ *   bytes used half of every 32-byte sector); or the split partials and (m, l) in fp32.
  *
  * H100 (tests/check_attention_cuda.c timing, TFLOP/s bf16 / fp8 cache, against the mma.sync
  * kernel's 128-row tiles in the same run): 1 × 8192 new 379 / 311 (277 / 276), 1 × 4096 335 /
- * 266 (252 / 251), 8 × 512 138 / 124 (104 / 105). Short sequences stay far below: a CTA of 2-8
- * key tiles spends much of its life loading Q and its first tiles with nothing else on its
- * multiprocessor to overlap. Two one-warpgroup CTAs a multiprocessor did not help (branch
- * wip/pfa-wg1, tests/bench/PERF.md session 12); a persistent CTA that loads its next query
- * tile under the current one might. fp8 trails bf16 by the widening.
+ * 266 (252 / 251), 8 × 512 138 / 124 (104 / 105); with the output stored as whole chunks
+ * (session 14, same call against the build before): 1 × 8192 388 / 322 (375 / 316), 1 × 4096
+ * 346 / 287 (333 / 278), 8 × 512 156 / 141 (138 / 124). Short sequences stay below: ncu at 16
+ * × 512 (fp8) finds the kernel latency-bound on its two warps a scheduler (issue slots 36%
+ * busy), with the ALU, not the tensor pipe, the busiest (the widening's bit arithmetic). Two
+ * one-warpgroup CTAs a multiprocessor did not help (branch wip/pfa-wg1, tests/bench/PERF.md
+ * session 12), nor did a persistent CTA that copies its next work item's Q and first tiles
+ * under the current one's epilogue (wip/pfa-persistent, session 14: more registers, slower).
+ * fp8 trails bf16 by the widening.
  *
  * sm_90a only (Makefile.am builds this file for that target alone; elsewhere
  * kn_pfa_wgmma_available is false).
@@ -378,16 +384,28 @@ pw_kernel(__nv_bfloat16 *out, const uint16_t *q, const KVT *k_cache, const KVT *
 		}
 		return;
 	}
+	/* O / l → bf16 through this warpgroup's own rows of the Q tile (its products are done and
+	 * the other warpgroup reads only its own rows; the swizzle keeps the 4-byte writes free
+	 * of bank conflicts), then out as whole 16-byte chunks: a quad's registers hold 16
+	 * contiguous bytes of a row, which written directly use half of each 32-byte sector */
 	const float inv0 = (FP8 ? v_scale : 1.f) / l_r[0], inv1 = (FP8 ? v_scale : 1.f) / l_r[1];
 #pragma unroll
 	for (int jb = 0; jb < PW_HD / 8; jb++) {
-		const int d = jb * 8 + 2 * tq;
-		if (r_lo < rows)
-			*(__nv_bfloat162 *)(out + ((long)(row0 + m0 + r_lo) * Hq + h) * PW_HD + d) =
-				__floats2bfloat162_rn(o[4 * jb] * inv0, o[4 * jb + 1] * inv0);
-		if (r_hi < rows)
-			*(__nv_bfloat162 *)(out + ((long)(row0 + m0 + r_hi) * Hq + h) * PW_HD + d) =
-				__floats2bfloat162_rn(o[4 * jb + 2] * inv1, o[4 * jb + 3] * inv1);
+		const __nv_bfloat162 lo = __floats2bfloat162_rn(o[4 * jb] * inv0, o[4 * jb + 1] * inv0);
+		const __nv_bfloat162 hi =
+			__floats2bfloat162_rn(o[4 * jb + 2] * inv1, o[4 * jb + 3] * inv1);
+		*(__nv_bfloat162 *)(gen + PW_Q + pw_off(r_lo, jb, PW_QPANEL) + tq * 4) = lo;
+		*(__nv_bfloat162 *)(gen + PW_Q + pw_off(r_hi, jb, PW_QPANEL) + tq * 4) = hi;
+	}
+	if (wg == 0)   /* this warpgroup's rows: named barriers 1 and 2, constant ids */
+		asm volatile("bar.sync 1, 128;" ::: "memory");
+	else
+		asm volatile("bar.sync 2, 128;" ::: "memory");
+	for (int i = tid & 127; i < 64 * 16; i += 128) {
+		const int r = wg * 64 + (i >> 4), c = i & 15;
+		if (r < rows)
+			*(uint4 *)(out + ((long)(row0 + m0 + r) * Hq + h) * PW_HD + c * 8) =
+				*(const uint4 *)(gen + PW_Q + pw_off(r, c, PW_QPANEL));
 	}
 }
 
