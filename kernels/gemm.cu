@@ -323,6 +323,7 @@ static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has
 /* ---- small M: our own weight-streaming kernel ---- */
 
 #define GEMV_MAX_M 4
+static_assert(GEMV_MAX_M < KN_GEMM_WGMMA_MIN_M, "gemm_wgmma takes no GEMV rows");
 #define GEMV_WARPS 8
 #define GEMV_THREADS (GEMV_WARPS * 32)
 #define GEMV_NORM_NV RMSNORM_REG_SHORT   /* fused RMSNorm: rows of ≤ 2048 columns */
@@ -1041,8 +1042,8 @@ extern "C" void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu,
 {
 	if (M <= 0 || F <= 0)
 		return;
-	if (K > 0 && !gemv_fits(x, W, M, K) &&
-	    kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K) &&
+	/* the fused launch takes no GEMV rows (KN_GEMM_WGMMA_MIN_M > GEMV_MAX_M) and K > 0 */
+	if (kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K) &&
 	    glu_plan(ctx, gu, x, W, M, F, K)->use_glu) {
 		kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, W, M, F, K, stream);
 		return;
@@ -1061,10 +1062,12 @@ extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, c
 	struct gemm_plan *p = glu_plan(ctx, gu, x, Ws[0], M, F, K);
 	const uint16_t *rot[TUNE_ROT_MAX];
 	const int n_rot = tune_rotation(p, Ws, n_W, rot);
-	bool fits = true;
+	bool fits = n_rot > 0;
 	for (int i = 0; i < n_rot; i++)
 		fits = fits && kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, rot[i], M, F, K);
 	p->use_glu = 0;
+	if (!fits)   /* nothing to compare (a prompt step's rows, no sm_90): the pair stays */
+		return 0;
 	cudaEvent_t e0, e1;
 	CUDA_CHECK(cudaEventCreate(&e0));
 	CUDA_CHECK(cudaEventCreate(&e1));
@@ -1078,16 +1081,14 @@ extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, c
 	for (int r = 0; r < 20; r++)
 		unfused();
 	*ms_unfused = tune_time(unfused, stream, e0, e1);
-	if (fits)
-		*ms_fused = tune_time([&] {
-			kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, rot[turn++ % n_rot], M, F, K,
-					      stream);
-			return CUBLAS_STATUS_SUCCESS;
-		}, stream, e0, e1);
+	*ms_fused = tune_time([&] {
+		kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, rot[turn++ % n_rot], M, F, K, stream);
+		return CUBLAS_STATUS_SUCCESS;
+	}, stream, e0, e1);
 	CUDA_CHECK(cudaEventDestroy(e0));
 	CUDA_CHECK(cudaEventDestroy(e1));
 	p->pinned = 1;
 	/* a near tie keeps the unfused form, as the product's own tuning keeps its first guess */
-	p->use_glu = fits && *ms_fused < 0.98f * *ms_unfused;
+	p->use_glu = *ms_fused < 0.98f * *ms_unfused;
 	return p->use_glu;
 }

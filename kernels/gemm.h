@@ -183,11 +183,12 @@ int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uin
 void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
 		      const uint16_t *W, int M, int F, int K, cudaStream_t stream);
 /* Times the two forms for exactly these arguments' key (the unfused product as its own tuning
- * left it, then silu_mul; the fused launch where it fits every weight), on Ws in turn as
- * kn_gemm_f32_tune does, and keeps the fused one when it is more than 2% faster. Returns 1
+ * left it, then silu_mul; the fused launch), on Ws in turn as kn_gemm_f32_tune does, and keeps
+ * the fused one when it is more than 2% faster. Where the fused launch does not fit every
+ * weight (more than 128 rows, no sm_90) nothing is timed and the unfused form stays. Returns 1
  * (fused kept), 0 (unfused) or -1 (nothing done: the GEMV's rows, no weight, a capturing
- * stream), with *ms_unfused and *ms_fused (0 where not timed). act and gu hold garbage after.
- * Synchronises the stream. */
+ * stream), with *ms_unfused and *ms_fused (0 where not timed). act and gu hold garbage after
+ * a timing. Synchronises the stream. */
 int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
 		     const uint16_t *const *Ws, int n_W, int M, int F, int K, cudaStream_t stream,
 		     float *ms_unfused, float *ms_fused);

@@ -447,12 +447,7 @@ extern "C" void kn_gemm_wgmma_glu_run(kn_gemm_wgmma *g, uint16_t *act, const uin
 				      const uint16_t *W, int M, int F, int K, cudaStream_t stream)
 {
 	/* one CTA a tile of 64 gate and 64 up rows, K whole (the epilogue needs both sums) */
-	if (M <= 64)
-		kn_launch(gw_kernel<64, true, false, true>, dim3(F / 64), dim3(GW_THREADS), GW_SMEM,
-			  stream, (void *)act, x, W, (const float *)NULL, M, 2 * F, K, 1, false,
-			  g->partials, g->counters);
-	else
-		kn_launch(gw_kernel<128, true, false, true>, dim3(F / 64), dim3(GW_THREADS),
-			  GW_SMEM, stream, (void *)act, x, W, (const float *)NULL, M, 2 * F, K, 1,
-			  false, g->partials, g->counters);
+	kn_launch(M <= 64 ? gw_kernel<64, true, false, true> : gw_kernel<128, true, false, true>,
+		  dim3(F / 64), dim3(GW_THREADS), GW_SMEM, stream, (void *)act, x, W,
+		  (const float *)NULL, M, 2 * F, K, 1, false, g->partials, g->counters);
 }
