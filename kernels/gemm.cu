@@ -79,6 +79,7 @@
 
 #include "cuda_check.h"
 #include "gemm.h"
+#include "gemm_glu_tma.h"
 #include "gemm_wgmma.h"
 #include "silu_mul.h"
 #include "pdl.cuh"
@@ -120,6 +121,7 @@ struct kn_gemm_ctx {
 	size_t workspace_bytes;
 	int next_evict;
 	kn_gemm_wgmma *wgmma;           /* NULL off sm_90 (or QVL_GEMM_WGMMA=0) */
+	kn_glu_tma *glu_tma;            /* NULL off sm_90 (or QVL_GLU_TMA=0) */
 	struct gemm_plan plans[GEMM_CACHE];
 };
 
@@ -135,6 +137,7 @@ extern "C" kn_gemm_ctx *kn_gemm_ctx_new(size_t workspace_bytes)
 	if (workspace_bytes)
 		CUDA_CHECK(cudaMalloc(&ctx->workspace, workspace_bytes));
 	ctx->wgmma = kn_gemm_wgmma_new();
+	ctx->glu_tma = kn_glu_tma_new();
 	return ctx;
 }
 
@@ -160,6 +163,7 @@ extern "C" void kn_gemm_ctx_free(kn_gemm_ctx *ctx)
 	if (ctx->workspace)
 		CUDA_CHECK(cudaFree(ctx->workspace));
 	kn_gemm_wgmma_free(ctx->wgmma);
+	kn_glu_tma_free(ctx->glu_tma);
 	CUBLAS_CHECK(cublasLtDestroy(ctx->lt));
 	free(ctx);
 }
@@ -286,6 +290,9 @@ static void plan_borrow_tuned(kn_gemm_ctx *ctx, struct gemm_plan *p)
 					    &r) == CUBLAS_STATUS_SUCCESS &&
 	    r.workspaceSize <= ctx->workspace_bytes)
 		p->algo = best->algo;
+	/* the fused gate/up form of the nearest tuned M (gemm_glu_tma takes any rows) */
+	if (best)
+		p->use_glu = best->use_glu;
 }
 
 static struct gemm_plan *plan_get(kn_gemm_ctx *ctx, int M, int N, int K, int has_res,
@@ -1036,16 +1043,32 @@ static void glu_unfused(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uin
 	kn_silu_mul_f16_cuda(act, gu, M, F, stream);
 }
 
+/* The fused form for M rows: gemm_wgmma's GLU epilogue up to KN_GEMM_WGMMA_MAX_M rows (no GEMV
+ * rows: KN_GEMM_WGMMA_MIN_M > GEMV_MAX_M), gemm_glu_tma's above. */
+static bool glu_fused_fits(const kn_gemm_ctx *ctx, const uint16_t *act, const uint16_t *x,
+			   const uint16_t *W, int M, int F, int K)
+{
+	return M <= KN_GEMM_WGMMA_MAX_M ? kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K)
+					: kn_glu_tma_fits(ctx->glu_tma, act, x, W, M, F, K);
+}
+
+static void glu_fused(kn_gemm_ctx *ctx, uint16_t *act, const uint16_t *x, const uint16_t *W,
+		      int M, int F, int K, cudaStream_t stream)
+{
+	if (M <= KN_GEMM_WGMMA_MAX_M)
+		kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, W, M, F, K, stream);
+	else
+		kn_glu_tma_run(ctx->glu_tma, act, x, W, M, F, K, stream);
+}
+
 extern "C" void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu,
 				 const uint16_t *x, const uint16_t *W, int M, int F, int K,
 				 cudaStream_t stream)
 {
 	if (M <= 0 || F <= 0)
 		return;
-	/* the fused launch takes no GEMV rows (KN_GEMM_WGMMA_MIN_M > GEMV_MAX_M) and K > 0 */
-	if (kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K) &&
-	    glu_plan(ctx, gu, x, W, M, F, K)->use_glu) {
-		kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, W, M, F, K, stream);
+	if (glu_fused_fits(ctx, act, x, W, M, F, K) && glu_plan(ctx, gu, x, W, M, F, K)->use_glu) {
+		glu_fused(ctx, act, x, W, M, F, K, stream);
 		return;
 	}
 	glu_unfused(ctx, act, gu, x, W, M, F, K, stream);
@@ -1064,9 +1087,9 @@ extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, c
 	const int n_rot = tune_rotation(p, Ws, n_W, rot);
 	bool fits = n_rot > 0;
 	for (int i = 0; i < n_rot; i++)
-		fits = fits && kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, rot[i], M, F, K);
+		fits = fits && glu_fused_fits(ctx, act, x, rot[i], M, F, K);
 	p->use_glu = 0;
-	if (!fits)   /* nothing to compare (a prompt step's rows, no sm_90): the pair stays */
+	if (!fits)   /* nothing to compare (no sm_90): the pair stays */
 		return 0;
 	cudaEvent_t e0, e1;
 	CUDA_CHECK(cudaEventCreate(&e0));
@@ -1082,7 +1105,7 @@ extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, c
 		unfused();
 	*ms_unfused = tune_time(unfused, stream, e0, e1);
 	*ms_fused = tune_time([&] {
-		kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, rot[turn++ % n_rot], M, F, K, stream);
+		glu_fused(ctx, act, x, rot[turn++ % n_rot], M, F, K, stream);
 		return CUBLAS_STATUS_SUCCESS;
 	}, stream, e0, e1);
 	CUDA_CHECK(cudaEventDestroy(e0));

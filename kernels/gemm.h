@@ -146,7 +146,8 @@ void kn_gemm_f32_rmsnorm_cuda(kn_gemm_ctx *ctx, float *y, uint16_t *h, const flo
  * timed the same way where it fits every weight, kept when it is more than 2% faster than the
  * best cuBLASLt candidate) with *ms_first and *ms_best (its time and the kept one's), or -1
  * (nothing done) when the GEMV would run the shape (M ≤ 4), n_W < 1, Ws[0] is NULL or the
- * stream is capturing. An untuned key of more than 128 rows borrows the algorithm kept for the
+ * stream is capturing. An untuned key of more than 128 rows borrows the algorithm (and the
+ * fused gate/up choice of kn_gemm_glu_tune) kept for the
  * nearest tuned M above it (at most twice its rows; same N, K, types and alignment) where
  * cuBLASLt accepts it: a prompt step a few rows short of the tuned max_num_batched_tokens. Timing
  * picks the algorithm, so
@@ -174,8 +175,9 @@ int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uin
  *
  *   unfused: gu = kn_gemm_f16(x, W) into the caller's scratch gu (M, 2F), act =
  *            kn_silu_mul_f16(gu): gate and up rounded to fp16, then act to bf16
- *   fused:   gemm_wgmma's GLU epilogue (kn_gemm_wgmma_glu_run): act = bf16(silu(g)·u) straight
- *            from the fp32 sums, one rounding, and gu neither written nor read
+ *   fused:   gemm_wgmma's GLU epilogue (kn_gemm_wgmma_glu_run) up to 128 rows, gemm_glu_tma's
+ *            (kn_glu_tma_run) above: act = bf16(silu(g)·u) straight from the fp32 sums, one
+ *            rounding, and gu neither written nor read
  *
  * The fused form runs only where kn_gemm_glu_tune kept it for the key of the unfused product
  * (its plan carries the choice); elsewhere, and before any tuning, the call is the unfused
@@ -185,7 +187,7 @@ void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint1
 /* Times the two forms for exactly these arguments' key (the unfused product as its own tuning
  * left it, then silu_mul; the fused launch), on Ws in turn as kn_gemm_f32_tune does, and keeps
  * the fused one when it is more than 2% faster. Where the fused launch does not fit every
- * weight (more than 128 rows, no sm_90) nothing is timed and the unfused form stays. Returns 1
+ * weight (no sm_90, F or K off its tiles) nothing is timed and the unfused form stays. Returns 1
  * (fused kept), 0 (unfused) or -1 (nothing done: the GEMV's rows, no weight, a capturing
  * stream), with *ms_unfused and *ms_fused (0 where not timed). act and gu hold garbage after
  * a timing. Synchronises the stream. */

@@ -18,6 +18,7 @@
 #include "fp8.h"
 #include "gelu.h"
 #include "gemm.h"
+#include "gemm_glu_tma.h"
 #include "gemm_wgmma.h"
 #include "kernel_testutil.h"
 #include "layernorm.h"
@@ -1611,20 +1612,26 @@ START_TEST(test_kernels_cuda_gemm_wgmma)
 END_TEST
 
 /* kn_gemm_glu (gemm.h): the gate/up projection and SwiGLU in one call. Against the reference
- * (kn_gemm_f32_f16_ref's sums, then kn_silu_mul_ref): gemm_wgmma's fused GLU launch called
- * directly on an sm_90 device (both batch widths, rows past M padding the tile; one rounding,
+ * (kn_gemm_f32_f16_ref's sums, then kn_silu_mul_ref): the fused launch called directly on an
+ * sm_90 device, gemm_wgmma's GLU form up to 128 rows and gemm_glu_tma's above (both batch
+ * widths, rows past M padding the tile; one rounding (gemm_glu_tma's silu with __expf),
  * so nearly the reference's bits; twice over, bit for bit), and kn_gemm_glu_cuda before any
  * tuning, which must be the unfused pair bit for bit (kn_gemm_f16_cuda, kn_silu_mul_f16_cuda;
  * the GEMV's rows at M = 3). Then kn_gemm_glu_tune, and the call after it must give the bits of
- * the form the tuning kept. Cases {M, F, K}. */
+ * the form the tuning kept. Cases {M, F, K}; at M = 300 the second row block of
+ * gemm_glu_tma's last cluster lies wholly past M; the last two have more tiles of it than
+ * an H100 has multiprocessors (its persistent CTAs take several; at K = 64 the ring wraps
+ * every tile). */
 START_TEST(test_kernels_cuda_gemm_glu)
 {
 	static const int cases[][3] = {
-		{ 128, 6144, 2048 }, { 37, 384, 512 }, { 100, 192, 1024 },
-		{ 5, 64, 256 },      { 64, 6144, 2048 }, { 3, 128, 256 },
+		{ 128, 6144, 2048 }, { 37, 384, 512 },  { 100, 192, 1024 }, { 5, 64, 256 },
+		{ 64, 6144, 2048 },  { 3, 128, 256 },   { 129, 128, 256 },  { 300, 384, 512 },
+		{ 1000, 640, 1024 }, { 1000, 4096, 512 }, { 2000, 2048, 64 },
 	};
 	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
 	kn_gemm_wgmma *g = kn_gemm_wgmma_new();
+	kn_glu_tma *gt = kn_glu_tma_new();   /* the fused form above 128 rows */
 	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
 		const int M = cases[s][0], F = cases[s][1], K = cases[s][2];
 		const size_t nx = (size_t)M * K, nw = (size_t)2 * F * K, na = (size_t)M * F;
@@ -1640,10 +1647,15 @@ START_TEST(test_kernels_cuda_gemm_glu)
 		kn_silu_mul_ref(ref, gu, M, F);
 		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0), *dact = dev_bf16(NULL, na, 0),
 			 *dgu = dev_bf16(NULL, (size_t)M * 2 * F, 0);
-		const bool direct = g && kn_gemm_wgmma_glu_fits(g, dact, dx, dw, M, F, K);
+		const bool big = M > KN_GEMM_WGMMA_MAX_M;
+		const bool direct = big ? gt && kn_glu_tma_fits(gt, dact, dx, dw, M, F, K)
+					: g && kn_gemm_wgmma_glu_fits(g, dact, dx, dw, M, F, K);
 		for (int run = 0; run < 2 && direct; run++) {
 			CUDA_CHECK(cudaMemset(dact, 0xff, na * 2));
-			kn_gemm_wgmma_glu_run(g, dact, dx, dw, M, F, K, 0);
+			if (big)
+				kn_glu_tma_run(gt, dact, dx, dw, M, F, K, 0);
+			else
+				kn_gemm_wgmma_glu_run(g, dact, dx, dw, M, F, K, 0);
 			CUDA_CHECK(cudaMemcpy(run ? again : fused, dact, na * 2, cudaMemcpyDeviceToHost));
 		}
 		if (direct) {
@@ -1700,6 +1712,7 @@ START_TEST(test_kernels_cuda_gemm_glu)
 		ck_assert(!kn_gemm_wgmma_glu_fits(g, u, a, a, 64, 6144, 2048));
 		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, u, 64, 6144, 2048));
 	}
+	kn_glu_tma_free(gt);
 	kn_gemm_wgmma_free(g);
 	kn_gemm_ctx_free(ctx);
 }

@@ -3,7 +3,7 @@
  * projections (Qwen3-VL-2B shapes), i.e. what an algorithm search at start-up would buy, and
  * how fast the weight streams at decode batch sizes.
  *
- *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] [--f16] [--exhaustive]
+ *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] [--f16] [--exhaustive] [--glu]
  *   exits 77 when no GPU is visible (or the build has no CUDA)
  *
  * For each M (default 8, 32, 64, 128, 256: decode batches; 8192: a prefill step) and each
@@ -32,6 +32,9 @@
  * restricted-heuristic ones, some with an explicit cluster shape. Against the best of the
  * first 32 they are 1-10% faster (down at M = 128: 16.74 → 15.04 µs), 3-4% over a layer's
  * four projections.
+ * --glu times the gate/up projection with SwiGLU instead (bench_glu below): the cuBLASLt product,
+ * the product with silu_mul, and the fused launch (gemm_glu_tma above 128 rows), as the
+ * decoder's start-up tuning does; on an H100 at 8,192 rows 0.56 ms fused against 0.64 apart.
  * Nothing is asserted (a benchmark, not a test). On an H100 (tests/bench/PERF.md): over the four
  * projections the best of 16 is 4–6 % faster than the first at M ≤ 128 and 12 % at M = 256
  * (down: 28 %), and no split-K variant is the fastest anywhere; at M = 128 the four
@@ -51,6 +54,7 @@
 #pragma GCC diagnostic pop
 #include <cuda_runtime_api.h>
 
+#include "gemm.h"
 #include "gemm_wgmma.h"
 
 #include "cuda_check.h"
@@ -348,10 +352,55 @@ static void search_all(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 		       top[i].from_heuristic ? "  (restricted heuristic)" : "");
 }
 
+/* --glu: the gate/up projection and SwiGLU (kernels/gemm.h's kn_gemm_glu) at each M, as the
+ * decoder's start-up tuning times them: kn_gemm_f16_tune keeps cuBLASLt's fastest fp16
+ * product, then kn_gemm_glu_tune times it with silu_mul against the fused launch
+ * (gemm_wgmma's GLU form up to 128 rows, gemm_glu_tma's above). Weights rotate over 4 copies
+ * (200 MB: cold). */
+static void bench_glu(const int *ms, int n_m)
+{
+	const int F = 6144, K = 2048, n_w = 4;
+	const size_t wn = (size_t)2 * F * K;
+	int max_m = 0;
+	for (int i = 0; i < n_m; i++)
+		max_m = ms[i] > max_m ? ms[i] : max_m;
+	uint16_t *w[4], *x, *gu, *act;
+	for (int i = 0; i < n_w; i++) {
+		CUDA_CHECK(cudaMalloc((void **)&w[i], wn * 2));
+		fill(w[i], wn);
+	}
+	CUDA_CHECK(cudaMalloc((void **)&x, (size_t)max_m * K * 2));
+	CUDA_CHECK(cudaMalloc((void **)&gu, (size_t)max_m * 2 * F * 2));
+	CUDA_CHECK(cudaMalloc((void **)&act, (size_t)max_m * F * 2));
+	fill(x, (size_t)max_m * K);
+	printf("gate_up (F %d, K %d) + SwiGLU, fp16: the cuBLASLt product alone, with silu_mul, "
+	       "and the fused launch (TFLOP/s: the product's FLOPs)\n", F, K);
+	printf("%6s %12s %9s %12s %12s %9s %6s\n", "M", "product µs", "TFLOP/s", "+silu µs",
+	       "fused µs", "TFLOP/s", "kept");
+	for (int mi = 0; mi < n_m; mi++) {
+		const int M = ms[mi];
+		kn_gemm_ctx *ctx = kn_gemm_ctx_new(WORKSPACE);
+		float first, best, unf = 0, fus = 0;
+		const uint16_t *const *ws = (const uint16_t *const *)w;
+		const int k = kn_gemm_f16_tune(ctx, gu, x, ws, n_w, M, 2 * F, K, 0, &first, &best);
+		const int g = kn_gemm_glu_tune(ctx, act, gu, x, ws, n_w, M, F, K, 0, &unf, &fus);
+		const double flop = 2.0 * M * 2 * F * K;
+		printf("%6d %12.1f %9.0f %12.1f %12.1f %9.0f %6s\n", M, 1000 * best,
+		       k >= 0 ? flop / (best * 1e9) : 0.0, 1000 * unf, 1000 * fus,
+		       fus > 0 ? flop / (fus * 1e9) : 0.0, g == 1 ? "fused" : g == 0 ? "apart" : "-");
+		kn_gemm_ctx_free(ctx);
+	}
+	for (int i = 0; i < n_w; i++)
+		CUDA_CHECK(cudaFree(w[i]));
+	CUDA_CHECK(cudaFree(x));
+	CUDA_CHECK(cudaFree(gu));
+	CUDA_CHECK(cudaFree(act));
+}
+
 int main(int argc, char **argv)
 {
 	int ms[16] = { 8, 32, 64, 128, 256, 8192 }, n_m = 6, n_algos = 16, reps = 20;
-	bool f16 = false, exhaustive = false;
+	bool f16 = false, exhaustive = false, glu = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--m") && i + 1 < argc) {
 			n_m = 0;
@@ -361,13 +410,15 @@ int main(int argc, char **argv)
 			n_algos = atoi(argv[++i]);
 		} else if (!strcmp(argv[i], "--f16")) {
 			f16 = true;
+		} else if (!strcmp(argv[i], "--glu")) {
+			glu = true;
 		} else if (!strcmp(argv[i], "--exhaustive")) {
 			exhaustive = true;
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] "
-				"[--f16] [--exhaustive]\n");
+				"[--f16] [--exhaustive] [--glu]\n");
 			return 2;
 		}
 	}
@@ -382,6 +433,11 @@ int main(int argc, char **argv)
 	}
 	struct cudaDeviceProp prop;
 	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+	if (glu) {
+		printf("bench_gemm_cuda --glu on %s\n", prop.name);
+		bench_glu(ms, n_m);
+		return 0;
+	}
 	printf("bench_gemm_cuda on %s: cuBLASLt heuristic #1 against the fastest of its first %d, "
 	       "median of 7 × %d launches, weights cold; %s operands for qkv and gate_up\n\n",
 	       prop.name, n_algos, reps, f16 ? "fp16" : "bf16");
