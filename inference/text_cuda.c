@@ -135,6 +135,7 @@ struct text_cuda {
 	bool f16;                       /* qkv and gate/up: weights and inputs in fp16 (else bf16) */
 	bool gu_f16;                    /* gate/up output in fp16 for steps of > 4 rows (else fp32) */
 	int n_glu_fused;                /* tuned sizes where gate/up and SwiGLU run fused */
+	int n_glu_tma;                  /* of them, by gemm_glu_tma (else gemm_wgmma's epilogue) */
 	kn_gemm_ctx *gemm;              /* borrowed */
 	cudaStream_t stream;            /* borrowed */
 	/* weights */
@@ -687,7 +688,8 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 				kn_gemm_glu_tune(t->gemm, t->mlp, (uint16_t *)p[i].y, p[i].x,
 						 ws + i * n_l, n_l, M, t->F, p[i].K, t->stream,
 						 &unfused, &fused) : -1;
-		t->n_glu_fused += glu == 1;
+		t->n_glu_fused += glu > 0;
+		t->n_glu_tma += glu == KN_GEMM_GLU_TMA;
 		if (k >= 0) {
 			*sum_first += first;
 			*sum_best += best;
@@ -704,7 +706,8 @@ static void tune_projections(text_cuda *t, int M, bool log, double *sum_first, d
 		if (glu >= 0 && fused > 0 && len < (int)sizeof(line))
 			len += snprintf(line + len, sizeof(line) - (size_t)len,
 					" gate_up+silu %.3f, fused %.3f ms (%s)", unfused, fused,
-					glu ? "fused" : "apart");
+					glu == KN_GEMM_GLU_TMA ? "gemm_glu_tma" :
+					glu ? "gemm_wgmma" : "apart");
 	}
 	free(ws);
 	if (tuned && log)
@@ -1071,8 +1074,8 @@ static int capture_graphs(text_cuda *t, qerr *e)
 	if (first > 0)
 		log_msg(LOG_LEVEL_INFO, "text_cuda", "cuBLASLt for the decode graphs: the four "
 			"projections of one layer summed over the %d sizes, first guess %.3f ms → "
-			"kept %.3f ms; gate/up and SwiGLU fused (gemm_wgmma) at %d of them", n,
-			first, best, t->n_glu_fused);
+			"kept %.3f ms; gate/up and SwiGLU fused at %d of them (%d by gemm_glu_tma)", n,
+			first, best, t->n_glu_fused, t->n_glu_tma);
 	return 0;
 }
 

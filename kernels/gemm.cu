@@ -112,7 +112,8 @@ struct gemm_plan {
 	cublasLtMatrixLayout_t a, b, c; /* c is the layout of both C and D */
 	cublasLtMatmulAlgo_t algo;
 	int use_wgmma;                  /* tuned: gemm_wgmma beat cuBLASLt for this key */
-	int use_glu;                    /* tuned (fp16 gate/up keys): kn_gemm_glu_cuda runs fused */
+	int use_glu;                    /* tuned (fp16 gate/up keys): the fused form kn_gemm_glu_cuda
+					 * runs (KN_GEMM_GLU_*; 0: none) */
 };
 
 struct kn_gemm_ctx {
@@ -1043,19 +1044,23 @@ static void glu_unfused(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uin
 	kn_silu_mul_f16_cuda(act, gu, M, F, stream);
 }
 
-/* The fused form for M rows: gemm_wgmma's GLU epilogue up to KN_GEMM_WGMMA_MAX_M rows (no GEMV
- * rows: KN_GEMM_WGMMA_MIN_M > GEMV_MAX_M), gemm_glu_tma's above. */
-static bool glu_fused_fits(const kn_gemm_ctx *ctx, const uint16_t *act, const uint16_t *x,
-			   const uint16_t *W, int M, int F, int K)
+/* The fused forms (a plan's use_glu; 0: the unfused pair): gemm_wgmma's GLU epilogue, up to
+ * KN_GEMM_WGMMA_MAX_M rows (no GEMV rows: KN_GEMM_WGMMA_MIN_M > GEMV_MAX_M), and gemm_glu_tma,
+ * any rows (its decode shape up to 128, its prompt shape above). */
+enum { GLU_APART, GLU_WGMMA = KN_GEMM_GLU_WGMMA, GLU_TMA = KN_GEMM_GLU_TMA, GLU_FORMS };
+
+static bool glu_form_fits(const kn_gemm_ctx *ctx, int form, const uint16_t *act,
+			  const uint16_t *x, const uint16_t *W, int M, int F, int K)
 {
-	return M <= KN_GEMM_WGMMA_MAX_M ? kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K)
-					: kn_glu_tma_fits(ctx->glu_tma, act, x, W, M, F, K);
+	if (form == GLU_WGMMA)
+		return M <= KN_GEMM_WGMMA_MAX_M && kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K);
+	return form == GLU_TMA && kn_glu_tma_fits(ctx->glu_tma, act, x, W, M, F, K);
 }
 
-static void glu_fused(kn_gemm_ctx *ctx, uint16_t *act, const uint16_t *x, const uint16_t *W,
-		      int M, int F, int K, cudaStream_t stream)
+static void glu_form_run(kn_gemm_ctx *ctx, int form, uint16_t *act, const uint16_t *x,
+			 const uint16_t *W, int M, int F, int K, cudaStream_t stream)
 {
-	if (M <= KN_GEMM_WGMMA_MAX_M)
+	if (form == GLU_WGMMA)
 		kn_gemm_wgmma_glu_run(ctx->wgmma, act, x, W, M, F, K, stream);
 	else
 		kn_glu_tma_run(ctx->glu_tma, act, x, W, M, F, K, stream);
@@ -1067,8 +1072,9 @@ extern "C" void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu,
 {
 	if (M <= 0 || F <= 0)
 		return;
-	if (glu_fused_fits(ctx, act, x, W, M, F, K) && glu_plan(ctx, gu, x, W, M, F, K)->use_glu) {
-		glu_fused(ctx, act, x, W, M, F, K, stream);
+	const int form = glu_plan(ctx, gu, x, W, M, F, K)->use_glu;
+	if (form != GLU_APART && glu_form_fits(ctx, form, act, x, W, M, F, K)) {
+		glu_form_run(ctx, form, act, x, W, M, F, K, stream);
 		return;
 	}
 	glu_unfused(ctx, act, gu, x, W, M, F, K, stream);
@@ -1085,18 +1091,22 @@ extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, c
 	struct gemm_plan *p = glu_plan(ctx, gu, x, Ws[0], M, F, K);
 	const uint16_t *rot[TUNE_ROT_MAX];
 	const int n_rot = tune_rotation(p, Ws, n_W, rot);
-	bool fits = n_rot > 0;
-	for (int i = 0; i < n_rot; i++)
-		fits = fits && glu_fused_fits(ctx, act, x, rot[i], M, F, K);
-	p->use_glu = 0;
-	if (!fits)   /* nothing to compare (no sm_90): the pair stays */
+	bool fits[GLU_FORMS] = { false }, any = false;
+	for (int f = GLU_WGMMA; f < GLU_FORMS; f++) {
+		fits[f] = n_rot > 0;
+		for (int i = 0; i < n_rot; i++)
+			fits[f] = fits[f] && glu_form_fits(ctx, f, act, x, rot[i], M, F, K);
+		any = any || fits[f];
+	}
+	p->use_glu = GLU_APART;
+	if (!any)   /* nothing to compare (no sm_90): the pair stays */
 		return 0;
 	cudaEvent_t e0, e1;
 	CUDA_CHECK(cudaEventCreate(&e0));
 	CUDA_CHECK(cudaEventCreate(&e1));
 	unsigned turn = 0;
 	/* the product as it runs now (its own tuning already chose cuBLASLt or gemm_wgmma) and
-	 * the activation after it, against the fused launch, on the same rotation of weights */
+	 * the activation after it, against each fused form, on the same rotation of weights */
 	auto unfused = [&] {
 		glu_unfused(ctx, act, gu, x, rot[turn++ % n_rot], M, F, K, stream);
 		return CUBLAS_STATUS_SUCCESS;
@@ -1104,14 +1114,23 @@ extern "C" int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, c
 	for (int r = 0; r < 20; r++)
 		unfused();
 	*ms_unfused = tune_time(unfused, stream, e0, e1);
-	*ms_fused = tune_time([&] {
-		glu_fused(ctx, act, x, rot[turn++ % n_rot], M, F, K, stream);
-		return CUBLAS_STATUS_SUCCESS;
-	}, stream, e0, e1);
+	int best = GLU_APART;
+	for (int f = GLU_WGMMA; f < GLU_FORMS; f++) {
+		if (!fits[f])
+			continue;
+		const float ms = tune_time([&] {
+			glu_form_run(ctx, f, act, x, rot[turn++ % n_rot], M, F, K, stream);
+			return CUBLAS_STATUS_SUCCESS;
+		}, stream, e0, e1);
+		if (best == GLU_APART || ms < *ms_fused) {
+			best = f;
+			*ms_fused = ms;
+		}
+	}
 	CUDA_CHECK(cudaEventDestroy(e0));
 	CUDA_CHECK(cudaEventDestroy(e1));
 	p->pinned = 1;
 	/* a near tie keeps the unfused form, as the product's own tuning keeps its first guess */
-	p->use_glu = *ms_fused < 0.98f * *ms_unfused;
+	p->use_glu = *ms_fused < 0.98f * *ms_unfused ? best : GLU_APART;
 	return p->use_glu;
 }

@@ -175,22 +175,26 @@ int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uin
  *
  *   unfused: gu = kn_gemm_f16(x, W) into the caller's scratch gu (M, 2F), act =
  *            kn_silu_mul_f16(gu): gate and up rounded to fp16, then act to bf16
- *   fused:   gemm_wgmma's GLU epilogue (kn_gemm_wgmma_glu_run) up to 128 rows, gemm_glu_tma's
- *            (kn_glu_tma_run) above: act = bf16(silu(g)·u) straight from the fp32 sums, one
- *            rounding, and gu neither written nor read
+ *   fused:   act = bf16(silu(g)·u) straight from the fp32 sums, one rounding, and gu neither
+ *            written nor read, in one of two forms: KN_GEMM_GLU_WGMMA, gemm_wgmma's GLU
+ *            epilogue (kn_gemm_wgmma_glu_run, up to 128 rows), or KN_GEMM_GLU_TMA,
+ *            gemm_glu_tma (kn_glu_tma_run, any rows)
  *
  * The fused form runs only where kn_gemm_glu_tune kept it for the key of the unfused product
  * (its plan carries the choice); elsewhere, and before any tuning, the call is the unfused
  * pair. Same PDL contract on W. act must not overlap gu, x or W. */
 void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
 		      const uint16_t *W, int M, int F, int K, cudaStream_t stream);
-/* Times the two forms for exactly these arguments' key (the unfused product as its own tuning
- * left it, then silu_mul; the fused launch), on Ws in turn as kn_gemm_f32_tune does, and keeps
- * the fused one when it is more than 2% faster. Where the fused launch does not fit every
- * weight (no sm_90, F or K off its tiles) nothing is timed and the unfused form stays. Returns 1
- * (fused kept), 0 (unfused) or -1 (nothing done: the GEMV's rows, no weight, a capturing
- * stream), with *ms_unfused and *ms_fused (0 where not timed). act and gu hold garbage after
- * a timing. Synchronises the stream. */
+#define KN_GEMM_GLU_WGMMA 1
+#define KN_GEMM_GLU_TMA 2
+/* Times the forms for exactly these arguments' key (the unfused product as its own tuning left
+ * it, then silu_mul; each fused form that fits every weight), on Ws in turn as kn_gemm_f32_tune
+ * does, and keeps the fastest fused one when it is more than 2% faster than the unfused. Where
+ * no fused form fits (no sm_90, F or K off their tiles) nothing is timed and the unfused form
+ * stays. Returns the form kept (KN_GEMM_GLU_WGMMA or KN_GEMM_GLU_TMA), 0 (unfused) or -1
+ * (nothing done: the GEMV's rows, no weight, a capturing stream), with *ms_unfused and
+ * *ms_fused (the fastest fused form's; 0 where not timed). act and gu hold garbage after a
+ * timing. Synchronises the stream. */
 int kn_gemm_glu_tune(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu, const uint16_t *x,
 		     const uint16_t *const *Ws, int n_W, int M, int F, int K, cudaStream_t stream,
 		     float *ms_unfused, float *ms_fused);

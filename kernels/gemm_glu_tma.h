@@ -1,9 +1,9 @@
 /*
- * gemm_glu_tma: the prompt steps' gate/up projection with SwiGLU in its epilogue, on Hopper's
- * TMA and wgmma (gemm_glu_tma.cu has the design). Internal to gemm.cu, which routes
- * kn_gemm_glu_cuda here above KN_GEMM_WGMMA_MAX_M rows where the shape fits and the start-up
- * tuning (kn_gemm_glu_tune) timed it faster than the cuBLASLt product and silu_mul apart; the
- * formulas are kn_gemm_glu's (gemm.h).
+ * gemm_glu_tma: the gate/up projection with SwiGLU in its epilogue, on Hopper's TMA and
+ * wgmma, in a decode shape (up to 128 rows) and a prompt shape (above); gemm_glu_tma.cu has the
+ * design. Internal to gemm.cu, which routes kn_gemm_glu_cuda here (KN_GEMM_GLU_TMA) where the
+ * shape fits and the start-up tuning (kn_gemm_glu_tune) timed it faster than the other forms;
+ * the formulas are kn_gemm_glu's (gemm.h).
  */
 #ifndef QVL_KERNELS_GEMM_GLU_TMA_H
 #define QVL_KERNELS_GEMM_GLU_TMA_H
@@ -24,8 +24,8 @@ typedef struct kn_glu_tma kn_glu_tma;
 kn_glu_tma *kn_glu_tma_new(void);
 void kn_glu_tma_free(kn_glu_tma *g);
 
-/* Whether kn_glu_tma_run takes this call: M > 0, F % 128 == 0, K % 64 == 0, act, x and W
- * 16-byte aligned. */
+/* Whether kn_glu_tma_run takes this call: M > 0, F a multiple of 96 up to 128 rows and of 128
+ * above, K % 64 == 0, act, x and W 16-byte aligned. */
 bool kn_glu_tma_fits(const kn_glu_tma *g, const uint16_t *act, const uint16_t *x,
 		     const uint16_t *W, int M, int F, int K);
 

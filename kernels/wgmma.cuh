@@ -122,6 +122,16 @@ template <int N> static __device__ __forceinline__ void wgmma_pin(float (&d)[N])
 	"+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]),             \
 	"+f"(d[62]), "+f"(d[63])
 
+/* The same for N = 48 registers (m64n96). */
+#define WGMMA_D48_REGS                                                                            \
+	WGMMA_D32_REGS ","                                                                        \
+	"%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47"
+#define WGMMA_D48_OPS(d)                                                                          \
+	WGMMA_D32_OPS(d),                                                                         \
+	"+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]),             \
+	"+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]),             \
+	"+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47])
+
 /* The same for N = 128 registers (m64n256). */
 #define WGMMA_D128_REGS                                                                            \
 	"%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15," \
@@ -192,6 +202,17 @@ static __device__ __forceinline__ void wgmma_m64n128k16_bf16_rs_tb(float (&d)[64
 		  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(1));
 }
 
+/* m64n96k16, fp16 operands only (the decode steps' gate/up product, gemm_glu_tma.cu) */
+static __device__ __forceinline__ void wgmma_m64n96k16_f16(float (&d)[48], uint64_t a, uint64_t b,
+							    int scale_d)
+{
+	WGMMA_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
+		  "wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 {" WGMMA_D48_REGS
+		  "}, %48, %49, p, 1, 1, 0, 0;\n}\n"
+		  : WGMMA_D48_OPS(d)
+		  : "l"(a), "l"(b), "r"(scale_d));
+}
+
 /* m64n256k16, fp16 operands only (the prompt steps' gate/up product, gemm_glu_tma.cu) */
 static __device__ __forceinline__ void wgmma_m64n256k16_f16(float (&d)[128], uint64_t a, uint64_t b,
 							     int scale_d)
@@ -215,6 +236,8 @@ WGMMA_M64N128K16(f16)
 #undef WGMMA_D32_OPS
 #undef WGMMA_D64_OPS
 #undef WGMMA_D128_REGS
+#undef WGMMA_D48_REGS
+#undef WGMMA_D48_OPS
 #undef WGMMA_D128_OPS
 #undef WGMMA_ASM
 

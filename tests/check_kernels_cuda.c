@@ -1612,32 +1612,34 @@ START_TEST(test_kernels_cuda_gemm_wgmma)
 END_TEST
 
 /* kn_gemm_glu (gemm.h): the gate/up projection and SwiGLU in one call. Against the reference
- * (kn_gemm_f32_f16_ref's sums, then kn_silu_mul_ref): the fused launch called directly on an
- * sm_90 device, gemm_wgmma's GLU form up to 128 rows and gemm_glu_tma's above (both batch
- * widths, rows past M padding the tile; one rounding (gemm_glu_tma's silu with __expf),
- * so nearly the reference's bits; twice over, bit for bit), and kn_gemm_glu_cuda before any
- * tuning, which must be the unfused pair bit for bit (kn_gemm_f16_cuda, kn_silu_mul_f16_cuda;
- * the GEMV's rows at M = 3). Then kn_gemm_glu_tune, and the call after it must give the bits of
- * the form the tuning kept. Cases {M, F, K}; at M = 300 the second row block of
- * gemm_glu_tma's last cluster lies wholly past M; the last two have more tiles of it than
- * an H100 has multiprocessors (its persistent CTAs take several; at K = 64 the ring wraps
- * every tile). */
+ * (kn_gemm_f32_f16_ref's sums, then kn_silu_mul_ref): each fused form called directly on an
+ * sm_90 device where it fits, gemm_wgmma's GLU epilogue (up to 128 rows, both batch widths)
+ * and gemm_glu_tma (its decode shape up to 128 rows, its prompt shape above); rows past M pad
+ * the tiles; one rounding (gemm_glu_tma's silu with __expf), so nearly the reference's bits;
+ * twice over, bit for bit. Then kn_gemm_glu_cuda before any tuning, which must be the unfused
+ * pair bit for bit (kn_gemm_f16_cuda, kn_silu_mul_f16_cuda; the GEMV's rows at M = 3); then
+ * kn_gemm_glu_tune, and the call after it must give the bits of the form the tuning kept.
+ * Cases {M, F, K}: gemm_glu_tma's decode shape takes F in steps of 96 (9, 37, 64, 100 and 128
+ * rows: x boxes of M rounded up to 8 rows, the second CTA of a cluster copying none up to 64);
+ * at M = 300 the second row block of its prompt shape's last cluster lies wholly past M; the
+ * last two have more prompt tiles than an H100 has multiprocessors (its persistent CTAs take
+ * several; at K = 64 the ring wraps every tile). */
 START_TEST(test_kernels_cuda_gemm_glu)
 {
 	static const int cases[][3] = {
 		{ 128, 6144, 2048 }, { 37, 384, 512 },  { 100, 192, 1024 }, { 5, 64, 256 },
 		{ 64, 6144, 2048 },  { 3, 128, 256 },   { 129, 128, 256 },  { 300, 384, 512 },
-		{ 1000, 640, 1024 }, { 1000, 4096, 512 }, { 2000, 2048, 64 },
+		{ 9, 480, 256 },     { 1000, 640, 1024 }, { 1000, 4096, 512 }, { 2000, 2048, 64 },
 	};
 	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
 	kn_gemm_wgmma *g = kn_gemm_wgmma_new();
-	kn_glu_tma *gt = kn_glu_tma_new();   /* the fused form above 128 rows */
+	kn_glu_tma *gt = kn_glu_tma_new();
 	for (size_t s = 0; s < sizeof(cases) / sizeof(cases[0]); s++) {
 		const int M = cases[s][0], F = cases[s][1], K = cases[s][2];
 		const size_t nx = (size_t)M * K, nw = (size_t)2 * F * K, na = (size_t)M * F;
 		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *ref = malloc(na * 2),
-			 *fused = malloc(na * 2), *again = malloc(na * 2), *pair = malloc(na * 2),
-			 *call = malloc(na * 2);
+			 *fused[3] = { NULL, malloc(na * 2), malloc(na * 2) }, *again = malloc(na * 2),
+			 *pair = malloc(na * 2), *call = malloc(na * 2);
 		float *gu = malloc((size_t)M * 2 * F * 4);
 		for (size_t i = 0; i < nx; i++)
 			x[i] = f32_to_f16(frand(-4.f, 4.f));
@@ -1647,23 +1649,29 @@ START_TEST(test_kernels_cuda_gemm_glu)
 		kn_silu_mul_ref(ref, gu, M, F);
 		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0), *dact = dev_bf16(NULL, na, 0),
 			 *dgu = dev_bf16(NULL, (size_t)M * 2 * F, 0);
-		const bool big = M > KN_GEMM_WGMMA_MAX_M;
-		const bool direct = big ? gt && kn_glu_tma_fits(gt, dact, dx, dw, M, F, K)
-					: g && kn_gemm_wgmma_glu_fits(g, dact, dx, dw, M, F, K);
-		for (int run = 0; run < 2 && direct; run++) {
-			CUDA_CHECK(cudaMemset(dact, 0xff, na * 2));
-			if (big)
-				kn_glu_tma_run(gt, dact, dx, dw, M, F, K, 0);
-			else
-				kn_gemm_wgmma_glu_run(g, dact, dx, dw, M, F, K, 0);
-			CUDA_CHECK(cudaMemcpy(run ? again : fused, dact, na * 2, cudaMemcpyDeviceToHost));
-		}
-		if (direct) {
-			const double e = rel_l2_bf16(fused, ref, na, 1e-2);
-			fprintf(stderr, "gemm_glu fused M=%d F=%d K=%d: rel L2 %.3g\n", M, F, K, e);
-			ck_assert_msg(e <= 1e-3, "gemm_glu fused M=%d F=%d K=%d: rel L2 %g", M, F, K, e);
-			ck_assert_msg(!memcmp(fused, again, na * 2), "gemm_glu fused M=%d F=%d K=%d: a "
-				      "second run gave other bits", M, F, K);
+		bool direct[3] = { false,
+				   g && M <= KN_GEMM_WGMMA_MAX_M &&
+					   kn_gemm_wgmma_glu_fits(g, dact, dx, dw, M, F, K),
+				   gt && kn_glu_tma_fits(gt, dact, dx, dw, M, F, K) };
+		for (int f = KN_GEMM_GLU_WGMMA; f <= KN_GEMM_GLU_TMA; f++) {
+			for (int run = 0; run < 2 && direct[f]; run++) {
+				CUDA_CHECK(cudaMemset(dact, 0xff, na * 2));
+				if (f == KN_GEMM_GLU_TMA)
+					kn_glu_tma_run(gt, dact, dx, dw, M, F, K, 0);
+				else
+					kn_gemm_wgmma_glu_run(g, dact, dx, dw, M, F, K, 0);
+				CUDA_CHECK(cudaMemcpy(run ? again : fused[f], dact, na * 2,
+						      cudaMemcpyDeviceToHost));
+			}
+			if (!direct[f])
+				continue;
+			const char *name = f == KN_GEMM_GLU_TMA ? "gemm_glu_tma" : "gemm_wgmma";
+			const double e = rel_l2_bf16(fused[f], ref, na, 1e-2);
+			fprintf(stderr, "gemm_glu %s M=%d F=%d K=%d: rel L2 %.3g\n", name, M, F, K, e);
+			ck_assert_msg(e <= 1e-3, "gemm_glu %s M=%d F=%d K=%d: rel L2 %g", name, M, F,
+				      K, e);
+			ck_assert_msg(!memcmp(fused[f], again, na * 2), "gemm_glu %s M=%d F=%d K=%d: "
+				      "a second run gave other bits", name, M, F, K);
 		}
 		/* untuned: the unfused pair */
 		kn_gemm_f16_cuda(ctx, dgu, dx, dw, M, 2 * F, K, 0);
@@ -1682,13 +1690,13 @@ START_TEST(test_kernels_cuda_gemm_glu)
 		const int kept = kn_gemm_glu_tune(ctx, dact, dgu, dx, ws, 1, M, F, K, 0, &ms_u, &ms_f);
 		fprintf(stderr, "gemm_glu M=%d F=%d K=%d: tuning %d (apart %.4f ms, fused %.4f ms)\n",
 			M, F, K, kept, ms_u, ms_f);
-		ck_assert(M <= 4 ? kept == -1 : kept == 0 || kept == 1);
-		ck_assert(kept != 1 || direct);
+		ck_assert(M <= 4 ? kept == -1 : kept >= 0 && kept <= KN_GEMM_GLU_TMA);
+		ck_assert(kept <= 0 || direct[kept]);
 		CUDA_CHECK(cudaMemset(dact, 0xff, na * 2));
 		kn_gemm_glu_cuda(ctx, dact, dgu, dx, dw, M, F, K, 0);
 		CUDA_CHECK(cudaMemcpy(call, dact, na * 2, cudaMemcpyDeviceToHost));
-		ck_assert_msg(!memcmp(call, kept == 1 ? fused : pair, na * 2), "gemm_glu M=%d F=%d "
-			      "K=%d: after tuning (%d), not the kept form's bits", M, F, K, kept);
+		ck_assert_msg(!memcmp(call, kept > 0 ? fused[kept] : pair, na * 2), "gemm_glu M=%d "
+			      "F=%d K=%d: after tuning (%d), not the kept form's bits", M, F, K, kept);
 		CUDA_CHECK(cudaFree(dx));
 		CUDA_CHECK(cudaFree(dw));
 		CUDA_CHECK(cudaFree(dact));
@@ -1696,7 +1704,8 @@ START_TEST(test_kernels_cuda_gemm_glu)
 		free(x);
 		free(w);
 		free(ref);
-		free(fused);
+		free(fused[1]);
+		free(fused[2]);
 		free(again);
 		free(pair);
 		free(call);
@@ -1711,6 +1720,17 @@ START_TEST(test_kernels_cuda_gemm_glu)
 		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, a, 64, 6144, 2000));
 		ck_assert(!kn_gemm_wgmma_glu_fits(g, u, a, a, 64, 6144, 2048));
 		ck_assert(!kn_gemm_wgmma_glu_fits(g, a, a, u, 64, 6144, 2048));
+	}
+	if (gt) {   /* gemm_glu_tma: F in steps of 96 up to 128 rows, of 128 above; K of 64 */
+		const uint16_t *a = (const uint16_t *)(uintptr_t)256, *u = (const uint16_t *)(uintptr_t)258;
+		ck_assert(kn_glu_tma_fits(gt, a, a, a, 128, 6144, 2048));
+		ck_assert(kn_glu_tma_fits(gt, a, a, a, 8192, 6144, 2048));
+		ck_assert(!kn_glu_tma_fits(gt, a, a, a, 128, 128, 256));
+		ck_assert(kn_glu_tma_fits(gt, a, a, a, 129, 128, 256));
+		ck_assert(kn_glu_tma_fits(gt, a, a, a, 9, 480, 256));
+		ck_assert(!kn_glu_tma_fits(gt, a, a, a, 8192, 6144, 2000));
+		ck_assert(!kn_glu_tma_fits(gt, a, a, a, 0, 6144, 2048));
+		ck_assert(!kn_glu_tma_fits(gt, u, a, a, 8192, 6144, 2048));
 	}
 	kn_glu_tma_free(gt);
 	kn_gemm_wgmma_free(g);

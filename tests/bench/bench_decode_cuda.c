@@ -34,9 +34,9 @@
  *     fp32 out); qk_norm_rope; paged_attention; x += gemm_f32(att) (o_proj, in place on x);
  *     h = rmsnorm(x); gu = gemm_f32_f16(h) (fp32 (B, 2F)); act = silu_mul(gu) (bf16) — above
  *     4 sequences gu = gemm_f16(h) (fp16 (B, 2F)) and silu_mul_f16 through kn_gemm_glu, as the
- *     decoder runs them: one fused gemm_wgmma launch where kn_gemm_glu_tune, run first for
- *     the B, keeps it (QVL_GEMM_GLU=0: not tuned, so the two launches; their rows are also
- *     timed alone, count 0);
+ *     decoder runs them: one fused launch (gemm_wgmma's or gemm_glu_tma's) where
+ *     kn_gemm_glu_tune, run first for the B, keeps it (QVL_GEMM_GLU=0: not tuned, so the two
+ *     launches; their rows are also timed alone, count 0);
  *     x += gemm_f32(act) (down, in place); then h = rmsnorm(x) (final), rows_gather, LM head
  *     (bf16 logits), sampling. rmsnorm counts 2 per layer + 1 (timed in its bf16 form: the
  *     fp16 one, which feeds qkv and gate/up, is the same kernel with another final rounding).
@@ -762,7 +762,8 @@ static void run_kernels(int B, int ctx, bool quiet, double graph_step_ms, double
 		if (!quiet)
 			printf("kn_gemm_glu at B = %d: gate_up and silu_mul apart %.2f us, fused %.2f "
 			       "us: %s\n", B, 1e3 * apart, 1e3 * fused,
-			       kept == 1 ? "fused" : "apart");
+			       kept == KN_GEMM_GLU_TMA ? "fused (gemm_glu_tma)" :
+			       kept ? "fused (gemm_wgmma)" : "apart");
 	}
 	if (kv_fp8) {
 		K_COUNT[K_ATTN8] = K_COUNT[K_ATTN], K_COUNT[K_ATTN] = 0;

@@ -55,6 +55,7 @@
 #include <cuda_runtime_api.h>
 
 #include "gemm.h"
+#include "gemm_glu_tma.h"
 #include "gemm_wgmma.h"
 
 #include "cuda_check.h"
@@ -352,12 +353,39 @@ static void search_all(cublasLtHandle_t lt, cublasLtMatmulDesc_t desc, cublasLtM
 		       top[i].from_heuristic ? "  (restricted heuristic)" : "");
 }
 
+/* One fused gate/up launch (form: KN_GEMM_GLU_WGMMA or _TMA) on weight copy k mod 4. */
+typedef struct glu_call {
+	kn_gemm_wgmma *gw;
+	kn_glu_tma *gt;
+	int form, M, F, K;
+	uint16_t *act;
+	const uint16_t *x, *const *w;
+} glu_call;
+
+static bool glu_launch(const void *call, int k)
+{
+	const glu_call *c = call;
+	const uint16_t *w = c->w[k % 4];
+	if (c->form == KN_GEMM_GLU_TMA) {
+		if (!kn_glu_tma_fits(c->gt, c->act, c->x, w, c->M, c->F, c->K))
+			return false;
+		kn_glu_tma_run(c->gt, c->act, c->x, w, c->M, c->F, c->K, 0);
+	} else {
+		if (c->M > KN_GEMM_WGMMA_MAX_M ||
+		    !kn_gemm_wgmma_glu_fits(c->gw, c->act, c->x, w, c->M, c->F, c->K))
+			return false;
+		kn_gemm_wgmma_glu_run(c->gw, c->act, c->x, w, c->M, c->F, c->K, 0);
+	}
+	return true;
+}
+
 /* --glu: the gate/up projection and SwiGLU (kernels/gemm.h's kn_gemm_glu) at each M, as the
  * decoder's start-up tuning times them: kn_gemm_f16_tune keeps cuBLASLt's fastest fp16
- * product, then kn_gemm_glu_tune times it with silu_mul against the fused launch
- * (gemm_wgmma's GLU form up to 128 rows, gemm_glu_tma's above). Weights rotate over 4 copies
+ * product, then kn_gemm_glu_tune times it with silu_mul against the fused forms and keeps the
+ * fastest. Each fused form is also timed alone (time_launches; "-" where it does not fit):
+ * gemm_wgmma's GLU epilogue (up to 128 rows) and gemm_glu_tma. Weights rotate over 4 copies
  * (200 MB: cold). */
-static void bench_glu(const int *ms, int n_m)
+static void bench_glu(const int *ms, int n_m, int reps)
 {
 	const int F = 6144, K = 2048, n_w = 4;
 	const size_t wn = (size_t)2 * F * K;
@@ -373,10 +401,12 @@ static void bench_glu(const int *ms, int n_m)
 	CUDA_CHECK(cudaMalloc((void **)&gu, (size_t)max_m * 2 * F * 2));
 	CUDA_CHECK(cudaMalloc((void **)&act, (size_t)max_m * F * 2));
 	fill(x, (size_t)max_m * K);
+	kn_gemm_wgmma *gw = kn_gemm_wgmma_new();
+	kn_glu_tma *gt = kn_glu_tma_new();
 	printf("gate_up (F %d, K %d) + SwiGLU, fp16: the cuBLASLt product alone, with silu_mul, "
-	       "and the fused launch (TFLOP/s: the product's FLOPs)\n", F, K);
-	printf("%6s %12s %9s %12s %12s %9s %6s\n", "M", "product µs", "TFLOP/s", "+silu µs",
-	       "fused µs", "TFLOP/s", "kept");
+	       "each fused form, and the form the tuning kept (TFLOP/s: the product's FLOPs)\n", F, K);
+	printf("%6s %12s %9s %10s %10s %10s %9s %8s\n", "M", "product µs", "TFLOP/s", "+silu µs",
+	       "wgmma µs", "tma µs", "TFLOP/s", "kept");
 	for (int mi = 0; mi < n_m; mi++) {
 		const int M = ms[mi];
 		kn_gemm_ctx *ctx = kn_gemm_ctx_new(WORKSPACE);
@@ -384,12 +414,26 @@ static void bench_glu(const int *ms, int n_m)
 		const uint16_t *const *ws = (const uint16_t *const *)w;
 		const int k = kn_gemm_f16_tune(ctx, gu, x, ws, n_w, M, 2 * F, K, 0, &first, &best);
 		const int g = kn_gemm_glu_tune(ctx, act, gu, x, ws, n_w, M, F, K, 0, &unf, &fus);
+		float us[3] = { 0, -1, -1 };
+		for (int f = KN_GEMM_GLU_WGMMA; f <= KN_GEMM_GLU_TMA; f++) {
+			const glu_call c = { gw, gt, f, M, F, K, act, x, ws };
+			const bool have = f == KN_GEMM_GLU_TMA ? gt != NULL : gw != NULL;
+			us[f] = have ? time_launches(glu_launch, &c, reps) : -1;
+		}
+		char uw[16] = "-", ut[16] = "-";
+		if (us[1] > 0)
+			snprintf(uw, sizeof(uw), "%.1f", us[1]);
+		if (us[2] > 0)
+			snprintf(ut, sizeof(ut), "%.1f", us[2]);
 		const double flop = 2.0 * M * 2 * F * K;
-		printf("%6d %12.1f %9.0f %12.1f %12.1f %9.0f %6s\n", M, 1000 * best,
-		       k >= 0 ? flop / (best * 1e9) : 0.0, 1000 * unf, 1000 * fus,
-		       fus > 0 ? flop / (fus * 1e9) : 0.0, g == 1 ? "fused" : g == 0 ? "apart" : "-");
+		printf("%6d %12.1f %9.0f %10.1f %10s %10s %9.0f %8s\n", M, 1000 * best,
+		       k >= 0 ? flop / (best * 1e9) : 0.0, 1000 * unf, uw, ut,
+		       fus > 0 ? flop / (fus * 1e9) : 0.0,
+		       g == KN_GEMM_GLU_TMA ? "tma" : g > 0 ? "wgmma" : g == 0 ? "apart" : "-");
 		kn_gemm_ctx_free(ctx);
 	}
+	kn_glu_tma_free(gt);
+	kn_gemm_wgmma_free(gw);
 	for (int i = 0; i < n_w; i++)
 		CUDA_CHECK(cudaFree(w[i]));
 	CUDA_CHECK(cudaFree(x));
@@ -435,7 +479,7 @@ int main(int argc, char **argv)
 	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
 	if (glu) {
 		printf("bench_gemm_cuda --glu on %s\n", prop.name);
-		bench_glu(ms, n_m);
+		bench_glu(ms, n_m, reps);
 		return 0;
 	}
 	printf("bench_gemm_cuda on %s: cuBLASLt heuristic #1 against the fastest of its first %d, "
