@@ -26,7 +26,7 @@
  *
  * Persistent clusters walk the units (a cluster's two tiles) in groups of GT_GROUP unit rows,
  * each group's rows fastest over every column, so that a wave's x rows and W rows both stay a
- * few MB of the L2 (gt_unit).
+ * few MB of the L2 (gt_tile).
  *
  *   warpgroup 0, one thread: the producer. Per 64-wide k block, into ring stage s: waits for
  *     empty[s], expects the stage's bytes on full[s], then its copies (128-byte swizzled: the
@@ -75,7 +75,7 @@
 #define GT_BK 64                         /* k a stage (128 bytes of fp16) */
 #define GT_X_BYTES (GT_BM * GT_BK * 2)
 #define GT_THREADS 384
-#define GT_GROUP 8                       /* unit rows a raster group (gt_unit) */
+#define GT_GROUP 8                       /* unit rows a raster group (gt_tile) */
 #define GT_SMEM_MAX (227 * 1024)
 
 /* A shape of the kernel: BF outputs a tile (N = 2·BF rows of W: BF gate, BF up), CL CTAs a
@@ -176,15 +176,18 @@ static __device__ __forceinline__ void gt_cluster_sync(void)
 		     "barrier.cluster.wait.acquire;" ::: "memory");
 }
 
-/* Unit u's row and column in a grid of R × C units walked in groups of GT_GROUP unit rows,
- * each group's rows fastest over every column, so that a wave's x rows and W rows both stay a
- * few MB of the L2. */
-static __device__ __forceinline__ void gt_unit(int u, int R, int C, int *ur, int *uc)
+/* The first x row m0 and output f0 of this CTA's tile (rank: its place in the cluster) in unit
+ * u of a grid of R × C units, walked in groups of GT_GROUP unit rows, each group's rows fastest
+ * over every column, so that a wave's x rows and W rows both stay a few MB of the L2. */
+template <int BF, int CL, bool SHARE_X>
+static __device__ __forceinline__ void gt_tile(int u, int R, int C, unsigned rank, int *m0,
+					       int *f0)
 {
 	const int g = u / (GT_GROUP * C), i = u - g * GT_GROUP * C;
 	const int rows = min(GT_GROUP, R - g * GT_GROUP);
-	*ur = g * GT_GROUP + i % rows;
-	*uc = i / rows;
+	const int ur = g * GT_GROUP + i % rows, uc = i / rows;
+	*m0 = (SHARE_X ? ur : ur * CL + (int)rank) * GT_BM;
+	*f0 = (SHARE_X ? uc * CL + (int)rank : uc) * BF;
 }
 
 template <int BF, int CL, bool SHARE_X>
@@ -215,26 +218,23 @@ gt_kernel(uint16_t *act, const __grid_constant__ CUtensorMap tx,
 	}
 	gt_cluster_sync();   /* the peers' barriers are initialised before any copy or arrive */
 	kn_pdl_wait();
-	if (wg == 0)
-		asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
-	else
-		asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
 
-	int it = 0;
-	for (int u = u0; u < R * C; u += ustep) {
-		int ur, uc;
-		gt_unit(u, R, C, &ur, &uc);
-		const int m0 = (SHARE_X ? ur : ur * CL + (int)rank) * GT_BM;
-		const int f0 = (SHARE_X ? uc * CL + (int)rank : uc) * BF;
-		if (wg == 0) {   /* the producer */
-			if (t128 == 0) {
+	/* (producer and consumers in branches of their own: sharing one loop over the units, the
+	 * producer's path kept the consumers' registers and ptxas dropped both setmaxnreg) */
+	if (wg == 0) {   /* the producer */
+		asm volatile("setmaxnreg.dec.sync.aligned.u32 40;");
+		if (t128 == 0) {
+			int it = 0;
+			for (int u = u0; u < R * C; u += ustep) {
+				int m0, f0;
+				gt_tile<BF, CL, SHARE_X>(u, R, C, rank, &m0, &f0);
 				for (int kb = 0; kb < nkb; kb++, it++) {
 					const int s = it % S::NS;
 					const uint32_t st = base + s * S::STAGE, bar = full + 8 * s;
 					gt_bar_wait(empty + 8 * s, ((it / S::NS) & 1) ^ 1);
 					if (SHARE_X) {
-						/* rank q copies rows m0 + q·128/CL.. (xbox of them) if
-						 * any is below M */
+						/* rank q copies rows m0 + q·128/CL.. (xbox of them)
+						 * if any is below M */
 						const int xr = GT_BM / CL * (int)rank;
 						int xs = 0;
 						for (int q = 0; q < CL; q++)
@@ -249,54 +249,60 @@ gt_kernel(uint16_t *act, const __grid_constant__ CUtensorMap tx,
 					} else {
 						gt_bar_expect_tx(bar, S::STAGE);
 						gt_tma_load(st, &tx, bar, kb * GT_BK, m0);
-						gt_tma_load_mc(st + GT_X_BYTES + rank * BF * 128, &tw, bar,
-							       kb * GT_BK, (int)rank * F + f0, 3);
+						gt_tma_load_mc(st + GT_X_BYTES + rank * BF * 128, &tw,
+							       bar, kb * GT_BK, (int)rank * F + f0, 3);
 					}
 				}
 			}
-			continue;
 		}
-		/* the consumers: warpgroup c of rows 64c .. 64c + 63 of the tile */
+	} else {   /* the consumers: warpgroup c of rows 64c .. 64c + 63 of the tile */
+		asm volatile("setmaxnreg.inc.sync.aligned.u32 232;");
 		const int c = wg - 1;
 		float acc[BF];
-		for (int kb = 0; kb < nkb; kb++, it++) {
-			const int s = it % S::NS;
-			const uint32_t st = base + s * S::STAGE;
-			gt_bar_wait(full + 8 * s, (it / S::NS) & 1);
-			wgmma_fence();
+		int it = 0;
+		for (int u = u0; u < R * C; u += ustep) {
+			int m0, f0;
+			gt_tile<BF, CL, SHARE_X>(u, R, C, rank, &m0, &f0);
+			for (int kb = 0; kb < nkb; kb++, it++) {
+				const int s = it % S::NS;
+				const uint32_t st = base + s * S::STAGE;
+				gt_bar_wait(full + 8 * s, (it / S::NS) & 1);
+				wgmma_fence();
 #pragma unroll
-			for (int kk = 0; kk < GT_BK / 16; kk++) {
-				const uint64_t da = wgmma_desc_sw128(st + c * 64 * 128 + kk * 32);
-				const uint64_t db = wgmma_desc_sw128(st + GT_X_BYTES + kk * 32);
-				if constexpr (BF == 128)
-					wgmma_m64n256k16_f16(acc, da, db, kb > 0 || kk > 0);
-				else
-					wgmma_m64n96k16_f16(acc, da, db, kb > 0 || kk > 0);
+				for (int kk = 0; kk < GT_BK / 16; kk++) {
+					const uint64_t da = wgmma_desc_sw128(st + c * 64 * 128 + kk * 32);
+					const uint64_t db = wgmma_desc_sw128(st + GT_X_BYTES + kk * 32);
+					if constexpr (BF == 128)
+						wgmma_m64n256k16_f16(acc, da, db, kb > 0 || kk > 0);
+					else
+						wgmma_m64n96k16_f16(acc, da, db, kb > 0 || kk > 0);
+				}
+				wgmma_commit();
+				wgmma_wait<1>();   /* the previous block's products are done */
+				if (kb > 0 && t128 < CL)   /* its stage is free in every CTA it fed */
+					gt_bar_arrive_cluster(empty + 8 * ((it - 1) % S::NS), t128);
 			}
-			wgmma_commit();
-			wgmma_wait<1>();   /* the previous block's products are done */
-			if (kb > 0 && t128 < CL)   /* its stage is free in every CTA it fed */
+			wgmma_wait<0>();
+			wgmma_pin(acc);
+			if (t128 < CL)
 				gt_bar_arrive_cluster(empty + 8 * ((it - 1) % S::NS), t128);
-		}
-		wgmma_wait<0>();
-		wgmma_pin(acc);
-		if (t128 < CL)
-			gt_bar_arrive_cluster(empty + 8 * ((it - 1) % S::NS), t128);
 
-		/* act from the accumulators: register group j holds columns 8j + 2(l mod 4) and
-		 * + 1 of rows r and r + 8; gate column c's up column is c + BF (j + BF / 8) */
-		const int w = t128 >> 5, l = t128 & 31;
-		const int r = m0 + c * 64 + w * 16 + (l >> 2);
+			/* act from the accumulators: register group j holds columns 8j + 2(l mod 4)
+			 * and + 1 of rows r and r + 8; gate column c's up column is c + BF
+			 * (j + BF / 8) */
+			const int w = t128 >> 5, l = t128 & 31;
+			const int r = m0 + c * 64 + w * 16 + (l >> 2);
 #pragma unroll
-		for (int j = 0; j < BF / 8; j++) {
-			const int col = f0 + 8 * j + 2 * (l & 3);
-			const float *g = acc + 4 * j, *v = acc + 4 * (j + BF / 8);
-			if (r < M)
-				*(uint32_t *)(act + (size_t)r * F + col) =
-					gt_silu_mul2(g[0], v[0], g[1], v[1]);
-			if (r + 8 < M)
-				*(uint32_t *)(act + (size_t)(r + 8) * F + col) =
-					gt_silu_mul2(g[2], v[2], g[3], v[3]);
+			for (int j = 0; j < BF / 8; j++) {
+				const int col = f0 + 8 * j + 2 * (l & 3);
+				const float *g = acc + 4 * j, *v = acc + 4 * (j + BF / 8);
+				if (r < M)
+					*(uint32_t *)(act + (size_t)r * F + col) =
+						gt_silu_mul2(g[0], v[0], g[1], v[1]);
+				if (r + 8 < M)
+					*(uint32_t *)(act + (size_t)(r + 8) * F + col) =
+						gt_silu_mul2(g[2], v[2], g[3], v[3]);
+			}
 		}
 	}
 	kn_pdl_trigger();
