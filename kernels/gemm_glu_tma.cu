@@ -318,7 +318,6 @@ static bool gt_env_enabled(void)
 	return !(e && *e == '0');
 }
 
-/* The most clusters of gt_kernel resident at once (sms / GT_CL where the query fails). */
 /* The kernel of shape S. */
 template <typename S> struct gt_of;
 template <int BF, int CL, bool SX> struct gt_of<gt_shape<BF, CL, SX>> {

@@ -29,8 +29,8 @@ void kn_glu_tma_free(kn_glu_tma *g);
 bool kn_glu_tma_fits(const kn_glu_tma *g, const uint16_t *act, const uint16_t *x,
 		     const uint16_t *W, int M, int F, int K);
 
-/* act (M, F) bf16 = silu(x·Wgᵀ)·(x·Wuᵀ) from the fp32 sums (silu_mul.cuh's arithmetic, one
- * rounding): x (M, K) fp16, W (2F, K) fp16, the F gate rows then the F up rows. Launched with
+/* act (M, F) bf16 = silu(x·Wgᵀ)·(x·Wuᵀ) from the fp32 sums (silu with __expf and a fast divide,
+ * ~1e-6 relative; one rounding): x (M, K) fp16, W (2F, K) fp16, the F gate rows then the F up rows. Launched with
  * PDL (everything after the wait). The call must fit. */
 void kn_glu_tma_run(kn_glu_tma *g, uint16_t *act, const uint16_t *x, const uint16_t *W, int M,
 		    int F, int K, cudaStream_t stream);

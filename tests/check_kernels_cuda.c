@@ -1622,14 +1622,17 @@ END_TEST
  * Cases {M, F, K}: gemm_glu_tma's decode shape takes F in steps of 96 (9, 37, 64, 100 and 128
  * rows: x boxes of M rounded up to 8 rows, the second CTA of a cluster copying none up to 64);
  * at M = 300 the second row block of its prompt shape's last cluster lies wholly past M; the
- * last two have more prompt tiles than an H100 has multiprocessors (its persistent CTAs take
- * several; at K = 64 the ring wraps every tile). */
+ * 1000- and 2000-row cases have more prompt tiles than an H100 has multiprocessors (its
+ * persistent CTAs take several; at K = 64 the ring wraps every tile); at M = 65 the second
+ * CTA's x box is 63 rows of zero fill, and F = 9600 gives the decode shape 100 units for the
+ * ~66 clusters that fit at once (its persistent loop). */
 START_TEST(test_kernels_cuda_gemm_glu)
 {
 	static const int cases[][3] = {
 		{ 128, 6144, 2048 }, { 37, 384, 512 },  { 100, 192, 1024 }, { 5, 64, 256 },
 		{ 64, 6144, 2048 },  { 3, 128, 256 },   { 129, 128, 256 },  { 300, 384, 512 },
 		{ 9, 480, 256 },     { 1000, 640, 1024 }, { 1000, 4096, 512 }, { 2000, 2048, 64 },
+		{ 65, 192, 256 },    { 100, 9600, 256 },
 	};
 	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
 	kn_gemm_wgmma *g = kn_gemm_wgmma_new();
