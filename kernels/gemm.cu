@@ -1072,7 +1072,10 @@ extern "C" void kn_gemm_glu_cuda(kn_gemm_ctx *ctx, uint16_t *act, uint16_t *gu,
 {
 	if (M <= 0 || F <= 0)
 		return;
-	const int form = glu_plan(ctx, gu, x, W, M, F, K)->use_glu;
+	/* no plan for the GEMV's rows (the unfused product takes no cuBLASLt plan there, and
+	 * kn_gemm_glu_tune keeps no fused form for them) or an empty K */
+	const int form = K > 0 && !gemv_fits(x, W, M, K) ?
+				 glu_plan(ctx, gu, x, W, M, F, K)->use_glu : GLU_APART;
 	if (form != GLU_APART && glu_form_fits(ctx, form, act, x, W, M, F, K)) {
 		glu_form_run(ctx, form, act, x, W, M, F, K, stream);
 		return;

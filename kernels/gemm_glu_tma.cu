@@ -77,17 +77,28 @@
 #define GT_THREADS 384
 #define GT_GROUP 8                       /* unit rows a raster group (gt_tile) */
 #define GT_SMEM_MAX (227 * 1024)
+#define GT_SLACK 1152                    /* the ring's 1024-byte alignment and the barriers */
 
 /* A shape of the kernel: BF outputs a tile (N = 2·BF rows of W: BF gate, BF up), CL CTAs a
  * cluster. SHARE_X: the cluster's CTAs take CL consecutive output blocks of one row block and
  * share its x tile (each copies 128/CL of its rows into all of them); else two consecutive row
  * blocks of one output block share its W tile (rank 0 copies the gate rows, rank 1 the up rows,
  * into both). As many stages as fit, up to 8 (+ 1 KB of alignment slack and the barriers). */
-template <int BF, int CL, bool SHARE_X> struct gt_shape {
+template <int BF_, int CL_, bool SHARE_X_> struct gt_shape {
+	static constexpr int BF = BF_, CL = CL_;
+	static constexpr bool SHARE_X = SHARE_X_;
 	static constexpr int W_BYTES = 2 * BF * GT_BK * 2;
 	static constexpr int STAGE = GT_X_BYTES + W_BYTES;
-	static constexpr int NS = (GT_SMEM_MAX - 1152) / STAGE < 8 ? (GT_SMEM_MAX - 1152) / STAGE : 8;
-	static constexpr int SMEM = NS * STAGE + 1152;
+	static constexpr int NS = (GT_SMEM_MAX - GT_SLACK) / STAGE < 8 ?
+					  (GT_SMEM_MAX - GT_SLACK) / STAGE : 8;
+	static constexpr int SMEM = NS * STAGE + GT_SLACK;
+	/* the grid of units (a unit is one cluster's CL tiles): rows(M) × cols(F) */
+	static __host__ __device__ int rows(int M)
+	{
+		const int mt = (M + GT_BM - 1) / GT_BM;
+		return SHARE_X ? mt : (mt + CL - 1) / CL;
+	}
+	static __host__ __device__ int cols(int F) { return SHARE_X ? F / BF / CL : F / BF; }
 	static_assert(SHARE_X || CL == 2, "a W tile is shared by its gate and up halves");
 	static_assert(STAGE % 1024 == 0 && (BF * 128) % 1024 == 0 && BF % 8 == 0,
 		      "128-byte swizzle atoms stay whole");
@@ -179,10 +190,12 @@ static __device__ __forceinline__ void gt_cluster_sync(void)
 /* The first x row m0 and output f0 of this CTA's tile (rank: its place in the cluster) in unit
  * u of a grid of R × C units, walked in groups of GT_GROUP unit rows, each group's rows fastest
  * over every column, so that a wave's x rows and W rows both stay a few MB of the L2. */
-template <int BF, int CL, bool SHARE_X>
+template <typename S>
 static __device__ __forceinline__ void gt_tile(int u, int R, int C, unsigned rank, int *m0,
 					       int *f0)
 {
+	constexpr int BF = S::BF, CL = S::CL;
+	constexpr bool SHARE_X = S::SHARE_X;
 	const int g = u / (GT_GROUP * C), i = u - g * GT_GROUP * C;
 	const int rows = min(GT_GROUP, R - g * GT_GROUP);
 	const int ur = g * GT_GROUP + i % rows, uc = i / rows;
@@ -190,13 +203,14 @@ static __device__ __forceinline__ void gt_tile(int u, int R, int C, unsigned ran
 	*f0 = (SHARE_X ? uc * CL + (int)rank : uc) * BF;
 }
 
-template <int BF, int CL, bool SHARE_X>
+template <typename S>
 static __global__ void __launch_bounds__(GT_THREADS, 1)
 gt_kernel(uint16_t *act, const __grid_constant__ CUtensorMap tx,
 	  const __grid_constant__ CUtensorMap tw, int M, int F, int K, int xbox)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-	typedef gt_shape<BF, CL, SHARE_X> S;
+	constexpr int BF = S::BF, CL = S::CL;
+	constexpr bool SHARE_X = S::SHARE_X;
 	extern __shared__ uint8_t gt_raw[];
 	const uint32_t raw = (uint32_t)__cvta_generic_to_shared(gt_raw);
 	const uint32_t base = (raw + 1023) & ~1023u;
@@ -204,9 +218,7 @@ gt_kernel(uint16_t *act, const __grid_constant__ CUtensorMap tx,
 	const int wg = threadIdx.x >> 7, t128 = threadIdx.x & 127;
 	unsigned rank;   /* this CTA's place in its cluster */
 	asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(rank));
-	const int mt = (M + GT_BM - 1) / GT_BM, nf = F / BF, nkb = K / GT_BK;
-	/* the grid of units: a unit is one cluster's CL tiles */
-	const int R = SHARE_X ? mt : (mt + CL - 1) / CL, C = SHARE_X ? nf / CL : nf;
+	const int nkb = K / GT_BK, R = S::rows(M), C = S::cols(F);
 	const int u0 = blockIdx.x / CL, ustep = gridDim.x / CL;
 
 	if (threadIdx.x == 0) {
@@ -227,18 +239,18 @@ gt_kernel(uint16_t *act, const __grid_constant__ CUtensorMap tx,
 			int it = 0;
 			for (int u = u0; u < R * C; u += ustep) {
 				int m0, f0;
-				gt_tile<BF, CL, SHARE_X>(u, R, C, rank, &m0, &f0);
+				gt_tile<S>(u, R, C, rank, &m0, &f0);
+				/* shared x: rank q copies rows m0 + q·128/CL.. (xbox of them) if any
+				 * is below M */
+				const int xr = GT_BM / CL * (int)rank;
+				int xs = 0;
+				for (int q = 0; q < CL; q++)
+					xs += m0 + GT_BM / CL * q < M;
 				for (int kb = 0; kb < nkb; kb++, it++) {
 					const int s = it % S::NS;
 					const uint32_t st = base + s * S::STAGE, bar = full + 8 * s;
 					gt_bar_wait(empty + 8 * s, ((it / S::NS) & 1) ^ 1);
 					if (SHARE_X) {
-						/* rank q copies rows m0 + q·128/CL.. (xbox of them)
-						 * if any is below M */
-						const int xr = GT_BM / CL * (int)rank;
-						int xs = 0;
-						for (int q = 0; q < CL; q++)
-							xs += m0 + GT_BM / CL * q < M;
 						gt_bar_expect_tx(bar, xs * xbox * 128 + S::W_BYTES);
 						if (m0 + xr < M)
 							gt_tma_load_mc(st + xr * 128, &tx, bar, kb * GT_BK,
@@ -262,7 +274,7 @@ gt_kernel(uint16_t *act, const __grid_constant__ CUtensorMap tx,
 		int it = 0;
 		for (int u = u0; u < R * C; u += ustep) {
 			int m0, f0;
-			gt_tile<BF, CL, SHARE_X>(u, R, C, rank, &m0, &f0);
+			gt_tile<S>(u, R, C, rank, &m0, &f0);
 			for (int kb = 0; kb < nkb; kb++, it++) {
 				const int s = it % S::NS;
 				const uint32_t st = base + s * S::STAGE;
@@ -318,14 +330,6 @@ static bool gt_env_enabled(void)
 	return !(e && *e == '0');
 }
 
-/* The kernel of shape S. */
-template <typename S> struct gt_of;
-template <int BF, int CL, bool SX> struct gt_of<gt_shape<BF, CL, SX>> {
-	static constexpr void (*kernel)(uint16_t *, CUtensorMap, CUtensorMap, int, int, int, int) =
-		gt_kernel<BF, CL, SX>;
-	static constexpr int bf = BF, cl = CL;
-};
-
 /* The launch configuration of shape S over ctas CTAs (whole clusters), PDL allowed. */
 template <typename S> struct gt_config {
 	cudaLaunchAttribute attr[2];
@@ -335,7 +339,7 @@ template <typename S> struct gt_config {
 		attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
 		attr[0].val.programmaticStreamSerializationAllowed = kn_pdl_enabled();
 		attr[1].id = cudaLaunchAttributeClusterDimension;
-		attr[1].val.clusterDim.x = gt_of<S>::cl;
+		attr[1].val.clusterDim.x = S::CL;
 		attr[1].val.clusterDim.y = 1;
 		attr[1].val.clusterDim.z = 1;
 		cfg = {};
@@ -352,12 +356,12 @@ template <typename S> struct gt_config {
  * clusters; sms rounded down to them where the query fails). */
 template <typename S> static int gt_prepare(int sms)
 {
-	const int cl = gt_of<S>::cl;
-	CUDA_CHECK(cudaFuncSetAttribute(gt_of<S>::kernel,
+	const int cl = S::CL;
+	CUDA_CHECK(cudaFuncSetAttribute(gt_kernel<S>,
 					cudaFuncAttributeMaxDynamicSharedMemorySize, S::SMEM));
 	gt_config<S> c(sms / cl * cl, 0);
 	int n = 0;
-	if (cudaOccupancyMaxActiveClusters(&n, gt_of<S>::kernel, &c.cfg) != cudaSuccess || n < 1) {
+	if (cudaOccupancyMaxActiveClusters(&n, gt_kernel<S>, &c.cfg) != cudaSuccess || n < 1) {
 		(void)cudaGetLastError();
 		return sms / cl * cl;
 	}
@@ -369,7 +373,7 @@ extern "C" kn_glu_tma *kn_glu_tma_new(void)
 	if (!gt_env_enabled())
 		return NULL;
 	cudaFuncAttributes fa;
-	if (cudaFuncGetAttributes(&fa, gt_of<gt_prompt>::kernel) != cudaSuccess) {
+	if (cudaFuncGetAttributes(&fa, gt_kernel<gt_prompt>) != cudaSuccess) {
 		(void)cudaGetLastError();
 		return NULL;
 	}
@@ -404,8 +408,7 @@ extern "C" bool kn_glu_tma_fits(const kn_glu_tma *g, const uint16_t *act, const 
 				const uint16_t *W, int M, int F, int K)
 {
 	const uintptr_t a = (uintptr_t)act | (uintptr_t)x | (uintptr_t)W;
-	const int f_step = M <= GT_BM ? gt_of<gt_decode>::bf * gt_of<gt_decode>::cl
-				      : gt_of<gt_prompt>::bf;
+	const int f_step = M <= GT_BM ? gt_decode::BF * gt_decode::CL : gt_prompt::BF;
 	return g && M > 0 && F > 0 && F % f_step == 0 && K > 0 && K % GT_BK == 0 && a % 16 == 0;
 }
 
@@ -433,17 +436,14 @@ template <typename S>
 static void gt_run(const kn_glu_tma *g, int max_ctas, uint16_t *act, const uint16_t *x,
 		   const uint16_t *W, int M, int F, int K, cudaStream_t stream)
 {
-	const int bf = gt_of<S>::bf, cl = gt_of<S>::cl;
-	const bool share_x = bf != 128;   /* the decode shape */
-	/* x boxes: the decode shape's no taller than M rounded up to 8 (TMA's zero fill of rows
-	 * past M is slow: 54 against 26 µs at M = 8 with 64-row boxes; the rows of the tile past
-	 * the box keep stale bytes, which reach only rows past M of the product) */
-	const int xbox = share_x ? std::min(GT_BM / cl, (M + 7) / 8 * 8) : GT_BM;
-	const CUtensorMap tx = gt_map(g, x, M, K, xbox), tw = gt_map(g, W, 2 * F, K, bf);
-	const int mt = (M + GT_BM - 1) / GT_BM;
-	const int units = share_x ? mt * (F / bf / cl) : (mt + cl - 1) / cl * (F / bf);
-	gt_config<S> c(units * cl < max_ctas ? units * cl : max_ctas, stream);
-	CUDA_CHECK(cudaLaunchKernelEx(&c.cfg, gt_of<S>::kernel, act, tx, tw, M, F, K, xbox));
+	/* x boxes: shared x's no taller than M rounded up to 8 (TMA's zero fill of rows past M is
+	 * slow: 54 against 26 µs at M = 8 with 64-row boxes; the rows of the tile past the box
+	 * keep stale bytes, which reach only rows past M of the product) */
+	const int xbox = S::SHARE_X ? std::min(GT_BM / S::CL, (M + 7) / 8 * 8) : GT_BM;
+	const CUtensorMap tx = gt_map(g, x, M, K, xbox), tw = gt_map(g, W, 2 * F, K, S::BF);
+	const int ctas = S::rows(M) * S::cols(F) * S::CL;
+	gt_config<S> c(ctas < max_ctas ? ctas : max_ctas, stream);
+	CUDA_CHECK(cudaLaunchKernelEx(&c.cfg, gt_kernel<S>, act, tx, tw, M, F, K, xbox));
 }
 
 extern "C" void kn_glu_tma_run(kn_glu_tma *g, uint16_t *act, const uint16_t *x, const uint16_t *W,
