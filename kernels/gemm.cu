@@ -915,7 +915,7 @@ static int tune_rotation(const struct gemm_plan *p, const uint16_t *const *Ws, i
 	return n_rot;
 }
 
-/* kn_gemm_f32_tune and kn_gemm_f16_tune: T the output type, F16 the operands' (gemm.h).
+/* kn_gemm_f32_tune, kn_gemm_f16_tune and kn_gemm_tune: T the output type, F16 the operands' (gemm.h).
  *
  * Candidates: the heuristic's first GEMM_TUNE_MAX, then up to GEMM_TUNE_MAX more from the
  * heuristic restricted to the first one's algorithm id (other tiles and stages of the same
@@ -1018,6 +1018,14 @@ extern "C" int kn_gemm_f32_tune(kn_gemm_ctx *ctx, float *y, const uint16_t *x,
 					    ms_first, ms_best) :
 		     gemm_tune<float, false>(ctx, y, x, Ws, n_W, residual, M, N, K, stream,
 					     ms_first, ms_best);
+}
+
+extern "C" int kn_gemm_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,
+			    const uint16_t *const *Ws, int n_W, int M, int N, int K,
+			    cudaStream_t stream, float *ms_first, float *ms_best)
+{
+	return gemm_tune<uint16_t, false>(ctx, y, x, Ws, n_W, NULL, M, N, K, stream, ms_first,
+					  ms_best);
 }
 
 extern "C" int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x,

@@ -168,6 +168,12 @@ int kn_gemm_ctx_n_tuned(const kn_gemm_ctx *ctx);
 int kn_gemm_f16_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *const *Ws,
 		     int n_W, int M, int N, int K, cudaStream_t stream, float *ms_first,
 		     float *ms_best);
+/* The same for kn_gemm_cuda's plan (bf16 output, no residual) of these arguments: the LM head
+ * of the decode steps. gemm_wgmma takes no bf16 output, so only cuBLASLt's candidates are
+ * timed. */
+int kn_gemm_tune(kn_gemm_ctx *ctx, uint16_t *y, const uint16_t *x, const uint16_t *const *Ws,
+		 int n_W, int M, int N, int K, cudaStream_t stream, float *ms_first,
+		 float *ms_best);
 /* kn_gemm_glu: the decoder's gate/up projection and SwiGLU (silu_mul.h) in one call, for its
  * fp16 form (text_cuda.c: steps of more than 4 rows with gu_f16):
  *

@@ -1914,6 +1914,47 @@ START_TEST(test_kernels_cuda_gemm_tune)
 	CUDA_CHECK(cudaFree(sx));
 	CUDA_CHECK(cudaFree(sw));
 	CUDA_CHECK(cudaFree(sy));
+	/* kn_gemm_tune: the bf16-output plan (the decode steps' LM head), then kn_gemm_cuda with
+	 * it against kn_gemm_ref: the same values up to the sums' order (one bf16 rounding) */
+	{
+		const int M = 128, N = 4096, K = 2048;
+		const size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *ref = malloc(ny * 2),
+			 *got = malloc(ny * 2);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = f32_to_bf16(frand(-1.f, 1.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f32_to_bf16(frand(-0.05f, 0.05f));
+		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0), *dy = dev_bf16(NULL, ny, 0);
+		const uint16_t *ws[1] = { dw };
+		float first = -1, best = -1;
+		const int k = kn_gemm_tune(ctx, dy, dx, ws, 1, M, N, K, 0, &first, &best);
+		fprintf(stderr, "gemm tune bf16 M=%d N=%d K=%d: candidate %d, %.3f → %.3f ms\n", M, N,
+			K, k, first, best);
+		ck_assert_msg(k >= 0 && k < KN_GEMM_TUNE_WGMMA, "gemm tune bf16: candidate %d", k);
+		ck_assert_msg(best > 0 && best <= first, "gemm tune bf16: kept %g ms against %g", best,
+			      first);
+		ck_assert_int_eq(kn_gemm_ctx_n_tuned(ctx), 4);
+		kn_gemm_cuda(ctx, dy, dx, dw, NULL, M, N, K, 0);
+		CUDA_CHECK(cudaDeviceSynchronize());
+		CUDA_CHECK(cudaMemcpy(got, dy, ny * 2, cudaMemcpyDeviceToHost));
+		kn_gemm_ref(ref, x, w, NULL, M, N, K);
+		double num = 0, den = 0;
+		for (size_t i = 0; i < ny; i++) {
+			const double d = (double)bf16_to_f32(got[i]) - bf16_to_f32(ref[i]);
+			num += d * d;
+			den += (double)bf16_to_f32(ref[i]) * bf16_to_f32(ref[i]);
+		}
+		const double e = sqrt(num / (den > 0 ? den : 1));
+		ck_assert_msg(e <= 4e-3, "gemm bf16 after tune: rel L2 %g", e);
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dy));
+		free(x);
+		free(w);
+		free(ref);
+		free(got);
+	}
 	kn_gemm_ctx_free(ctx);
 }
 END_TEST
