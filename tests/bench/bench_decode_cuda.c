@@ -37,8 +37,9 @@
  *     decoder runs them: one fused launch (gemm_wgmma's or gemm_glu_tma's) where
  *     kn_gemm_glu_tune, run first for the B, keeps it (QVL_GEMM_GLU=0: not tuned, so the two
  *     launches; their rows are also timed alone, count 0);
- *     x += gemm_f32(act) (down, in place); then h = rmsnorm(x) (final), rows_gather, LM head
- *     (bf16 logits), sampling. rmsnorm counts 2 per layer + 1 (timed in its bf16 form: the
+ *     x += gemm_f32(act) (down, in place); then h = rmsnorm(x) (final), LM head (bf16
+ *     logits) straight from h (a decode graph's rows are its logit rows, in order: the
+ *     rows_gather of other steps is timed alone, count 0), sampling. rmsnorm counts 2 per layer + 1 (timed in its bf16 form: the
  *     fp16 one, which feeds qkv and gate/up, is the same kernel with another final rounding).
  *     The random weights are bf16 bit patterns, read as fp16 by the fp16 projections (finite
  *     values either way: the time does not depend on them).
@@ -399,9 +400,9 @@ static const char *K_NAME[K_N] = { "embedding (fp32 x)", "rmsnorm (fp32 x)",
 /* Per step (the "old" bf16-output projections are timed for comparison only). Up to 4
  * sequences the decoder runs each RMSNorm before qkv and gate/up inside the projection's GEMV
  * (kn_gemm_f32_rmsnorm_cuda): then only the final norm is a kernel of its own. */
-static const int K_COUNT_SPLIT[K_N] = { 1, 2 * L + 1, L, L, L, L, 0, 0, L, 1, 1, 1, 0, 0,
+static const int K_COUNT_SPLIT[K_N] = { 1, 2 * L + 1, L, L, L, L, 0, 0, L, 0, 1, 1, 0, 0,
 					 0, 0, 0, 0, 0, 0, 0, 0, L };
-static const int K_COUNT_FUSED[K_N] = { 1, 1, 0, L, L, L, 0, L, L, 1, 1, 1, L, L,
+static const int K_COUNT_FUSED[K_N] = { 1, 1, 0, L, L, L, 0, L, L, 0, 1, 1, L, L,
 					 0, 0, 0, 0, 0, 0, 0, 0, 0 };
 static int K_COUNT[K_N];   /* one of the two, with the fp8 rows instead under --kv-cache-dtype fp8 */
 
