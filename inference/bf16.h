@@ -9,6 +9,7 @@
 #ifndef QVL_BF16_H
 #define QVL_BF16_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -29,6 +30,10 @@ static inline uint16_t f32_to_bf16(float f)
 	u += 0x7fffu + ((u >> 16) & 1u);            /* round to nearest even */
 	return (uint16_t)(u >> 16);
 }
+
+/* dst[i] = f32_to_bf16(src[i]) for i < n, the same bits, vectorised where the CPU allows
+ * (bf16.c). */
+void bf16_round_array(uint16_t *dst, const float *src, size_t n);
 
 static inline float f16_to_f32(uint16_t h)
 {
