@@ -1061,7 +1061,7 @@ static bool glu_form_fits(const kn_gemm_ctx *ctx, int form, const uint16_t *act,
 			  const uint16_t *x, const uint16_t *W, int M, int F, int K)
 {
 	if (form == GLU_WGMMA)
-		return M <= KN_GEMM_WGMMA_MAX_M && kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K);
+		return kn_gemm_wgmma_glu_fits(ctx->wgmma, act, x, W, M, F, K);
 	return form == GLU_TMA && kn_glu_tma_fits(ctx->glu_tma, act, x, W, M, F, K);
 }
 

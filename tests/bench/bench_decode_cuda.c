@@ -39,8 +39,9 @@
  *     launches; their rows are also timed alone, count 0);
  *     x += gemm_f32(act) (down, in place); then h = rmsnorm(x) (final), LM head (bf16
  *     logits) straight from h (a decode graph's rows are its logit rows, in order: the
- *     rows_gather of other steps is timed alone, count 0), sampling. rmsnorm counts 2 per layer + 1 (timed in its bf16 form: the
- *     fp16 one, which feeds qkv and gate/up, is the same kernel with another final rounding).
+ *     rows_gather of other steps is timed alone, count 0), sampling. rmsnorm counts 2 per
+ *     layer + 1 (timed in its bf16 form: the fp16 one, which feeds qkv and gate/up, is the
+ *     same kernel with another final rounding).
  *     The random weights are bf16 bit patterns, read as fp16 by the fp16 projections (finite
  *     values either way: the time does not depend on them).
  *   Under --kv-cache-dtype fp8 the fp8 attention and qk_norm_rope rows ("fp8 KV") replace the

@@ -371,8 +371,7 @@ static bool glu_launch(const void *call, int k)
 			return false;
 		kn_glu_tma_run(c->gt, c->act, c->x, w, c->M, c->F, c->K, 0);
 	} else {
-		if (c->M > KN_GEMM_WGMMA_MAX_M ||
-		    !kn_gemm_wgmma_glu_fits(c->gw, c->act, c->x, w, c->M, c->F, c->K))
+		if (!kn_gemm_wgmma_glu_fits(c->gw, c->act, c->x, w, c->M, c->F, c->K))
 			return false;
 		kn_gemm_wgmma_glu_run(c->gw, c->act, c->x, w, c->M, c->F, c->K, 0);
 	}
