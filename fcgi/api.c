@@ -9,6 +9,9 @@
  *   ─► frames from qvld: TOKENS per choice ─► detok (stop strings) ─► content deltas (and tool
  *      calls, logprobs) ─► SSE chunks, or one chat.completion at FINISH of every choice
  *
+ * At debug level each chat request logs where its time went between those stages (req.at:
+ * routing, body, parse, media, prompt, first tokens, end).
+ *
  * A choice that meets a stop string is finished here; once every choice is finished the
  * request is cancelled in qvld (its remaining FINISH frames, reason abort, are read and
  * dropped so the connection stays in step). A client that goes away (a failed flush, or the
@@ -123,6 +126,14 @@ static long long mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Monotonic milliseconds, fractional: the debug timing of a chat request (req.at). */
+static double mono_msf(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
 static double now_real(void)
@@ -288,12 +299,22 @@ static void view_deinit(model_view *v)
 
 /* ---- responses ---- */
 
+/* Where a chat request's time went, for the debug log (mono_msf stamps; 0: not reached). */
+enum req_mark { AT_BEGIN, AT_READ, AT_BODY, AT_PARSED, AT_MEDIA, AT_PROMPT, AT_FIRST, AT_END, AT_N };
+
 typedef struct req {
 	api_thread *t;
 	const api_io *io;
 	bool headers_sent;
 	bool client_gone;
+	double at[AT_N];
 } req;
+
+static void req_mark(req *r, enum req_mark m)
+{
+	if (!r->at[m] && log_get_level() >= LOG_LEVEL_DEBUG)
+		r->at[m] = mono_msf();
+}
 
 static const char *status_text(int status)
 {
@@ -874,8 +895,10 @@ static int pump(run *u)
 			api_fail(u->r, st, NULL, "%s", ev.error.message);
 			return -1;
 		}
-		if (ev.type == DCLIENT_TOKENS)
+		if (ev.type == DCLIENT_TOKENS) {
+			req_mark(u->r, AT_FIRST);
 			on_tokens(u, &ev);
+		}
 		else if (ev.type == DCLIENT_FINISH)
 			on_finish(u, &ev);
 		if (u->stream && !u->r->client_gone) {
@@ -1159,6 +1182,7 @@ static int handle_chat(req *r, json_object *body, body_media *bm)
 	if (stream_opts(r, body, &stream, &usage) || response_format(r, body, &guided))
 		goto out;
 	int rc = chat_request_parse_media(body, &cm, &cr, &e);
+	req_mark(r, AT_MEDIA);
 	if (bm && (rc || !body_media_all_used(bm))) {
 		/* a failure is reported from the body as sent; a payload not taken as an image
 		 * URL was a string of some other meaning */
@@ -1182,6 +1206,7 @@ static int handle_chat(req *r, json_object *body, body_media *bm)
 	if (v.max_pixels > 0)
 		pc.max_pixels = v.max_pixels;
 	rc = prompt_build_chat(v.lm->tok, &v.lm->mc, &pc, &cr, &p, &e);
+	req_mark(r, AT_PROMPT);
 	if (rc) {
 		api_fail(r, 400, "messages", "%s", e.msg);
 		goto out;
@@ -1485,6 +1510,7 @@ static void request_path(const api_io *io, char *out, size_t n)
 void api_handle(api_thread *t, const api_io *io)
 {
 	req r = { .t = t, .io = io };
+	req_mark(&r, AT_BEGIN);
 	char path[1024];
 	request_path(io, path, sizeof(path));
 	const char *method = io->param(io->ctx, "REQUEST_METHOD");
@@ -1530,11 +1556,14 @@ void api_handle(api_thread *t, const api_io *io)
 	body_media bm;
 	bm.n = 0;
 	if (!strcmp(rt->method, "POST")) {
+		req_mark(&r, AT_READ);
 		if (!read_text(&r, &text)) {
 			out_flush(&r);
 			return;
 		}
+		req_mark(&r, AT_BODY);
 		body = rt->id == R_CHAT ? parse_chat_body(&r, &text, &bm) : parse_body(&r, text.s, text.len);
+		req_mark(&r, AT_PARSED);
 		if (!body || rt->id != R_CHAT)
 			strbuf_deinit(&text);   /* a chat body's text is kept: bm points into it */
 		if (!body) {
@@ -1563,4 +1592,21 @@ void api_handle(api_thread *t, const api_io *io)
 	json_object_put(body);
 	strbuf_deinit(&text);
 	out_flush(&r);
+	if (rt->id == R_CHAT && r.at[AT_BEGIN]) {
+		req_mark(&r, AT_END);
+		const double *a = r.at;
+		double ms[AT_N];               /* each mark's time after the previous one reached */
+		for (int m = AT_READ, prev = AT_BEGIN; m < AT_N; m++)
+			if (a[m]) {
+				ms[m] = a[m] - a[prev];
+				prev = m;
+			} else {
+				ms[m] = -1;
+			}
+		log_msg(LOG_LEVEL_DEBUG, "fcgi", "chat request: %.2f ms routing and authenticating, "
+			"%.2f reading the body, %.2f parsing it, %.2f decoding its media, %.2f building "
+			"the prompt, %.2f until the first tokens from qvld, %.2f more to the end; %.2f in "
+			"all (-1: not reached)", ms[AT_READ], ms[AT_BODY], ms[AT_PARSED], ms[AT_MEDIA],
+			ms[AT_PROMPT], ms[AT_FIRST], ms[AT_END], a[AT_END] - a[AT_BEGIN]);
+	}
 }

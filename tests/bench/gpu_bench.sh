@@ -38,6 +38,7 @@
 #   QVL_BENCH_QVL_BUDGET   300: rows that would start later than this many seconds after the
 #                          script began are skipped (the whole run stays under ~8 min on an H100)
 #   QVL_BENCH_QVLD_ARGS    extra qvld flags (e.g. --gpu-memory-utilization 0.5)
+#   QVL_BENCH_FCGI_ARGS    extra qvl-fcgi flags (e.g. --log-level debug: each chat request's timing)
 #   QVL_BENCH_HF           auto | 0 (skip) | 1 (fail when it cannot run)
 #   QVL_BENCH_HF_ARGS      extra hf_generate_baseline.py flags (e.g. --quick)
 #   QVL_BENCH_HF_TIMEOUT   300: seconds the baseline may take
@@ -223,7 +224,7 @@ serve() {
 		poll_pid=$!
 	fi
 	"${FCGI[@]}" --listen "$fcgi_sock" --threads $((max_conc + 16)) --daemon-socket "$qvld_sock" \
-		--log-level warn >"$work/logs/qvl-fcgi-$tag.log" 2>&1 &
+		--log-level warn ${QVL_BENCH_FCGI_ARGS:-} >"$work/logs/qvl-fcgi-$tag.log" 2>&1 &
 	pids+=($!)
 	for _ in $(seq 300); do [ -S "$fcgi_sock" ] && break; sleep 0.1; done
 	[ -S "$fcgi_sock" ] || { cat "$work/logs/qvl-fcgi-$tag.log"; die "qvl-fcgi did not listen on $fcgi_sock"; }
