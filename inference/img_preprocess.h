@@ -65,6 +65,13 @@ int img_preprocess_resize(const img_rgb *in, const preprocessor_config *pc, int6
 int img_preprocess_patches(const img_rgb *resized, const preprocessor_config *pc,
 			   img_patches *out, qerr *e);
 
+/* The same with step 5 (the patches) cut into parts pieces of whole merge-window rows, each on
+ * a thread of its own (at most 8, and no more than the image has window rows; 0: the machine's
+ * default, img_preprocess_patches's: 4 where 8 or more CPUs are online and the item is big
+ * enough, else 1; QVL_PATCHIFY_THREADS overrides it). The result does not depend on parts. */
+int img_preprocess_patches_split(const img_rgb *resized, const preprocessor_config *pc, int parts,
+				 img_patches *out, qerr *e);
+
 /* img_patches.hash of an already resized image, without making pixel_values (the responder
  * sends it in SUBMIT as the image's cache key). resized must be non-empty and pc valid (as
  * img_preprocess_patches would accept them); the result equals what img_preprocess_patches

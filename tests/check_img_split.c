@@ -6,7 +6,8 @@
  * images of several shapes and settings (resampled up and down, already the right size,
  * request bounds, do_resize off, another processor configuration);
  * resize fails exactly as img_preprocess does; patches refuses an image whose sides are not
- * multiples of patch*merge, an empty one and one over the pixel_values limit.
+ * multiples of patch*merge, an empty one and one over the pixel_values limit; the patches cut
+ * over 1-8 threads (img_preprocess_patches_split) are the same bits as in one piece.
  */
 #include <check.h>
 #include <math.h>
@@ -196,6 +197,43 @@ START_TEST(test_img_split_patches_refuses_bad_sizes)
 }
 END_TEST
 
+/* Every split of step 5 gives the one-piece result, down to the bit: sizes with fewer window
+ * rows than parts, rows that do not divide evenly, another patch/temporal size. */
+START_TEST(test_img_split_patches_over_threads)
+{
+	preprocessor_config pc = default_pc();
+	const struct { int w, h, patch, temporal; } cases[] = {
+		{ 448, 448, 16, 2 }, { 64, 32, 16, 2 }, { 96, 224, 16, 2 }, { 1024, 96, 16, 2 },
+		{ 32, 1024, 16, 2 }, { 336, 588, 14, 3 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pc.patch_size = cases[i].patch;
+		pc.temporal_patch_size = cases[i].temporal;
+		img_rgb im = random_image(cases[i].w, cases[i].h, 40 + i, 0);
+		img_patches one, many;
+		qerr e = { 0 };
+		ck_assert_msg(img_preprocess_patches_split(&im, &pc, 1, &one, &e) == 0, "%s", e.msg);
+		const size_t bytes = one.rows * one.cols * sizeof(float);
+		for (int parts = 2; parts <= 9; parts++) {   /* 9: more than the 8 allowed */
+			ck_assert_msg(img_preprocess_patches_split(&im, &pc, parts, &many, &e) == 0,
+				      "%s", e.msg);
+			ck_assert_uint_eq(many.rows, one.rows);
+			ck_assert_uint_eq(many.cols, one.cols);
+			ck_assert_mem_eq(many.hash, one.hash, 32);
+			ck_assert_msg(memcmp(many.pixel_values, one.pixel_values, bytes) == 0,
+				      "%dx%d in %d parts differs from one piece", im.w, im.h, parts);
+			img_patches_deinit(&many);
+		}
+		/* the default (whatever this machine's CPUs make it) too */
+		ck_assert_msg(img_preprocess_patches(&im, &pc, &many, &e) == 0, "%s", e.msg);
+		ck_assert(memcmp(many.pixel_values, one.pixel_values, bytes) == 0);
+		img_patches_deinit(&many);
+		img_patches_deinit(&one);
+		img_rgb_deinit(&im);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("img_split");
@@ -205,6 +243,7 @@ int main(void)
 	tcase_add_test(tc, test_img_split_equals_img_preprocess_other_settings);
 	tcase_add_test(tc, test_img_split_resize_errors_match);
 	tcase_add_test(tc, test_img_split_patches_refuses_bad_sizes);
+	tcase_add_test(tc, test_img_split_patches_over_threads);
 	suite_add_tcase(s, tc);
 	return tu_run_suite(s);
 }
