@@ -1576,7 +1576,10 @@ void api_handle(api_thread *t, const api_io *io)
 	case R_CHAT:
 		if (handle_chat(&r, body, bm.n ? &bm : NULL) == CHAT_RETRY) {
 			json_object_put(body);
+			/* the timing counts the plain parse and what follows it, not the first try */
+			r.at[AT_PARSED] = r.at[AT_MEDIA] = 0;
 			body = parse_body(&r, text.s, text.len);
+			req_mark(&r, AT_PARSED);
 			if (body)
 				handle_chat(&r, body, NULL);
 		}
