@@ -312,7 +312,7 @@ typedef struct req {
 
 static void req_mark(req *r, enum req_mark m)
 {
-	if (!r->at[m] && log_get_level() >= LOG_LEVEL_DEBUG)
+	if (!r->at[m] && LOG_ENABLED(LOG_LEVEL_DEBUG))
 		r->at[m] = mono_msf();
 }
 

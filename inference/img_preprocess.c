@@ -67,6 +67,7 @@
 
 #include "alloc.h"
 #include "img_resize.h"
+#include "parallel.h"
 #include "sha256.h"
 
 /* The hash's first bytes: bump the version when what is hashed, or how pixel_values is computed
@@ -303,27 +304,12 @@ static void patchify(const img_rgb *rs, const preprocessor_config *pc, const flo
 	const int bh_n = rs->h / pc->patch_size / pc->merge_size;
 	const int parts = patch_parts(nfloat * sizeof(float), bh_n, want_parts);
 	patch_job job[PATCH_PARTS];
-	pthread_t th[PATCH_PARTS];
-	bool started[PATCH_PARTS] = { false };
 	for (int k = 0; k < parts; k++)
 		job[k] = (patch_job){ .rs = rs, .pc = pc, .lut = lut, .pv = pv,
 				      .bh0 = (int)((int64_t)bh_n * k / parts),
 				      .bh1 = (int)((int64_t)bh_n * (k + 1) / parts) };
-	for (int k = 1; k < parts; k++) {
-		pthread_attr_t at;
-		if (pthread_attr_init(&at))
-			continue;
-		pthread_attr_setstacksize(&at, (size_t)256 << 10);   /* a part needs < 1 KB */
-		started[k] = pthread_create(&th[k], &at, patchify_part, &job[k]) == 0;
-		pthread_attr_destroy(&at);
-	}
-	patchify_part(&job[0]);
-	for (int k = 1; k < parts; k++) {
-		if (started[k])
-			pthread_join(th[k], NULL);
-		else
-			patchify_part(&job[k]);   /* no thread: this one does it */
-	}
+	/* a part needs < 1 KB of stack */
+	parallel_run(patchify_part, job, sizeof(job[0]), parts, (size_t)256 << 10);
 }
 
 /* Step 1's bounds: the request's, else the config's. */

@@ -20,7 +20,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +33,7 @@
 #include "log.h"
 #include "model_config.h"
 #include "model_weights.h"
+#include "parallel.h"
 #include "rng.h"
 
 #define CHUNK (8u << 20)          /* elements generated per round */
@@ -80,7 +80,6 @@ typedef struct fill_job {
 	int64_t hidden;
 	st_dtype dtype;
 	void *out;                /* borrowed: the slice of the chunk buffer */
-	pthread_t thread;
 } fill_job;
 
 static void *fill(void *arg)
@@ -118,16 +117,8 @@ static int write_tensor(st_writer *w, const weight_spec *s, uint64_t k, const mk
 			jobs[t] = (fill_job){ .seed = o->seed, .k = k, .first = first + lo,
 					      .count = hi > lo ? hi - lo : 0, .spec = s, .hidden = hidden,
 					      .dtype = o->dtype, .out = (char *)buf + lo * esz };
-			if (t > 0 && pthread_create(&jobs[t].thread, NULL, fill, &jobs[t]) != 0) {
-				/* could not start a helper thread: do its slice here */
-				fill(&jobs[t]);
-				jobs[t].count = 0;
-			}
 		}
-		fill(&jobs[0]);
-		for (int t = 1; t < t_used; t++)
-			if (jobs[t].count)
-				pthread_join(jobs[t].thread, NULL);
+		parallel_run(fill, jobs, sizeof(jobs[0]), t_used, 0);
 		int rc = st_writer_write(w, buf, count * esz, e);
 		if (rc)
 			return rc;

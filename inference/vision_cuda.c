@@ -47,7 +47,6 @@
 #include "vision_cuda.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,6 +59,7 @@
 #include "gelu.h"
 #include "layernorm.h"
 #include "log.h"
+#include "parallel.h"
 #include "vision_attention.h"
 #include "vision_cpu.h"
 #include "vision_pos_embed.h"
@@ -337,23 +337,13 @@ static void round_pixels(uint16_t *dst, const float *src, size_t n)
 {
 	enum { PARTS = 4, MIN_PART = 1 << 17 };
 	round_part p[PARTS];
-	pthread_t th[PARTS];
-	bool started[PARTS] = { false };
 	int parts = n >= (size_t)PARTS * MIN_PART ? PARTS : 1;
 	size_t per = (n + (size_t)parts - 1) / (size_t)parts;
 	for (int k = 0; k < parts; k++) {
 		size_t a = (size_t)k * per, b = a + per < n ? a + per : n;
 		p[k] = (round_part){ .dst = dst + a, .src = src + a, .n = b - a };
 	}
-	for (int k = 1; k < parts; k++)
-		started[k] = pthread_create(&th[k], NULL, round_main, &p[k]) == 0;
-	round_main(&p[0]);
-	for (int k = 1; k < parts; k++) {
-		if (started[k])
-			pthread_join(th[k], NULL);
-		else
-			round_main(&p[k]);       /* no thread: this one does it */
-	}
+	parallel_run(round_main, p, sizeof(p[0]), parts, 0);
 }
 
 static double mono_ms(void)

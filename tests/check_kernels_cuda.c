@@ -1919,10 +1919,8 @@ START_TEST(test_kernels_cuda_gemm_tune)
 		const size_t nx = (size_t)M * K, nw = (size_t)N * K, ny = (size_t)M * N;
 		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *ref = malloc(ny * 2),
 			 *got = malloc(ny * 2);
-		for (size_t i = 0; i < nx; i++)
-			x[i] = f32_to_bf16(frand(-1.f, 1.f));
-		for (size_t i = 0; i < nw; i++)
-			w[i] = f32_to_bf16(frand(-0.05f, 0.05f));
+		fill_bf16(x, nx, -1.f, 1.f);
+		fill_bf16(w, nw, -0.05f, 0.05f);
 		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0), *dy = dev_bf16(NULL, ny, 0);
 		const uint16_t *ws[1] = { dw };
 		float first = -1, best = -1;
