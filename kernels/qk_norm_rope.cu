@@ -23,6 +23,9 @@
  * Memory-bound: per token 4·(Hq + 2·KV)·hd bytes read and half as many written (q_out, k, v),
  * plus the two weight vectors and pos/slot (cached).
  *
+ * kn_rope_table_cuda: the same cos and sin (qknr_angle), one thread a (token, pair), into a
+ * (T, hd/2) table for gemm_qkv_tma's epilogue.
+ *
  * fp8 cache (kn_qk_norm_rope_fp8_cuda): the same kernel with FP8 = true; only the two cache
  * stores differ. A thread's 8 bf16 k or v values (the same bits the bf16 kernel stores) are
  * multiplied by inv = 1/scale (fp32, from the host) and encoded with fp8_encode (fp8.cuh), 8
@@ -44,6 +47,23 @@ struct qknr_rope {
 	float inv_freq[QKNR_MAX_HALF];
 	int sec_h, sec_w;   /* mrope_section[1], [2] */
 };
+
+/* cos and sin of pair j of token t: θ = pos·inv_freq[j] (one fp32 product) on the pair's axis
+ * (interleaved MRoPE), sincos in double, rounded to fp32, as the reference has them. */
+static __device__ __forceinline__ void qknr_angle(float *c, float *s, const qknr_rope &rope,
+						  const int32_t *pos, int T, int t, int j)
+{
+	int a = 0;
+	if (j % 3 == 1 && j < 3 * rope.sec_h)
+		a = 1;
+	else if (j % 3 == 2 && j < 3 * rope.sec_w)
+		a = 2;
+	float th = __fmul_rn((float)pos[(long)a * T + t], rope.inv_freq[j]);
+	double sd, cd;
+	sincos((double)th, &sd, &cd);
+	*c = (float)cd;
+	*s = (float)sd;
+}
 
 /* 8 fp32 values (two float4 at p) into f. */
 static __device__ __forceinline__ void load8(float f[8], const float4 *p)
@@ -104,18 +124,8 @@ qk_norm_rope_kernel(uint4 *q_out, void *k_cache, void *v_cache, const float4 *qk
 	__shared__ __align__(16) float cs[QKNR_MAX_HALF], sn[QKNR_MAX_HALF];
 	const int t = blockIdx.x, half = hd / 2, nvh = half / 8, hv = hd / 8;
 
-	for (int j = threadIdx.x; j < half; j += blockDim.x) {
-		int a = 0;
-		if (j % 3 == 1 && j < 3 * rope.sec_h)
-			a = 1;
-		else if (j % 3 == 2 && j < 3 * rope.sec_w)
-			a = 2;
-		float th = __fmul_rn((float)pos[(long)a * T + t], rope.inv_freq[j]);
-		double s, c;
-		sincos((double)th, &s, &c);
-		cs[j] = (float)c;
-		sn[j] = (float)s;
-	}
+	for (int j = threadIdx.x; j < half; j += blockDim.x)
+		qknr_angle(&cs[j], &sn[j], rope, pos, T, t, j);
 	__syncthreads();
 
 	const int slot = slot_mapping[t];
@@ -179,6 +189,47 @@ qk_norm_rope_kernel(uint4 *q_out, void *k_cache, void *v_cache, const float4 *qk
 	}
 }
 
+/* The rope table (kn_rope_table_cuda): one thread a (token, pair). */
+static __global__ void rope_table_kernel(float *cs, float *sn, const int32_t *pos, int T,
+					 int half, const __grid_constant__ qknr_rope rope)
+{
+	kn_pdl_wait();
+	kn_pdl_trigger();
+	const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+	if (i >= (long)T * half)
+		return;
+	const int t = (int)(i / half), j = (int)(i - (long)t * half);
+	qknr_angle(&cs[i], &sn[i], rope, pos, T, t, j);
+}
+
+/* inv_freq (the same fp32 expression as the reference, and transformers) and the sections. */
+static qknr_rope qknr_rope_of(int hd, const int mrope_section[3], float rope_theta)
+{
+	qknr_rope rope;
+	for (int j = 0; j < hd / 2; j++)
+		rope.inv_freq[j] = 1.0f / powf(rope_theta, (float)(2 * j) / (float)hd);
+	rope.sec_h = mrope_section[1];
+	rope.sec_w = mrope_section[2];
+	return rope;
+}
+
+extern "C" void kn_rope_table_cuda(float *cs, float *sn, const int32_t *pos, int T, int hd,
+				   const int mrope_section[3], float rope_theta,
+				   cudaStream_t stream)
+{
+	if (T <= 0)
+		return;
+	if (hd < 2 || hd % 2 || hd / 2 > QKNR_MAX_HALF) {
+		fprintf(stderr, "<2>[kernels] rope_table: unsupported hd %d (needs 2..512, even)\n",
+			hd);
+		abort();
+	}
+	const long n = (long)T * (hd / 2);
+	kn_launch(rope_table_kernel, (unsigned)((n + 255) / 256), 256, 0, stream, cs, sn, pos, T,
+		  hd / 2, qknr_rope_of(hd, mrope_section, rope_theta));
+	KN_CHECK_LAUNCH();
+}
+
 /* Checks, the host-side rope table, then the launch of the instance for the cache type. */
 template <bool FP8>
 static void qknr_run(uint16_t *q_out, void *k_cache, void *v_cache, const float *qkv,
@@ -196,12 +247,7 @@ static void qknr_run(uint16_t *q_out, void *k_cache, void *v_cache, const float 
 				"multiple of 16), heads %d/%d or pointer alignment\n", hd, Hq, KV);
 		abort();
 	}
-	qknr_rope rope;
-	for (int j = 0; j < hd / 2; j++)
-		/* the same fp32 expression as the reference (and transformers) */
-		rope.inv_freq[j] = 1.0f / powf(rope_theta, (float)(2 * j) / (float)hd);
-	rope.sec_h = mrope_section[1];
-	rope.sec_w = mrope_section[2];
+	const qknr_rope rope = qknr_rope_of(hd, mrope_section, rope_theta);
 	int g_log2 = 0;
 	while ((1 << g_log2) < hd / 16)
 		g_log2++;

@@ -48,6 +48,14 @@
  *   v_cache[slot, h, i] = f32_to_fp8e4m3( bf16(v[i]) · inv_v )
  * rounding to nearest even and saturating at ±448, so the GPU writes the bytes the reference
  * writes from the same bf16 values.
+ *
+ * kn_rope_table: the rope's c and s above for T tokens, cs and sn (T, hd/2) fp32, element
+ * (t, j) = c, s of pair j of token t: the same fp32 values qk_norm_rope computes for itself
+ * (inv_freq, the axis, θ as one fp32 product, cos and sin in double rounded to fp32). A step's
+ * positions are the same in every layer, so gemm_qkv_tma's epilogue (the q/k/v projection
+ * with this step in it) reads the table computed once a step instead of 28 times. The CUDA
+ * version gives the reference's values bit for bit where the device's double cos and sin are
+ * correctly rounded to fp32 (every case the tests draw).
  */
 #ifndef QVL_KERNELS_QK_NORM_ROPE_H
 #define QVL_KERNELS_QK_NORM_ROPE_H
@@ -70,8 +78,13 @@ void kn_qk_norm_rope_fp8_ref(uint16_t *q_out, uint8_t *k_cache, uint8_t *v_cache
 			     const int mrope_section[3], float rope_theta, float eps,
 			     float k_scale, float v_scale);
 
+void kn_rope_table_ref(float *cs, float *sn, const int32_t *pos, int T, int hd,
+		       const int mrope_section[3], float rope_theta);
+
 #ifdef QVL_HAVE_CUDA
 #include <cuda_runtime_api.h>
+void kn_rope_table_cuda(float *cs, float *sn, const int32_t *pos, int T, int hd,
+			const int mrope_section[3], float rope_theta, cudaStream_t stream);
 void kn_qk_norm_rope_cuda(uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache,
 			  const float *qkv, const uint16_t *q_norm_w, const uint16_t *k_norm_w,
 			  const int32_t *pos, const int32_t *slot_mapping, int T, int Hq, int KV,

@@ -54,6 +54,32 @@ static void qknr_store(const struct qknr_cache *c, long i, const uint16_t *x, in
 		c->u8[i + d] = f32_to_fp8e4m3(bf16_to_f32(x[d]) * c->inv);
 }
 
+/* inv_freq and the axis of each pair j < hd/2 (hd/2 ≤ QKNR_MAX_HALF). */
+static void rope_setup(float *inv_freq, int *axis, int hd, const int mrope_section[3],
+		       float rope_theta)
+{
+	for (int j = 0; j < hd / 2; j++) {
+		/* transformers: 1.0 / (base ** (arange(0, hd, 2).float() / hd)), all fp32 */
+		inv_freq[j] = 1.0f / powf(rope_theta, (float)(2 * j) / (float)hd);
+		axis[j] = 0;
+		if (j % 3 == 1 && j < 3 * mrope_section[1])
+			axis[j] = 1;
+		else if (j % 3 == 2 && j < 3 * mrope_section[2])
+			axis[j] = 2;
+	}
+}
+
+/* cos and sin of token t's hd/2 angles (fp32 θ, taken in double, rounded to fp32). */
+static void rope_row(float *c, float *s, const float *inv_freq, const int *axis,
+		     const int32_t *pos, int T, int t, int hd)
+{
+	for (int j = 0; j < hd / 2; j++) {
+		float th = (float)pos[(long)axis[j] * T + t] * inv_freq[j];
+		c[j] = (float)cos((double)th);
+		s[j] = (float)sin((double)th);
+	}
+}
+
 static void qknr_ref(uint16_t *q_out, const struct qknr_cache *kc, const struct qknr_cache *vc,
 		     const float *qkv, const uint16_t *q_norm_w, const uint16_t *k_norm_w,
 		     const int32_t *pos, const int32_t *slot_mapping, int T, int Hq, int KV, int hd,
@@ -65,21 +91,9 @@ static void qknr_ref(uint16_t *q_out, const struct qknr_cache *kc, const struct 
 	int axis[QKNR_MAX_HALF];
 	if (T <= 0 || hd < 2 || hd % 2 || half > QKNR_MAX_HALF)
 		return;
-	for (int j = 0; j < half; j++) {
-		/* transformers: 1.0 / (base ** (arange(0, hd, 2).float() / hd)), all fp32 */
-		inv_freq[j] = 1.0f / powf(rope_theta, (float)(2 * j) / (float)hd);
-		axis[j] = 0;
-		if (j % 3 == 1 && j < 3 * mrope_section[1])
-			axis[j] = 1;
-		else if (j % 3 == 2 && j < 3 * mrope_section[2])
-			axis[j] = 2;
-	}
+	rope_setup(inv_freq, axis, hd, mrope_section, rope_theta);
 	for (int t = 0; t < T; t++) {
-		for (int j = 0; j < half; j++) {
-			float th = (float)pos[(long)axis[j] * T + t] * inv_freq[j];
-			c[j] = (float)cos((double)th);
-			s[j] = (float)sin((double)th);
-		}
+		rope_row(c, s, inv_freq, axis, pos, T, t, hd);
 		const float *q = qkv + t * row, *k = q + (long)Hq * hd, *v = k + (long)KV * hd;
 		for (int h = 0; h < Hq; h++)
 			norm_rope_head(q_out + ((long)t * Hq + h) * hd, q + (long)h * hd, q_norm_w, hd,
@@ -122,4 +136,17 @@ void kn_qk_norm_rope_fp8_ref(uint16_t *q_out, uint8_t *k_cache, uint8_t *v_cache
 				vc = { NULL, v_cache, 1.0f / v_scale };
 	qknr_ref(q_out, &kc, &vc, qkv, q_norm_w, k_norm_w, pos, slot_mapping, T, Hq, KV, hd,
 		 mrope_section, rope_theta, eps);
+}
+
+void kn_rope_table_ref(float *cs, float *sn, const int32_t *pos, int T, int hd,
+		       const int mrope_section[3], float rope_theta)
+{
+	float inv_freq[QKNR_MAX_HALF];
+	int axis[QKNR_MAX_HALF];
+	if (T <= 0 || hd < 2 || hd % 2 || hd / 2 > QKNR_MAX_HALF)
+		return;
+	rope_setup(inv_freq, axis, hd, mrope_section, rope_theta);
+	for (int t = 0; t < T; t++)
+		rope_row(cs + (long)t * (hd / 2), sn + (long)t * (hd / 2), inv_freq, axis, pos, T,
+			 t, hd);
 }

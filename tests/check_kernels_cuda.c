@@ -19,6 +19,7 @@
 #include "gelu.h"
 #include "gemm.h"
 #include "gemm_glu_tma.h"
+#include "gemm_qkv_tma.h"
 #include "gemm_wgmma.h"
 #include "kernel_testutil.h"
 #include "layernorm.h"
@@ -1739,6 +1740,289 @@ START_TEST(test_kernels_cuda_gemm_glu)
 }
 END_TEST
 
+/* kn_rope_table_cuda against kn_rope_table_ref: the fp32 cos and sin of every (token, pair), for
+ * hd 128 with interleaved MRoPE sections and for plain rope, positions up to 10^5. The device's
+ * double cos and sin round to the reference's fp32 value but where they straddle a rounding
+ * boundary of fp32: at most 1 ulp apart, in well under 0.1% of the values. */
+START_TEST(test_kernels_cuda_rope_table)
+{
+	static const int cases[][5] = { { 1, 128, 24, 20, 20 }, { 300, 128, 24, 20, 20 },
+					{ 77, 64, 32, 0, 0 },   { 1000, 128, 64, 0, 0 } };
+	for (size_t cs = 0; cs < sizeof(cases) / sizeof(cases[0]); cs++) {
+		const int T = cases[cs][0], hd = cases[cs][1], sec[3] = { cases[cs][2], cases[cs][3],
+									  cases[cs][4] };
+		const size_t n = (size_t)T * (hd / 2);
+		int32_t *pos = malloc((size_t)3 * T * 4);
+		float *c = malloc(n * 4), *sn = malloc(n * 4), *cr = malloc(n * 4), *sr = malloc(n * 4);
+		for (int i = 0; i < 3 * T; i++)
+			pos[i] = (int32_t)frand(0.f, 100000.f);
+		kn_rope_table_ref(cr, sr, pos, T, hd, sec, 5e6f);
+		int32_t *dpos;
+		CUDA_CHECK(cudaMalloc((void **)&dpos, (size_t)3 * T * 4));
+		CUDA_CHECK(cudaMemcpy(dpos, pos, (size_t)3 * T * 4, cudaMemcpyHostToDevice));
+		float *dc = dev_f32(NULL, n, 0), *ds = dev_f32(NULL, n, 0);
+		kn_rope_table_cuda(dc, ds, dpos, T, hd, sec, 5e6f, 0);
+		CUDA_CHECK(cudaMemcpy(c, dc, n * 4, cudaMemcpyDeviceToHost));
+		CUDA_CHECK(cudaMemcpy(sn, ds, n * 4, cudaMemcpyDeviceToHost));
+		size_t off = 0;
+		float worst = 0;
+		for (size_t i = 0; i < n; i++) {
+			const float d = fmaxf(fabsf(c[i] - cr[i]), fabsf(sn[i] - sr[i]));
+			off += d != 0;
+			worst = fmaxf(worst, d);
+		}
+		fprintf(stderr, "rope_table T %d hd %d: %zu of %zu pairs off, worst %.3g\n", T, hd,
+			off, n, worst);
+		ck_assert_msg(worst <= 6e-8f && off * 1000 <= n + 999, "rope_table T %d hd %d: %zu "
+			      "off, worst %g", T, hd, off, worst);
+		CUDA_CHECK(cudaFree(dpos));
+		CUDA_CHECK(cudaFree(dc));
+		CUDA_CHECK(cudaFree(ds));
+		free(pos);
+		free(c);
+		free(sn);
+		free(cr);
+		free(sr);
+	}
+}
+END_TEST
+
+/* Relative L2 of a bf16 cache over the elements ref wrote (ref not the 0xffff poison, a NaN);
+ * got must hold the poison exactly there too, else +inf. */
+static double rel_l2_written(const uint16_t *got, const uint16_t *ref, size_t n)
+{
+	double num = 0, den = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (ref[i] == 0xffff) {
+			if (got[i] != 0xffff)
+				return INFINITY;
+			continue;
+		}
+		const double g = bf16_to_f32(got[i]), r = bf16_to_f32(ref[i]);
+		if (isnan(g))
+			return INFINITY;
+		num += (g - r) * (g - r);
+		den += r * r;
+	}
+	return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* gemm_qkv_tma (the q/k/v projection with qk_norm_rope in its epilogue) against the two
+ * kernels it stands for (kn_gemm_f32_f16_cuda, then kn_qk_norm_rope(_fp8)_cuda) and, where the
+ * shape is small enough for the host, against their references (kn_gemm_f32_f16_ref, then
+ * kn_qk_norm_rope(_fp8)_ref). Cases {M, Hq, KV, K, fp8}: rows below, at and past the 128-row
+ * tiles and their pairs; Hq 6, KV 1 makes a tile of one k and one v head. Slots shuffled over
+ * the blocks, some −1; the outputs poisoned (0xff), so unwritten slots must keep it. Two runs
+ * must give the same bits. */
+START_TEST(test_kernels_cuda_gemm_qkv_tma)
+{
+	static const int cases[][5] = { { 129, 16, 8, 256, 1 }, { 37, 16, 8, 128, 0 },
+					{ 300, 6, 1, 512, 1 },  { 256, 16, 8, 2048, 0 },
+					{ 1000, 16, 8, 2048, 1 }, { 2100, 16, 8, 2048, 0 },
+					{ 8192, 16, 8, 2048, 1 } };
+	kn_qkv_tma *qt = kn_qkv_tma_new();
+	if (!qt) {
+		fprintf(stderr, "gemm_qkv_tma: not available on this device (sm_90a only)\n");
+		return;
+	}
+	kn_gemm_ctx *ctx = kn_gemm_ctx_new((size_t)32 << 20);
+	enum { BS = 16, HD = 128 };
+	const int sec[3] = { 24, 20, 20 };
+	const float theta = 5e6f, eps = 1e-6f, ks = 0.37f, vs = 3.0f;
+	for (size_t cs = 0; cs < sizeof(cases) / sizeof(cases[0]); cs++) {
+		const int M = cases[cs][0], Hq = cases[cs][1], KV = cases[cs][2], K = cases[cs][3];
+		const bool fp8 = cases[cs][4];
+		const int N = (Hq + 2 * KV) * HD, nb = (M + BS - 1) / BS + 3, nslot = nb * BS;
+		const size_t nx = (size_t)M * K, nw = (size_t)N * K, nq = (size_t)M * Hq * HD;
+		const size_t nc = (size_t)nslot * KV * HD, cb = nc * (fp8 ? 1 : 2);
+		ck_assert(kn_qkv_tma_fits(qt, (const uint16_t *)(uintptr_t)256,
+					  (const uint16_t *)(uintptr_t)256, M, Hq, KV, HD, K));
+		uint16_t *x = malloc(nx * 2), *w = malloc(nw * 2), *qn = malloc(HD * 2),
+			 *kw = malloc(HD * 2), *q[3] = { malloc(nq * 2), malloc(nq * 2), malloc(nq * 2) };
+		uint8_t *kc[3] = { malloc(cb), malloc(cb), malloc(cb) },
+			*vc[3] = { malloc(cb), malloc(cb), malloc(cb) };
+		int32_t *pos = malloc((size_t)3 * M * 4), *slots = malloc((size_t)M * 4),
+			*perm = malloc((size_t)nb * 4);
+		for (size_t i = 0; i < nx; i++)
+			x[i] = f32_to_f16(frand(-2.f, 2.f));
+		for (size_t i = 0; i < nw; i++)
+			w[i] = f32_to_f16(frand(-0.05f, 0.05f));
+		fill_bf16(qn, HD, 0.5f, 1.5f);
+		fill_bf16(kw, HD, 0.5f, 1.5f);
+		for (int b = 0; b < nb; b++)
+			perm[b] = b;
+		for (int b = nb - 1; b > 0; b--) {
+			int o = (int)frand(0.f, (float)b + 0.999f), t = perm[b];
+			perm[b] = perm[o];
+			perm[o] = t;
+		}
+		for (int t = 0; t < M; t++) {
+			slots[t] = frand(0.f, 1.f) < 0.1f ? -1 : perm[t / BS] * BS + t % BS;
+			for (int a = 0; a < 3; a++)
+				pos[a * M + t] = (int32_t)frand(0.f, 100000.f);
+		}
+		uint16_t *dx = dev_bf16(x, nx, 0), *dw = dev_bf16(w, nw, 0), *dqn = dev_bf16(qn, HD, 0),
+			 *dkw = dev_bf16(kw, HD, 0), *dq = dev_bf16(NULL, nq, 0);
+		float *dqkv = dev_f32(NULL, (size_t)M * N, 0), *dcs = dev_f32(NULL, (size_t)M * HD / 2, 0),
+		      *dsn = dev_f32(NULL, (size_t)M * HD / 2, 0);
+		void *dk, *dv;
+		int32_t *dpos, *dslots;
+		CUDA_CHECK(cudaMalloc(&dk, cb));
+		CUDA_CHECK(cudaMalloc(&dv, cb));
+		CUDA_CHECK(cudaMalloc((void **)&dpos, (size_t)3 * M * 4));
+		CUDA_CHECK(cudaMalloc((void **)&dslots, (size_t)M * 4));
+		CUDA_CHECK(cudaMemcpy(dpos, pos, (size_t)3 * M * 4, cudaMemcpyHostToDevice));
+		CUDA_CHECK(cudaMemcpy(dslots, slots, (size_t)M * 4, cudaMemcpyHostToDevice));
+		kn_rope_table_cuda(dcs, dsn, dpos, M, HD, sec, theta, 0);
+		/* 0: apart; 1, 2: fused, twice */
+		for (int run = 0; run < 3; run++) {
+			CUDA_CHECK(cudaMemset(dq, 0xff, nq * 2));
+			CUDA_CHECK(cudaMemset(dk, 0xff, cb));
+			CUDA_CHECK(cudaMemset(dv, 0xff, cb));
+			if (run == 0) {
+				kn_gemm_f32_f16_cuda(ctx, dqkv, dx, dw, NULL, M, N, K, 0);
+				if (fp8)
+					kn_qk_norm_rope_fp8_cuda(dq, dk, dv, dqkv, dqn, dkw, dpos, dslots,
+								 M, Hq, KV, HD, sec, theta, eps, ks,
+								 vs, 0);
+				else
+					kn_qk_norm_rope_cuda(dq, dk, dv, dqkv, dqn, dkw, dpos, dslots, M,
+							     Hq, KV, HD, sec, theta, eps, 0);
+			} else {
+				kn_qkv_tma_run(qt, dq, dk, dv, fp8, dx, dw, dqn, dkw, dcs, dsn, dslots,
+					       M, Hq, KV, K, eps, ks, vs, 0);
+			}
+			CUDA_CHECK(cudaDeviceSynchronize());
+			CUDA_CHECK(cudaMemcpy(q[run], dq, nq * 2, cudaMemcpyDeviceToHost));
+			CUDA_CHECK(cudaMemcpy(kc[run], dk, cb, cudaMemcpyDeviceToHost));
+			CUDA_CHECK(cudaMemcpy(vc[run], dv, cb, cudaMemcpyDeviceToHost));
+		}
+		ck_assert_msg(!memcmp(q[1], q[2], nq * 2) && !memcmp(kc[1], kc[2], cb) &&
+			      !memcmp(vc[1], vc[2], cb), "gemm_qkv_tma M %d: a second run gave other "
+			      "bits", M);
+		/* against the kernels apart: q (and bf16 k, v) nearly all the same bits; the cache
+		 * bytes of unwritten slots poisoned in both */
+		const double eq = rel_l2_bf16(q[1], q[0], nq, 1e-1);
+		const double xq = exact_rate(q[1], q[0], nq);
+		size_t kbad = 0, vbad = 0, poison = 0;
+		double kerr = 0, verr = 0, xk = 1, xv = 1;
+		for (int t = 0; t < nslot; t++) {
+			bool used = false;
+			for (int r = 0; r < M && !used; r++)
+				used = slots[r] == t;
+			for (size_t i = 0; i < (size_t)KV * HD && !used; i++) {
+				const size_t e = (size_t)t * KV * HD + i;
+				const bool p = fp8 ? kc[1][e] == 0xff && vc[1][e] == 0xff
+						   : ((uint16_t *)kc[1])[e] == 0xffff &&
+							     ((uint16_t *)vc[1])[e] == 0xffff;
+				poison += !p;
+			}
+		}
+		if (fp8) {
+			for (size_t i = 0; i < nc; i++) {
+				kbad += kc[1][i] != kc[0][i];
+				vbad += vc[1][i] != vc[0][i];
+			}
+			xk = 1.0 - (double)kbad / (double)nc;
+			xv = 1.0 - (double)vbad / (double)nc;
+		} else {
+			kerr = rel_l2_written((uint16_t *)kc[1], (uint16_t *)kc[0], nc);
+			verr = rel_l2_written((uint16_t *)vc[1], (uint16_t *)vc[0], nc);
+			xk = exact_rate((uint16_t *)kc[1], (uint16_t *)kc[0], nc);
+			xv = exact_rate((uint16_t *)vc[1], (uint16_t *)vc[0], nc);
+		}
+		fprintf(stderr, "gemm_qkv_tma M %d Hq %d KV %d K %d %s: vs apart q rel L2 %.3g exact "
+			"%.5f, k exact %.5f (rel L2 %.3g), v exact %.5f (rel L2 %.3g), %zu poisoned "
+			"bytes overwritten\n", M, Hq, KV, K, fp8 ? "fp8" : "bf16", eq, xq, xk, kerr, xv,
+			verr, poison);
+		ck_assert_msg(eq <= 2e-3 && xq >= 0.98, "gemm_qkv_tma M %d: q vs apart %g, %g", M, eq,
+			      xq);
+		ck_assert_msg(xk >= 0.98 && xv >= 0.98 && kerr <= 2e-3 && verr <= 2e-3,
+			      "gemm_qkv_tma M %d: k, v vs apart %g %g (%g %g)", M, xk, xv, kerr, verr);
+		ck_assert_msg(poison == 0, "gemm_qkv_tma M %d: %zu bytes of unwritten slots changed",
+			      M, poison);
+		if ((double)M * N * K <= 4e8) {   /* against the references */
+			float *qkv = malloc((size_t)M * N * 4);
+			uint16_t *qr = malloc(nq * 2);
+			uint8_t *kr = malloc(cb), *vr = malloc(cb);
+			memset(kr, 0xff, cb);
+			memset(vr, 0xff, cb);
+			kn_gemm_f32_f16_ref(qkv, x, w, NULL, M, N, K);
+			if (fp8)
+				kn_qk_norm_rope_fp8_ref(qr, kr, vr, qkv, qn, kw, pos, slots, M, Hq, KV,
+							HD, sec, theta, eps, ks, vs);
+			else
+				kn_qk_norm_rope_ref(qr, (uint16_t *)kr, (uint16_t *)vr, qkv, qn, kw,
+						    pos, slots, M, Hq, KV, HD, sec, theta, eps);
+			const double e = rel_l2_bf16(q[1], qr, nq, 1e-1);
+			double ek, ev;
+			if (fp8) {
+				double nk = 0, dk2 = 0, nv = 0, dv2 = 0;
+				for (size_t i = 0; i < nc; i++) {
+					if (kr[i] == 0xff)
+						continue;
+					const double a = fp8e4m3_to_f32(kc[1][i]), r = fp8e4m3_to_f32(kr[i]);
+					const double b = fp8e4m3_to_f32(vc[1][i]), u = fp8e4m3_to_f32(vr[i]);
+					nk += (a - r) * (a - r);
+					dk2 += r * r;
+					nv += (b - u) * (b - u);
+					dv2 += u * u;
+				}
+				ek = dk2 > 0 ? sqrt(nk / dk2) : 0;
+				ev = dv2 > 0 ? sqrt(nv / dv2) : 0;
+			} else {
+				ek = rel_l2_written((uint16_t *)kc[1], (uint16_t *)kr, nc);
+				ev = rel_l2_written((uint16_t *)vc[1], (uint16_t *)vr, nc);
+			}
+			fprintf(stderr, "gemm_qkv_tma M %d: vs reference q %.3g k %.3g v %.3g\n", M, e,
+				ek, ev);
+			ck_assert_msg(e <= 4e-3 && ek <= (fp8 ? 3e-2 : 4e-3) && ev <= (fp8 ? 3e-2 : 4e-3),
+				      "gemm_qkv_tma M %d: vs reference q %g k %g v %g", M, e, ek, ev);
+			free(qkv);
+			free(qr);
+			free(kr);
+			free(vr);
+		}
+		CUDA_CHECK(cudaFree(dx));
+		CUDA_CHECK(cudaFree(dw));
+		CUDA_CHECK(cudaFree(dqn));
+		CUDA_CHECK(cudaFree(dkw));
+		CUDA_CHECK(cudaFree(dq));
+		CUDA_CHECK(cudaFree(dqkv));
+		CUDA_CHECK(cudaFree(dcs));
+		CUDA_CHECK(cudaFree(dsn));
+		CUDA_CHECK(cudaFree(dk));
+		CUDA_CHECK(cudaFree(dv));
+		CUDA_CHECK(cudaFree(dpos));
+		CUDA_CHECK(cudaFree(dslots));
+		free(x);
+		free(w);
+		free(qn);
+		free(kw);
+		for (int r = 0; r < 3; r++) {
+			free(q[r]);
+			free(kc[r]);
+			free(vc[r]);
+		}
+		free(pos);
+		free(slots);
+		free(perm);
+	}
+	/* what it refuses: another head dim, an odd head count, K off the 64-wide k blocks,
+	 * misaligned operands, no rows */
+	const uint16_t *a = (const uint16_t *)(uintptr_t)256, *u = (const uint16_t *)(uintptr_t)258;
+	ck_assert(!kn_qkv_tma_fits(qt, a, a, 8192, 16, 8, 64, 2048));
+	ck_assert(!kn_qkv_tma_fits(qt, a, a, 8192, 15, 8, 128, 2048));
+	ck_assert(!kn_qkv_tma_fits(qt, a, a, 8192, 16, 8, 128, 2000));
+	ck_assert(!kn_qkv_tma_fits(qt, u, a, 8192, 16, 8, 128, 2048));
+	ck_assert(!kn_qkv_tma_fits(qt, a, u, 8192, 16, 8, 128, 2048));
+	ck_assert(!kn_qkv_tma_fits(qt, a, a, 0, 16, 8, 128, 2048));
+	ck_assert(!kn_qkv_tma_fits(NULL, a, a, 8192, 16, 8, 128, 2048));
+	kn_qkv_tma_free(qt);
+	kn_gemm_ctx_free(ctx);
+}
+END_TEST
+
 /* kn_gemm_f32_rmsnorm_cuda (RMSNorm, then the projection) against kn_gemm_f32_rmsnorm_ref, bf16
  * and fp16 operands; and against the two kernels it stands for (kn_rmsnorm(_f16)_cuda, then
  * kn_gemm_f32(_f16)_cuda), bit for bit, where it fuses them into one GEMV (M ≤ 4, K ≤ 2048, N
@@ -2171,6 +2455,7 @@ int main(void)
 	tcase_add_test(tc, test_kernels_cuda_gelu);
 	tcase_add_test(tc, test_kernels_cuda_paged_attention);
 	tcase_add_test(tc, test_kernels_cuda_qk_norm_rope);
+	tcase_add_test(tc, test_kernels_cuda_rope_table);
 	tcase_add_test(tc, test_kernels_cuda_logits_topk);
 	tcase_add_test(tc, test_kernels_cuda_logits_topk_timing);
 	tcase_add_test(tc, test_kernels_cuda_gemm);
@@ -2197,6 +2482,7 @@ int main(void)
 	TCase *tcw = tcase_create("wgmma");
 	tcase_add_test(tcw, test_kernels_cuda_gemm_wgmma);
 	tcase_add_test(tcw, test_kernels_cuda_gemm_glu);
+	tcase_add_test(tcw, test_kernels_cuda_gemm_qkv_tma);
 	suite_add_tcase(s, tcw);
 	/* kn_gemm_f16 (the fp16-output GEMV instance up to 4 rows, cuBLASLt above; the decoder
 	 * calls it above 4 rows) and silu_mul_f16 (CK_RUN_CASE=f16out: these alone, e.g. under

@@ -4,6 +4,7 @@
  * how fast the weight streams at decode batch sizes.
  *
  *   usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] [--f16] [--exhaustive] [--glu]
+ *                          [--qkv]
  *   exits 77 when no GPU is visible (or the build has no CUDA)
  *
  * For each M (default 8, 32, 64, 128, 256: decode batches; 8192: a prefill step) and each
@@ -35,6 +36,8 @@
  * --glu times the gate/up projection with SwiGLU instead (bench_glu below): the cuBLASLt product,
  * the product with silu_mul, and the fused launch (gemm_glu_tma above 128 rows), as the
  * decoder's start-up tuning does; on an H100 at 8,192 rows 0.56 ms fused against 0.64 apart.
+ * --qkv times a prompt step's q/k/v projection with q/k norm, rope and the fp8 cache writes
+ * (bench_qkv below): apart (the tuned fp32 product, then qk_norm_rope) against gemm_qkv_tma.
  * Nothing is asserted (a benchmark, not a test). On an H100 (tests/bench/PERF.md): over the four
  * projections the best of 16 is 4–6 % faster than the first at M ≤ 128 and 12 % at M = 256
  * (down: 28 %), and no split-K variant is the fastest anywhere; at M = 128 the four
@@ -56,7 +59,9 @@
 
 #include "gemm.h"
 #include "gemm_glu_tma.h"
+#include "gemm_qkv_tma.h"
 #include "gemm_wgmma.h"
+#include "qk_norm_rope.h"
 
 #include "cuda_check.h"
 
@@ -440,10 +445,131 @@ static void bench_glu(const int *ms, int n_m, int reps)
 	CUDA_CHECK(cudaFree(act));
 }
 
+/* One q/k/v step of a prompt (fp8 cache) on weight copy k mod 4: apart (the tuned fp32
+ * product, then qk_norm_rope) or fused (gemm_qkv_tma, with its rope table computed once). */
+typedef struct qkv_call {
+	kn_gemm_ctx *ctx;
+	kn_qkv_tma *qt;
+	bool fused;
+	int M, Hq, KV, K;
+	float *qkv, *cs, *sn;
+	uint16_t *q, *norm;
+	uint8_t *kc, *vc;
+	const uint16_t *x, *const *w;
+	const int32_t *pos, *slot;
+} qkv_call;
+
+static bool qkv_launch(const void *call, int k)
+{
+	const qkv_call *c = call;
+	const uint16_t *w = c->w[k % 4];
+	const int N = (c->Hq + 2 * c->KV) * 128, sec[3] = { 24, 20, 20 };
+	if (c->fused) {
+		if (!kn_qkv_tma_fits(c->qt, c->x, w, c->M, c->Hq, c->KV, 128, c->K))
+			return false;
+		kn_qkv_tma_run(c->qt, c->q, c->kc, c->vc, true, c->x, w, c->norm, c->norm, c->cs,
+			       c->sn, c->slot, c->M, c->Hq, c->KV, c->K, 1e-6f, 1.0f, 1.0f, 0);
+	} else {
+		kn_gemm_f32_f16_cuda(c->ctx, c->qkv, c->x, w, NULL, c->M, N, c->K, 0);
+		kn_qk_norm_rope_fp8_cuda(c->q, c->kc, c->vc, c->qkv, c->norm, c->norm, c->pos,
+					 c->slot, c->M, c->Hq, c->KV, 128, sec, 5e6f, 1e-6f, 1.0f,
+					 1.0f, 0);
+	}
+	return true;
+}
+
+/* --qkv: the q/k/v projection of a prompt step with q/k norm, rope and the fp8 cache writes
+ * (the 2b shapes: Hq 16, KV 8, hd 128, K 2048) at each M: apart (kn_gemm_f32_f16 with the plan
+ * kn_gemm_f32_tune keeps, then kn_qk_norm_rope_fp8_cuda) against gemm_qkv_tma, which also
+ * needs the step's rope table (timed alone: once a step, not a layer). Weights rotate over 4
+ * copies (cold). */
+static void bench_qkv(const int *ms, int n_m, int reps)
+{
+	const int Hq = 16, KV = 8, K = 2048, N = (Hq + 2 * KV) * 128, n_w = 4;
+	const size_t wn = (size_t)N * K;
+	int max_m = 0;
+	for (int i = 0; i < n_m; i++)
+		max_m = ms[i] > max_m ? ms[i] : max_m;
+	uint16_t *w[4], *x, *q, *norm;
+	float *qkv, *cs, *sn;
+	uint8_t *kc, *vc;
+	int32_t *pos, *slot;
+	for (int i = 0; i < n_w; i++) {
+		CUDA_CHECK(cudaMalloc((void **)&w[i], wn * 2));
+		fill(w[i], wn);
+	}
+	CUDA_CHECK(cudaMalloc((void **)&x, (size_t)max_m * K * 2));
+	CUDA_CHECK(cudaMalloc((void **)&q, (size_t)max_m * Hq * 128 * 2));
+	CUDA_CHECK(cudaMalloc((void **)&norm, 128 * 2));
+	CUDA_CHECK(cudaMalloc((void **)&qkv, (size_t)max_m * N * 4));
+	CUDA_CHECK(cudaMalloc((void **)&cs, (size_t)max_m * 64 * 4));
+	CUDA_CHECK(cudaMalloc((void **)&sn, (size_t)max_m * 64 * 4));
+	CUDA_CHECK(cudaMalloc((void **)&kc, (size_t)max_m * KV * 128));
+	CUDA_CHECK(cudaMalloc((void **)&vc, (size_t)max_m * KV * 128));
+	CUDA_CHECK(cudaMalloc((void **)&pos, (size_t)3 * max_m * 4));
+	CUDA_CHECK(cudaMalloc((void **)&slot, (size_t)max_m * 4));
+	fill(x, (size_t)max_m * K);
+	fill(norm, 128);
+	int32_t *h = malloc((size_t)3 * max_m * 4);
+	for (int i = 0; i < 3 * max_m; i++)
+		h[i] = i % max_m;
+	CUDA_CHECK(cudaMemcpy(pos, h, (size_t)3 * max_m * 4, cudaMemcpyHostToDevice));
+	CUDA_CHECK(cudaMemcpy(slot, h, (size_t)max_m * 4, cudaMemcpyHostToDevice));
+	free(h);
+	kn_qkv_tma *qt = kn_qkv_tma_new();
+	printf("q/k/v (N %d, K %d) + q/k norm, rope, fp8 cache: apart (the tuned fp32 product, then "
+	       "qk_norm_rope) against gemm_qkv_tma (+ its rope table, once a step)\n", N, K);
+	printf("%6s %12s %10s %10s %10s %12s %9s\n", "M", "product µs", "+rope µs", "fused µs",
+	       "table µs", "fused TFLOP/s", "gain");
+	for (int mi = 0; mi < n_m; mi++) {
+		const int M = ms[mi], sec[3] = { 24, 20, 20 };
+		kn_gemm_ctx *ctx = kn_gemm_ctx_new(WORKSPACE);
+		float first, best;
+		const uint16_t *const *ws = (const uint16_t *const *)w;
+		kn_gemm_f32_tune(ctx, qkv, x, ws, n_w, NULL, M, N, K, true, 0, &first, &best);
+		kn_rope_table_cuda(cs, sn, pos, M, 128, sec, 5e6f, 0);
+		qkv_call c = { ctx, qt, false, M, Hq, KV, K, qkv, cs, sn, q, norm, kc, vc, x, ws,
+			       pos, slot };
+		const float apart = time_launches(qkv_launch, &c, reps);
+		c.fused = true;
+		const float fused = qt ? time_launches(qkv_launch, &c, reps) : -1;
+		cudaEvent_t e0, e1;
+		CUDA_CHECK(cudaEventCreate(&e0));
+		CUDA_CHECK(cudaEventCreate(&e1));
+		CUDA_CHECK(cudaEventRecord(e0, 0));
+		for (int r = 0; r < reps; r++)
+			kn_rope_table_cuda(cs, sn, pos, M, 128, sec, 5e6f, 0);
+		CUDA_CHECK(cudaEventRecord(e1, 0));
+		CUDA_CHECK(cudaEventSynchronize(e1));
+		float tab = 0;
+		CUDA_CHECK(cudaEventElapsedTime(&tab, e0, e1));
+		CUDA_CHECK(cudaEventDestroy(e0));
+		CUDA_CHECK(cudaEventDestroy(e1));
+		const double flop = 2.0 * M * N * K;
+		printf("%6d %12.1f %10.1f %10.1f %10.1f %12.0f %8.1f%%\n", M, 1000 * best, apart,
+		       fused, 1000 * tab / reps, fused > 0 ? flop / (fused * 1e6) : 0.0,
+		       fused > 0 ? 100.0 * (apart - fused) / apart : 0.0);
+		kn_gemm_ctx_free(ctx);
+	}
+	kn_qkv_tma_free(qt);
+	for (int i = 0; i < n_w; i++)
+		CUDA_CHECK(cudaFree(w[i]));
+	CUDA_CHECK(cudaFree(x));
+	CUDA_CHECK(cudaFree(q));
+	CUDA_CHECK(cudaFree(norm));
+	CUDA_CHECK(cudaFree(qkv));
+	CUDA_CHECK(cudaFree(cs));
+	CUDA_CHECK(cudaFree(sn));
+	CUDA_CHECK(cudaFree(kc));
+	CUDA_CHECK(cudaFree(vc));
+	CUDA_CHECK(cudaFree(pos));
+	CUDA_CHECK(cudaFree(slot));
+}
+
 int main(int argc, char **argv)
 {
 	int ms[16] = { 8, 32, 64, 128, 256, 8192 }, n_m = 6, n_algos = 16, reps = 20;
-	bool f16 = false, exhaustive = false, glu = false;
+	bool f16 = false, exhaustive = false, glu = false, qkv = false;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--m") && i + 1 < argc) {
 			n_m = 0;
@@ -455,13 +581,15 @@ int main(int argc, char **argv)
 			f16 = true;
 		} else if (!strcmp(argv[i], "--glu")) {
 			glu = true;
+		} else if (!strcmp(argv[i], "--qkv")) {
+			qkv = true;
 		} else if (!strcmp(argv[i], "--exhaustive")) {
 			exhaustive = true;
 		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
 			reps = atoi(argv[++i]);
 		} else {
 			fprintf(stderr, "usage: bench_gemm_cuda [--m M,M,...] [--algos N] [--reps N] "
-				"[--f16] [--exhaustive] [--glu]\n");
+				"[--f16] [--exhaustive] [--glu] [--qkv]\n");
 			return 2;
 		}
 	}
@@ -476,6 +604,11 @@ int main(int argc, char **argv)
 	}
 	struct cudaDeviceProp prop;
 	CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+	if (qkv) {
+		printf("bench_gemm_cuda --qkv on %s\n", prop.name);
+		bench_qkv(ms, n_m, reps);
+		return 0;
+	}
 	if (glu) {
 		printf("bench_gemm_cuda --glu on %s\n", prop.name);
 		bench_glu(ms, n_m, reps);
