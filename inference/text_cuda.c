@@ -45,6 +45,20 @@
  *   h = RMSNorm(x; final norm) (bf16); logits = gather(h, logit rows) · lm_headᵀ (bf16 logits)
  *   (fp16 as marked when f16_refusal allows it, else bf16: kn_gemm_f32_rmsnorm with f16 false)
  *
+ * Prompt steps of QKV_TMA_MIN_ROWS rows or more (f16, sm_90a): h = RMSNorm (kn_rmsnorm_f16),
+ * then the q/k/v projection with qk_norm_rope in its epilogue (gemm_qkv_tma: the fp32 qkv rows
+ * never leave the registers), its rope table (kn_rope_table) computed once a step into the
+ * unused qkv rows. H100, 8,192 rows, fp8 cache: 243 against 261 µs a layer (bench_gemm_cuda
+ * --qkv).
+ *
+ * The last layer's tail for the logit rows alone (fwd_shape.trim, eager steps where fewer rows
+ * want logits than the step has and they fit one LM head pass): after that layer's attention
+ * (which wrote every row's K and V) only the rows that reach the LM head matter, so their x and
+ * att rows are gathered into the qkv rows and o, the MLP and the final norm run on them; h row
+ * i is then logit row i and the LM head needs no gather. A 16-prompt step of 8,192 rows skips
+ * ~1 ms of its ~42. The same sums per row as untrimmed (the products' plans may differ with the
+ * row count, as between any two batches). QVL_TRIM_TAIL=0 turns it off.
+ *
  * Step inputs: the host packs ids, positions, slots, block tables, logit and vision row indexes
  * and the vision rows (as bf16) into one pinned staging buffer, copied with a cudaMemcpyAsync
  * per array into its device twin at fixed offsets (the layout is fixed by the limits, so a
@@ -93,6 +107,7 @@
 #include "cuda_check.h"
 #include "embedding.h"
 #include "gemm.h"
+#include "gemm_qkv_tma.h"
 #include "log.h"
 #include "paged_attention.h"
 #include "prefill_attention.h"
@@ -105,6 +120,9 @@
 #include "token_chain.h"
 
 #define TEXT_CUDA_MAX_GRAPHS 64
+/* Steps of this many rows or more take gemm_qkv_tma (its 128-row tiles in pairs leave most of
+ * the GPU idle below; tests/bench/PERF.md). */
+#define QKV_TMA_MIN_ROWS 1024
 /* Penalty entries (ids of prompt ∪ output) of one sampled step, all rows together. */
 #define SAMPLE_PEN_CAP (1 << 20)
 #define SAMPLE_MASK_PER_ROW (SAMPLER_MAX_EOS + SAMPLER_MAX_STOP_IDS)
@@ -136,6 +154,10 @@ struct text_cuda {
 	bool gu_f16;                    /* gate/up output in fp16 for steps of > 4 rows (else fp32) */
 	int n_glu_fused;                /* tuned sizes where gate/up and SwiGLU run fused */
 	int n_glu_tma;                  /* of them, by gemm_glu_tma (else gemm_wgmma's epilogue) */
+	kn_qkv_tma *qkv_tma;            /* owned; NULL without f16, off sm_90a, QVL_QKV_TMA=0 */
+	int qkv_tma_min;                /* the fewest rows a step takes it for (QVL_QKV_TMA_MIN_ROWS) */
+	bool trim_tail;                 /* eager steps run the last layer past its attention for
+					 * the logit rows alone (QVL_TRIM_TAIL=0: every row) */
 	kn_gemm_ctx *gemm;              /* borrowed */
 	cudaStream_t stream;            /* borrowed */
 	/* weights */
@@ -462,6 +484,17 @@ int text_cuda_new(const model_config *mc, const model_weights *w, kn_gemm_ctx *g
 			"weights (max |weight| %g, max |norm weight| %g: inputs within ±%g; %llu "
 			"weights below 2^-17 move by at most 2^-25)", w_max, norm_max,
 			norm_max * sqrtf((float)t->D), (unsigned long long)n_tiny);
+	const char *tt = getenv("QVL_TRIM_TAIL");
+	t->trim_tail = !(tt && *tt == '0');
+	if (t->f16) {
+		t->qkv_tma = kn_qkv_tma_new();
+		const char *mr = getenv("QVL_QKV_TMA_MIN_ROWS");
+		t->qkv_tma_min = mr && *mr ? atoi(mr) : QKV_TMA_MIN_ROWS;
+		if (t->qkv_tma)
+			log_msg(LOG_LEVEL_INFO, "text_cuda", "q/k/v projection with qk_norm_rope in "
+				"its epilogue (gemm_qkv_tma) for steps of %d rows or more",
+				t->qkv_tma_min);
+	}
 	const size_t tmp_n = (size_t)8 << 20;   /* 16 MiB of bf16 per upload */
 	uint16_t *tmp;
 	CUDA_CHECK(cudaHostAlloc((void **)&tmp, tmp_n * 2, cudaHostAllocDefault));
@@ -504,6 +537,7 @@ void text_cuda_free(text_cuda *t)
 		CUDA_CHECK(cudaEventDestroy(t->ev_fork));
 		CUDA_CHECK(cudaEventDestroy(t->ev_join));
 	}
+	kn_qkv_tma_free(t->qkv_tma);
 	CUDA_CHECK(cudaFree(t->wbuf));
 	CUDA_CHECK(cudaFree(t->pool));
 	CUDA_CHECK(cudaFree(t->act));
@@ -854,6 +888,8 @@ typedef struct fwd_shape {
 			    * [n_dec, S) the prefill kernel (q_start relative to row n_dec) */
 	int n_vis;         /* vision rows */
 	int n_logits;      /* rows wanting logits (≤ t->max_lrows, else the caller loops) */
+	bool trim;         /* the last layer after its attention for the logit rows alone (then h
+			    * row i is logit row i; run() decides) */
 } fwd_shape;
 
 #define ST(t, field, type) ((type *)((t)->stage_d + (t)->sl.field))
@@ -931,10 +967,10 @@ static void attention(text_cuda *t, const layer16 *lw, const fwd_shape *sh)
 
 /* y (T, N) fp32 = RMSNorm(x; norm_w) · Wᵀ, the q/k/v or the gate/up projection with its norm: on
  * fp16 operands when t->f16, else bf16 (h holds the normed rows either way). */
-static void norm_project(text_cuda *t, float *y, const uint16_t *norm_w, const uint16_t *W, int T,
-			 int N)
+static void norm_project(text_cuda *t, float *y, const float *x, const uint16_t *norm_w,
+			 const uint16_t *W, int T, int N)
 {
-	kn_gemm_f32_rmsnorm_cuda(t->gemm, y, t->h, t->x, norm_w, t->eps, W, T, N, t->D, t->f16,
+	kn_gemm_f32_rmsnorm_cuda(t->gemm, y, t->h, x, norm_w, t->eps, W, T, N, t->D, t->f16,
 				 t->stream);
 }
 
@@ -956,7 +992,10 @@ static void qk_norm_rope(text_cuda *t, const layer16 *lw, int T)
  * decode graphs' steps have no prompt chunks, so attention never forks onto t->side there). */
 static void forward(text_cuda *t, const fwd_shape *sh)
 {
-	const int T = sh->T, D = t->D, F = t->F, hd = t->hd;
+	const int D = t->D, F = t->F, hd = t->hd;
+	int T = sh->T;              /* rows: sh->T, then n_logits after a trim */
+	float *x = t->x;            /* the residual stream: t->x, then the logit rows' copy */
+	uint16_t *att = t->att;
 	const int qkvw = (t->Hq + 2 * t->KV) * hd, qd = t->Hq * hd;
 	cudaStream_t st = t->stream;
 	kn_embedding_cuda(t->x, t->embed, ST(t, ids, int32_t), T, D, st);
@@ -964,44 +1003,81 @@ static void forward(text_cuda *t, const fwd_shape *sh)
 	const size_t vis_plane = (size_t)sh->n_vis * D;
 	if (sh->n_vis)
 		kn_rows_scatter_cuda(t->x, vis, ST(t, vis_idx, int32_t), sh->n_vis, D, st);
+	/* gemm_qkv_tma's rope table, once a step, in the fp32 qkv rows it leaves unused */
+	const bool fused_qkv = T >= t->qkv_tma_min &&
+			       kn_qkv_tma_fits(t->qkv_tma, t->h, t->layers[0].wqkv, T, t->Hq, t->KV,
+					       hd, D);
+	float *rope_cs = t->qkv, *rope_sn = t->qkv + (size_t)T * (hd / 2);
+	if (fused_qkv)
+		kn_rope_table_cuda(rope_cs, rope_sn, ST(t, pos, int32_t), T, hd, t->section,
+				   t->theta, st);
 	PROF(t, EMBED);
 	for (int l = 0; l < t->L; l++) {
 		const layer16 *lw = &t->layers[l];
-		norm_project(t, t->qkv, lw->in_norm, lw->wqkv, T, qkvw);
-		PROF(t, NORM_QKV);
-		qk_norm_rope(t, lw, T);
+		if (fused_qkv) {
+			kn_rmsnorm_f16_cuda(t->h, t->x, lw->in_norm, T, D, t->eps, st);
+			kn_qkv_tma_run(t->qkv_tma, t->q, lw->k_cache, lw->v_cache, t->kv_fp8, t->h,
+				       lw->wqkv, lw->q_norm, lw->k_norm, rope_cs, rope_sn,
+				       ST(t, slot, int32_t), T, t->Hq, t->KV, D, t->eps, 1.0f,
+				       1.0f, st);
+			PROF(t, NORM_QKV);
+		} else {
+			norm_project(t, t->qkv, t->x, lw->in_norm, lw->wqkv, T, qkvw);
+			PROF(t, NORM_QKV);
+			qk_norm_rope(t, lw, T);
+		}
 		PROF(t, QK_ROPE);
 		attention(t, lw, sh);
-		kn_gemm_f32_cuda(t->gemm, t->x, t->att, lw->wo, t->x, T, D, qd, st);
+		if (sh->trim && l == t->L - 1) {
+			/* past its attention the last layer's rows matter only where logits are
+			 * wanted: their x (fp32 rows copied as twice as many 16-bit halves) and att
+			 * rows, in logit order, into the qkv rows, which nothing reads any more */
+			const int32_t *lidx = ST(t, logit_idx, int32_t);
+			float *xl = t->qkv;
+			uint16_t *al = (uint16_t *)(xl + (size_t)sh->n_logits * D);
+			kn_rows_gather_cuda((uint16_t *)xl, (const uint16_t *)t->x, lidx, sh->n_logits,
+					    2 * D, st);
+			kn_rows_gather_cuda(al, t->att, lidx, sh->n_logits, qd, st);
+			x = xl;
+			att = al;
+			T = sh->n_logits;
+		}
+		kn_gemm_f32_cuda(t->gemm, x, att, lw->wo, x, T, D, qd, st);
 		PROF(t, O);
 		if (T > 4 && t->gu_f16) {   /* gu holds fp16 then: half the bytes */
-			kn_rmsnorm_f16_cuda(t->h, t->x, lw->post_norm, T, D, t->eps, st);
+			kn_rmsnorm_f16_cuda(t->h, x, lw->post_norm, T, D, t->eps, st);
 			PROF(t, NORM_POST);
 			/* gate/up and silu·up in one launch where the tuning kept that */
 			kn_gemm_glu_cuda(t->gemm, t->mlp, (uint16_t *)t->gu, t->h, lw->wgu, T, F, D,
 					 st);
 			PROF(t, GATE_UP);
 		} else {
-			norm_project(t, t->gu, lw->post_norm, lw->wgu, T, 2 * F);
+			norm_project(t, t->gu, x, lw->post_norm, lw->wgu, T, 2 * F);
 			PROF(t, GATE_UP);
 			kn_silu_mul_cuda(t->mlp, t->gu, T, F, st);
 		}
 		PROF(t, SILU);
-		kn_gemm_f32_cuda(t->gemm, t->x, t->mlp, lw->wd, t->x, T, D, F, st);
+		kn_gemm_f32_cuda(t->gemm, x, t->mlp, lw->wd, x, T, D, F, st);
 		PROF(t, DOWN);
-		if (l < t->n_ds && sh->n_vis) {
+		if (l < t->n_ds && sh->n_vis) {   /* never the trimmed layer (run() checks) */
 			kn_rows_scatter_add_cuda(t->x, vis + (size_t)(1 + l) * vis_plane,
 						 ST(t, vis_idx, int32_t), sh->n_vis, D, st);
 			PROF(t, DEEPSTACK);
 		}
 	}
-	kn_rmsnorm_cuda(t->h, t->x, t->norm, T, D, t->eps, st);
+	kn_rmsnorm_cuda(t->h, x, t->norm, T, D, t->eps, st);
 	PROF(t, FINAL_NORM);
 }
 
-/* LM head over logit rows [first, first + n) of the step's logit_idx. */
-static void lm_head(text_cuda *t, int first, int n)
+/* LM head over logit rows [first, first + n) of the step's logit_idx; after a trimmed forward
+ * (first 0) h's rows are those rows already, in order. */
+static void lm_head(text_cuda *t, int first, int n, bool trimmed)
 {
+	if (trimmed) {
+		kn_gemm_cuda(t->gemm, t->logits16, t->h, t->lm_head, NULL, n, t->V, t->D,
+			     t->stream);
+		return;
+	}
 	kn_rows_gather_cuda(t->hl, t->h, ST(t, logit_idx, int32_t) + first, n, t->D, t->stream);
 	kn_gemm_cuda(t->gemm, t->logits16, t->hl, t->lm_head, NULL, n, t->V, t->D, t->stream);
 }
@@ -1333,10 +1409,17 @@ static void run(text_cuda *t, const step_info *si)
 	}
 	fwd_shape sh = { .T = (int)si->T, .S = si->n_seqs, .n_dec = si->n_dec,
 			 .n_vis = (int)si->NV, .n_logits = (int)si->NL };
+	/* the last layer's tail for the logit rows alone where they are fewer than the rows (a
+	 * prompt's other positions feed only the KV cache, which that layer's attention has
+	 * written) and fit one LM head pass; never where a deepstack add touches that layer */
+	const size_t qd = (size_t)t->Hq * t->hd, kd = (size_t)t->KV * t->hd;
+	sh.trim = t->trim_tail && si->NL > 0 && si->NL < si->T &&
+		  si->NL <= (size_t)t->max_lrows && (t->L - 1 >= t->n_ds || !si->NV) &&
+		  si->NL * (4 * (size_t)t->D + 2 * qd) <= (size_t)t->lim.max_tokens * (qd + 2 * kd) * 4;
 	step_profile_begin(t->prof, sh.T, sh.n_dec);
 	forward(t, &sh);
 	if (si->NL)
-		lm_head(t, 0, si->NL < (size_t)t->max_lrows ? (int)si->NL : t->max_lrows);
+		lm_head(t, 0, si->NL < (size_t)t->max_lrows ? (int)si->NL : t->max_lrows, sh.trim);
 	PROF(t, LM_HEAD);
 	step_profile_end(t->prof);
 }
@@ -1355,8 +1438,8 @@ int text_cuda_step(text_cuda *t, const backend_seq *seqs, int n_seqs, float *log
 	run(t, &si);
 	for (size_t first = 0; first < si.NL; first += (size_t)t->max_lrows) {
 		int n = si.NL - first < (size_t)t->max_lrows ? (int)(si.NL - first) : t->max_lrows;
-		if (first)
-			lm_head(t, (int)first, n);
+		if (first)   /* (a step of more logit rows than one pass is never trimmed) */
+			lm_head(t, (int)first, n, false);
 		logits_out(t, n, logits + first * t->V);
 	}
 	if (!si.NL)
