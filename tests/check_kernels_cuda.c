@@ -2482,8 +2482,12 @@ int main(void)
 	TCase *tcw = tcase_create("wgmma");
 	tcase_add_test(tcw, test_kernels_cuda_gemm_wgmma);
 	tcase_add_test(tcw, test_kernels_cuda_gemm_glu);
-	tcase_add_test(tcw, test_kernels_cuda_gemm_qkv_tma);
 	suite_add_tcase(s, tcw);
+	/* gemm_qkv_tma, the prompt steps' q/k/v projection with qk_norm_rope (CK_RUN_CASE=qkv_tma:
+	 * alone, e.g. under racecheck, which does not finish the wgmma case's GLU shapes) */
+	TCase *tcq = tcase_create("qkv_tma");
+	tcase_add_test(tcq, test_kernels_cuda_gemm_qkv_tma);
+	suite_add_tcase(s, tcq);
 	/* kn_gemm_f16 (the fp16-output GEMV instance up to 4 rows, cuBLASLt above; the decoder
 	 * calls it above 4 rows) and silu_mul_f16 (CK_RUN_CASE=f16out: these alone, e.g. under
 	 * racecheck) */
