@@ -75,14 +75,24 @@ template <bool FP8> struct qkv_epi {
 	}
 
 	/* acc[4j + 2i + b] is column 8j + 2(l mod 4) + b of row r + 8i; head hh of the tile is
-	 * register groups 16hh .. 16hh + 15, its rope pair of column c (< 64) group + 8. Every
-	 * load of a row (its slot, cos and sin, the heads' norm weights) is issued before its
-	 * first store: the compiler may not move a load above a store that could alias it, and
-	 * loads interleaved with the stores cost an L2 round trip each (~8 µs a tile). */
+	 * register groups 16hh .. 16hh + 15, its rope pair of column c (< 64) group + 8. The
+	 * heads' norm weights are loaded once for both rows, and every load of a row (its slot,
+	 * cos and sin) is issued before its first store: the compiler may not move a load above a
+	 * store that could alias it, and loads interleaved with the stores cost an L2 round trip
+	 * each (~8 µs a tile). */
 	__device__ __forceinline__ void store(const float (&acc)[128], int r, int f0, int M, int F,
 					      int l) const
 	{
 		const int cq = 2 * (l & 3), h0 = f0 / (QT_HD / 2);
+		__nv_bfloat162 wlo[2][8], whi[2][8];   /* columns c, c + 1 and c + 64, c + 65 */
+#pragma unroll
+		for (int j = 0; j < 8; j++)
+#pragma unroll
+			for (int hh = 0; hh < 2; hh++) {
+				const uint16_t *w = h0 + hh >= Hq ? kn : qn;
+				wlo[hh][j] = __ldg((const __nv_bfloat162 *)(w + 8 * j + cq));
+				whi[hh][j] = __ldg((const __nv_bfloat162 *)(w + 8 * j + cq + 64));
+			}
 #pragma unroll
 		for (int i = 0; i < 2; i++) {
 			const int row = r + 8 * i;
@@ -90,18 +100,11 @@ template <bool FP8> struct qkv_epi {
 			const int sl = in ? __ldg(slot + row) : -1;
 			const int rrow = in ? row : 0;   /* rows past M read row 0's table */
 			float2 cv[8], sv[8];
-			__nv_bfloat162 wlo[2][8], whi[2][8];
 #pragma unroll
 			for (int j = 0; j < 8; j++) {
 				const int c = 8 * j + cq;
 				cv[j] = __ldg((const float2 *)(cs + (long)rrow * (QT_HD / 2) + c));
 				sv[j] = __ldg((const float2 *)(sn + (long)rrow * (QT_HD / 2) + c));
-#pragma unroll
-				for (int hh = 0; hh < 2; hh++) {
-					const uint16_t *w = h0 + hh >= Hq ? kn : qn;
-					wlo[hh][j] = __ldg((const __nv_bfloat162 *)(w + c));
-					whi[hh][j] = __ldg((const __nv_bfloat162 *)(w + c + 64));
-				}
 			}
 #pragma unroll
 			for (int hh = 0; hh < 2; hh++) {

@@ -56,6 +56,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <algorithm>
+
 #include "cuda_check.h"
 #include "pdl.cuh"
 #include "wgmma.cuh"
@@ -392,9 +394,7 @@ static void gt_launch(PFN_cuTensorMapEncodeTiled_v12000 encode, int max_ctas, co
 	/* x boxes: shared x's no taller than M rounded up to 8 (TMA's zero fill of rows past M is
 	 * slow: 54 against 26 µs at M = 8 with 64-row boxes; the rows of the tile past the box
 	 * keep stale bytes, which reach only rows past M of the product) */
-	const int xbox = S::SHARE_X ? (GT_BM / S::CL < (M + 7) / 8 * 8 ? GT_BM / S::CL
-									 : (M + 7) / 8 * 8)
-				    : GT_BM;
+	const int xbox = S::SHARE_X ? std::min(GT_BM / S::CL, (M + 7) / 8 * 8) : GT_BM;
 	const CUtensorMap tx = gt_map(encode, x, M, K, xbox), tw = gt_map(encode, W, 2 * F, K, S::BF);
 	const int ctas = S::rows(M) * S::cols(F) * S::CL;
 	gt_config<S> c(ctas < max_ctas ? ctas : max_ctas, stream);

@@ -69,14 +69,7 @@ static void *dev_copy(const void *src, size_t n)
 static void pf_block_table(int32_t *bt, const int *ctx, int n, int max_blocks, int bs, int n_blocks)
 {
 	int32_t *perm = malloc((size_t)n_blocks * sizeof(*perm));
-	for (int i = 0; i < n_blocks; i++)
-		perm[i] = i;
-	for (int i = n_blocks - 1; i > 0; i--) {
-		int j = (int)frand(0.f, (float)i + 0.999f);
-		int32_t t = perm[i];
-		perm[i] = perm[j];
-		perm[j] = t;
-	}
+	kt_shuffled_ids(perm, n_blocks);
 	int next = 0;
 	for (int s = 0; s < n; s++)
 		for (int i = 0; i < max_blocks; i++)

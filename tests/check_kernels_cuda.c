@@ -210,14 +210,7 @@ START_TEST(test_kernels_cuda_rows)
 		fill_bf16(big, nr, -2.f, 2.f);
 		fill_bf16(small, nn, -2.f, 2.f);
 		fill_f32(x, nr, -3.f, 3.f);
-		for (int i = 0; i < R; i++)
-			idx[i] = i;
-		for (int i = R - 1; i > 0; i--) {   /* shuffle: the first n are distinct rows */
-			int j = (int)frand(0.f, (float)i + 0.999f);
-			int32_t t = idx[i];
-			idx[i] = idx[j];
-			idx[j] = t;
-		}
+		kt_shuffled_ids(idx, R);   /* the first n are distinct rows */
 		uint16_t *dbig = dev_bf16(big, nr, 0), *dsmall = dev_bf16(small, nn, 0),
 			 *dg = dev_bf16(NULL, nn, 0);
 		float *dx = dev_f32(NULL, nr, 0);
@@ -415,13 +408,7 @@ START_TEST(test_kernels_cuda_qk_norm_rope)
 			qkv[i] = frand(-3.f, 3.f);
 		fill_bf16(qw, (size_t)hd, 0.5f, 1.5f);
 		fill_bf16(kw, (size_t)hd, 0.5f, 1.5f);
-		for (int b = 0; b < nb; b++)
-			perm[b] = b;
-		for (int b = nb - 1; b > 0; b--) {
-			int o = (int)frand(0.f, (float)b + 0.999f), tmp = perm[b];
-			perm[b] = perm[o];
-			perm[o] = tmp;
-		}
+		kt_shuffled_ids(perm, nb);
 		for (int t = 0; t < T; t++) {
 			slots[t] = perm[t / BS] * BS + t % BS;
 			if (T > 1 && frand(0.f, 1.f) < 0.125f)
@@ -569,13 +556,7 @@ START_TEST(test_kernels_cuda_qk_norm_rope_fp8)
 						bf16_to_f32((uint16_t)((size_t)t * kvd + i));
 		fill_bf16(qw, (size_t)hd, 0.5f, 1.5f);
 		fill_bf16(kw, (size_t)hd, 0.5f, 1.5f);
-		for (int b = 0; b < nb; b++)
-			perm[b] = b;
-		for (int b = nb - 1; b > 0; b--) {
-			int o = (int)frand(0.f, (float)b + 0.999f), tmp = perm[b];
-			perm[b] = perm[o];
-			perm[o] = tmp;
-		}
+		kt_shuffled_ids(perm, nb);
 		for (int t = 0; t < T; t++) {
 			slots[t] = perm[t / BS] * BS + t % BS;
 			if (cs != 0 && T > 1 && frand(0.f, 1.f) < 0.125f)
@@ -679,14 +660,7 @@ static void pa_block_table(int32_t *bt, const int32_t *ctx, int B, int max_block
 			   int n_blocks)
 {
 	int32_t *perm = malloc((size_t)n_blocks * sizeof(*perm));
-	for (int i = 0; i < n_blocks; i++)
-		perm[i] = i;
-	for (int i = n_blocks - 1; i > 0; i--) {
-		int j = (int)frand(0.f, (float)i + 0.999f);
-		int32_t t = perm[i];
-		perm[i] = perm[j];
-		perm[j] = t;
-	}
+	kt_shuffled_ids(perm, n_blocks);
 	int next = 0;
 	for (int b = 0; b < B; b++)
 		for (int i = 0; i < max_blocks; i++)
@@ -1849,13 +1823,7 @@ START_TEST(test_kernels_cuda_gemm_qkv_tma)
 			w[i] = f32_to_f16(frand(-0.05f, 0.05f));
 		fill_bf16(qn, HD, 0.5f, 1.5f);
 		fill_bf16(kw, HD, 0.5f, 1.5f);
-		for (int b = 0; b < nb; b++)
-			perm[b] = b;
-		for (int b = nb - 1; b > 0; b--) {
-			int o = (int)frand(0.f, (float)b + 0.999f), t = perm[b];
-			perm[b] = perm[o];
-			perm[o] = t;
-		}
+		kt_shuffled_ids(perm, nb);
 		for (int t = 0; t < M; t++) {
 			slots[t] = frand(0.f, 1.f) < 0.1f ? -1 : perm[t / BS] * BS + t % BS;
 			for (int a = 0; a < 3; a++)
@@ -1906,11 +1874,12 @@ START_TEST(test_kernels_cuda_gemm_qkv_tma)
 		const double xq = exact_rate(q[1], q[0], nq);
 		size_t kbad = 0, vbad = 0, poison = 0;
 		double kerr = 0, verr = 0, xk = 1, xv = 1;
+		bool *used = calloc((size_t)nslot, 1);
+		for (int r = 0; r < M; r++)
+			if (slots[r] >= 0)
+				used[slots[r]] = true;
 		for (int t = 0; t < nslot; t++) {
-			bool used = false;
-			for (int r = 0; r < M && !used; r++)
-				used = slots[r] == t;
-			for (size_t i = 0; i < (size_t)KV * HD && !used; i++) {
+			for (size_t i = 0; i < (size_t)KV * HD && !used[t]; i++) {
 				const size_t e = (size_t)t * KV * HD + i;
 				const bool p = fp8 ? kc[1][e] == 0xff && vc[1][e] == 0xff
 						   : ((uint16_t *)kc[1])[e] == 0xffff &&
@@ -1918,6 +1887,7 @@ START_TEST(test_kernels_cuda_gemm_qkv_tma)
 				poison += !p;
 			}
 		}
+		free(used);
 		if (fp8) {
 			for (size_t i = 0; i < nc; i++) {
 				kbad += kc[1][i] != kc[0][i];

@@ -1,8 +1,9 @@
 /*
  * kernel_testutil: what the GPU kernel suites (check_kernels_cuda, check_attention_cuda,
  * check_vision_cuda) share to compare a kernel with its plain-C reference: a seeded random
- * stream (each program seeds it once, kt_seed, before its suites run), random bf16 fills, the
- * relative L2 distance of two bf16 arrays, and the median of a set of timings.
+ * stream (each program seeds it once, kt_seed, before its suites run), random bf16 fills, a
+ * random permutation (block ids, rows), the relative L2 distance of two bf16 arrays, and the
+ * median of a set of timings.
  */
 #ifndef QVL_TESTS_KERNEL_TESTUTIL_H
 #define QVL_TESTS_KERNEL_TESTUTIL_H
@@ -32,6 +33,19 @@ static inline void fill_bf16(uint16_t *p, size_t n, float lo, float hi)
 {
 	for (size_t i = 0; i < n; i++)
 		p[i] = f32_to_bf16(frand(lo, hi));
+}
+
+/* p = a random permutation of 0 .. n−1 (Fisher–Yates from the top, one frand a swap). */
+static inline void kt_shuffled_ids(int32_t *p, int n)
+{
+	for (int i = 0; i < n; i++)
+		p[i] = i;
+	for (int i = n - 1; i > 0; i--) {
+		int j = (int)frand(0.f, (float)i + 0.999f);
+		int32_t t = p[i];
+		p[i] = p[j];
+		p[j] = t;
+	}
 }
 
 /* ‖got − ref‖ / max(‖ref‖, floor·sqrt(n)) over n bf16 values: relative L2, except that a
